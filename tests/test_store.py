@@ -1,0 +1,282 @@
+"""The SQLite span store: writing, validation, summaries, search, retention."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from viewer_support import T0_NS, SpanSpec, make_request, new_trace_id, simple_trace
+
+from cvtrace.exceptions import CvtraceConfigError
+from cvtrace.store import (
+    SCHEMA_VERSION,
+    SpanStore,
+    TraceQuery,
+    WriteResult,
+    default_db_path,
+    spans_to_traces_data,
+)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SpanStore]:
+    s = SpanStore(tmp_path / "t.sqlite3", max_spans=0, max_age_s=0)
+    yield s
+    s.close()
+
+
+class TestDefaultPath:
+    def test_env_wins(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+        monkeypatch.setenv("CVTRACE_LOCAL_DB", str(tmp_path / "x.db"))
+        assert default_db_path() == tmp_path / "x.db"
+
+    def test_xdg_data_home(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+        monkeypatch.delenv("CVTRACE_LOCAL_DB", raising=False)
+        monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+        assert default_db_path() == tmp_path / "cvtrace" / "traces.sqlite3"
+
+    def test_home_default(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+        monkeypatch.delenv("CVTRACE_LOCAL_DB", raising=False)
+        monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+        monkeypatch.setenv("HOME", str(tmp_path))
+        assert default_db_path() == tmp_path / ".local/share/cvtrace/traces.sqlite3"
+
+    def test_parent_dirs_created_and_wal(self, tmp_path: Path) -> None:
+        path = tmp_path / "a" / "b" / "t.sqlite3"
+        with SpanStore(path):
+            pass
+        conn = sqlite3.connect(path)
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        conn.close()
+
+
+class TestWrite:
+    def test_roundtrip_is_lossless(self, store: SpanStore) -> None:
+        specs = simple_trace(attrs={"password_hint": "x", "n": 3, "f": 1.5, "b": True})
+        specs[0].events = [("exception", T0_NS + 5, {"exception.type": "ValueError"})]
+        request = make_request(specs)
+        assert store.write_request(request) == WriteResult(3, 0, "")
+        stored = store.get_trace(specs[0].trace_id)
+        assert [s.span.name for s in stored] == ["GET /", "child 0", "child 1"]
+        data = spans_to_traces_data(stored)
+        sent = {
+            s.span_id: s for rs in request.resource_spans for ss in rs.scope_spans for s in ss.spans
+        }
+        got = [s for rs in data.resource_spans for ss in rs.scope_spans for s in ss.spans]
+        assert {s.span_id: s for s in got} == sent
+        assert data.resource_spans[0].resource == request.resource_spans[0].resource
+        assert data.resource_spans[0].scope_spans[0].scope.name == "tests"
+        assert stored[0].service == "svc"
+
+    def test_invalid_spans_rejected_valid_kept(self, store: SpanStore) -> None:
+        trace_id = new_trace_id()
+        specs = [
+            SpanSpec("ok", trace_id),
+            SpanSpec("short trace", b"\x01" * 8),
+            SpanSpec("zero trace", bytes(16)),
+            SpanSpec("short span", trace_id, span_id=b"\x01\x02"),
+            SpanSpec("zero span", trace_id, span_id=bytes(8)),
+            SpanSpec("bad parent", trace_id, parent_span_id=b"\x01" * 3),
+        ]
+        result = store.write_request(make_request(specs))
+        assert result.accepted_spans == 1
+        assert result.rejected_spans == 5
+        assert "all-zero trace id" in result.error_message
+        assert "span id that is not 8 bytes" in result.error_message
+        assert [s.span.name for s in store.get_trace(trace_id)] == ["ok"]
+        assert store.span_count() == 1
+
+    def test_all_invalid_changes_nothing(self, store: SpanStore, tmp_path: Path) -> None:
+        result = store.write_request(make_request([SpanSpec("bad", bytes(16))]))
+        assert result == WriteResult(0, 1, result.error_message)
+        assert store.span_count() == 0
+        assert store.trace_count() == 0
+
+    def test_duplicates_are_stored_once(self, store: SpanStore) -> None:
+        specs = simple_trace(children=3)
+        store.write_request(make_request(specs[:2]))
+        # resend one old span with the rest; and one span twice in one request
+        store.write_request(make_request([specs[1], specs[2], specs[3], specs[3]]))
+        summary = store.get_summary(specs[0].trace_id)
+        assert summary is not None
+        assert summary.span_count == 4
+        assert store.span_count() == 4
+        assert len(store.get_trace(specs[0].trace_id)) == 4
+
+    def test_summary_merges_batches_root_last(self, store: SpanStore) -> None:
+        specs = simple_trace(children=2, child_service="db", error=False)
+        specs[2].error = True
+        store.write_request(make_request(specs[1:]))  # children first, as SDKs do
+        summary = store.get_summary(specs[0].trace_id)
+        assert summary is not None
+        assert not summary.has_root
+        assert summary.root_name == "child 0"
+        store.write_request(make_request(specs[:1]))
+        summary = store.get_summary(specs[0].trace_id)
+        assert summary is not None
+        assert summary.has_root
+        assert (summary.root_name, summary.root_service) == ("GET /", "svc")
+        assert summary.span_count == 3
+        assert summary.error_count == 1
+        assert summary.services == {"svc": 1, "db": 2}
+        assert summary.start_ns == T0_NS
+        assert summary.duration_ns == 10_000_000
+
+    def test_sdk_spans_through_encoder(self, store: SpanStore) -> None:
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider(resource=Resource.create({"service.name": "sdk-app"}))
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        tracer = provider.get_tracer("t")
+        with tracer.start_as_current_span("outer"), tracer.start_as_current_span("inner"):
+            pass
+        provider.shutdown()
+        spans = exporter.get_finished_spans()
+        assert store.write_request(encode_spans(spans)).accepted_spans == 2
+        assert store.services() == ["sdk-app"]
+        assert store.operations("sdk-app") == ["inner", "outer"]
+        (summary,) = store.search(TraceQuery(service="sdk-app"))
+        assert summary.root_name == "outer"
+
+    def test_concurrent_writers_two_stores(self, tmp_path: Path) -> None:
+        path = tmp_path / "shared.sqlite3"
+        stores = [SpanStore(path, max_spans=0), SpanStore(path, max_spans=0)]
+        errors: list[BaseException] = []
+
+        def work(s: SpanStore) -> None:
+            try:
+                for _ in range(30):
+                    s.write_request(make_request(simple_trace(service="w")))
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(s,)) for s in stores]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert stores[0].span_count() == 180
+        assert stores[1].trace_count() == 60
+        for s in stores:
+            s.close()
+
+    def test_newer_schema_refused(self, tmp_path: Path) -> None:
+        path = tmp_path / "future.sqlite3"
+        conn = sqlite3.connect(path)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+        conn.close()
+        with pytest.raises(CvtraceConfigError, match="newer than this cvtrace"):
+            SpanStore(path)
+
+
+class TestSearch:
+    @pytest.fixture
+    def filled(self, store: SpanStore) -> SpanStore:
+        for i in range(30):
+            store.write_request(
+                make_request(
+                    simple_trace(
+                        service="web" if i % 3 else "api",
+                        start_ns=T0_NS + i * 1_000_000_000,
+                        root_name="GET /a" if i % 2 else "GET /b",
+                        error=i % 5 == 0,
+                        attrs={
+                            "http.response.status_code": 500 if i % 5 == 0 else 200,
+                            "custom.key": f"v{i}",
+                        },
+                    )
+                )
+            )
+        return store
+
+    def test_services_and_operations(self, filled: SpanStore) -> None:
+        assert filled.services() == ["api", "web"]
+        assert filled.operations("api") == ["GET /a", "GET /b", "child 0", "child 1"]
+        assert filled.operations("nope") == []
+
+    def test_newest_first_and_limit(self, filled: SpanStore) -> None:
+        results = filled.search(TraceQuery(limit=5))
+        assert len(results) == 5
+        starts = [r.start_ns for r in results]
+        assert starts == sorted(starts, reverse=True)
+        assert starts[0] == T0_NS + 29 * 1_000_000_000
+
+    def test_service_and_operation(self, filled: SpanStore) -> None:
+        results = filled.search(TraceQuery(service="api", operation="GET /b", limit=100))
+        # api: i % 3 == 0; GET /b: i even -> i in 0, 6, 12, 18, 24
+        assert len(results) == 5
+        assert all(r.root_service == "api" and r.root_name == "GET /b" for r in results)
+        assert filled.search(TraceQuery(service="nope")) == []
+        assert filled.search(TraceQuery(service="api", operation="nope")) == []
+
+    def test_indexed_tags(self, filled: SpanStore) -> None:
+        results = filled.search(TraceQuery(tags={"http.response.status_code": "500"}, limit=100))
+        assert len(results) == 6
+        assert all(r.error_count == 1 for r in results)
+        both = filled.search(
+            TraceQuery(service="web", tags={"error": "true", "host.name": "box"}, limit=100)
+        )
+        assert {r.root_service for r in both} == {"web"}
+        assert len(both) == 4  # i in 5, 10, 20, 25
+
+    def test_unindexed_tag_scans(self, filled: SpanStore) -> None:
+        (result,) = filled.search(TraceQuery(tags={"custom.key": "v7"}))
+        assert result.start_ns == T0_NS + 7 * 1_000_000_000
+
+    def test_duration_time_and_errors(self, filled: SpanStore) -> None:
+        assert len(filled.search(TraceQuery(min_duration_ns=10_000_000, limit=100))) == 30
+        assert filled.search(TraceQuery(min_duration_ns=10_000_001)) == []
+        assert len(filled.search(TraceQuery(max_duration_ns=10_000_000, limit=100))) == 30
+        window = TraceQuery(
+            start_min_ns=T0_NS + 10 * 1_000_000_000, start_max_ns=T0_NS + 19 * 1_000_000_000
+        )
+        window.limit = 100
+        assert len(filled.search(window)) == 10
+        assert len(filled.search(TraceQuery(errors_only=True, limit=100))) == 6
+
+
+class TestRetention:
+    def test_max_spans_deletes_oldest_whole_traces(self, tmp_path: Path) -> None:
+        with SpanStore(tmp_path / "r.sqlite3", max_spans=30, max_age_s=0) as store:
+            traces = [simple_trace(start_ns=T0_NS + i) for i in range(12)]  # 3 spans each
+            for specs in traces:
+                store.write_request(make_request(specs))
+            assert store.span_count() <= 30
+            assert store.span_count() % 3 == 0
+            remaining = set(store.iter_trace_ids())
+            assert traces[-1][0].trace_id in remaining
+            assert traces[0][0].trace_id not in remaining
+            for trace_id in remaining:
+                assert len(store.get_trace(trace_id)) == 3
+            # search tables were cleaned too
+            assert len(store.search(TraceQuery(service="svc", limit=100))) == len(remaining)
+
+    def test_max_spans_from_env(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+        monkeypatch.setenv("CVTRACE_VIEWER_MAX_SPANS", "5")
+        with SpanStore(tmp_path / "e.sqlite3") as store:
+            assert store.max_spans == 5
+        monkeypatch.setenv("CVTRACE_VIEWER_MAX_SPANS", "lots")
+        with pytest.raises(CvtraceConfigError, match="CVTRACE_VIEWER_MAX_SPANS: 'lots'"):
+            SpanStore(tmp_path / "e.sqlite3")
+
+    def test_max_age(self, tmp_path: Path) -> None:
+        import time
+
+        now = time.time_ns()
+        with SpanStore(tmp_path / "a.sqlite3", max_spans=0, max_age_s=3600) as store:
+            old = simple_trace(start_ns=now - 7200 * 10**9)
+            new = simple_trace(start_ns=now - 60 * 10**9)
+            store.write_request(make_request(old))
+            store.write_request(make_request(new))
+            store.enforce_retention()
+            assert list(store.iter_trace_ids()) == [new[0].trace_id]
+            assert store.span_count() == 3
