@@ -1,0 +1,326 @@
+"""``init()`` and ``shutdown()``, and the one place cvtrace keeps global state.
+
+``init()`` decides from arguments and environment whether tracing is on. When it is
+not, it installs nothing and patches nothing: the app runs as if cvtrace were absent.
+When it is, it builds the resource, one :class:`~cvtrace.processor.ExportingSpanProcessor`
+feeding every configured exporter, the tracer provider, and instruments the apps and
+engines it is given, plus ``requests`` and logging. Spans are flushed at interpreter
+exit and on SIGTERM; forked workers restart the export thread and fix ``process.pid``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import dataclasses
+import logging
+import os
+import signal
+import socket
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from importlib import metadata
+from types import FrameType
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.sdk.resources import OTELResourceDetector, Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SpanExporter
+
+from . import config, instrumentation
+from .exceptions import CvtraceConfigError
+from .exporters import create_exporters
+from .noise import ExcludedUrls
+from .processor import ExportingSpanProcessor, ExportStats
+from .scrubbing import Scrubber
+
+logger = logging.getLogger(__name__)
+
+_NO_STATS = ExportStats(0, 0, 0, 0, 0)
+
+
+@dataclass(eq=False)
+class Handle:
+    """What :func:`init` installed; ``enabled`` is False when tracing is off."""
+
+    settings: config.Settings
+    """The resolved settings."""
+    provider: TracerProvider | None = None
+    """The tracer provider, when tracing is on."""
+    processor: ExportingSpanProcessor | None = None
+    """The span processor feeding the exporters, when tracing is on."""
+    apps: list[Any] = field(default_factory=list)
+    """Flask apps instrumented."""
+    engines: list[Any] = field(default_factory=list)
+    """SQLAlchemy engines instrumented."""
+    arguments: dict[str, Any] = field(default_factory=dict)
+    """The settings arguments ``init()`` was called with, to spot a differing second call."""
+    is_shut_down: bool = False
+    """Whether :meth:`shutdown` ran."""
+
+    @property
+    def enabled(self) -> bool:
+        """Whether spans are made and exported."""
+        return self.provider is not None and not self.is_shut_down
+
+    def force_flush(self, timeout_s: float = 30.0) -> bool:
+        """Export every span ended so far; return whether it finished within ``timeout_s``."""
+        if self.processor is None or self.is_shut_down:
+            return True
+        return self.processor.force_flush(int(timeout_s * 1000))
+
+    def shutdown(self) -> None:
+        """Flush within ``CVTRACE_SHUTDOWN_TIMEOUT`` and stop exporting. Idempotent."""
+        if self.is_shut_down:
+            return
+        self.is_shut_down = True
+        if self.processor is not None:
+            self.processor.shutdown(self.settings.shutdown_timeout_s)
+
+    def stats(self) -> ExportStats:
+        """Counts of spans ended, exported, dropped and failed in this process."""
+        return self.processor.stats() if self.processor is not None else _NO_STATS
+
+
+class _State:
+    """The global state department: the one installed handle."""
+
+    handle: Handle | None = None
+    capture_exporter: SpanExporter | None = None
+    """Set by :mod:`cvtrace.testing`: replaces the configured exporters."""
+    lock = threading.RLock()
+
+
+_state = _State()
+
+
+def init(
+    app: Any | Iterable[Any] | None = None,
+    engine: Any | Iterable[Any] | None = None,
+    *,
+    service_name: str | None = None,
+    service_version: str | None = None,
+    environment: str | None = None,
+    exporters: Iterable[str] | str | bool | None = None,
+    exclude_urls: Iterable[str] | str | bool | None = None,
+    scrub: bool | None = None,
+    scrub_patterns: Iterable[str] | str | None = None,
+    log_correlation: bool | None = None,
+    local_db: str | os.PathLike[str] | None = None,
+    jaeger_endpoint: str | None = None,
+    shutdown_timeout_s: float | None = None,
+) -> Handle:
+    """Trace a Flask + SQLAlchemy app, if an exporter is configured.
+
+    Every argument left ``None`` falls back to its environment variable, then to its
+    default (the table in :mod:`cvtrace.config` and the README).
+
+    Args:
+        app: a Flask app, or several.
+        engine: a SQLAlchemy engine, or several.
+        service_name: ``service.name``; else ``OTEL_SERVICE_NAME``, else the app's name.
+        service_version: ``service.version`` (``CVTRACE_SERVICE_VERSION``).
+        environment: ``deployment.environment.name`` (``CVTRACE_ENVIRONMENT``).
+        exporters: names among otlp, jaeger, newrelic, local, console, none
+            (``CVTRACE_EXPORTERS``); ``False`` or ``"none"`` turns tracing off.
+        exclude_urls: paths that make no spans (``CVTRACE_EXCLUDE_URLS``).
+        scrub: redact secrets before export (``CVTRACE_SCRUB``, default on).
+        scrub_patterns: extra sensitive-key patterns (``CVTRACE_SCRUB_PATTERNS``).
+        log_correlation: add trace ids to log records (``CVTRACE_LOG_CORRELATION``).
+        local_db: the ``local`` exporter's SQLite file (``CVTRACE_LOCAL_DB``).
+        jaeger_endpoint: the ``jaeger`` exporter's endpoint (``CVTRACE_JAEGER_ENDPOINT``).
+        shutdown_timeout_s: time budget of the final flush (``CVTRACE_SHUTDOWN_TIMEOUT``).
+
+    Returns:
+        The installed handle; a second call returns the same one, instrumenting any
+        new app or engine it is given but never adding exporters.
+
+    Raises:
+        CvtraceConfigError: a setting is unusable; the message says which and how to fix it.
+    """
+    arguments: dict[str, Any] = {
+        "service_name": service_name,
+        "service_version": service_version,
+        "environment": environment,
+        "exporters": _exporters_argument(exporters),
+        "exclude_urls": exclude_urls,
+        "scrub": scrub,
+        "scrub_patterns": scrub_patterns,
+        "log_correlation": log_correlation,
+        "local_db": os.fspath(local_db) if local_db is not None else None,
+        "jaeger_endpoint": jaeger_endpoint,
+        "shutdown_timeout_s": shutdown_timeout_s,
+    }
+    apps, engines = _as_list(app), _as_list(engine)
+    with _state.lock:
+        installed = _state.handle
+        if installed is not None and not installed.is_shut_down:
+            if arguments != installed.arguments:
+                logger.warning(
+                    "cvtrace.init() was already called with other settings; keeping those"
+                )
+            _instrument(installed, apps, engines)
+            return installed
+        settings = config.resolve(arguments)
+        if _state.capture_exporter is not None:
+            settings = dataclasses.replace(settings, exporters=("capture",), disabled_reason="")
+        if not settings.enabled:
+            logger.info(
+                "cvtrace: tracing is off (%s); set CVTRACE_EXPORTERS (otlp, jaeger, newrelic, "
+                "local, console) or OTEL_EXPORTER_OTLP_ENDPOINT to turn it on",
+                settings.disabled_reason,
+            )
+            return Handle(settings, arguments=arguments)
+        handle = _install(settings, arguments, apps)
+        _instrument(handle, apps, engines)
+        _state.handle = handle
+        return handle
+
+
+def shutdown() -> None:
+    """Flush and stop the installed handle, if any."""
+    handle = _state.handle
+    if handle is not None:
+        handle.shutdown()
+
+
+def get_handle() -> Handle | None:
+    """The installed handle, or ``None`` when :func:`init` has not turned tracing on."""
+    return _state.handle
+
+
+def _install(settings: config.Settings, arguments: dict[str, Any], apps: list[Any]) -> Handle:
+    scrubber = Scrubber(settings.scrub_patterns) if settings.scrub else None
+    exporters = (
+        [_state.capture_exporter]
+        if _state.capture_exporter is not None
+        else create_exporters(settings)
+    )
+    resource = _build_resource(settings, apps)
+    if scrubber is not None:
+        resource = scrubber.scrub_resource(resource)
+    processor = ExportingSpanProcessor(exporters, scrubber, settings.batch)
+    provider = TracerProvider(resource=resource, shutdown_on_exit=False)
+    provider.add_span_processor(processor)
+    _keep_pid_current(resource)
+    trace.set_tracer_provider(provider)
+    instrumentation.opt_in_to_stable_semconv()
+    instrumentation.instrument_requests(provider)
+    if settings.log_correlation:
+        instrumentation.instrument_logging(provider)
+    handle = Handle(settings, provider, processor, arguments=arguments)
+    _register_exit_hooks()
+    logger.info(
+        "cvtrace: tracing %s to %s",
+        resource.attributes.get("service.name"),
+        ", ".join(settings.exporters),
+    )
+    return handle
+
+
+def _instrument(handle: Handle, apps: list[Any], engines: list[Any]) -> None:
+    if handle.provider is None:
+        return
+    excluded = ExcludedUrls(handle.settings.exclude_urls)
+    for app in apps:
+        if app not in handle.apps:
+            instrumentation.instrument_flask(app, handle.provider, excluded)
+            handle.apps.append(app)
+    new_engines = [engine for engine in engines if engine not in handle.engines]
+    if new_engines:
+        handle.engines.extend(new_engines)
+        instrumentation.instrument_engines(handle.engines, handle.provider)
+
+
+def _build_resource(settings: config.Settings, apps: list[Any]) -> Resource:
+    from_env = OTELResourceDetector().detect().attributes
+    attributes: dict[str, Any] = {
+        "host.name": socket.gethostname(),
+        "process.pid": os.getpid(),
+    }
+    if settings.service_name:
+        attributes["service.name"] = settings.service_name
+    elif not os.environ.get("OTEL_SERVICE_NAME") and "service.name" not in from_env and apps:
+        attributes["service.name"] = apps[0].name
+    version = settings.service_version or (
+        None if "service.version" in from_env else _package_version(apps)
+    )
+    if version:
+        attributes["service.version"] = version
+    if settings.environment:
+        attributes["deployment.environment.name"] = settings.environment
+    return Resource.create(attributes)
+
+
+def _package_version(apps: list[Any]) -> str | None:
+    """The installed version of the distribution that holds the first app's package."""
+    if not apps:
+        return None
+    top_level = str(getattr(apps[0], "import_name", "")).split(".")[0]
+    for distribution in metadata.packages_distributions().get(top_level, []):
+        try:
+            return metadata.version(distribution)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def _keep_pid_current(resource: Resource) -> None:
+    """Make ``process.pid`` right in forked children (gunicorn workers).
+
+    Every tracer holds the provider's one resource object, so the child updates that
+    object in place rather than rebuilding tracers the instrumentors already hold.
+    """
+
+    def after_fork_in_child() -> None:
+        attributes = dict(resource.attributes)
+        attributes["process.pid"] = os.getpid()
+        resource._attributes = BoundedAttributes(attributes=attributes)
+
+    os.register_at_fork(after_in_child=after_fork_in_child)
+
+
+_exit_hooks_registered = False
+
+
+def _register_exit_hooks() -> None:
+    """Flush at interpreter exit and on SIGTERM (then end as the process would have)."""
+    global _exit_hooks_registered
+    if _exit_hooks_registered:
+        return
+    _exit_hooks_registered = True
+    atexit.register(shutdown)
+    if threading.current_thread() is not threading.main_thread():
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is signal.SIG_IGN:
+        return
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        shutdown()
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+        if callable(previous):
+            previous(signum, frame)
+        else:
+            os.kill(os.getpid(), signum)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def _as_list(value: Any | Iterable[Any] | None) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple, set)):
+        return list(value)
+    return [value]
+
+
+def _exporters_argument(exporters: Iterable[str] | str | bool | None) -> Any:
+    if exporters is False:
+        return ("none",)
+    if exporters is True:
+        msg = "exporters=True: name the exporters, e.g. exporters=['otlp']"
+        raise CvtraceConfigError(msg)
+    return exporters

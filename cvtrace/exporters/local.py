@@ -1,0 +1,68 @@
+"""``local``: spans into the viewer's SQLite store, on this machine.
+
+The exporter encodes spans as an OTLP request and writes it through
+:meth:`cvtrace.store.SpanStore.write_request`, the same path the viewer's OTLP
+receiver takes, so spans stored either way are stored identically. The file is
+``CVTRACE_LOCAL_DB``, by default the one ``cvtrace view`` opens. The store is opened
+on first export in each process (a SQLite connection must not cross a fork). Only
+the span processor's worker thread calls :meth:`LocalSpanExporter.export`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from ..store import SpanStore, default_db_path
+
+logger = logging.getLogger(__name__)
+
+
+class LocalSpanExporter(SpanExporter):
+    """Write spans into a SQLite span store.
+
+    Args:
+        path: the store's file; ``None`` for :func:`cvtrace.store.default_db_path`.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path = Path(path) if path is not None else default_db_path()
+        self._store: SpanStore | None = None
+        self._store_pid = 0
+        self.last_error = ""
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        """Store the spans in one transaction."""
+        request = encode_spans(spans)
+        try:
+            result = self._open().write_request(request)
+        except Exception as error:  # sqlite3 errors, a full disk, a locked file
+            self.last_error = f"{type(error).__name__}: {error}"
+            logger.debug("writing spans to %s failed", self.path, exc_info=True)
+            return SpanExportResult.FAILURE
+        if result.rejected_spans:
+            self.last_error = result.error_message
+            return SpanExportResult.FAILURE
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        """Close the store."""
+        if self._store is not None and self._store_pid == os.getpid():
+            self._store.close()
+        self._store = None
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Every export is committed before it returns."""
+        return True
+
+    def _open(self) -> SpanStore:
+        if self._store is None or self._store_pid != os.getpid():
+            self._store = SpanStore(self.path)
+            self._store_pid = os.getpid()
+        return self._store

@@ -1,0 +1,205 @@
+"""Scrubbing: secrets never leave the process, whatever the exporter.
+
+A span is scrubbed once, in the export thread, before any exporter sees it:
+
+- the value of an attribute whose key looks sensitive (password, secret, token, api key,
+  auth, cookie, session, csrf, credit card, and ``CVTRACE_SCRUB_PATTERNS``) becomes
+  ``[REDACTED]``, on spans, their events and links, and on the resource;
+- in URLs and query strings (``url.full``, ``url.query``, ``http.url``, ``http.target``)
+  only the values of sensitive parameters, and any password in the user-info part, are
+  redacted; the rest of the URL is kept;
+- string and number literals in SQL (``db.query.text``, ``db.statement``) become ``?``.
+
+Keys are classified once and remembered, so a span whose attributes are all ordinary
+costs a dictionary lookup per attribute.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from functools import lru_cache
+
+from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.trace import Link
+from opentelemetry.util.types import AttributeValue
+
+from .exceptions import CvtraceConfigError
+
+REDACTED = "[REDACTED]"
+
+#: Attribute keys whose values are secrets, matched anywhere in the lower-cased key.
+SENSITIVE_KEY_PATTERNS = (
+    r"passw(?:or)?d",
+    r"pwd",
+    r"secret",
+    r"token(?!s)",  # "token", "x-auth-token", not "input_tokens"
+    r"api[-_.]?key",
+    r"auth(?!or)",  # "auth", "authorization", "oauth", not "author"
+    r"cookie",
+    r"session",
+    r"csrf",
+    r"xsrf",
+    r"credit[-_.]?card",
+    r"card[-_.]?number",
+    r"cvv",
+)
+
+URL_KEYS = frozenset({"url.full", "url.query", "http.url", "http.target"})
+SQL_KEYS = frozenset({"db.query.text", "db.statement"})
+
+_PLAIN, _SENSITIVE, _URL, _SQL = range(4)
+
+_SQL_STRING = r"'(?:[^']|'')*'"
+_SQL_NUMBER = r"(?<![\w.$?:@])-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?(?![\w])"
+_SQL_LITERAL = re.compile(f"{_SQL_STRING}|{_SQL_NUMBER}")
+_URL_USERINFO = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://[^/@:?#]*):[^/@?#]*@")
+
+
+@lru_cache(maxsize=2048)
+def scrub_sql(statement: str) -> str:
+    """Replace the string and number literals in a SQL statement with ``?``."""
+    return _SQL_LITERAL.sub("?", statement)
+
+
+class Scrubber:
+    """Redact secrets from spans and resources.
+
+    Args:
+        extra_patterns: more regular expressions for sensitive attribute keys and
+            query parameters (``CVTRACE_SCRUB_PATTERNS``), matched case-insensitively.
+
+    Raises:
+        CvtraceConfigError: a pattern is not a valid regular expression.
+    """
+
+    def __init__(self, extra_patterns: Iterable[str] = ()) -> None:
+        patterns = list(SENSITIVE_KEY_PATTERNS)
+        for pattern in extra_patterns:
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                msg = (
+                    f"CVTRACE_SCRUB_PATTERNS: {pattern!r} is not a regular expression "
+                    f"({error}); fix or remove it"
+                )
+                raise CvtraceConfigError(msg) from None
+            patterns.append(f"(?:{pattern})")
+        self._sensitive = re.compile("|".join(patterns), re.IGNORECASE)
+        self._query_param = re.compile(r"(^|[?&;])([^=&;#]*)=([^&;#]*)")
+        self._kinds: dict[str, int] = {}
+
+    def is_sensitive_key(self, key: str) -> bool:
+        """Whether the value of attribute ``key`` is redacted."""
+        return self._kind(key) == _SENSITIVE
+
+    def scrub_url(self, url: str) -> str:
+        """Redact sensitive query parameters' values and a user-info password."""
+        url = _URL_USERINFO.sub(rf"\1:{REDACTED}@", url)
+        if "=" not in url:
+            return url
+        return self._query_param.sub(self._redact_param, url)
+
+    def scrub_attributes(
+        self, attributes: Mapping[str, AttributeValue] | None
+    ) -> dict[str, AttributeValue] | None:
+        """Return scrubbed attributes, or ``None`` when nothing needed changing."""
+        if not attributes:
+            return None
+        changed: dict[str, AttributeValue] | None = None
+        for key, value in attributes.items():
+            kind = self._kind(key)
+            if kind == _PLAIN:
+                continue
+            new_value = self._scrub_value(kind, value)
+            if new_value != value:
+                if changed is None:
+                    changed = dict(attributes)
+                changed[key] = new_value
+        return changed
+
+    def scrub_span(self, span: ReadableSpan) -> ReadableSpan:
+        """Return ``span`` itself when clean, else a scrubbed copy."""
+        attributes = self.scrub_attributes(span.attributes)
+        events = self._scrub_events(span.events)
+        links = self._scrub_links(span.links)
+        if attributes is None and events is None and links is None:
+            return span
+        new_attributes: Mapping[str, AttributeValue] | None = span.attributes
+        if attributes is not None:
+            bounded = BoundedAttributes(attributes=attributes, immutable=False)
+            bounded.dropped = span.dropped_attributes
+            new_attributes = bounded
+        return ReadableSpan(
+            name=span.name,
+            context=span.context,
+            parent=span.parent,
+            resource=span.resource,
+            attributes=new_attributes,
+            events=span.events if events is None else events,
+            links=span.links if links is None else links,
+            kind=span.kind,
+            status=span.status,
+            start_time=span.start_time,
+            end_time=span.end_time,
+            instrumentation_scope=span.instrumentation_scope,
+        )
+
+    def scrub_resource(self, resource: Resource) -> Resource:
+        """Return the resource with sensitive attribute values redacted."""
+        attributes = self.scrub_attributes(resource.attributes)
+        if attributes is None:
+            return resource
+        return Resource(attributes, resource.schema_url)
+
+    def _kind(self, key: str) -> int:
+        kind = self._kinds.get(key)
+        if kind is None:
+            if key in URL_KEYS:
+                kind = _URL
+            elif key in SQL_KEYS:
+                kind = _SQL
+            elif self._sensitive.search(key):
+                kind = _SENSITIVE
+            else:
+                kind = _PLAIN
+            if len(self._kinds) < 10_000:  # bound the memo against unbounded key sets
+                self._kinds[key] = kind
+        return kind
+
+    def _scrub_value(self, kind: int, value: AttributeValue) -> AttributeValue:
+        if kind == _SENSITIVE:
+            return REDACTED
+        if not isinstance(value, str):
+            return value
+        if kind == _URL:
+            return self.scrub_url(value)
+        return scrub_sql(value)
+
+    def _redact_param(self, match: re.Match[str]) -> str:
+        separator, name, value = match.groups()
+        if value and self._sensitive.search(name):
+            return f"{separator}{name}={REDACTED}"
+        return match.group(0)
+
+    def _scrub_events(self, events: Sequence[Event]) -> list[Event] | None:
+        changed: list[Event] | None = None
+        for index, event in enumerate(events):
+            attributes = self.scrub_attributes(event.attributes)
+            if attributes is not None:
+                if changed is None:
+                    changed = list(events)
+                changed[index] = Event(event.name, attributes, event.timestamp)
+        return changed
+
+    def _scrub_links(self, links: Sequence[Link]) -> list[Link] | None:
+        changed: list[Link] | None = None
+        for index, link in enumerate(links):
+            attributes = self.scrub_attributes(link.attributes)
+            if attributes is not None:
+                if changed is None:
+                    changed = list(links)
+                changed[index] = Link(link.context, attributes)
+        return changed
