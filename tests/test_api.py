@@ -1,0 +1,181 @@
+"""cvtrace.init(): off by default, standard variables, idempotence, the resource."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+
+import pytest
+import requests
+import sqlalchemy as sa
+import wrapt
+from opentelemetry import trace
+
+import cvtrace
+from cvtrace.testing import CapturedSpans
+from tests.sample_app import create_app, create_engine
+
+
+def _is_patched(function: object) -> bool:
+    """Whether OpenTelemetry's instrumentors (which patch with wrapt) replaced it."""
+    return isinstance(function, wrapt.ObjectProxy)
+
+
+class TestDefaultIsOff:
+    def test_no_exporter_means_nothing_installed_or_patched(
+        self, clean_env: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        engine = create_engine()
+        app = create_app(engine)
+        wsgi_app = app.wsgi_app
+        record_factory = logging.getLogRecordFactory()
+        caplog.set_level(logging.INFO, logger="cvtrace")
+
+        handle = cvtrace.init(app=app, engine=engine)
+
+        assert handle.enabled is False
+        assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+        assert app.wsgi_app == wsgi_app
+        assert app.before_request_funcs == {}
+        assert not engine.dispatch.before_cursor_execute
+        assert not _is_patched(sa.create_engine)
+        assert not _is_patched(requests.Session.send)
+        assert logging.getLogRecordFactory() is record_factory
+        info = [r.getMessage() for r in caplog.records if r.name.startswith("cvtrace")]
+        assert len(info) == 1
+        assert "tracing is off" in info[0]
+        assert "CVTRACE_EXPORTERS" in info[0]
+        assert app.test_client().get("/users/1").json == {"id": 1, "name": "ada"}
+        assert handle.force_flush() is True
+        assert handle.stats().spans_ended == 0
+
+    @pytest.mark.parametrize(
+        ("variable", "value", "enabled"),
+        [
+            ("OTEL_TRACES_EXPORTER", "none", False),
+            ("OTEL_TRACES_EXPORTER", "console", True),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9", True),
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://127.0.0.1:9/v1/traces", True),
+            ("CVTRACE_EXPORTERS", "none", False),
+            ("CVTRACE_EXPORTERS", "console", True),
+        ],
+    )
+    def test_what_turns_tracing_on(
+        self, clean_env: pytest.MonkeyPatch, variable: str, value: str, enabled: bool
+    ) -> None:
+        clean_env.setenv(variable, value)
+        handle = cvtrace.init()
+        assert handle.enabled is enabled
+        cvtrace.shutdown()
+
+    def test_sdk_disabled_always_wins(self, clean_env: pytest.MonkeyPatch) -> None:
+        clean_env.setenv("OTEL_SDK_DISABLED", "true")
+        clean_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+        handle = cvtrace.init(exporters=["console"])
+        assert handle.enabled is False
+        assert "OTEL_SDK_DISABLED" in handle.settings.disabled_reason
+
+    def test_argument_beats_environment(self, clean_env: pytest.MonkeyPatch) -> None:
+        clean_env.setenv("CVTRACE_EXPORTERS", "console")
+        assert cvtrace.init(exporters=False).enabled is False
+        clean_env.setenv("CVTRACE_EXPORTERS", "none")
+        handle = cvtrace.init(exporters="console")
+        assert handle.settings.exporters == ("console",)
+
+    def test_unknown_exporter_names_setting_value_and_choices(
+        self, clean_env: pytest.MonkeyPatch
+    ) -> None:
+        clean_env.setenv("CVTRACE_EXPORTERS", "otlp,jeager")
+        with pytest.raises(cvtrace.CvtraceConfigError) as error:
+            cvtrace.init()
+        assert str(error.value) == (
+            "CVTRACE_EXPORTERS: unknown exporter 'jeager'; "
+            "expected one of otlp, jaeger, newrelic, local, console, none"
+        )
+
+
+class TestIdempotence:
+    def test_second_init_returns_the_same_handle_and_one_exporter(
+        self, clean_env: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        first = cvtrace.init(exporters=["console"])
+        second = cvtrace.init(exporters=["console"])
+        assert second is first
+        assert first.processor is not None
+        assert len(first.processor._exporters) == 1
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+        third = cvtrace.init(exporters=["console", "local"])
+        assert third is first
+        assert len(first.processor._exporters) == 1
+        assert any("already called with other settings" in r.getMessage() for r in caplog.records)
+
+    def test_second_init_instruments_a_new_app_with_the_same_provider(
+        self, cvtrace_spans: CapturedSpans
+    ) -> None:
+        engine = create_engine()
+        first_app, second_app = create_app(engine), create_app(engine)
+        cvtrace.init(app=first_app, engine=engine)
+        cvtrace.init(app=second_app, engine=engine)
+        first_app.test_client().get("/users/1")
+        second_app.test_client().get("/users/2")
+        spans = cvtrace_spans.spans
+        assert [s.name for s in spans].count("GET /users/<int:user_id>") == 2
+        assert sum("db.system.name" in (s.attributes or {}) for s in spans) == 2
+
+    def test_several_apps_and_engines_at_once(self, cvtrace_spans: CapturedSpans) -> None:
+        engines = [create_engine(), create_engine()]
+        apps = [create_app(engines[0]), create_app(engines[1])]
+        cvtrace.init(app=apps, engine=engines)
+        for app in apps:
+            app.test_client().get("/users/1")
+        spans = cvtrace_spans.spans
+        assert len([s for s in spans if s.kind is trace.SpanKind.SERVER]) == 2
+        assert len([s for s in spans if s.kind is trace.SpanKind.CLIENT]) == 2
+
+    def test_shutdown_then_init_starts_afresh(self, clean_env: pytest.MonkeyPatch) -> None:
+        first = cvtrace.init(exporters=["console"])
+        cvtrace.shutdown()
+        assert first.enabled is False
+        second = cvtrace.init(exporters=["console"])
+        assert second is not first
+        assert second.enabled
+
+
+class TestResource:
+    def _resource(self, **kwargs: object) -> dict[str, object]:
+        handle = cvtrace.init(exporters=["console"], **kwargs)  # type: ignore[arg-type]
+        assert handle.provider is not None
+        return dict(handle.provider.resource.attributes)
+
+    def test_defaults_from_the_app(self, clean_env: pytest.MonkeyPatch) -> None:
+        resource = self._resource(app=create_app(create_engine()))
+        assert resource["service.name"] == "sample_app"
+        assert resource["host.name"] == socket.gethostname()
+        assert resource["process.pid"] == os.getpid()
+        assert "deployment.environment.name" not in resource
+
+    def test_otel_service_name_beats_the_app_name(self, clean_env: pytest.MonkeyPatch) -> None:
+        clean_env.setenv("OTEL_SERVICE_NAME", "from-env")
+        clean_env.setenv("OTEL_RESOURCE_ATTRIBUTES", "team=circuits,service.version=9.9")
+        resource = self._resource(app=create_app(create_engine()))
+        assert resource["service.name"] == "from-env"
+        assert resource["team"] == "circuits"
+        assert resource["service.version"] == "9.9"
+
+    def test_arguments_beat_the_environment(self, clean_env: pytest.MonkeyPatch) -> None:
+        clean_env.setenv("OTEL_SERVICE_NAME", "from-env")
+        clean_env.setenv("CVTRACE_ENVIRONMENT", "staging")
+        resource = self._resource(service_name="from-arg", service_version="1.2.3")
+        assert resource["service.name"] == "from-arg"
+        assert resource["service.version"] == "1.2.3"
+        assert resource["deployment.environment.name"] == "staging"
+
+    def test_sensitive_resource_attributes_are_scrubbed(
+        self, clean_env: pytest.MonkeyPatch
+    ) -> None:
+        clean_env.setenv("OTEL_RESOURCE_ATTRIBUTES", "deploy.token=s3cr3t,team=a")
+        resource = self._resource()
+        assert resource["deploy.token"] == "[REDACTED]"
+        assert resource["team"] == "a"

@@ -1,0 +1,146 @@
+"""Flask, SQLAlchemy, requests and logging instrumentation, with stable conventions."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import metadata
+from typing import Any
+
+import pytest
+from opentelemetry.trace import SpanKind, StatusCode, format_span_id, format_trace_id
+
+import cvtrace
+from cvtrace.testing import CapturedSpans
+from tests.sample_app import create_app, create_engine
+
+
+@pytest.fixture
+def client(cvtrace_spans: CapturedSpans) -> Any:
+    engine = create_engine()
+    app = create_app(engine)
+    cvtrace.init(app=app, engine=engine)
+    return app.test_client()
+
+
+@pytest.fixture
+def header_server() -> Iterator[tuple[str, list[dict[str, str]]]]:
+    """A real HTTP server on 127.0.0.1 that records the headers it receives."""
+    seen: list[dict[str, str]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append({k.lower(): v for k, v in self.headers.items()})
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"hi")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hello", seen
+    server.shutdown()
+    server.server_close()
+
+
+class TestFlask:
+    def test_server_span_uses_stable_http_conventions(
+        self, client: Any, cvtrace_spans: CapturedSpans
+    ) -> None:
+        client.get("/users/1?page=2")
+        (server,) = [s for s in cvtrace_spans.spans if s.kind is SpanKind.SERVER]
+        assert server.name == "GET /users/<int:user_id>"
+        attributes = dict(server.attributes or {})
+        assert attributes["http.request.method"] == "GET"
+        assert attributes["http.route"] == "/users/<int:user_id>"
+        assert attributes["url.path"] == "/users/1"
+        assert attributes["http.response.status_code"] == 200
+        assert "http.method" not in attributes
+
+    def test_an_exception_marks_the_span_as_error(
+        self, client: Any, cvtrace_spans: CapturedSpans
+    ) -> None:
+        assert client.get("/fail").status_code == 500
+        (server,) = cvtrace_spans.spans
+        assert server.status.status_code is StatusCode.ERROR
+        assert server.attributes["http.response.status_code"] == 500
+        assert any(event.name == "exception" for event in server.events)
+
+
+class TestSQLAlchemy:
+    def test_queries_make_database_spans(self, client: Any, cvtrace_spans: CapturedSpans) -> None:
+        """Fails if the SQLAlchemy instrumentation ever stops producing spans (version pins)."""
+        client.get("/users/1")
+        (query,) = [s for s in cvtrace_spans.spans if s.kind is SpanKind.CLIENT]
+        assert query.attributes["db.system.name"] == "sqlite"
+        assert query.attributes["db.query.text"] == "select name from users where id = ?"
+
+    def test_checking_out_a_connection_makes_no_connect_span(
+        self, client: Any, cvtrace_spans: CapturedSpans
+    ) -> None:
+        client.get("/users/1")
+        assert "connect" not in cvtrace_spans.names()
+
+    def test_installed_versions_are_the_pinned_compatible_pair(self) -> None:
+        sqlalchemy_version = tuple(int(p) for p in metadata.version("sqlalchemy").split(".")[:2])
+        assert sqlalchemy_version < (2, 1), (
+            "opentelemetry-instrumentation-sqlalchemy 0.66b1 needs <2.1"
+        )
+
+
+class TestRequests:
+    def test_outgoing_call_is_a_child_span_and_carries_traceparent(
+        self,
+        client: Any,
+        cvtrace_spans: CapturedSpans,
+        header_server: tuple[str, list[dict[str, str]]],
+    ) -> None:
+        url, seen = header_server
+        assert client.get("/call", query_string={"url": url}).data == b"hi"
+        spans = cvtrace_spans.spans
+        outgoing = next(s for s in spans if s.name == "GET")
+        server = next(s for s in spans if s.kind is SpanKind.SERVER)
+        assert outgoing.kind is SpanKind.CLIENT
+        assert outgoing.parent is not None
+        assert outgoing.parent.span_id == server.context.span_id
+        trace_id = format_trace_id(outgoing.context.trace_id)
+        span_id = format_span_id(outgoing.context.span_id)
+        flags = f"{outgoing.context.trace_flags:02x}"
+        assert seen[0]["traceparent"] == f"00-{trace_id}-{span_id}-{flags}"
+        assert outgoing.context.trace_flags.sampled
+
+
+class TestLogging:
+    def test_records_inside_a_span_carry_its_ids(
+        self, client: Any, cvtrace_spans: CapturedSpans, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        caplog.set_level(logging.INFO, logger="sample_app")
+        client.get("/users/1")
+        (record,) = [r for r in caplog.records if r.name == "sample_app"]
+        server = next(s for s in cvtrace_spans.spans if s.kind is SpanKind.SERVER)
+        assert record.otelTraceID == format_trace_id(server.context.trace_id)
+        assert record.otelSpanID == format_span_id(server.context.span_id)
+        line = cvtrace.log_formatter().format(record)
+        assert f"trace_id={record.otelTraceID} span_id={record.otelSpanID}" in line
+        assert line.endswith("looked up user 1")
+
+    def test_log_format_works_with_tracing_off(self, clean_env: pytest.MonkeyPatch) -> None:
+        cvtrace.init()
+        record = logging.LogRecord("x", logging.INFO, __file__, 1, "hello", None, None)
+        assert "[trace_id=0 span_id=0] hello" in cvtrace.log_formatter().format(record)
+
+    def test_correlation_can_be_turned_off(
+        self, cvtrace_spans: CapturedSpans, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        engine = create_engine()
+        app = create_app(engine)
+        cvtrace.init(app=app, engine=engine, log_correlation=False)
+        caplog.set_level(logging.INFO, logger="sample_app")
+        app.test_client().get("/users/1")
+        (record,) = [r for r in caplog.records if r.name == "sample_app"]
+        assert not hasattr(record, "otelTraceID")
