@@ -37,7 +37,7 @@ SENSITIVE_KEY_PATTERNS = (
     r"secret",
     r"token(?!s)",  # "token", "x-auth-token", not "input_tokens"
     r"api[-_.]?key",
-    r"auth(?!or)",  # "auth", "authorization", "oauth", not "author"
+    r"auth(?!or(?!i))",  # "auth", "authorization", "oauth", not "author"
     r"cookie",
     r"session",
     r"csrf",
