@@ -206,7 +206,12 @@ class BatchSettings:
             max_export_batch_size=(
                 parse_positive_int("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", batch)
                 if batch
-                else defaults.max_export_batch_size
+                else min(
+                    defaults.max_export_batch_size,
+                    parse_positive_int("OTEL_BSP_MAX_QUEUE_SIZE", queue)
+                    if queue
+                    else defaults.max_queue_size,
+                )
             ),
             export_timeout_s=(
                 parse_float("OTEL_BSP_EXPORT_TIMEOUT", timeout_ms) / 1000

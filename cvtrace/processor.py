@@ -215,17 +215,17 @@ class ExportingSpanProcessor(SpanProcessor):
         while True:
             self._wake.wait(self._batch.schedule_delay_s)
             self._wake.clear()
+            if self._shutdown:
+                return  # shutdown() flushed already; what is left is reported lost
             with self._lock:
                 flush_requests, self._flush_requests = self._flush_requests, []
             self._export_queued()
             for done in flush_requests:
                 done.set()
-            if self._shutdown:
-                return
 
     def _export_queued(self) -> None:
         queue = self._queue
-        while queue:
+        while queue and not self._shutdown:
             batch: list[ReadableSpan] = []
             while queue and len(batch) < self._batch.max_export_batch_size:
                 batch.append(queue.popleft())
@@ -246,7 +246,8 @@ class ExportingSpanProcessor(SpanProcessor):
             try:
                 ok = exporter.export(batch) is SpanExportResult.SUCCESS
             except Exception:
-                logger.exception("%s raised while exporting", type(exporter).__name__)
+                if not health.failed_batches:  # once per outage, with the traceback
+                    logger.exception("%s raised while exporting", health.name)
                 ok = False
             health.record(ok, len(batch))
             if not ok:
