@@ -1,0 +1,55 @@
+"""Settings, the twelve-factor way: environment variables, then defaults.
+
+=================  ====================================================  =========================
+variable           meaning                                               default
+=================  ====================================================  =========================
+``DATABASE_URL``   SQLAlchemy URL of the app's database                  ``sqlite:///<instance>/circuits.sqlite3``
+``PREVIEW_URL``    base URL of the preview service                       ``http://127.0.0.1:8001``
+``SECRET_KEY``     signs the session cookie                              random per process (logged)
+``PORT``           port ``python -m demo_app.serve`` listens on           8000 (app), 8001 (preview)
+=================  ====================================================  =========================
+
+``create_app(config)`` takes the same keys as a mapping, which win over the environment
+(tests use this). ``PREVIEW_TIMEOUT_S`` (default 5) bounds each call to the preview service.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+logger = logging.getLogger(__name__)
+
+ENV_KEYS = ("DATABASE_URL", "PREVIEW_URL", "SECRET_KEY", "PREVIEW_TIMEOUT_S")
+
+
+def load_config(app: Flask, config: Mapping[str, Any] | None) -> None:
+    """Fill ``app.config`` from the defaults, the environment, then ``config``."""
+    os.makedirs(app.instance_path, exist_ok=True)
+    app.config.from_mapping(
+        DATABASE_URL=f"sqlite:///{os.path.join(app.instance_path, 'circuits.sqlite3')}",
+        PREVIEW_URL="http://127.0.0.1:8001",
+        PREVIEW_TIMEOUT_S=5.0,
+        SECRET_KEY=None,
+    )
+    for key in ENV_KEYS:
+        if os.environ.get(key):
+            app.config[key] = os.environ[key]
+    if config:
+        app.config.update(config)
+    try:
+        app.config["PREVIEW_TIMEOUT_S"] = float(app.config["PREVIEW_TIMEOUT_S"])
+    except ValueError:
+        msg = (
+            f"PREVIEW_TIMEOUT_S: {app.config['PREVIEW_TIMEOUT_S']!r} is not a number; "
+            "set it to seconds, e.g. 5"
+        )
+        raise ValueError(msg) from None
+    if not app.config["SECRET_KEY"]:
+        app.config["SECRET_KEY"] = secrets.token_hex(32)
+        logger.warning("SECRET_KEY is not set: using a random key; sessions end on restart")
