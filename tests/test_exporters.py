@@ -1,0 +1,253 @@
+"""Each exporter, against a real receiver on 127.0.0.1 (or a real SQLite file)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+import cvtrace
+from cvtrace.exporters.console import ConsoleSpanExporter
+from cvtrace.exporters.newrelic import MAX_ATTRIBUTES, MAX_REQUEST_BYTES, create_newrelic_exporter
+from cvtrace.store import SpanStore
+from tests.otlp_receiver import GrpcOtlpReceiver, HttpOtlpReceiver, attributes
+from tests.sample_app import create_app, create_engine
+
+
+def _make_spans(count: int = 1, **span_attributes: object) -> cvtrace.Handle:
+    handle = cvtrace.get_handle()
+    assert handle is not None
+    assert handle.provider is not None
+    tracer = handle.provider.get_tracer("tests")
+    for index in range(count):
+        with tracer.start_as_current_span(f"span-{index}") as span:
+            span.set_attributes(span_attributes)  # type: ignore[arg-type]
+    return handle
+
+
+class TestOtlp:
+    def test_http_protobuf_with_standard_variables(
+        self, clean_env: pytest.MonkeyPatch, otlp_http: HttpOtlpReceiver
+    ) -> None:
+        clean_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_http.base_url)
+        clean_env.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-team=circuits,authorization=Bearer%20t")
+        clean_env.setenv("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")
+        clean_env.setenv("OTEL_SERVICE_NAME", "checkout")
+        handle = cvtrace.init()
+        assert handle.settings.exporters == ("otlp",)
+        _make_spans(3)
+        cvtrace.shutdown()
+        (received,) = otlp_http.received
+        assert received.path == "/v1/traces"
+        assert received.headers["x-team"] == "circuits"
+        assert received.headers["authorization"] == "Bearer t"
+        assert received.headers["content-encoding"] == "gzip"
+        assert [s.name for s in otlp_http.spans()] == ["span-0", "span-1", "span-2"]
+        assert otlp_http.resources()[0]["service.name"] == "checkout"
+
+    def test_traces_specific_endpoint_wins(
+        self, clean_env: pytest.MonkeyPatch, otlp_http: HttpOtlpReceiver
+    ) -> None:
+        clean_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+        clean_env.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", otlp_http.endpoint)
+        cvtrace.init()
+        _make_spans()
+        cvtrace.shutdown()
+        assert len(otlp_http.spans()) == 1
+
+    def test_grpc(self, clean_env: pytest.MonkeyPatch, otlp_grpc: GrpcOtlpReceiver) -> None:
+        clean_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_grpc.endpoint)
+        clean_env.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+        clean_env.setenv("OTEL_EXPORTER_OTLP_INSECURE", "true")
+        clean_env.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-team=circuits")
+        cvtrace.init()
+        _make_spans(2)
+        cvtrace.shutdown()
+        assert [s.name for s in otlp_grpc.spans()] == ["span-0", "span-1"]
+        assert otlp_grpc.received[0].headers["x-team"] == "circuits"
+
+    def test_unsupported_protocol_is_a_clear_error(self, clean_env: pytest.MonkeyPatch) -> None:
+        clean_env.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
+        with pytest.raises(
+            cvtrace.CvtraceConfigError, match="OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json'"
+        ):
+            cvtrace.init(exporters=["otlp"])
+
+    def test_a_whole_request_arrives_as_one_trace(
+        self, clean_env: pytest.MonkeyPatch, otlp_http: HttpOtlpReceiver
+    ) -> None:
+        clean_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_http.base_url)
+        engine = create_engine()
+        app = create_app(engine)
+        cvtrace.init(app=app, engine=engine)
+        app.test_client().get("/users/1")
+        cvtrace.shutdown()
+        spans = otlp_http.spans()
+        assert len(spans) == 2
+        assert spans[0].trace_id == spans[1].trace_id
+        assert {attributes(s).get("db.system.name") for s in spans} == {"sqlite", None}
+
+
+class TestJaeger:
+    def test_http_endpoint_gets_no_collector_headers(
+        self, clean_env: pytest.MonkeyPatch, otlp_http: HttpOtlpReceiver
+    ) -> None:
+        clean_env.setenv("CVTRACE_EXPORTERS", "jaeger")
+        clean_env.setenv("CVTRACE_JAEGER_ENDPOINT", otlp_http.base_url)
+        clean_env.setenv("OTEL_EXPORTER_OTLP_HEADERS", "authorization=collector-only")
+        cvtrace.init()
+        _make_spans(2)
+        cvtrace.shutdown()
+        (received,) = otlp_http.received
+        assert received.path == "/v1/traces"
+        assert "authorization" not in received.headers
+        assert received.headers["content-type"] == "application/x-protobuf"
+        assert len(otlp_http.spans()) == 2
+
+    def test_grpc_endpoint(
+        self, clean_env: pytest.MonkeyPatch, otlp_grpc: GrpcOtlpReceiver
+    ) -> None:
+        cvtrace.init(exporters=["jaeger"], jaeger_endpoint=f"grpc://127.0.0.1:{otlp_grpc.port}")
+        _make_spans(1)
+        cvtrace.shutdown()
+        assert len(otlp_grpc.spans()) == 1
+
+    def test_bad_endpoint_names_the_setting(self, clean_env: pytest.MonkeyPatch) -> None:
+        clean_env.setenv("CVTRACE_JAEGER_ENDPOINT", "jaeger:4318")
+        with pytest.raises(
+            cvtrace.CvtraceConfigError, match="CVTRACE_JAEGER_ENDPOINT: 'jaeger:4318'"
+        ):
+            cvtrace.init(exporters=["jaeger"])
+
+
+class TestNewRelic:
+    """New Relic's servers cannot be reached here: a real local receiver stands in,
+    through NEW_RELIC_OTLP_ENDPOINT, and the test checks what New Relic requires."""
+
+    def test_path_key_gzip_and_limits(
+        self, clean_env: pytest.MonkeyPatch, otlp_http: HttpOtlpReceiver
+    ) -> None:
+        clean_env.setenv("NEW_RELIC_LICENSE_KEY", "nr-license-123")
+        clean_env.setenv("NEW_RELIC_OTLP_ENDPOINT", otlp_http.base_url + "/")
+        clean_env.setenv("OTEL_EXPORTER_OTLP_HEADERS", "authorization=collector-only")
+        cvtrace.init(exporters=["newrelic"])
+        many = {f"app.attr{i:03}": i for i in range(100)}
+        _make_spans(1, **{"app.long": "x" * 10_000, "app.list": ["y" * 5000, "z"]}, **many)
+        cvtrace.shutdown()
+        (received,) = otlp_http.received
+        assert received.path == "/v1/traces"
+        assert received.headers["api-key"] == "nr-license-123"
+        assert received.headers["content-encoding"] == "gzip"
+        assert "authorization" not in received.headers
+        (span,) = otlp_http.spans()
+        span_attributes = attributes(span)
+        assert len(span_attributes) == MAX_ATTRIBUTES
+        assert len(span_attributes["app.long"]) == 4095
+        assert [len(v.string_value) for v in span_attributes["app.list"].values] == [4095, 1]
+
+    def test_batches_are_split_under_one_megabyte(
+        self, clean_env: pytest.MonkeyPatch, otlp_http: HttpOtlpReceiver
+    ) -> None:
+        clean_env.setenv("NEW_RELIC_LICENSE_KEY", "k")
+        clean_env.setenv("NEW_RELIC_OTLP_ENDPOINT", otlp_http.base_url)
+        cvtrace.init(exporters=["newrelic"])
+        # 400 spans x 4 KB of attributes: about 1.6 MB in one batch.
+        _make_spans(400, **{"app.a": "a" * 4000})
+        cvtrace.shutdown()
+        assert len(otlp_http.received) >= 2
+        for item in otlp_http.received:
+            assert item.request.ByteSize() < MAX_REQUEST_BYTES
+        assert len(otlp_http.spans()) == 400
+
+    def test_no_license_key_names_the_variable(self, clean_env: pytest.MonkeyPatch) -> None:
+        with pytest.raises(cvtrace.CvtraceConfigError, match=r"^NEW_RELIC_LICENSE_KEY: not set"):
+            cvtrace.init(exporters=["newrelic"])
+
+    @pytest.mark.parametrize(
+        ("region", "endpoint"),
+        [
+            ("us", "https://otlp.nr-data.net/v1/traces"),
+            ("EU", "https://otlp.eu01.nr-data.net/v1/traces"),
+            ("fedramp", "https://gov-otlp.nr-data.net/v1/traces"),
+        ],
+    )
+    def test_regions(self, region: str, endpoint: str) -> None:
+        exporter = create_newrelic_exporter(
+            {"NEW_RELIC_LICENSE_KEY": "k", "NEW_RELIC_REGION": region}
+        )
+        assert exporter.endpoint == endpoint
+
+    def test_unknown_region(self) -> None:
+        with pytest.raises(
+            cvtrace.CvtraceConfigError, match="NEW_RELIC_REGION: unknown region 'mars'"
+        ):
+            create_newrelic_exporter({"NEW_RELIC_LICENSE_KEY": "k", "NEW_RELIC_REGION": "mars"})
+
+
+class TestLocal:
+    def test_spans_land_in_the_sqlite_store(
+        self, clean_env: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        db = tmp_path / "traces.sqlite3"
+        clean_env.setenv("CVTRACE_EXPORTERS", "local")
+        clean_env.setenv("CVTRACE_LOCAL_DB", str(db))
+        engine = create_engine()
+        app = create_app(engine)
+        cvtrace.init(app=app, engine=engine, service_name="circuits")
+        app.test_client().get("/users/1")
+        cvtrace.shutdown()
+        store = SpanStore(db)
+        try:
+            assert store.span_count() == 2
+            assert store.services() == ["circuits"]
+            assert "GET /users/<int:user_id>" in store.operations("circuits")
+        finally:
+            store.close()
+
+    def test_default_path_is_the_viewers_default(
+        self, clean_env: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        clean_env.setenv("XDG_DATA_HOME", str(tmp_path))
+        cvtrace.init(exporters=["local"])
+        _make_spans(1)
+        cvtrace.shutdown()
+        assert (tmp_path / "cvtrace" / "traces.sqlite3").exists()
+
+
+class TestConsole:
+    def test_one_readable_line_per_span(self, clean_env: pytest.MonkeyPatch) -> None:
+        out = io.StringIO()
+        engine = create_engine()
+        app = create_app(engine)
+        cvtrace.testing.reset()
+        cvtrace.api._state.capture_exporter = ConsoleSpanExporter(out)
+        cvtrace.init(app=app, engine=engine, service_name="circuits")
+        app.test_client().get("/users/1")
+        cvtrace.shutdown()
+        lines = out.getvalue().splitlines()
+        assert len(lines) == 2
+        assert "[circuits] GET /users/<int:user_id>" in lines[1]
+        assert "http.response.status_code=200" in lines[1]
+        assert "db.query.text='select name from users where id = ?'" in lines[0]
+
+    def test_writes_to_stderr_by_default(
+        self, capsys: pytest.CaptureFixture[str], clean_env: pytest.MonkeyPatch
+    ) -> None:
+        cvtrace.init(exporters=["console"], service_name="svc")
+        _make_spans(1)
+        cvtrace.shutdown()
+        assert "[svc] span-0" in capsys.readouterr().err
+
+
+def test_several_exporters_at_once(
+    clean_env: pytest.MonkeyPatch, otlp_http: HttpOtlpReceiver, tmp_path: Path
+) -> None:
+    clean_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_http.base_url)
+    cvtrace.init(exporters="otlp,local", local_db=tmp_path / "t.sqlite3")
+    _make_spans(2)
+    cvtrace.shutdown()
+    assert len(otlp_http.spans()) == 2
+    store = SpanStore(tmp_path / "t.sqlite3")
+    assert store.span_count() == 2
+    store.close()
