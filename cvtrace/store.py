@@ -163,6 +163,7 @@ _SPAN_KIND_NAMES = {
 }
 _STATUS_ERROR = Status.STATUS_CODE_ERROR
 _STATUS_NAMES = {Status.STATUS_CODE_OK: "OK", Status.STATUS_CODE_ERROR: "ERROR"}
+_MAX_I64 = 2**63 - 1  # SQLite integers are signed 64-bit; OTLP times are fixed64
 _ZERO_TRACE_ID = bytes(16)
 _ZERO_SPAN_ID = bytes(8)
 _AGE_CHECK_INTERVAL_S = 60.0
@@ -535,6 +536,9 @@ class SpanStore:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA cache_size = -32768")  # 32 MiB
+            # fewer, larger checkpoints: pages rewritten by consecutive requests
+            # (the tails of the search tables) are copied back once
+            conn.execute("PRAGMA wal_autocheckpoint = 4000")
         else:
             conn.execute("PRAGMA cache_size = -16384")
             conn.execute("PRAGMA mmap_size = 268435456")
@@ -698,8 +702,8 @@ class SpanStore:
                             trace_id,
                             span_id,
                             not parent or parent == _ZERO_SPAN_ID,
-                            span.start_time_unix_nano,
-                            span.end_time_unix_nano,
+                            min(span.start_time_unix_nano, _MAX_I64),
+                            min(span.end_time_unix_nano, _MAX_I64),
                             span.name,
                             is_error,
                             span.SerializeToString(),
@@ -1081,6 +1085,21 @@ class SpanStore:
         spans = self._spans_of(conn, int(row[0]))
         spans.sort(key=lambda s: (s.span.start_time_unix_nano, s.span.span_id))
         return spans
+
+    def get_span(self, trace_id: bytes, span_id: bytes) -> StoredSpan | None:
+        """Return one span of one trace, or None."""
+        conn = self._reader()
+        row = conn.execute(
+            "SELECT s.body, s.resource_id, s.scope_id FROM traces t JOIN spans s "
+            "ON s.trace_key = t.key WHERE t.trace_id = ? AND s.span_id = ?",
+            (trace_id, span_id),
+        ).fetchone()
+        if row is None:
+            return None
+        body, resource_id, scope_id = row
+        resource, rschema, service = self._resource(conn, resource_id)
+        scope, sschema = self._scope(conn, scope_id)
+        return StoredSpan(Span.FromString(body), resource, rschema, scope, sschema, service)
 
     def _spans_of(self, conn: sqlite3.Connection, trace_key: int) -> list[StoredSpan]:
         out: list[StoredSpan] = []

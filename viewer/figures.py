@@ -1,0 +1,281 @@
+"""Plotly figures of traces, built by pure functions (no server, no I/O).
+
+Plotly renders a small HTML subset in its text (``<b>``, ``<a href>``), so every
+span-derived string put into a figure goes through :func:`html.escape`; plotly
+shows the entities as the original characters, as text.
+
+The waterfall scales to 50,000 spans with a constant number of plotly traces:
+one WebGL line trace per service (a bar is a thick segment), one for error
+outlines, and one WebGL marker trace at span starts that carries hover text and
+the span id (clicks). Only about 60 rows are shown at first; pan or zoom the y
+axis for more. Large traces get shorter hover text.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Collection, Sequence
+from datetime import datetime, timezone
+
+import plotly.graph_objects as go
+from opentelemetry.proto.trace.v1.trace_pb2 import Status
+
+from cvtrace.store import StoredSpan, TraceSummary
+from viewer.jaeger import any_value_python
+from viewer.tracetree import Row, tree_rows
+
+__all__ = ["durations_figure", "format_duration_ns", "service_colors", "waterfall_figure"]
+
+PALETTE = (
+    "#4C78A8",
+    "#F58518",
+    "#54A24B",
+    "#B279A2",
+    "#72B7B2",
+    "#EECA3B",
+    "#9D755D",
+    "#FF9DA6",
+    "#BAB0AC",
+    "#2F4B7C",
+)
+ERROR_COLOR = "#D62728"
+VISIBLE_ROWS = 60
+ROW_PX = 22
+LARGE_TRACE_SPANS = 5_000
+HOVER_KEYS = (
+    "http.request.method",
+    "http.route",
+    "http.response.status_code",
+    "url.path",
+    "db.system.name",
+    "db.query.text",
+    "db.statement",
+    "rpc.method",
+    "error.type",
+)
+_MAX_LABEL = 80
+
+
+def _clip(text: str, limit: int = _MAX_LABEL) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def esc(text: object, limit: int = _MAX_LABEL) -> str:
+    """Return span-derived text, shortened and escaped for plotly."""
+    return html.escape(_clip(str(text), limit), quote=True)
+
+
+def format_duration_ns(duration_ns: int) -> str:
+    """Return a duration for people: ``850µs``, ``12.3ms``, ``4.56s``."""
+    if duration_ns < 1_000_000:
+        return f"{duration_ns / 1000:.0f}µs"
+    if duration_ns < 1_000_000_000:
+        return f"{duration_ns / 1e6:.3g}ms"
+    return f"{duration_ns / 1e9:.3g}s"
+
+
+def service_colors(services: Sequence[str]) -> dict[str, str]:
+    """Return a colour per service, in order of first appearance."""
+    colors: dict[str, str] = {}
+    for service in services:
+        if service not in colors:
+            colors[service] = PALETTE[len(colors) % len(PALETTE)]
+    return colors
+
+
+def row_label(row: Row) -> str:
+    """Return the y-axis label of a row: indented, escaped name and markers."""
+    marks = ""
+    if row.orphan:
+        marks += " ⚠"
+    if row.skewed:
+        marks += " ⏱"
+    if row.collapsed:
+        marks += f" ▸{row.child_count}"
+    indent = "\u2002" * min(row.depth, 40)
+    return f"{indent}{esc(row.stored.span.name, 60)}{marks}"
+
+
+def _hover(row: Row, t0_ns: int, brief: bool) -> str:
+    stored = row.stored
+    span = stored.span
+    duration = max(0, span.end_time_unix_nano - span.start_time_unix_nano)
+    lines = [
+        f"<b>{esc(span.name)}</b>",
+        f"service: {esc(stored.service)}",
+        f"duration: {format_duration_ns(duration)}",
+        f"start: +{format_duration_ns(max(0, span.start_time_unix_nano - t0_ns))}",
+    ]
+    if span.status.code == Status.STATUS_CODE_ERROR:
+        lines.append(f"<b>error</b> {esc(span.status.message, 60)}")
+    if row.orphan:
+        lines.append("parent missing from trace")
+    if row.skewed:
+        lines.append("outside its parent's time (clock skew?)")
+    if not brief:
+        attrs = {kv.key: kv.value for kv in span.attributes}
+        for key in HOVER_KEYS:
+            if key in attrs:
+                lines.append(f"{esc(key)}: {esc(any_value_python(attrs[key]), 60)}")
+    return "<br>".join(lines)
+
+
+def waterfall_figure(
+    spans: Sequence[StoredSpan],
+    *,
+    collapsed: Collection[bytes] = (),
+    focus_span_id: bytes | None = None,
+) -> go.Figure:
+    """Return the waterfall of one trace: a row per span in tree order.
+
+    Args:
+        spans: The trace's spans, as the store returns them.
+        collapsed: Span ids whose subtrees are hidden.
+        focus_span_id: A span to scroll the initial view to.
+
+    Returns:
+        A figure whose marker trace (``meta="spans"``) has the span id of each
+        point in ``customdata``.
+    """
+    rows = tree_rows(spans, collapsed)
+    figure = go.Figure()
+    if not rows:
+        figure.update_layout(title="no spans")
+        return figure
+    t0_ns = min(s.span.start_time_unix_nano for s in spans)
+    colors = service_colors([r.stored.service for r in rows])
+    brief = len(rows) > LARGE_TRACE_SPANS
+    segments: dict[str, tuple[list[float | None], list[int | None]]] = {s: ([], []) for s in colors}
+    error_x: list[float | None] = []
+    error_y: list[int | None] = []
+    mx: list[float] = []
+    my: list[int] = []
+    mcolor: list[str] = []
+    msymbol: list[str] = []
+    hover: list[str] = []
+    ids: list[str] = []
+    labels: list[str] = []
+    focus_row: int | None = None
+    for y, row in enumerate(rows):
+        span = row.stored.span
+        start_ms = (span.start_time_unix_nano - t0_ns) / 1e6
+        end_ms = max(start_ms, (span.end_time_unix_nano - t0_ns) / 1e6)
+        xs, ys = segments[row.stored.service]
+        xs.extend((start_ms, end_ms, None))
+        ys.extend((y, y, None))
+        is_error = span.status.code == Status.STATUS_CODE_ERROR
+        if is_error:
+            error_x.extend((start_ms, end_ms, None))
+            error_y.extend((y, y, None))
+        mx.append(start_ms)
+        my.append(y)
+        mcolor.append(ERROR_COLOR if is_error else colors[row.stored.service])
+        msymbol.append("x" if is_error else "circle")
+        hover.append(_hover(row, t0_ns, brief))
+        ids.append(span.span_id.hex())
+        labels.append(row_label(row))
+        if focus_span_id is not None and span.span_id == focus_span_id:
+            focus_row = y
+    for service, (xs, ys) in segments.items():
+        figure.add_trace(
+            go.Scattergl(
+                x=xs,
+                y=ys,
+                mode="lines",
+                line={"color": colors[service], "width": 12},
+                name=esc(service, 40),
+                hoverinfo="skip",
+                connectgaps=False,
+            )
+        )
+    if error_x:
+        figure.add_trace(
+            go.Scattergl(
+                x=error_x,
+                y=error_y,
+                mode="lines",
+                line={"color": ERROR_COLOR, "width": 3},
+                name="error",
+                hoverinfo="skip",
+            )
+        )
+    figure.add_trace(
+        go.Scattergl(
+            x=mx,
+            y=my,
+            mode="markers",
+            marker={"color": mcolor, "symbol": msymbol, "size": 9, "line": {"width": 0}},
+            hovertext=hover,
+            hoverinfo="text",
+            customdata=ids,
+            meta="spans",
+            name="spans",
+            showlegend=False,
+        )
+    )
+    shown = min(len(rows), VISIBLE_ROWS)
+    first = 0
+    if focus_row is not None and focus_row >= shown:
+        first = max(0, focus_row - shown // 2)
+    figure.update_layout(
+        height=min(len(rows), VISIBLE_ROWS) * ROW_PX + 140,
+        margin={"l": 10, "r": 10, "t": 30, "b": 40},
+        hovermode="closest",
+        clickmode="event",
+        dragmode="pan",
+        legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0},
+        xaxis={"title": {"text": "ms since trace start"}, "zeroline": False, "side": "bottom"},
+        yaxis={
+            "tickmode": "array",
+            "tickvals": list(range(len(rows))),
+            "ticktext": labels,
+            "range": [first + shown - 0.5, first - 0.5],
+            "automargin": True,
+            "showgrid": False,
+            "zeroline": False,
+        },
+        meta={"rows": len(rows)},
+    )
+    return figure
+
+
+def durations_figure(summaries: Sequence[TraceSummary]) -> go.Figure:
+    """Return a scatter of trace duration over start time; each point is a trace.
+
+    The trace id of each point is in ``customdata``; the page opens it on click.
+    """
+    figure = go.Figure()
+    if summaries:
+        errors = [s.error_count > 0 for s in summaries]
+        figure.add_trace(
+            go.Scatter(
+                x=[
+                    datetime.fromtimestamp(s.start_ns / 1e9, tz=timezone.utc).isoformat()
+                    for s in summaries
+                ],
+                y=[s.duration_ns / 1e6 for s in summaries],
+                mode="markers",
+                marker={
+                    "size": [min(24, 6 + s.span_count**0.5) for s in summaries],
+                    "color": [ERROR_COLOR if e else PALETTE[0] for e in errors],
+                    "opacity": 0.8,
+                },
+                customdata=[s.trace_id.hex() for s in summaries],
+                hovertext=[
+                    f"{esc(s.root_service, 40)}: {esc(s.root_name)}<br>"
+                    f"{format_duration_ns(s.duration_ns)}, {s.span_count} spans"
+                    + (f", {s.error_count} errors" if s.error_count else "")
+                    for s in summaries
+                ],
+                hoverinfo="text",
+                meta="traces",
+            )
+        )
+    figure.update_layout(
+        height=220,
+        margin={"l": 50, "r": 10, "t": 10, "b": 40},
+        xaxis={"title": {"text": "start (UTC)"}},
+        yaxis={"title": {"text": "duration (ms)"}, "rangemode": "tozero"},
+        hovermode="closest",
+    )
+    return figure

@@ -1,0 +1,115 @@
+"""A trace's spans in tree order: depth, orphans, clock skew, cycles."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+
+from cvtrace.store import StoredSpan
+
+
+@dataclass(frozen=True)
+class Row:
+    """One span placed in the tree."""
+
+    index: int
+    """Position in the list the tree was built from."""
+    stored: StoredSpan
+    depth: int
+    orphan: bool
+    """The span names a parent that is not in the trace (or its parents loop)."""
+    skewed: bool
+    """The span starts before, or ends after, its parent (clock skew)."""
+    child_count: int
+    collapsed: bool
+    """Its subtree is hidden."""
+
+
+def tree_rows(spans: Sequence[StoredSpan], collapsed: Collection[bytes] = ()) -> list[Row]:
+    """Return the spans in depth-first order, children by start time.
+
+    Roots (no parent), then orphans (a parent not in the trace) come in start
+    order at depth 0. Spans in a parent loop, never reached from a root, are
+    shown as orphans too: nothing is dropped. The descendants of a span whose id
+    is in ``collapsed`` are left out.
+    """
+    by_id: dict[bytes, int] = {}
+    for i, s in enumerate(spans):
+        by_id.setdefault(s.span.span_id, i)
+    children: dict[int, list[int]] = {}
+    roots: list[int] = []
+    orphans: set[int] = set()
+    for i, s in enumerate(spans):
+        parent = s.span.parent_span_id
+        if not parent or parent == bytes(8):
+            roots.append(i)
+            continue
+        parent_index = by_id.get(parent)
+        if parent_index is None or parent_index == i:
+            roots.append(i)
+            orphans.add(i)
+        else:
+            children.setdefault(parent_index, []).append(i)
+
+    def start_key(i: int) -> tuple[int, bytes]:
+        return (spans[i].span.start_time_unix_nano, spans[i].span.span_id)
+
+    for kids in children.values():
+        kids.sort(key=start_key)
+    rows: list[Row] = []
+    visited = [False] * len(spans)
+
+    def walk(root: int, root_orphan: bool) -> None:
+        stack: list[tuple[int, int, int | None]] = [(root, 0, None)]
+        while stack:
+            i, depth, parent_index = stack.pop()
+            if visited[i]:
+                continue
+            visited[i] = True
+            span = spans[i].span
+            skewed = False
+            if parent_index is not None:
+                parent = spans[parent_index].span
+                skewed = (
+                    span.start_time_unix_nano < parent.start_time_unix_nano
+                    or span.end_time_unix_nano > parent.end_time_unix_nano
+                )
+            kids = children.get(i, [])
+            is_collapsed = span.span_id in collapsed and bool(kids)
+            rows.append(
+                Row(
+                    i,
+                    spans[i],
+                    depth,
+                    root_orphan if parent_index is None else False,
+                    skewed,
+                    len(kids),
+                    is_collapsed,
+                )
+            )
+            if is_collapsed:
+                _mark(i)
+                continue
+            for kid in reversed(kids):
+                stack.append((kid, depth + 1, i))
+
+    def _mark(i: int) -> None:
+        # hidden descendants count as visited, so they do not reappear as loops
+        stack = list(children.get(i, []))
+        while stack:
+            j = stack.pop()
+            if not visited[j]:
+                visited[j] = True
+                stack.extend(children.get(j, []))
+
+    for i in sorted(roots, key=start_key):
+        walk(i, i in orphans)
+    for i in sorted(range(len(spans)), key=start_key):
+        if not visited[i]:  # a parent loop: show it from its earliest span
+            walk(i, True)
+    return rows
+
+
+def max_depth(rows: Sequence[Row]) -> int:
+    """Return the depth of the deepest row (a lone root is depth 1)."""
+    return 1 + max((r.depth for r in rows), default=-1)

@@ -1,0 +1,313 @@
+"""The viewer's pages: search, and one trace as a waterfall with span details."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from datetime import datetime, timezone
+from importlib.resources import files
+from typing import Any
+
+from flask import Blueprint, Response, abort, render_template, request, send_file, url_for
+
+from cvtrace.otlp_json import otlp_json_bytes
+from cvtrace.store import StoredSpan, TraceQuery, spans_to_traces_data
+from viewer import get_store
+from viewer.figures import (
+    durations_figure,
+    format_duration_ns,
+    service_colors,
+    waterfall_figure,
+)
+from viewer.jaeger import any_value_python
+from viewer.jaeger_api import BadParameter, parse_duration_ns, parse_trace_id
+from viewer.tracetree import max_depth, tree_rows
+
+bp = Blueprint("ui", __name__, template_folder="templates")
+
+LOOKBACKS = (
+    ("", "any time"),
+    ("15m", "last 15 minutes"),
+    ("1h", "last hour"),
+    ("6h", "last 6 hours"),
+    ("1d", "last day"),
+    ("7d", "last 7 days"),
+)
+_KIND_NAMES = {
+    0: "unspecified",
+    1: "internal",
+    2: "server",
+    3: "client",
+    4: "producer",
+    5: "consumer",
+}
+_STATUS_NAMES = {0: "unset", 1: "ok", 2: "error"}
+
+
+def figure_json(figure: Any) -> str:
+    """Return a figure as JSON that is safe inside a ``<script>`` element."""
+    text: str = figure.to_json()
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def utc_text(ns: int) -> str:
+    """Return an epoch time in nanoseconds as readable UTC."""
+    try:
+        moment = datetime.fromtimestamp(ns / 1e9, tz=timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return str(ns)
+    return moment.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
+
+
+@bp.app_template_filter("duration")
+def _duration_filter(ns: int) -> str:
+    return format_duration_ns(int(ns))
+
+
+@bp.app_template_filter("utc")
+def _utc_filter(ns: int) -> str:
+    return utc_text(int(ns))
+
+
+@bp.get("/static/plotly.min.js")
+def plotly_js() -> Response:
+    """Serve plotly.js from the installed plotly package (works offline)."""
+    path = files("plotly") / "package_data" / "plotly.min.js"
+    response = send_file(str(path), mimetype="text/javascript", max_age=86400)
+    return response
+
+
+def parse_tags(text: str) -> dict[str, str]:
+    """Parse ``key=value`` filters separated by spaces (quote values with spaces).
+
+    Raises:
+        BadParameter: A filter is not key=value.
+    """
+    try:
+        parts = shlex.split(text)
+    except ValueError as exc:
+        msg = f"tags: {exc}"
+        raise BadParameter(msg) from None
+    tags: dict[str, str] = {}
+    for part in parts:
+        key, sep, value = part.partition("=")
+        if not sep or not key:
+            msg = f"tags: {part!r} is not key=value"
+            raise BadParameter(msg)
+        tags[key] = value
+    return tags
+
+
+def _datetime_ns(text: str, name: str) -> int | None:
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        msg = f"{name}: {text!r} is not a date and time such as 2025-01-31T13:45"
+        raise BadParameter(msg) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return int(moment.timestamp() * 1e9)
+
+
+def search_query() -> TraceQuery:
+    """Build a store query from the search form.
+
+    Raises:
+        BadParameter: A field is malformed.
+    """
+    args = request.args
+    query = TraceQuery(
+        service=args.get("service") or None,
+        operation=(args.get("operation") or None) if args.get("service") else None,
+        tags=parse_tags(args.get("tags", "")),
+        errors_only=bool(args.get("errors")),
+    )
+    if args.get("min_duration", "").strip():
+        query.min_duration_ns = parse_duration_ns(args["min_duration"], "min duration")
+    if args.get("max_duration", "").strip():
+        query.max_duration_ns = parse_duration_ns(args["max_duration"], "max duration")
+    lookback = args.get("lookback", "").strip()
+    if lookback:
+        query.start_min_ns = time.time_ns() - parse_duration_ns(lookback, "time range")
+    start = _datetime_ns(args.get("from", ""), "from")
+    if start is not None:
+        query.start_min_ns = start
+    query.start_max_ns = _datetime_ns(args.get("to", ""), "to")
+    raw_limit = args.get("limit", "").strip() or "20"
+    try:
+        query.limit = max(1, min(int(raw_limit), 1000))
+    except ValueError:
+        msg = f"limit: {raw_limit!r} is not a number"
+        raise BadParameter(msg) from None
+    return query
+
+
+@bp.get("/")
+def search() -> str:
+    """The search page."""
+    store = get_store()
+    error = None
+    results = []
+    try:
+        query = search_query()
+        results = store.search(query)
+    except BadParameter as exc:
+        error = str(exc)
+    services = store.services()
+    service = request.args.get("service", "")
+    operations = store.operations(service) if service else []
+    colors = service_colors(sorted({name for r in results for name in r.services}))
+    return render_template(
+        "search.html",
+        form=request.args,
+        services=services,
+        operations=operations,
+        lookbacks=LOOKBACKS,
+        results=results,
+        colors=colors,
+        error=error,
+        figure=figure_json(durations_figure(results)) if results else None,
+        total_spans=store.span_count(),
+    )
+
+
+def _trace_spans(trace_id_hex: str) -> tuple[bytes, list[StoredSpan]]:
+    try:
+        trace_id = parse_trace_id(trace_id_hex)
+    except BadParameter:
+        abort(404)
+    spans = get_store().get_trace(trace_id)
+    if not spans:
+        abort(404)
+    return trace_id, spans
+
+
+def _span_id_list(text: str) -> list[bytes]:
+    out = []
+    for part in text.split(","):
+        part = part.strip()
+        if len(part) == 16:
+            try:
+                out.append(bytes.fromhex(part))
+            except ValueError:
+                continue
+    return out
+
+
+@bp.get("/trace/<trace_id>")
+def trace(trace_id: str) -> str:
+    """One trace: header, waterfall, span details."""
+    raw_id, spans = _trace_spans(trace_id)
+    collapsed = _span_id_list(request.args.get("collapse", ""))
+    focus = _span_id_list(request.args.get("span", ""))
+    rows = tree_rows(spans)
+    summary = get_store().get_summary(raw_id)
+    start_ns = min(s.span.start_time_unix_nano for s in spans)
+    end_ns = max(s.span.end_time_unix_nano for s in spans)
+    services: dict[str, int] = {}
+    for s in spans:
+        services[s.service] = services.get(s.service, 0) + 1
+    root = rows[0].stored if rows else spans[0]
+    figure = waterfall_figure(spans, collapsed=collapsed, focus_span_id=focus[0] if focus else None)
+    return render_template(
+        "trace.html",
+        trace_id=raw_id.hex(),
+        root=root,
+        has_root=bool(summary.has_root) if summary else True,
+        services=services,
+        colors=service_colors(list(services)),
+        span_count=len(spans),
+        error_count=sum(1 for s in spans if s.span.status.code == 2),
+        orphan_count=sum(1 for r in rows if r.orphan),
+        skew_count=sum(1 for r in rows if r.skewed),
+        depth=max_depth(rows),
+        start_ns=start_ns,
+        duration_ns=max(0, end_ns - start_ns),
+        figure=figure_json(figure),
+        collapsed=",".join(c.hex() for c in collapsed),
+        focus=focus[0].hex() if focus else "",
+    )
+
+
+@bp.get("/trace/<trace_id>/otlp.json")
+def trace_otlp_json(trace_id: str) -> Response:
+    """Download a trace as OTLP JSON (``TracesData``; re-importable via /v1/traces)."""
+    raw_id, spans = _trace_spans(trace_id)
+    body = otlp_json_bytes(spans_to_traces_data(spans))
+    response = Response(body, mimetype="application/json")
+    response.headers["Content-Disposition"] = (
+        f'attachment; filename="trace-{raw_id.hex()}.otlp.json"'
+    )
+    return response
+
+
+def _pairs(attributes: Any) -> list[list[Any]]:
+    return [[kv.key, any_value_python(kv.value)] for kv in attributes]
+
+
+@bp.get("/trace/<trace_id>/spans/<span_id>.json")
+def span_details(trace_id: str, span_id: str) -> Response:
+    """Everything about one span, for the details panel (rendered as text by the page)."""
+    try:
+        raw_trace = parse_trace_id(trace_id)
+        raw_span = bytes.fromhex(span_id)
+    except (BadParameter, ValueError):
+        abort(404)
+    store = get_store()
+    stored = store.get_span(raw_trace, raw_span)
+    if stored is None:
+        abort(404)
+    span = stored.span
+    parent = span.parent_span_id
+    parent_span = store.get_span(raw_trace, parent) if parent and parent != bytes(8) else None
+    orphan = bool(parent) and parent != bytes(8) and parent_span is None
+    skewed = parent_span is not None and (
+        span.start_time_unix_nano < parent_span.span.start_time_unix_nano
+        or span.end_time_unix_nano > parent_span.span.end_time_unix_nano
+    )
+    data = {
+        "traceId": raw_trace.hex(),
+        "spanId": span.span_id.hex(),
+        "parentSpanId": parent.hex() if parent else "",
+        "name": span.name,
+        "service": stored.service,
+        "kind": _KIND_NAMES.get(span.kind, str(span.kind)),
+        "start": utc_text(span.start_time_unix_nano),
+        "duration": format_duration_ns(max(0, span.end_time_unix_nano - span.start_time_unix_nano)),
+        "status": {
+            "code": _STATUS_NAMES.get(span.status.code, str(span.status.code)),
+            "message": span.status.message,
+        },
+        "attributes": _pairs(span.attributes),
+        "resource": _pairs(stored.resource.attributes),
+        "scope": {
+            "name": stored.scope.name,
+            "version": stored.scope.version,
+            "attributes": _pairs(stored.scope.attributes),
+        },
+        "events": [
+            {
+                "name": e.name,
+                "time": utc_text(e.time_unix_nano),
+                "attributes": _pairs(e.attributes),
+            }
+            for e in span.events
+        ],
+        "links": [
+            {
+                "traceId": link.trace_id.hex(),
+                "spanId": link.span_id.hex(),
+                "attributes": _pairs(link.attributes),
+            }
+            for link in span.links
+        ],
+        "orphan": orphan,
+        "skewed": skewed,
+        "traceState": span.trace_state,
+        "deepLink": url_for("ui.trace", trace_id=raw_trace.hex(), span=span.span_id.hex()),
+    }
+    return Response(json.dumps(data, default=str), mimetype="application/json")
