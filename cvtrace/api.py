@@ -17,6 +17,7 @@ import os
 import signal
 import socket
 import threading
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -24,7 +25,6 @@ from types import FrameType
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
@@ -204,7 +204,7 @@ def _install(settings: config.Settings, arguments: dict[str, Any], apps: list[An
     processor = ExportingSpanProcessor(exporters, scrubber, settings.batch)
     provider = TracerProvider(resource=resource, shutdown_on_exit=False)
     provider.add_span_processor(processor)
-    _keep_pid_current(resource)
+    _keep_pid_current(provider)
     trace.set_tracer_provider(provider)
     instrumentation.opt_in_to_stable_semconv()
     instrumentation.instrument_requests(provider)
@@ -267,17 +267,19 @@ def _package_version(apps: list[Any]) -> str | None:
     return None
 
 
-def _keep_pid_current(resource: Resource) -> None:
+def _keep_pid_current(provider: TracerProvider) -> None:
     """Make ``process.pid`` right in forked children (gunicorn workers).
 
-    Every tracer holds the provider's one resource object, so the child updates that
-    object in place rather than rebuilding tracers the instrumentors already hold.
+    The SDK's provider already re-applies its process-dependent resource detectors
+    after a fork and hands the new resource to every tracer; cvtrace sets
+    ``process.pid`` through the same path, since it does not run those detectors.
     """
+    weak_provider = weakref.ref(provider)
 
     def after_fork_in_child() -> None:
-        attributes = dict(resource.attributes)
-        attributes["process.pid"] = os.getpid()
-        resource._attributes = BoundedAttributes(attributes=attributes)
+        current = weak_provider()
+        if current is not None:
+            current._update_resource(Resource({"process.pid": os.getpid()}))
 
     os.register_at_fork(after_in_child=after_fork_in_child)
 

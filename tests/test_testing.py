@@ -1,0 +1,51 @@
+"""cvtrace.testing: the pytest plugin users get on install."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+
+def test_fixture_is_available_without_import(pytester: pytest.Pytester) -> None:
+    """The ``cvtrace_spans`` fixture comes from the installed entry point, not a conftest."""
+    pytester.makepyfile(
+        """
+        import flask
+        import cvtrace
+
+        def create_app():
+            app = flask.Flask("users_app")
+
+            @app.get("/hello")
+            def hello():
+                return "hi"
+
+            cvtrace.init(app=app)
+            return app
+
+        def test_traced(cvtrace_spans):
+            create_app().test_client().get("/hello")
+            assert cvtrace_spans.names() == ["GET /hello"]
+            span = cvtrace_spans.by_name("GET /hello")[0]
+            assert span.resource.attributes["service.name"] == "users_app"
+            cvtrace_spans.clear()
+            assert cvtrace_spans.spans == []
+
+        def test_reset_between_tests(cvtrace_spans):
+            assert cvtrace.get_handle() is None
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+
+
+def test_fixture_overrides_configured_exporters(
+    cvtrace_spans: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Even with an exporter configured, spans stay in memory during the test."""
+    import cvtrace
+
+    monkeypatch.setenv("CVTRACE_EXPORTERS", "newrelic")  # would need a license key
+    handle = cvtrace.init()
+    assert handle.settings.exporters == ("capture",)
