@@ -17,6 +17,7 @@ the way the image preloads it.
 from __future__ import annotations
 
 import copy
+import glob
 import json
 import os
 import posixpath
@@ -1515,6 +1516,53 @@ class TestDockerfile:
             assert "--config=/app/gunicorn.conf.py" in compose["services"][service]["command"]
         assert "COPY deploy/gunicorn.conf.py /app/gunicorn.conf.py" in DOCKERFILE.read_text(
             encoding="utf-8"
+        )
+
+    def test_installed_distribution_ships_every_data_file(self) -> None:
+        """The image runs ``pip install .``: templates and static files must be package data.
+
+        setuptools installs only the non-Python files that ``[tool.setuptools.package-data]``
+        names, so a template missing there is missing from the image (and from any wheel),
+        while every test run from the checkout still finds it.
+        """
+        tomllib = pytest.importorskip("tomllib")
+        pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+        package_data = pyproject["tool"]["setuptools"].get("package-data", {})
+        copied = {
+            w.rstrip("/")
+            for keyword, arguments in parse_dockerfile(DOCKERFILE.read_text(encoding="utf-8"))
+            if keyword == "COPY" and "--from" not in arguments
+            for w in shlex.split(arguments)[:-1]
+        }
+        missing = []
+        for top in sorted(copied & {"cvtrace", "viewer", "demo_app"}):
+            for package in sorted(p.parent for p in (ROOT / top).rglob("__init__.py")):
+                if "__pycache__" in package.parts:
+                    continue
+                dotted = package.relative_to(ROOT).as_posix().replace("/", ".")
+                patterns = [*package_data.get(dotted, []), *package_data.get("*", [])]
+                shipped = {
+                    (package / match).resolve()
+                    for pattern in patterns
+                    for match in glob.glob(pattern, root_dir=package)
+                }
+                for file in package.rglob("*"):
+                    owner = next(
+                        d
+                        for d in [file.parent, *file.parent.parents]
+                        if (d / "__init__.py").exists()
+                    )
+                    if (
+                        file.is_file()
+                        and owner == package
+                        and file.suffix not in {".py", ".pyc"}
+                        and "__pycache__" not in file.parts
+                        and file.resolve() not in shipped
+                    ):
+                        missing.append(file.relative_to(ROOT).as_posix())
+        assert sorted(missing) == [], (
+            "add these to [tool.setuptools.package-data] in pyproject.toml, or the image "
+            f"lacks them: {missing}"
         )
 
 
