@@ -13,7 +13,6 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from viewer_support import T0_NS, SpanSpec, make_request, new_trace_id, simple_trace
 
 from cvtrace.exceptions import CvtraceConfigError
 from cvtrace.store import (
@@ -24,6 +23,7 @@ from cvtrace.store import (
     default_db_path,
     spans_to_traces_data,
 )
+from tests.viewer_support import T0_NS, SpanSpec, make_request, new_trace_id, simple_trace
 
 
 @pytest.fixture

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import os
+import sqlite3
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+from werkzeug.serving import make_server
 
 T0_NS = 1_700_000_000_000_000_000
 
@@ -133,3 +138,38 @@ def simple_trace(
         for i in range(children)
     ]
     return [root, *kids]
+
+
+class ViewerServer:
+    """A viewer app served by a real threaded WSGI server on 127.0.0.1 (port 0)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self._server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.port = self._server.server_port
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> ViewerServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+def store_snapshot(path: Path) -> list[tuple[str, list[tuple[Any, ...]]]]:
+    """Return every row of every table of a store file (to prove nothing changed)."""
+    conn = sqlite3.connect(path)
+    try:
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+            )
+        ]
+        return [(t, sorted(conn.execute(f"SELECT * FROM {t}").fetchall())) for t in tables]
+    finally:
+        conn.close()
