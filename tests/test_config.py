@@ -1,0 +1,84 @@
+"""The settings table: precedence, parsing, and errors that name the fix."""
+
+from __future__ import annotations
+
+import pytest
+
+from cvtrace.config import BatchSettings, resolve
+from cvtrace.exceptions import CvtraceConfigError
+
+
+def test_precedence_argument_then_environment_then_default() -> None:
+    env = {"CVTRACE_SCRUB": "false", "CVTRACE_EXCLUDE_URLS": "/ping, /static/"}
+    assert resolve({}, {}).scrub is True
+    assert resolve({}, env).scrub is False
+    assert resolve({"scrub": True}, env).scrub is True
+    assert resolve({}, env).exclude_urls == ("/ping", "/static/")
+    assert resolve({"exclude_urls": ["/x"]}, env).exclude_urls == ("/x",)
+    assert resolve({"exclude_urls": False}, env).exclude_urls == ()
+
+
+def test_exporters_are_validated_deduplicated_and_none_dropped() -> None:
+    settings = resolve({}, {"CVTRACE_EXPORTERS": "OTLP, local,otlp,none"})
+    assert settings.exporters == ("otlp", "local")
+    assert settings.enabled
+
+
+def test_exporters_from_the_argument_name_the_argument() -> None:
+    with pytest.raises(CvtraceConfigError, match=r"^exporters: unknown exporter 'zipkin'"):
+        resolve({"exporters": ["zipkin"]}, {})
+
+
+def test_otel_traces_exporter_unknown_value() -> None:
+    with pytest.raises(
+        CvtraceConfigError, match=r"^OTEL_TRACES_EXPORTER: unknown exporter 'zipkin'"
+    ):
+        resolve({}, {"OTEL_TRACES_EXPORTER": "zipkin"})
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("CVTRACE_SCRUB", "maybe", "CVTRACE_SCRUB: 'maybe' is not a boolean; use true or false"),
+        ("OTEL_SDK_DISABLED", "yes please", "OTEL_SDK_DISABLED: 'yes please' is not a boolean"),
+        (
+            "CVTRACE_SHUTDOWN_TIMEOUT",
+            "soon",
+            "CVTRACE_SHUTDOWN_TIMEOUT: 'soon' is not a non-negative",
+        ),
+        (
+            "OTEL_BSP_MAX_QUEUE_SIZE",
+            "0",
+            "OTEL_BSP_MAX_QUEUE_SIZE: '0' is not a whole number above zero",
+        ),
+    ],
+)
+def test_bad_values_name_setting_value_and_fix(variable: str, value: str, message: str) -> None:
+    with pytest.raises(CvtraceConfigError) as error:
+        resolve({}, {variable: value})
+    assert str(error.value).startswith(message)
+
+
+class TestBatchSettings:
+    def test_spec_defaults(self) -> None:
+        assert BatchSettings.from_env({}) == BatchSettings(5.0, 2048, 512, 30.0)
+
+    def test_milliseconds_become_seconds(self) -> None:
+        settings = BatchSettings.from_env(
+            {"OTEL_BSP_SCHEDULE_DELAY": "250", "OTEL_BSP_EXPORT_TIMEOUT": "1500"}
+        )
+        assert settings.schedule_delay_s == 0.25
+        assert settings.export_timeout_s == 1.5
+
+    def test_a_small_queue_shrinks_the_default_batch(self) -> None:
+        assert (
+            BatchSettings.from_env({"OTEL_BSP_MAX_QUEUE_SIZE": "100"}).max_export_batch_size == 100
+        )
+
+    def test_a_batch_larger_than_the_queue_is_an_error(self) -> None:
+        with pytest.raises(
+            CvtraceConfigError, match="OTEL_BSP_MAX_EXPORT_BATCH_SIZE: 600 is larger"
+        ):
+            BatchSettings.from_env(
+                {"OTEL_BSP_MAX_QUEUE_SIZE": "500", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "600"}
+            )
