@@ -1615,8 +1615,8 @@ def app(environ, start_response):
 
 @pytest.fixture
 def image_like_server(tmp_path: Path) -> Iterator[tuple[int, subprocess.Popen[bytes], Path]]:
-    """Serve a probe app with the image's gunicorn settings and jemalloc preloaded."""
-    library = _jemalloc_library()
+    """Serve a probe app with the image's gunicorn settings (and jemalloc, when installed)."""
+    library = next(iter(Path("/usr/lib").glob("*/libjemalloc.so.2")), None)
     (tmp_path / "probe_app.py").write_text(PROBE_APP, encoding="utf-8")
     port = _free_port()
     gunicorn = Path(sys.executable).parent / "gunicorn"
@@ -1624,8 +1624,9 @@ def image_like_server(tmp_path: Path) -> Iterator[tuple[int, subprocess.Popen[by
         **os.environ,
         "PORT": str(port),
         "WEB_CONCURRENCY": "2",
-        "LD_PRELOAD": str(library),
     }
+    if library is not None:
+        env["LD_PRELOAD"] = str(library)
     server = subprocess.Popen(
         [
             str(gunicorn),
@@ -1697,6 +1698,7 @@ class TestImageBehaviour:
     def test_jemalloc_is_preloaded_in_every_worker(
         self, image_like_server: tuple[int, subprocess.Popen[bytes], Path]
     ) -> None:
+        _jemalloc_library()  # skips, saying why, where Debian's libjemalloc2 is absent
         _port, server, _app_dir = image_like_server
         deadline = time.monotonic() + 20
         while len(workers := _children(server.pid)) < 2 and time.monotonic() < deadline:
