@@ -9,7 +9,6 @@ refuses), unfinished drafts with a dangling wire, and one adder too large to pre
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import sys
 from collections.abc import Callable, Sequence
@@ -17,11 +16,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from flask import Flask
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from demo_app import examples
-from demo_app.db import engine_of
+from demo_app.config import load_config
+from demo_app.db import make_engine
 from demo_app.hyperloglog import HyperLogLog
 from demo_app.models import Base, Circuit, Comment, Star, User
 
@@ -229,20 +230,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--random-seed", type=int, default=1)
     parser.add_argument(
         "--database-url",
-        default=os.environ.get("DATABASE_URL") or None,
+        default=None,
         help="SQLAlchemy URL (default: $DATABASE_URL, else the app's default SQLite file)",
     )
     args = parser.parse_args(argv)
     if args.circuits < 1:
         parser.error(f"--circuits must be at least 1, got {args.circuits}")
-    from demo_app.app import create_app  # the app's defaults decide where the database is
-
-    config = {"SECRET_KEY": "not-used-by-seeding"}
-    if args.database_url:
-        config["DATABASE_URL"] = args.database_url
-    app = create_app(config)
-    counts = seed(engine_of(app), args.circuits, args.random_seed)
-    sys.stdout.write(f"{app.config['DATABASE_URL']}: {describe(counts)}\n")
+    # The app's settings say where the database is; the engine is a plain one, so that
+    # seeding makes no spans even when tracing is configured.
+    app = Flask("demo_app.app", instance_relative_config=True)
+    load_config(app, {"SECRET_KEY": "not-used-by-seeding"})
+    url = args.database_url or app.config["DATABASE_URL"]
+    engine = make_engine(url)
+    counts = seed(engine, args.circuits, args.random_seed)
+    engine.dispose()
+    sys.stdout.write(f"{url}: {describe(counts)}\n")
     return 0
 
 
