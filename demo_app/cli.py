@@ -21,7 +21,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,8 +32,6 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
-import requests
-
 from cvtrace.store import default_db_path
 
 DEFAULT_REQUESTS = 300
@@ -42,6 +39,7 @@ SEED_CIRCUITS = 300
 STARTUP_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 _LISTENING = re.compile(r"listening on (http://\S+)")
+_VIEWER_READY = re.compile(r"cvtrace viewer on (http://\S+)")
 
 
 class DemoError(Exception):
@@ -159,36 +157,6 @@ def stop_child(child: Child, timeout_s: float = STOP_TIMEOUT_S) -> int | None:
     return process.returncode
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """Return a TCP port that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_for_http(
-    url: str, timeout_s: float = STARTUP_TIMEOUT_S, child: Child | None = None
-) -> None:
-    """Wait until ``url`` answers HTTP (any status).
-
-    Raises:
-        DemoError: no answer within ``timeout_s``, or ``child`` exited.
-    """
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if child is not None and child.process.poll() is not None:
-            msg = f"{child.name} exited with code {child.process.returncode}:\n{child.log_tail()}"
-            raise DemoError(msg)
-        try:
-            requests.get(url, timeout=2)
-            return
-        except requests.RequestException:
-            time.sleep(0.1)
-    msg = f"{url} did not answer within {timeout_s:.0f} s"
-    raise DemoError(msg)
-
-
 class ProgressBar:
     """A one-line progress bar on a stream (redrawn in place on a terminal)."""
 
@@ -216,21 +184,25 @@ class ProgressBar:
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM like Ctrl-C, so that the children are stopped either way."""
+def _signals_as_interrupt() -> Iterator[None]:
+    """Turn SIGINT and SIGTERM into KeyboardInterrupt, so the children are stopped either way.
+
+    SIGINT is set explicitly because a shell starts background jobs with it ignored.
+    """
 
     def interrupt(_signum: int, _frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
     try:
-        previous = signal.signal(signal.SIGTERM, interrupt)
+        previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     except ValueError:  # not the main thread: leave signals alone
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @contextlib.contextmanager
@@ -315,7 +287,6 @@ def run_demo(args: argparse.Namespace, workdir: Path, children: list[Child]) -> 
         _out(f"open them with: cvtrace view --db {store}")
         return 0
 
-    port = args.port or free_port()
     viewer = start_child(
         "viewer",
         [
@@ -328,21 +299,23 @@ def run_demo(args: argparse.Namespace, workdir: Path, children: list[Child]) -> 
             "--host",
             "127.0.0.1",
             "--port",
-            str(port),
+            str(args.port),
             "--otlp-port",
-            str(free_port()),
+            "0",
             "--otlp-grpc-port",
-            str(free_port()),
+            "0",
         ],
         dict(os.environ, PYTHONUNBUFFERED="1"),
         workdir / "viewer.log",
         started=children,
-        ready_line=None,
+        ready_line=_VIEWER_READY,
     )
-    url = f"http://127.0.0.1:{port}/"
-    wait_for_http(url, child=viewer)
-    _out(f"\nviewer: {url}   (Ctrl-C to stop)")
-    return viewer.process.wait()
+    _out(f"\nviewer: {viewer.url}   (Ctrl-C to stop)")
+    try:
+        return viewer.process.wait()
+    except KeyboardInterrupt:  # the usual way to end a demo that got this far
+        _out("\nstopping the viewer")
+        return 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -354,7 +327,7 @@ def run(args: argparse.Namespace) -> int:
     children: list[Child] = []
     code = 1
     try:
-        with _sigterm_as_interrupt():
+        with _signals_as_interrupt():
             try:
                 code = run_demo(args, workdir, children)
             except KeyboardInterrupt:

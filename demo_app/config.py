@@ -36,6 +36,7 @@ def load_config(app: Flask, config: Mapping[str, Any] | None) -> None:
         PREVIEW_URL="http://127.0.0.1:8001",
         PREVIEW_TIMEOUT_S=5.0,
         SECRET_KEY=None,
+        MAX_CONTENT_LENGTH=1024 * 1024,  # request bodies above 1 MiB are a 413
     )
     for key in ENV_KEYS:
         if os.environ.get(key):

@@ -281,6 +281,32 @@ class TestCreate:
         assert refused.status_code == 403
         assert "fork it to change it" in refused.json["error"]["message"]
 
+    def test_a_failed_edit_changes_nothing(self, client: FlaskClient, app: Flask) -> None:
+        login(client, app)
+        circuit_id = create(client, examples.half_adder(), "Original")
+        response = client.put(
+            f"/circuits/{circuit_id}", json={"name": "Renamed", "circuit": {"gates": 1}}
+        )
+        assert response.status_code == 400
+        with db(app) as session:
+            circuit = session.get(Circuit, circuit_id)
+            assert circuit is not None
+            assert circuit.name == "Original"
+            assert circuit.document == examples.half_adder()
+
+    def test_oversized_bodies_are_refused(self, client: FlaskClient, app: Flask) -> None:
+        login(client, app)
+        response = client.post(
+            "/circuits", json={"name": "Huge", "description": "x" * (2 * 1024 * 1024)}
+        )
+        assert response.status_code == 413
+        assert response.json["error"]["status"] == 413
+
+    def test_wrong_method_is_a_405_with_a_message(self, client: FlaskClient) -> None:
+        response = client.delete("/circuits", headers=JSON)
+        assert response.status_code == 405
+        assert "not allowed" in response.json["error"]["message"]
+
 
 class TestForkStarComment:
     def test_fork_copies_and_remembers_the_source(self, client: FlaskClient, app: Flask) -> None:

@@ -2,30 +2,57 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
-import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 from cvtrace.store import SpanStore, TraceQuery
 
 
-def processes_with_env(needle: str) -> list[int]:
-    """Return the pids whose environment mentions ``needle`` (the demo's children do)."""
+def processes_mentioning(needle: str, *, besides: int = 0) -> list[int]:
+    """Return the pids whose environment or command line mentions ``needle``.
+
+    The demo passes the store to its services in the environment and to the viewer on
+    the command line; ``besides`` (the demo itself) is left out.
+    """
     pids = []
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+        if not entry.name.isdigit() or int(entry.name) in (os.getpid(), besides):
             continue
         try:
-            if needle.encode() in (entry / "environ").read_bytes():
-                pids.append(int(entry.name))
+            text = (entry / "environ").read_bytes() + (entry / "cmdline").read_bytes()
         except OSError:
             continue
+        if needle.encode() in text:
+            pids.append(int(entry.name))
     return pids
+
+
+@contextlib.contextmanager
+def running_demo(*args: str) -> Iterator[subprocess.Popen[str]]:
+    """Run ``cvtrace demo ARGS``; make sure it has ended when the block ends."""
+    demo = subprocess.Popen(
+        [sys.executable, "-u", "-m", "cvtrace.cli", "demo", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=clean_env(),
+    )
+    try:
+        yield demo
+    finally:
+        if demo.poll() is None:
+            demo.terminate()  # the demo stops its children on SIGTERM too
+            demo.wait(timeout=30)
+        if demo.stdout is not None:
+            demo.stdout.close()
 
 
 def clean_env() -> dict[str, str]:
@@ -58,7 +85,7 @@ def test_demo_no_view_fills_the_store_and_leaves_no_process(tmp_path: Path) -> N
     assert result.returncode == 0, result.stdout + result.stderr
     assert "80 requests: " in result.stdout
     assert f"open them with: cvtrace view --db {store}" in result.stdout
-    assert processes_with_env(str(store)) == []
+    assert processes_mentioning(str(store)) == []
 
     with SpanStore(store) as spans:
         assert set(spans.services()) == {"circuits", "preview"}
@@ -83,41 +110,21 @@ def test_demo_no_view_fills_the_store_and_leaves_no_process(tmp_path: Path) -> N
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
+def test_ctrl_c_during_traffic_stops_every_process(tmp_path: Path) -> None:
     store = tmp_path / "traces.sqlite3"
-    demo = subprocess.Popen(
-        [
-            sys.executable,
-            "-u",
-            "-m",
-            "cvtrace.cli",
-            "demo",
-            "--no-view",
-            "--requests",
-            "100000",
-            "--db",
-            str(store),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=clean_env(),
-    )
-    assert demo.stdout is not None
-    lines = []
-    for line in demo.stdout:  # wait until the traffic is flowing
-        lines.append(line)
-        if line.startswith("traffic"):
-            break
-    time.sleep(0.5)
-    children = processes_with_env(str(store))
-    assert len(children) == 2, "".join(lines)
-    demo.send_signal(signal.SIGINT)
-    rest = demo.stdout.read()
-    assert demo.wait(timeout=30) == 130, rest
-    demo.stdout.close()
-    assert "stopping" in rest
-    assert processes_with_env(str(store)) == []
+    with running_demo("--no-view", "--requests", "100000", "--db", str(store)) as demo:
+        assert demo.stdout is not None
+        lines = []
+        for line in demo.stdout:  # wait until the traffic is flowing
+            lines.append(line)
+            if line.startswith("traffic"):
+                break
+        assert len(processes_mentioning(str(store), besides=demo.pid)) == 2, "".join(lines)
+        demo.send_signal(signal.SIGINT)
+        rest = demo.stdout.read()
+        assert demo.wait(timeout=30) == 130, rest
+        assert "stopping" in rest
+        assert processes_mentioning(str(store), besides=demo.pid) == []
 
 
 def test_bad_arguments() -> None:
@@ -130,3 +137,27 @@ def test_bad_arguments() -> None:
     )
     assert result.returncode == 2
     assert "--requests must be at least 1, got 0" in result.stderr
+
+
+@pytest.mark.slow
+def test_demo_then_viewer_until_ctrl_c(tmp_path: Path) -> None:
+    store = tmp_path / "traces.sqlite3"
+    with running_demo("--requests", "40", "--db", str(store)) as demo:
+        assert demo.stdout is not None
+        lines = []
+        url = ""
+        for line in demo.stdout:
+            lines.append(line)
+            if line.startswith("viewer: "):
+                url = line.split()[1]
+                break
+        assert url.startswith("http://127.0.0.1:"), "".join(lines)
+        services = requests.get(f"{url}api/services", timeout=10).json()["data"]
+        assert set(services) == {"circuits", "preview"}
+        assert requests.get(url, timeout=10).status_code == 200
+        # the services have stopped; only the viewer runs
+        assert len(processes_mentioning(str(store), besides=demo.pid)) == 1
+        demo.send_signal(signal.SIGINT)
+        rest = demo.stdout.read()
+        assert demo.wait(timeout=30) == 0, rest
+        assert processes_mentioning(str(store), besides=demo.pid) == []
