@@ -10,7 +10,7 @@ from flask import Flask, current_app
 
 import cvtrace
 from demo_app import auth, circuits, db, health
-from demo_app.config import load_config
+from demo_app.config import load_config, service_name
 from demo_app.errors import register_error_handlers
 from demo_app.jobs import JobRunner
 from demo_app.logs import configure_logging
@@ -38,7 +38,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(circuits.bp)
     register_error_handlers(app)
     app.cli.add_command(seed_command)
-    cvtrace.init(app=app, engine=engine, service_name=SERVICE_NAME)
+    cvtrace.init(app=app, engine=engine, service_name=service_name(SERVICE_NAME))
     return app
 
 

@@ -8,6 +8,7 @@ committed once at the end, so a request that fails leaves nothing behind.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from flask import (
@@ -36,6 +37,7 @@ from demo_app.models import Circuit, Comment, Star, User, utcnow
 from demo_app.previews import PreviewUnavailable, fetch_preview, regenerate_preview
 from demo_app.simulator import CompiledCircuit, compile_circuit, simulate, truth_table
 
+logger = logging.getLogger(__name__)
 bp = Blueprint("circuits", __name__)
 tracer = trace.get_tracer(__name__)
 
@@ -219,6 +221,12 @@ def _equivalent_ids(db: Session, target_id: int) -> list[int]:
                 matches.append(circuit_id)
         span.set_attribute("demo.circuits_scanned", len(ids))
         span.set_attribute("demo.matches", len(matches))
+        logger.info(
+            "equivalence search for circuit %d: %d circuits scanned, %d matches",
+            target_id,
+            len(ids),
+            len(matches),
+        )
     return matches
 
 
@@ -242,6 +250,7 @@ def create() -> ResponseReturnValue:
     db = get_db()
     db.add(circuit)
     db.commit()
+    logger.info("circuit %d created by %s", circuit.id, user.username)
     return _created(circuit)
 
 
@@ -348,6 +357,7 @@ def fork(circuit_id: int) -> ResponseReturnValue:
     )
     db.add(circuit)
     db.commit()
+    logger.info("circuit %d forked from %d by %s", circuit.id, source.id, user.username)
     return _created(circuit)
 
 
@@ -420,6 +430,7 @@ def simulate_circuit(circuit_id: int) -> ResponseReturnValue:
                 raise CircuitError(msg)
             outputs = simulate(compiled, inputs)
         except CircuitError as exc:
+            logger.info("simulation of circuit %d refused: %s", circuit_id, exc)
             span.set_status(Status(StatusCode.ERROR, str(exc)))
             msg = f"cannot simulate circuit {circuit_id}: {exc}"
             raise BadRequest(msg) from None
@@ -442,6 +453,7 @@ def preview(circuit_id: int) -> ResponseReturnValue:
         try:
             svg = fetch_preview(app, circuit.document, circuit.name)
         except PreviewUnavailable as exc:
+            logger.warning("no preview for circuit %d: %s", circuit_id, exc)
             raise BadGateway(str(exc)) from None
         circuit.preview_svg = svg
         circuit.preview_updated_at = utcnow()

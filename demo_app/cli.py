@@ -228,7 +228,10 @@ def _service_env(store: Path, database_url: str, **extra: str) -> dict[str, str]
         PYTHONUNBUFFERED="1",
         **extra,
     )
-    env.pop("PORT", None)
+    # each service names itself (circuits, preview): a name set for the shell would
+    # give both services the same one
+    for name in ("PORT", "OTEL_SERVICE_NAME"):
+        env.pop(name, None)
     return env
 
 

@@ -9,6 +9,9 @@ variable           meaning                                               default
 ``PORT``           port ``python -m demo_app.serve`` listens on           8000 (app), 8001 (preview)
 =================  ====================================================  =========================
 
+The service names are ``circuits`` and ``preview`` unless ``OTEL_SERVICE_NAME`` names the
+service (a deployment's choice wins over the app's default; see :func:`service_name`).
+
 ``create_app(config)`` takes the same keys as a mapping, which win over the environment
 (tests use this). ``PREVIEW_TIMEOUT_S`` (default 5) bounds each call to the preview service.
 """
@@ -54,3 +57,14 @@ def load_config(app: Flask, config: Mapping[str, Any] | None) -> None:
     if not app.config["SECRET_KEY"]:
         app.config["SECRET_KEY"] = secrets.token_hex(32)
         logger.warning("SECRET_KEY is not set: using a random key; sessions end on restart")
+
+
+def service_name(default: str) -> str | None:
+    """Return the ``service_name`` to give ``cvtrace.init``: ``default``, unless the
+    environment names the service.
+
+    An explicit argument to ``cvtrace.init`` wins over ``OTEL_SERVICE_NAME``, as in the
+    OpenTelemetry SDK; the demo passes ``None`` when the variable is set so that a
+    deployment (the compose file) can rename its services.
+    """
+    return None if os.environ.get("OTEL_SERVICE_NAME", "").strip() else default

@@ -18,6 +18,7 @@ from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
 import cvtrace
 from demo_app.circuit import CircuitError, parse_circuit
+from demo_app.config import service_name
 from demo_app.errors import register_error_handlers
 from demo_app.logs import configure_logging
 from demo_app.svg import TooLargeToRender, render_svg
@@ -72,5 +73,5 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         app.config.update(config)
     app.register_blueprint(bp)
     register_error_handlers(app)
-    cvtrace.init(app=app, service_name=SERVICE_NAME)
+    cvtrace.init(app=app, service_name=service_name(SERVICE_NAME))
     return app

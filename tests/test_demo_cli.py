@@ -79,7 +79,8 @@ def test_demo_no_view_fills_the_store_and_leaves_no_process(tmp_path: Path) -> N
         capture_output=True,
         text=True,
         timeout=110,
-        env=clean_env(),
+        # a service name set in the shell must not make both services one
+        env=clean_env() | {"OTEL_SERVICE_NAME": "from-the-shell"},
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr

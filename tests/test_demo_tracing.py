@@ -16,7 +16,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from cvtrace.store import SpanStore, StoredSpan
 from cvtrace.testing import CapturedSpans
-from demo_app import create_app, examples
+from demo_app import create_app, examples, preview
 from demo_app.cli import Child, start_child, stop_child
 from demo_app.db import make_engine
 from demo_app.seed import seed
@@ -94,6 +94,23 @@ class TestInProcess:
         assert span.parent.span_id == server.context.span_id
         assert server.attributes is not None
         assert server.attributes["http.response.status_code"] == 400
+
+
+def test_the_app_names_its_service(
+    tmp_path: Path, cvtrace_spans: CapturedSpans, clean_env: pytest.MonkeyPatch
+) -> None:
+    app = create_app({"DATABASE_URL": seeded_url(tmp_path, circuits=2), "SECRET_KEY": "t"})
+    app.test_client().get("/circuits")
+    assert {s.resource.attributes["service.name"] for s in cvtrace_spans.spans} == {"circuits"}
+
+
+def test_a_deployment_may_rename_a_service(
+    cvtrace_spans: CapturedSpans, clean_env: pytest.MonkeyPatch
+) -> None:
+    clean_env.setenv("OTEL_SERVICE_NAME", "cvtrace-demo-preview")
+    preview.create_app().test_client().post("/render", json={"circuit": examples.majority()})
+    names = {s.resource.attributes["service.name"] for s in cvtrace_spans.spans}
+    assert names == {"cvtrace-demo-preview"}
 
 
 def _attrs(stored: StoredSpan) -> dict[str, Any]:
@@ -213,3 +230,10 @@ class TestTwoServices:
         )
         assert match, log
         assert match.group(1) == job.span.trace_id.hex()
+        # and so does the line the request itself logged
+        match = re.search(
+            rf"trace_id=([0-9a-f]{{32}}) span_id=([0-9a-f]{{16}})\] circuit {circuit_id} created",
+            log,
+        )
+        assert match, log
+        assert match.group(1) == create.span.trace_id.hex()
