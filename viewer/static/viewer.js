@@ -89,7 +89,6 @@
 
   function renderDetails(d) {
     details.replaceChildren();
-    details.hidden = false;
     details.dataset.spanId = d.spanId;
     details.appendChild(el("h2", d.name, "span-name"));
     const facts = [
@@ -146,7 +145,6 @@
       })
       .then(renderDetails)
       .catch(function (err) {
-        details.hidden = false;
         details.replaceChildren(el("p", String(err), "error"));
       });
   }
@@ -171,10 +169,13 @@
     const markers = gd.data.find((t) => t.meta === "spans");
     spanIds = markers ? Array.from(markers.customdata) : [];
     // a click anywhere on a row selects its span (not only on a bar's marker)
+    // plotly covers the page while a button is down, so listen on the document
     let down = null;
     gd.addEventListener("mousedown", (e) => { down = [e.clientX, e.clientY]; }, true);
-    gd.addEventListener("mouseup", function (e) {
-      if (!down || Math.abs(e.clientX - down[0]) > 3 || Math.abs(e.clientY - down[1]) > 3) return;
+    document.addEventListener("mouseup", function (e) {
+      const start = down;
+      down = null;
+      if (!start || Math.abs(e.clientX - start[0]) > 3 || Math.abs(e.clientY - start[1]) > 3) return;
       const row = rowAt(e);
       if (row >= 0) {
         const spanId = spanIds[row];
