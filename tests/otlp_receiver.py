@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import threading
 import time
+import zlib
 from concurrent import futures
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -98,11 +99,13 @@ class HttpOtlpReceiver(_Receiver):
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
-                data = (
-                    gzip.decompress(body)
-                    if self.headers.get("Content-Encoding") == "gzip"
-                    else body
-                )
+                encoding = self.headers.get("Content-Encoding")
+                if encoding == "gzip":
+                    data = gzip.decompress(body)
+                elif encoding == "deflate":
+                    data = zlib.decompress(body)
+                else:
+                    data = body
                 request = trace_service_pb2.ExportTraceServiceRequest.FromString(data)
                 with receiver.lock:
                     receiver.received.append(

@@ -251,3 +251,37 @@ def test_several_exporters_at_once(
     store = SpanStore(tmp_path / "t.sqlite3")
     assert store.span_count() == 2
     store.close()
+
+
+class TestOtlpSettings:
+    @pytest.mark.parametrize(
+        ("variable", "value", "message"),
+        [
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "brotli", "unknown compression 'brotli'"),
+            ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "soon", "'soon' is not a number of seconds"),
+            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json", "'http/json' is not supported"),
+        ],
+    )
+    def test_bad_values_name_the_variable(
+        self, clean_env: pytest.MonkeyPatch, variable: str, value: str, message: str
+    ) -> None:
+        clean_env.setenv(variable, value)
+        with pytest.raises(cvtrace.CvtraceConfigError, match=f"^{variable}: .*{message}"):
+            cvtrace.init(exporters=["otlp"])
+
+    def test_traces_variables_win_over_generic_ones(
+        self, clean_env: pytest.MonkeyPatch, otlp_http: HttpOtlpReceiver
+    ) -> None:
+        clean_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_http.base_url)
+        clean_env.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-which=generic")
+        clean_env.setenv("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "x-which=traces,x-space=a%20b")
+        clean_env.setenv("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")
+        clean_env.setenv("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "deflate")
+        cvtrace.init()
+        _make_spans(1)
+        cvtrace.shutdown()
+        (received,) = otlp_http.received
+        assert received.headers["x-which"] == "traces"
+        assert received.headers["x-space"] == "a b"
+        assert received.headers["content-encoding"] == "deflate"
+        assert len(otlp_http.spans()) == 1

@@ -1,9 +1,11 @@
 """A lean OTLP/HTTP protobuf exporter for destinations with their own settings.
 
-The ``jaeger`` and ``newrelic`` exporters send to a fixed endpoint with their own
-headers. The SDK's OTLP/HTTP exporter always merges ``OTEL_EXPORTER_OTLP_HEADERS``
-into its requests, which would hand a collector's credentials to Jaeger or New Relic;
-this one sends exactly the headers it is given. It retries what the OTLP spec calls
+Every OTLP/HTTP destination (``otlp``, ``jaeger``, ``newrelic``) goes through this
+class. It encodes with :class:`cvtrace.otlp_encoding.SpanEncoder` (several times
+cheaper than the SDK's encoder, on a thread that shares the GIL with requests), and
+sends exactly the headers it is given: the SDK's exporter always merges
+``OTEL_EXPORTER_OTLP_HEADERS`` in, which would hand a collector's credentials to
+Jaeger or New Relic. It retries what the OTLP spec calls
 retryable (429, 502, 503, 504, connection errors) with exponential backoff inside
 the export timeout, honours ``Retry-After``, stops retrying at shutdown, and splits a
 batch whose encoded request would exceed ``max_request_bytes``.
@@ -12,18 +14,19 @@ batch whose encoded request would exceed ``max_request_bytes``.
 from __future__ import annotations
 
 import gzip
-import logging
 import random
 import threading
 import time
+import zlib
 from collections.abc import Mapping, Sequence
 
 import requests
-from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-logger = logging.getLogger(__name__)
+from ..otlp_encoding import SpanEncoder
+
+COMPRESSIONS = ("none", "gzip", "deflate")
 
 RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
 _MAX_BACKOFF_S = 32.0
@@ -35,10 +38,12 @@ class OtlpHttpSpanExporter(SpanExporter):
     Args:
         endpoint: the full URL, ``/v1/traces`` included.
         headers: every header to send besides the content headers.
-        gzip_body: compress request bodies with gzip.
+        compression: ``none``, ``gzip`` or ``deflate``.
         timeout_s: the time budget of one export, retries included.
         max_request_bytes: the largest encoded request (before compression); a larger
             batch is split. ``None`` sends any size.
+        verify: TLS verification: ``True``, ``False`` or a CA bundle's path.
+        client_cert: a client certificate file, or (certificate, key) files.
     """
 
     def __init__(
@@ -46,17 +51,22 @@ class OtlpHttpSpanExporter(SpanExporter):
         endpoint: str,
         headers: Mapping[str, str] | None = None,
         *,
-        gzip_body: bool = False,
+        compression: str = "none",
         timeout_s: float = 10.0,
         max_request_bytes: int | None = None,
+        verify: bool | str = True,
+        client_cert: str | tuple[str, str] | None = None,
     ) -> None:
         self.endpoint = endpoint
+        self._encoder = SpanEncoder()
         self._session = requests.Session()
+        self._session.verify = verify
+        self._session.cert = client_cert
         self._session.headers.update({"Content-Type": "application/x-protobuf"})
-        if gzip_body:
-            self._session.headers["Content-Encoding"] = "gzip"
+        if compression != "none":
+            self._session.headers["Content-Encoding"] = compression
         self._session.headers.update(headers or {})
-        self._gzip = gzip_body
+        self._compression = compression
         self._timeout_s = timeout_s
         self._max_request_bytes = max_request_bytes
         self._stopping = threading.Event()
@@ -67,6 +77,8 @@ class OtlpHttpSpanExporter(SpanExporter):
         """Encode and send ``spans``, split into requests that fit the size limit."""
         if self._stopping.is_set():
             return SpanExportResult.FAILURE
+        if not spans:
+            return SpanExportResult.SUCCESS
         deadline = time.monotonic() + self._timeout_s
         ok = True
         for body in self._encode(list(spans)):
@@ -83,24 +95,28 @@ class OtlpHttpSpanExporter(SpanExporter):
         return True
 
     def _encode(self, spans: list[ReadableSpan]) -> list[bytes]:
-        body = encode_spans(spans).SerializeToString()
+        body = self._encoder.encode(spans)
         limit = self._max_request_bytes
         if limit is None or len(body) <= limit:
             return [body]
         if len(spans) == 1:
-            logger.warning(
-                "dropping span %r: %d bytes encoded, over the %d-byte request limit of %s",
-                spans[0].name,
-                len(body),
-                limit,
-                self.endpoint,
+            self.last_error = (
+                f"span {spans[0].name!r} is {len(body)} bytes encoded, over the "
+                f"{limit}-byte request limit"
             )
-            return []
+            return [b""]  # sending nothing fails the export, so the loss is counted
         middle = len(spans) // 2
         return self._encode(spans[:middle]) + self._encode(spans[middle:])
 
     def _send(self, body: bytes, deadline: float) -> bool:
-        data = gzip.compress(body, compresslevel=6) if self._gzip else body
+        if not body:
+            return False
+        if self._compression == "gzip":
+            data = gzip.compress(body, compresslevel=6)
+        elif self._compression == "deflate":
+            data = zlib.compress(body)
+        else:
+            data = body
         for attempt in range(64):
             remaining = deadline - time.monotonic()
             if remaining <= 0 or self._stopping.is_set():

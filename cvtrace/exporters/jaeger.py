@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 
 from ..exceptions import CvtraceConfigError
 from ._otlp_http import OtlpHttpSpanExporter
-from .otlp import quiet_sdk_exporter_logs
+from .otlp import GrpcOtlpSpanExporter, quiet_sdk_exporter_logs
 
 TRACES_PATH = "/v1/traces"
 
@@ -37,12 +37,8 @@ def create_jaeger_exporter(endpoint: str, timeout_s: float = 10.0) -> SpanExport
         )
         raise CvtraceConfigError(msg)
     if parts.scheme == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
-            OTLPSpanExporter as GrpcSpanExporter,
-        )
-
         quiet_sdk_exporter_logs()
-        return GrpcSpanExporter(
+        return GrpcOtlpSpanExporter(
             endpoint=f"http://{parts.netloc}", insecure=True, headers={}, timeout=timeout_s
         )
     path = parts.path.rstrip("/")

@@ -1,6 +1,7 @@
 """``local``: spans into the viewer's SQLite store, on this machine.
 
-The exporter encodes spans as an OTLP request and writes it through
+The exporter encodes spans as an OTLP request (with cvtrace's encoder, then parsed:
+about a tenth of the SDK encoder's cost) and writes it through
 :meth:`cvtrace.store.SpanStore.write_request`, the same path the viewer's OTLP
 receiver takes, so spans stored either way are stored identically. The file is
 ``CVTRACE_LOCAL_DB``, by default the one ``cvtrace view`` opens. The store is opened
@@ -15,10 +16,11 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from ..otlp_encoding import SpanEncoder
 from ..store import SpanStore, default_db_path
 
 logger = logging.getLogger(__name__)
@@ -35,11 +37,12 @@ class LocalSpanExporter(SpanExporter):
         self.path = Path(path) if path is not None else default_db_path()
         self._store: SpanStore | None = None
         self._store_pid = 0
+        self._encoder = SpanEncoder()
         self.last_error = ""
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """Store the spans in one transaction."""
-        request = encode_spans(spans)
+        request = ExportTraceServiceRequest.FromString(self._encoder.encode(spans))
         try:
             result = self._open().write_request(request)
         except Exception as error:  # sqlite3 errors, a full disk, a locked file

@@ -43,7 +43,7 @@ class NewRelicSpanExporter(OtlpHttpSpanExporter):
         super().__init__(
             base_url.rstrip("/") + "/v1/traces",
             {"api-key": license_key},
-            gzip_body=True,
+            compression="gzip",
             timeout_s=timeout_s,
             max_request_bytes=MAX_REQUEST_BYTES,
         )

@@ -1,0 +1,226 @@
+"""OTLP protobuf encoding of SDK spans, written straight to bytes.
+
+The SDK's ``encode_spans`` builds a protobuf message object per span, attribute and
+value, then serialises it: about 38 µs per span here, on the export thread, which
+shares the GIL with the app's requests. This module writes the same wire format
+directly and remembers the encoding of recurring attributes (``http.request.method:
+GET``, ``db.system.name: sqlite``, a repeated SQL statement), so a typical span costs a
+fraction of that. Its output parses to a message equal to ``encode_spans``'s
+(``tests/test_otlp_encoding.py`` checks it field by field, and on the wire).
+
+Wire format: https://protobuf.dev/programming-guides/encoding/ applied to
+opentelemetry-proto's ``trace.proto``, ``common.proto`` and ``resource.proto``.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanContext
+
+_pack_double = struct.Struct("<d").pack
+_pack_fixed64 = struct.Struct("<Q").pack
+_pack_fixed32 = struct.Struct("<I").pack
+
+_SPAN_FLAGS_HAS_IS_REMOTE = 0x100
+_SPAN_FLAGS_IS_REMOTE = 0x200
+_MAX_CACHED_VALUE_CHARS = 2048
+_MAX_CACHE_ENTRIES = 8192
+
+
+def _varint(value: int) -> bytes:
+    """Encode a non-negative integer (or an int64, two's complement) as a varint."""
+    if value < 0:
+        value += 1 << 64
+    if value < 0x80:
+        return bytes((value,))
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _field(tag: bytes, payload: bytes) -> bytes:
+    """A length-delimited field: tag, length, payload."""
+    return tag + _varint(len(payload)) + payload
+
+
+def _any_value(value: Any) -> bytes:
+    """Encode an AnyValue message body."""
+    if isinstance(value, str):
+        return _field(b"\x0a", value.encode())
+    if isinstance(value, bool):
+        return b"\x10\x01" if value else b"\x10\x00"
+    if isinstance(value, int):
+        return b"\x18" + _varint(value)
+    if isinstance(value, float):
+        return b"\x21" + _pack_double(value)
+    if isinstance(value, bytes):
+        return _field(b"\x3a", value)
+    if value is None:
+        return b""
+    if isinstance(value, Mapping):
+        pairs = b"".join(_field(b"\x0a", _key_value(str(k), v)) for k, v in value.items())
+        return _field(b"\x32", pairs)
+    if isinstance(value, Sequence):
+        values = b"".join(_field(b"\x0a", _any_value(item)) for item in value)
+        return _field(b"\x2a", values)
+    msg = f"cannot encode a {type(value).__name__} attribute value"
+    raise TypeError(msg)
+
+
+def _key_value(key: str, value: Any) -> bytes:
+    """Encode a KeyValue message body."""
+    return _field(b"\x0a", key.encode()) + _field(b"\x12", _any_value(value))
+
+
+class SpanEncoder:
+    """Encode batches of SDK spans as ``ExportTraceServiceRequest`` bytes.
+
+    One encoder lives as long as its exporter: it caches the encoding of recurring
+    attributes, resources and scopes. Use it from one thread at a time.
+    """
+
+    def __init__(self) -> None:
+        self._attributes: dict[tuple[str, type, Any], bytes] = {}
+        self._resources: dict[int, tuple[Resource, bytes]] = {}
+        self._scopes: dict[int, tuple[InstrumentationScope | None, bytes]] = {}
+
+    def encode(self, spans: Sequence[ReadableSpan]) -> bytes:
+        """Return the serialised ``ExportTraceServiceRequest`` holding ``spans``."""
+        grouped: dict[int, dict[int, list[bytes]]] = {}
+        for span in spans:
+            resource_key = self._remember_resource(span.resource)
+            scope_key = self._remember_scope(span.instrumentation_scope)
+            by_scope = grouped.setdefault(resource_key, {})
+            by_scope.setdefault(scope_key, []).append(self._span(span))
+        out = []
+        for resource_key, by_scope in grouped.items():
+            resource, resource_bytes = self._resources[resource_key]
+            body = [_field(b"\x0a", resource_bytes)]
+            for scope_key, encoded_spans in by_scope.items():
+                scope, scope_bytes = self._scopes[scope_key]
+                scope_body = [_field(b"\x0a", scope_bytes)]
+                scope_body.extend(_field(b"\x12", span) for span in encoded_spans)
+                if scope is not None and scope.schema_url:
+                    scope_body.append(_field(b"\x1a", scope.schema_url.encode()))
+                body.append(_field(b"\x12", b"".join(scope_body)))
+            if resource.schema_url:
+                body.append(_field(b"\x1a", resource.schema_url.encode()))
+            out.append(_field(b"\x0a", b"".join(body)))
+        return b"".join(out)
+
+    def _remember_resource(self, resource: Resource) -> int:
+        key = id(resource)
+        if key not in self._resources:
+            if len(self._resources) > 64:
+                self._resources.clear()
+            self._resources[key] = (resource, self._attribute_list(b"\x0a", resource.attributes))
+        return key
+
+    def _remember_scope(self, scope: InstrumentationScope | None) -> int:
+        key = id(scope)
+        if key not in self._scopes:
+            if len(self._scopes) > 1024:
+                self._scopes.clear()
+            body = b""
+            if scope is not None:
+                if scope.name:
+                    body += _field(b"\x0a", scope.name.encode())
+                if scope.version:
+                    body += _field(b"\x12", scope.version.encode())
+                body += self._attribute_list(b"\x1a", scope.attributes)
+            self._scopes[key] = (scope, body)
+        return key
+
+    def _attribute_list(self, tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
+        if not attributes:
+            return b""
+        cache = self._attributes
+        parts = []
+        for key, value in attributes.items():
+            kind = type(value)
+            if kind is str or kind is int or kind is bool or kind is float:
+                cache_key = (key, kind, value)
+                encoded = cache.get(cache_key)
+                if encoded is None:
+                    encoded = _field(tag, _key_value(key, value))
+                    if kind is not str or len(value) <= _MAX_CACHED_VALUE_CHARS:
+                        if len(cache) >= _MAX_CACHE_ENTRIES:
+                            cache.clear()
+                        cache[cache_key] = encoded
+                parts.append(encoded)
+            else:
+                parts.append(_field(tag, _key_value(key, value)))
+        return b"".join(parts)
+
+    def _span(self, span: ReadableSpan) -> bytes:
+        context = span.context
+        assert context is not None  # an ended SDK span always has one
+        parts = [
+            b"\x0a\x10" + context.trace_id.to_bytes(16, "big"),
+            b"\x12\x08" + context.span_id.to_bytes(8, "big"),
+        ]
+        trace_state = context.trace_state
+        if trace_state:
+            text = ",".join(f"{key}={value}" for key, value in trace_state.items())
+            parts.append(_field(b"\x1a", text.encode()))
+        parent = span.parent
+        if parent is not None:
+            parts.append(b"\x22\x08" + parent.span_id.to_bytes(8, "big"))
+        if span.name:
+            parts.append(_field(b"\x2a", span.name.encode()))
+        parts.append(b"\x30" + bytes((span.kind.value + 1,)))
+        if span.start_time:
+            parts.append(b"\x39" + _pack_fixed64(span.start_time))
+        if span.end_time:
+            parts.append(b"\x41" + _pack_fixed64(span.end_time))
+        parts.append(self._attribute_list(b"\x4a", span.attributes))
+        if span.dropped_attributes:
+            parts.append(b"\x50" + _varint(span.dropped_attributes))
+        for event in span.events:
+            body = b"\x09" + _pack_fixed64(event.timestamp) if event.timestamp else b""
+            if event.name:
+                body += _field(b"\x12", event.name.encode())
+            body += self._attribute_list(b"\x1a", event.attributes)
+            if event.dropped_attributes:
+                body += b"\x20" + _varint(event.dropped_attributes)
+            parts.append(_field(b"\x5a", body))
+        if span.dropped_events:
+            parts.append(b"\x60" + _varint(span.dropped_events))
+        for link in span.links:
+            body = (
+                b"\x0a\x10"
+                + link.context.trace_id.to_bytes(16, "big")
+                + b"\x12\x08"
+                + link.context.span_id.to_bytes(8, "big")
+                + self._attribute_list(b"\x22", link.attributes)
+            )
+            if link.dropped_attributes:
+                body += b"\x28" + _varint(link.dropped_attributes)
+            body += b"\x35" + _pack_fixed32(_span_flags(link.context))
+            parts.append(_field(b"\x6a", body))
+        if span.dropped_links:
+            parts.append(b"\x70" + _varint(span.dropped_links))
+        status = span.status
+        status_body = b""
+        if status.description:
+            status_body += _field(b"\x12", status.description.encode())
+        if status.status_code.value:
+            status_body += b"\x18" + bytes((status.status_code.value,))
+        parts.append(_field(b"\x7a", status_body))
+        parts.append(b"\x85\x01" + _pack_fixed32(_span_flags(parent)))
+        return b"".join(parts)
+
+
+def _span_flags(parent: SpanContext | None) -> int:
+    if parent is not None and parent.is_remote:
+        return _SPAN_FLAGS_HAS_IS_REMOTE | _SPAN_FLAGS_IS_REMOTE
+    return _SPAN_FLAGS_HAS_IS_REMOTE
