@@ -36,6 +36,8 @@ from cvtrace.store import default_db_path
 
 DEFAULT_REQUESTS = 300
 SEED_CIRCUITS = 300
+TRAFFIC_GAP_S = 0.02
+"""Mean pause between requests: 300 requests spread over a few seconds of traces."""
 STARTUP_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 _LISTENING = re.compile(r"listening on (http://\S+)")
@@ -83,6 +85,7 @@ def start_child(
     started: list[Child],
     ready_line: re.Pattern[str] | None = _LISTENING,
     timeout_s: float = STARTUP_TIMEOUT_S,
+    cwd: Path | None = None,
 ) -> Child:
     """Start ``argv`` in a new process group and wait until it prints ``ready_line``.
 
@@ -100,6 +103,7 @@ def start_child(
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
+        cwd=cwd,
         start_new_session=True,  # its own process group: signals reach its children too
     )
     assert process.stdout is not None
@@ -250,10 +254,12 @@ def run_demo(args: argparse.Namespace, workdir: Path, children: list[Child]) -> 
     from demo_app.traffic import drive
 
     store = Path(args.db).expanduser() if args.db else default_db_path()
-    database_url = f"sqlite:///{workdir / 'circuits.sqlite3'}"
-    engine = make_engine(database_url)
+    engine = make_engine(f"sqlite:///{workdir / 'circuits.sqlite3'}")
     counts = seed(engine, circuits=SEED_CIRCUITS)
     engine.dispose()
+    # The services run in the work directory with a relative URL: cvtrace names
+    # database spans after it ("SELECT circuits.sqlite3"), the same on every run.
+    database_url = "sqlite:///circuits.sqlite3"
     _out(f"seeded the demo database: {describe(counts)}")
 
     python = sys.executable
@@ -263,6 +269,7 @@ def run_demo(args: argparse.Namespace, workdir: Path, children: list[Child]) -> 
         _service_env(store, database_url),
         workdir / "preview.log",
         started=children,
+        cwd=workdir,
     )
     _out(f"preview service (service.name=preview) on {preview.url}")
     site = start_child(
@@ -271,11 +278,12 @@ def run_demo(args: argparse.Namespace, workdir: Path, children: list[Child]) -> 
         _service_env(store, database_url, PREVIEW_URL=preview.url),
         workdir / "app.log",
         started=children,
+        cwd=workdir,
     )
     _out(f"circuits app (service.name=circuits) on {site.url}")
 
     bar = ProgressBar("traffic", sys.stdout)
-    result = drive(site.url, args.requests, on_progress=bar.update)
+    result = drive(site.url, args.requests, mean_gap_s=TRAFFIC_GAP_S, on_progress=bar.update)
     _out(result.summary())
 
     # Stopping the services flushes their spans into the store.

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -248,6 +249,7 @@ def drive(
     random_seed: int = 7,
     visitors: int = 12,
     timeout_s: float = 30.0,
+    mean_gap_s: float = 0.0,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> TrafficResult:
     """Send ``total`` requests to the site at ``base_url``.
@@ -261,6 +263,8 @@ def drive(
         random_seed: the same seed sends the same traffic to the same data.
         visitors: how many distinct browsers (sessions) to play.
         timeout_s: per request.
+        mean_gap_s: mean pause between requests (exponentially distributed, like
+            independent visitors arriving), so traces spread over time; 0 for none.
         on_progress: called with (requests sent, total) after each request.
     """
     rng = random.Random(random_seed)
@@ -307,6 +311,8 @@ def drive(
             response = None
         record("login", response)
     for action in _plan(total - result.sent, rng):
+        if mean_gap_s > 0:
+            time.sleep(rng.expovariate(1 / mean_gap_s))
         try:
             response = _act(site, action)
         except requests.RequestException:
