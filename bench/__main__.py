@@ -1,0 +1,70 @@
+"""``python -m bench [NAME ...] [--quick]``: run the benchmarks, print Markdown tables.
+
+Without names, every benchmark runs, in the order below. Results are also saved under
+``$BENCH_DATA_DIR`` (default ``.bench-data/``) in ``results/NAME.json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+
+from bench.common import data_dir, log, machine, save, table
+
+BENCHMARKS = {
+    "request": "per-request cost in-process: bare, cvtrace, vanilla OpenTelemetry",
+    "loss": "spans lost at the highest in-process request rate: cvtrace vs vanilla",
+    "server": "gunicorn (2 workers) + wrk: requests/s, p50/p99, bare vs cvtrace vs vanilla",
+    "memory": "the demo's RSS under load under gunicorn, with and without jemalloc",
+    "ingest": "viewer ingest (OTLP/HTTP and local exporter) into a store of 1M spans",
+    "search": "viewer search p50/p99 of /api/traces at 1M spans",
+    "bigtrace": "1k/10k/50k-span traces: server time and drawing in headless Chromium",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the named benchmarks (all by default)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="benchmarks:\n"
+        + "\n".join(f"  {name:10} {text}" for name, text in BENCHMARKS.items()),
+    )
+    parser.add_argument("names", nargs="*", metavar="NAME", help="benchmarks to run")
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny configurations: a smoke run of about a minute"
+    )
+    args = parser.parse_args(argv)
+    unknown = [name for name in args.names if name not in BENCHMARKS]
+    if unknown:
+        parser.error(f"unknown benchmark(s) {', '.join(unknown)}; expected {', '.join(BENCHMARKS)}")
+    names = args.names or list(BENCHMARKS)
+    started = time.monotonic()
+    info = machine()
+    sections = [
+        "## Machine",
+        "",
+        table(["", ""], info.items()),
+        "",
+    ]
+    sys.stdout.write("\n".join(sections) + "\n")
+    save("machine", info, "\n".join(sections))
+    for name in names:
+        log(f"{name}: {BENCHMARKS[name]}{' (quick)' if args.quick else ''}")
+        t0 = time.monotonic()
+        module = importlib.import_module(f"bench.{name}")
+        result, text = module.run(quick=args.quick)
+        result["quick"] = args.quick
+        path = save(name, result, text)
+        sys.stdout.write(text + "\n\n")
+        sys.stdout.flush()
+        log(f"{name}: done in {time.monotonic() - t0:.0f} s; saved {path}")
+    log(f"all done in {time.monotonic() - started:.0f} s; results in {data_dir() / 'results'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,231 @@
+"""Benchmark 1: per-request cost in-process, bare vs cvtrace vs vanilla OpenTelemetry.
+
+One worker process per variant (:mod:`bench.worker`) builds the demo app; a round
+asks each worker in turn for ``n`` requests through Flask's test client (the order
+rotates every round), so the variants are interleaved and never run at once. The
+time of a round is the request loop plus the flush of the spans it queued, so a
+variant cannot look cheap by leaving its export work for later. Ratios to bare are
+computed within each round, then summarised as median [min..max] over the rounds.
+
+Routes: the circuit view ``GET /circuits/2`` (3 queries: the circuit, its star
+count, its comments; a template) and the health check ``GET /up`` (one query),
+which cvtrace excludes by default.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bench.common import Receiver, Worker, log, spread, table, verdict
+from bench.variants import CIRCUIT_ID, private_db_copy, variant_env
+
+VIEW = f"/circuits/{CIRCUIT_ID}"
+UP = "/up"
+VIEW_VARIANTS = (
+    "bare",
+    "default",
+    "cvtrace-otlp",
+    "cvtrace-local",
+    "vanilla",
+    "vanilla-nosdk",
+)
+UP_VARIANTS = ("bare", "cvtrace-otlp", "vanilla-excluded")
+
+TARGET_DEFAULT = 1.02
+TARGET_EXCLUDED = 1.10
+TARGET_OVERHEAD = 0.75
+
+
+def run(quick: bool = False) -> tuple[dict[str, Any], str]:
+    """Measure; return the results and their Markdown."""
+    rounds, n_view, n_up = (3, 40, 100) if quick else (11, 300, 1000)
+    cells = [(v, VIEW, n_view) for v in VIEW_VARIANTS] + [(v, UP, n_up) for v in UP_VARIANTS]
+    samples: dict[tuple[str, str], list[dict[str, Any]]] = {(v, p): [] for v, p, _ in cells}
+    with tempfile.TemporaryDirectory(prefix="bench-request-") as tmp, Receiver() as receiver:
+        workers: dict[str, Worker] = {}
+        try:
+            for variant in dict.fromkeys(v for v, _, _ in cells):
+                env = variant_env(
+                    variant, receiver.endpoint(variant), Path(tmp) / f"{variant}-spans.sqlite3"
+                )
+                workers[variant] = Worker(variant, private_db_copy(Path(tmp), variant), env)
+            for worker in workers.values():
+                worker.wait_ready()
+            log(f"request: {rounds} rounds of {n_view} views / {n_up} health checks per variant")
+            for r in range(rounds + 1):  # round 0 warms up and is not kept
+                order = cells[r % len(cells) :] + cells[: r % len(cells)]
+                for variant, path, n in order:
+                    result = workers[variant].call(cmd="run", path=path, n=n)
+                    if r:
+                        samples[(variant, path)].append(result)
+            totals = {variant: worker.stop() for variant, worker in workers.items()}
+            arrived = {variant: receiver.spans(variant) for variant in workers}
+        finally:
+            for worker in workers.values():
+                worker.kill()
+    result = summarise(samples, rounds)
+    result["totals"] = totals
+    result["arrived"] = arrived
+    result["config"] = {"rounds": rounds, "n_view": n_view, "n_up": n_up}
+    return result, markdown(result)
+
+
+def _per_request_us(sample: dict[str, Any], key: str) -> float:
+    if key == "total":
+        return (sample["loop_ns"] + sample["flush_ns"]) / sample["n"] / 1000
+    return float(sample[key]) / sample["n"] / 1000
+
+
+def summarise(samples: dict[tuple[str, str], list[dict[str, Any]]], rounds: int) -> dict[str, Any]:
+    """Per-variant µs/request and per-round ratios to bare."""
+    out: dict[str, Any] = {"view": {}, "up": {}}
+    for (variant, path), items in samples.items():
+        key = "view" if path == VIEW else "up"
+        base = samples[("bare", path)]
+        out[key][variant] = {
+            "total_us": spread(_per_request_us(s, "total") for s in items),
+            "loop_us": spread(_per_request_us(s, "loop_ns") for s in items),
+            "cpu_us": spread(_per_request_us(s, "cpu_ns") for s in items),
+            "ratio": spread(
+                _per_request_us(s, "total") / _per_request_us(b, "total")
+                for s, b in zip(items, base, strict=True)
+            ),
+            "loop_ratio": spread(
+                _per_request_us(s, "loop_ns") / _per_request_us(b, "loop_ns")
+                for s, b in zip(items, base, strict=True)
+            ),
+            "cpu_ratio": spread(
+                _per_request_us(s, "cpu_ns") / _per_request_us(b, "cpu_ns")
+                for s, b in zip(items, base, strict=True)
+            ),
+            "spans_per_request": sum(s["spans"] for s in items) / sum(s["n"] for s in items),
+            "roots_per_request": sum(s["roots"] for s in items) / sum(s["n"] for s in items),
+        }
+    overheads: dict[str, Any] = {}
+    for cv in ("cvtrace-otlp", "cvtrace-local"):
+        for metric in ("total", "cpu_ns"):
+            values = []
+            for i in range(rounds):
+                bare = _per_request_us(samples[("bare", VIEW)][i], metric)
+                mine = _per_request_us(samples[(cv, VIEW)][i], metric)
+                vanilla = _per_request_us(samples[("vanilla", VIEW)][i], metric)
+                values.append((mine - bare) / (vanilla - bare) if vanilla != bare else float("nan"))
+            overheads[f"{cv}/{metric}"] = spread(values)
+    out["overhead_vs_vanilla"] = overheads
+    return out
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The tables of BENCHMARKS.md section 1."""
+    cfg = result["config"]
+    view, up = result["view"], result["up"]
+    lines = [
+        f"### 1. Per-request cost in-process ({cfg['rounds']} interleaved rounds; "
+        f"{cfg['n_view']} views, {cfg['n_up']} health checks per variant per round)",
+        "",
+        f"`GET /circuits/{CIRCUIT_ID}` (circuit view). **CPU** = CPU time of the app's "
+        "process (all threads: requests and span export) over the request loop plus the "
+        "flush of the spans it queued, per request: all the work tracing adds, and the "
+        "least noisy measure on a shared machine. **Wall** = elapsed time of the same "
+        "(includes waiting for the receiver). **Loop** = elapsed time of the request loop "
+        "alone (export partly deferred). Ratios to bare per round, median [min..max].",
+        "",
+        table(
+            [
+                "variant",
+                "CPU µs/request",
+                "CPU x bare",
+                "wall µs/request",
+                "wall x bare",
+                "loop x bare",
+                "spans/request",
+            ],
+            [
+                (
+                    variant,
+                    v["cpu_us"].fmt(0),
+                    v["cpu_ratio"].fmt(2),
+                    v["total_us"].fmt(0),
+                    v["ratio"].fmt(2),
+                    v["loop_ratio"].fmt(2),
+                    f"{v['spans_per_request']:.2f}",
+                )
+                for variant, v in view.items()
+            ],
+        ),
+        "",
+        "`GET /up` (health check, one query): cvtrace with full tracing on (OTLP), where "
+        "`/up` is excluded by default, and vanilla with `OTEL_PYTHON_FLASK_EXCLUDED_URLS=up`.",
+        "",
+        table(
+            [
+                "variant",
+                "CPU µs/request",
+                "CPU x bare",
+                "loop x bare",
+                "spans/request",
+                "root spans/request",
+            ],
+            [
+                (
+                    variant,
+                    v["cpu_us"].fmt(0),
+                    v["cpu_ratio"].fmt(2),
+                    v["loop_ratio"].fmt(2),
+                    f"{v['spans_per_request']:.2f}",
+                    f"{v['roots_per_request']:.2f}",
+                )
+                for variant, v in up.items()
+            ],
+        ),
+        "",
+    ]
+    over = result["overhead_vs_vanilla"]
+    default_ratio = view["default"]["cpu_ratio"]
+    excl = up["cvtrace-otlp"]
+    lines += [
+        "Full tracing overhead vs vanilla's, (cvtrace - bare) / (vanilla - bare), per round:",
+        "",
+        table(
+            ["cvtrace variant", "by CPU", "by wall time"],
+            [
+                (cv, over[f"{cv}/cpu_ns"].fmt(2), over[f"{cv}/total"].fmt(2))
+                for cv in ("cvtrace-otlp", "cvtrace-local")
+            ],
+        ),
+        "",
+        table(
+            ["target (judged by CPU)", "measured (median)", "verdict"],
+            [
+                (
+                    f"default settings <= {TARGET_DEFAULT}x bare",
+                    f"{default_ratio.median:.3f}x",
+                    verdict(default_ratio.median <= TARGET_DEFAULT),
+                ),
+                (
+                    f"excluded /up <= {TARGET_EXCLUDED}x bare, zero spans",
+                    f"{excl['cpu_ratio'].median:.3f}x, {excl['spans_per_request']:.2f} spans",
+                    verdict(
+                        excl["cpu_ratio"].median <= TARGET_EXCLUDED
+                        and excl["spans_per_request"] == 0
+                    ),
+                ),
+                (
+                    f"full tracing (OTLP) overhead <= {TARGET_OVERHEAD} of vanilla's",
+                    f"{over['cvtrace-otlp/cpu_ns'].median:.2f}",
+                    verdict(over["cvtrace-otlp/cpu_ns"].median <= TARGET_OVERHEAD),
+                ),
+            ],
+        ),
+        "",
+        "Spans created / arrived at the receiver over the whole run: "
+        + ", ".join(
+            f"{variant} {result['totals'][variant]['spans']}/{result['arrived'][variant]}"
+            for variant in ("cvtrace-otlp", "vanilla", "vanilla-excluded")
+            if variant in result["totals"]
+        )
+        + ".",
+    ]
+    return "\n".join(lines)

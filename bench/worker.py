@@ -1,0 +1,123 @@
+"""One long-lived process per variant, driven round by round by a coordinator.
+
+``python -m bench.worker VARIANT DATABASE`` (the variant's environment set by the
+caller) builds the demo app as ``VARIANT``, then reads JSON commands on stdin and
+answers one JSON line each on the stdout it started with (the app's own output goes
+to /dev/null):
+
+- ``{"cmd": "run", "path": "/circuits/2", "n": 500}``: ``n`` requests through Flask's
+  test client, timed; then a flush of what was queued, timed separately. Answers
+  ``loop_ns``, ``flush_ns``, ``cpu_ns`` (CPU time of all the process's threads over
+  both), and the ``spans`` and ``roots`` these requests made.
+- ``{"cmd": "run_for", "path": ..., "seconds": 10}``: as many requests as fit, no flush.
+- ``{"cmd": "stop"}``: flush and shut tracing down as at exit, answer the totals, exit.
+
+Only one worker runs at a time, so the variants do not compete for the CPU.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from bench.variants import Setup, build
+
+
+def _redirect_stdout() -> TextIO:
+    """Keep the original stdout for answers; send everything else to /dev/null."""
+    answers = os.fdopen(os.dup(1), "w", buffering=1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
+    return answers
+
+
+def _counts(setup: Setup) -> tuple[int, int]:
+    counter = setup.counter
+    return (counter.spans, counter.roots) if counter is not None else (0, 0)
+
+
+def _run(setup: Setup, client: Any, path: str, n: int) -> dict[str, Any]:
+    spans0, roots0 = _counts(setup)
+    get = client.get
+    c0 = time.process_time_ns()
+    t0 = time.perf_counter_ns()
+    for _ in range(n):
+        response = get(path)
+        if response.status_code != 200:
+            msg = f"{setup.variant}: GET {path} answered {response.status_code}"
+            raise RuntimeError(msg)
+    t1 = time.perf_counter_ns()
+    setup.flush()
+    t2 = time.perf_counter_ns()
+    c2 = time.process_time_ns()
+    spans1, roots1 = _counts(setup)
+    return {
+        "loop_ns": t1 - t0,
+        "cpu_ns": c2 - c0,
+        "flush_ns": t2 - t1,
+        "n": n,
+        "spans": spans1 - spans0,
+        "roots": roots1 - roots0,
+    }
+
+
+def _run_for(setup: Setup, client: Any, path: str, seconds: float) -> dict[str, Any]:
+    spans0, _ = _counts(setup)
+    get = client.get
+    n = 0
+    t0 = time.perf_counter_ns()
+    deadline = t0 + int(seconds * 1e9)
+    while time.perf_counter_ns() < deadline:
+        for _ in range(20):
+            get(path)
+        n += 20
+    t1 = time.perf_counter_ns()
+    spans1, _ = _counts(setup)
+    return {"loop_ns": t1 - t0, "n": n, "spans": spans1 - spans0}
+
+
+def main() -> int:
+    """Serve commands until ``stop``."""
+    variant, database = sys.argv[1], Path(sys.argv[2])
+    answers = _redirect_stdout()
+    setup = build(variant, database)
+    client = setup.app.test_client()
+    warm = int(os.environ.get("BENCH_WARMUP", "50"))
+    for path in ("/circuits/2", "/up"):
+        for _ in range(warm):
+            client.get(path)
+    setup.flush()
+    gc.collect()
+    answers.write(json.dumps({"ready": variant, "pid": os.getpid()}) + "\n")
+    for line in sys.stdin:
+        command = json.loads(line)
+        if command["cmd"] == "run":
+            result = _run(setup, client, command["path"], int(command["n"]))
+        elif command["cmd"] == "run_for":
+            result = _run_for(setup, client, command["path"], float(command["seconds"]))
+        elif command["cmd"] == "stop":
+            t0 = time.perf_counter_ns()
+            setup.shutdown()
+            spans, roots = _counts(setup)
+            result = {
+                "shutdown_ns": time.perf_counter_ns() - t0,
+                "spans": spans,
+                "roots": roots,
+                "dropped": setup.dropped(),
+            }
+            answers.write(json.dumps(result) + "\n")
+            return 0
+        else:
+            result = {"error": f"unknown command {command!r}"}
+        answers.write(json.dumps(result) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
