@@ -6,6 +6,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import plotly.graph_objects as go
 import pytest
 
 from cvtrace.store import SpanStore, StoredSpan, TraceQuery
@@ -169,3 +170,16 @@ class TestDurations:
 )
 def test_format_duration(ns: int, text: str) -> None:
     assert format_duration_ns(ns) == text
+
+
+def test_waterfall_spec_is_valid_plotly(store: SpanStore) -> None:
+    """The figure is built without plotly's validation (for speed); check it here."""
+    trace_id = new_trace_id()
+    root = SpanSpec("root", trace_id, duration_ns=1000, error=True)
+    spans = stored(
+        store,
+        [root, SpanSpec("lost", trace_id, parent_span_id=b"\x07" * 8, start_ns=T0_NS - 5)],
+    )
+    figure = waterfall_figure(spans, focus_span_id=root.span_id)
+    go.Figure(figure.to_dict())  # raises ValueError on any invalid property
+    go.Figure(waterfall_figure([]).to_dict())

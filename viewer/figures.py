@@ -16,6 +16,7 @@ from __future__ import annotations
 import html
 from collections.abc import Collection, Sequence
 from datetime import datetime, timezone
+from typing import Any
 
 import plotly.graph_objects as go
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
@@ -24,7 +25,13 @@ from cvtrace.store import StoredSpan, TraceSummary
 from viewer.jaeger import any_value_python
 from viewer.tracetree import Row, tree_rows
 
-__all__ = ["durations_figure", "format_duration_ns", "service_colors", "waterfall_figure"]
+__all__ = [
+    "durations_figure",
+    "format_duration_ns",
+    "service_colors",
+    "waterfall_figure",
+    "waterfall_spec",
+]
 
 PALETTE = (
     "#4C78A8",
@@ -83,7 +90,7 @@ def service_colors(services: Sequence[str]) -> dict[str, str]:
     return colors
 
 
-def row_label(row: Row) -> str:
+def row_label(row: Row, name: str | None = None) -> str:
     """Return the y-axis label of a row: indented, escaped name and markers."""
     marks = ""
     if row.orphan:
@@ -93,16 +100,17 @@ def row_label(row: Row) -> str:
     if row.collapsed:
         marks += f" ▸{row.child_count}"
     indent = "\u2002" * min(row.depth, 40)
-    return f"{indent}{esc(row.stored.span.name, 60)}{marks}"
+    if name is None:
+        name = esc(row.stored.span.name, 60)
+    return f"{indent}{name}{marks}"
 
 
-def _hover(row: Row, t0_ns: int, brief: bool) -> str:
-    stored = row.stored
-    span = stored.span
+def _hover(row: Row, t0_ns: int, brief: bool, name: str, service: str) -> str:
+    span = row.stored.span
     duration = max(0, span.end_time_unix_nano - span.start_time_unix_nano)
     lines = [
-        f"<b>{esc(span.name)}</b>",
-        f"service: {esc(stored.service)}",
+        f"<b>{name}</b>",
+        f"service: {service}",
         f"duration: {format_duration_ns(duration)}",
         f"start: +{format_duration_ns(max(0, span.start_time_unix_nano - t0_ns))}",
     ]
@@ -125,23 +133,42 @@ def waterfall_figure(
     *,
     collapsed: Collection[bytes] = (),
     focus_span_id: bytes | None = None,
+    rows: Sequence[Row] | None = None,
 ) -> go.Figure:
     """Return the waterfall of one trace: a row per span in tree order.
+
+    Takes the same arguments as :func:`waterfall_spec`, and returns its
+    figure as a plotly ``Figure``.
+    """
+    spec = waterfall_spec(spans, collapsed=collapsed, focus_span_id=focus_span_id, rows=rows)
+    # Plotly's per-element validation costs seconds at 50,000 spans; the spec's
+    # shape is validated once by the tests (tests/test_figures.py).
+    return go.Figure(data=spec["data"], layout=spec["layout"], _validate=False)
+
+
+def waterfall_spec(
+    spans: Sequence[StoredSpan],
+    *,
+    collapsed: Collection[bytes] = (),
+    focus_span_id: bytes | None = None,
+    rows: Sequence[Row] | None = None,
+) -> dict[str, Any]:
+    """Return the waterfall of one trace as a plotly figure dict (``data``, ``layout``).
 
     Args:
         spans: The trace's spans, as the store returns them.
         collapsed: Span ids whose subtrees are hidden.
         focus_span_id: A span to scroll the initial view to.
+        rows: ``tree_rows(spans, collapsed)`` if the caller has it already.
 
     Returns:
         A figure whose marker trace (``meta="spans"``) has the span id of each
         point in ``customdata``.
     """
-    rows = tree_rows(spans, collapsed)
-    figure = go.Figure()
+    if rows is None:
+        rows = tree_rows(spans, collapsed)
     if not rows:
-        figure.update_layout(title="no spans")
-        return figure
+        return {"data": [], "layout": {"title": {"text": "no spans"}}}
     t0_ns = min(s.span.start_time_unix_nano for s in spans)
     colors = service_colors([r.stored.service for r in rows])
     brief = len(rows) > LARGE_TRACE_SPANS
@@ -156,6 +183,8 @@ def waterfall_figure(
     ids: list[str] = []
     labels: list[str] = []
     focus_row: int | None = None
+    names: dict[str, str] = {}  # escaped once per distinct name
+    services: dict[str, str] = {}
     for y, row in enumerate(rows):
         span = row.stored.span
         start_ms = (span.start_time_unix_nano - t0_ns) / 1e6
@@ -171,61 +200,70 @@ def waterfall_figure(
         my.append(y)
         mcolor.append(ERROR_COLOR if is_error else colors[row.stored.service])
         msymbol.append("x" if is_error else "circle")
-        hover.append(_hover(row, t0_ns, brief))
+        name = names.get(span.name)
+        if name is None:
+            name = names[span.name] = esc(span.name, 60)
+        service = services.get(row.stored.service)
+        if service is None:
+            service = services[row.stored.service] = esc(row.stored.service, 60)
+        hover.append(_hover(row, t0_ns, brief, name, service))
         ids.append(span.span_id.hex())
-        labels.append(row_label(row))
+        labels.append(row_label(row, name))
         if focus_span_id is not None and span.span_id == focus_span_id:
             focus_row = y
-    for service, (xs, ys) in segments.items():
-        figure.add_trace(
-            go.Scattergl(
-                x=xs,
-                y=ys,
-                mode="lines",
-                line={"color": colors[service], "width": 12},
-                name=esc(service, 40),
-                hoverinfo="skip",
-                connectgaps=False,
-            )
-        )
+    traces: list[dict[str, Any]] = [
+        {
+            "type": "scattergl",
+            "x": xs,
+            "y": ys,
+            "mode": "lines",
+            "line": {"color": colors[service], "width": 12},
+            "name": esc(service, 40),
+            "hoverinfo": "skip",
+            "connectgaps": False,
+        }
+        for service, (xs, ys) in segments.items()
+    ]
     if error_x:
-        figure.add_trace(
-            go.Scattergl(
-                x=error_x,
-                y=error_y,
-                mode="lines",
-                line={"color": ERROR_COLOR, "width": 3},
-                name="error",
-                hoverinfo="skip",
-            )
+        traces.append(
+            {
+                "type": "scattergl",
+                "x": error_x,
+                "y": error_y,
+                "mode": "lines",
+                "line": {"color": ERROR_COLOR, "width": 3},
+                "name": "error",
+                "hoverinfo": "skip",
+            }
         )
-    figure.add_trace(
-        go.Scattergl(
-            x=mx,
-            y=my,
-            mode="markers",
-            marker={"color": mcolor, "symbol": msymbol, "size": 9, "line": {"width": 0}},
-            hovertext=hover,
-            hoverinfo="text",
-            customdata=ids,
-            meta="spans",
-            name="spans",
-            showlegend=False,
-        )
+    traces.append(
+        {
+            "type": "scattergl",
+            "x": mx,
+            "y": my,
+            "mode": "markers",
+            "marker": {"color": mcolor, "symbol": msymbol, "size": 9, "line": {"width": 0}},
+            "hovertext": hover,
+            "hoverinfo": "text",
+            "customdata": ids,
+            "meta": "spans",
+            "name": "spans",
+            "showlegend": False,
+        }
     )
     shown = min(len(rows), VISIBLE_ROWS)
     first = 0
     if focus_row is not None and focus_row >= shown:
         first = max(0, focus_row - shown // 2)
-    figure.update_layout(
-        height=min(len(rows), VISIBLE_ROWS) * ROW_PX + 140,
-        margin={"l": 10, "r": 10, "t": 30, "b": 40},
-        hovermode="closest",
-        clickmode="event",
-        dragmode="pan",
-        legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0},
-        xaxis={"title": {"text": "ms since trace start"}, "zeroline": False, "side": "bottom"},
-        yaxis={
+    layout = {
+        "height": shown * ROW_PX + 140,
+        "margin": {"l": 10, "r": 10, "t": 30, "b": 40},
+        "hovermode": "closest",
+        "clickmode": "event",
+        "dragmode": "pan",
+        "legend": {"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0},
+        "xaxis": {"title": {"text": "ms since trace start"}, "zeroline": False},
+        "yaxis": {
             "tickmode": "array",
             "tickvals": list(range(len(rows))),
             "ticktext": labels,
@@ -234,9 +272,9 @@ def waterfall_figure(
             "showgrid": False,
             "zeroline": False,
         },
-        meta={"rows": len(rows)},
-    )
-    return figure
+        "meta": {"rows": len(rows)},
+    }
+    return {"data": traces, "layout": layout}
 
 
 def durations_figure(summaries: Sequence[TraceSummary]) -> go.Figure:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from cvtrace.store import StoredSpan
 
 
-@dataclass(frozen=True)
-class Row:
+class Row(NamedTuple):
     """One span placed in the tree."""
 
     index: int
@@ -33,15 +32,20 @@ def tree_rows(spans: Sequence[StoredSpan], collapsed: Collection[bytes] = ()) ->
     shown as orphans too: nothing is dropped. The descendants of a span whose id
     is in ``collapsed`` are left out.
     """
+    protos = [s.span for s in spans]
+    starts = [p.start_time_unix_nano for p in protos]
+    ends = [p.end_time_unix_nano for p in protos]
+    span_ids = [p.span_id for p in protos]
     by_id: dict[bytes, int] = {}
-    for i, s in enumerate(spans):
-        by_id.setdefault(s.span.span_id, i)
+    for i, span_id in enumerate(span_ids):
+        by_id.setdefault(span_id, i)
     children: dict[int, list[int]] = {}
     roots: list[int] = []
     orphans: set[int] = set()
-    for i, s in enumerate(spans):
-        parent = s.span.parent_span_id
-        if not parent or parent == bytes(8):
+    zero = bytes(8)
+    for i, p in enumerate(protos):
+        parent = p.parent_span_id
+        if not parent or parent == zero:
             roots.append(i)
             continue
         parent_index = by_id.get(parent)
@@ -52,7 +56,7 @@ def tree_rows(spans: Sequence[StoredSpan], collapsed: Collection[bytes] = ()) ->
             children.setdefault(parent_index, []).append(i)
 
     def start_key(i: int) -> tuple[int, bytes]:
-        return (spans[i].span.start_time_unix_nano, spans[i].span.span_id)
+        return (starts[i], span_ids[i])
 
     for kids in children.values():
         kids.sort(key=start_key)
@@ -66,16 +70,11 @@ def tree_rows(spans: Sequence[StoredSpan], collapsed: Collection[bytes] = ()) ->
             if visited[i]:
                 continue
             visited[i] = True
-            span = spans[i].span
             skewed = False
             if parent_index is not None:
-                parent = spans[parent_index].span
-                skewed = (
-                    span.start_time_unix_nano < parent.start_time_unix_nano
-                    or span.end_time_unix_nano > parent.end_time_unix_nano
-                )
+                skewed = starts[i] < starts[parent_index] or ends[i] > ends[parent_index]
             kids = children.get(i, [])
-            is_collapsed = span.span_id in collapsed and bool(kids)
+            is_collapsed = bool(kids) and span_ids[i] in collapsed
             rows.append(
                 Row(
                     i,

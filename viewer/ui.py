@@ -18,7 +18,7 @@ from viewer.figures import (
     durations_figure,
     format_duration_ns,
     service_colors,
-    waterfall_figure,
+    waterfall_spec,
 )
 from viewer.jaeger import any_value_python
 from viewer.jaeger_api import BadParameter, parse_duration_ns, parse_trace_id
@@ -46,8 +46,11 @@ _STATUS_NAMES = {0: "unset", 1: "ok", 2: "error"}
 
 
 def figure_json(figure: Any) -> str:
-    """Return a figure as JSON that is safe inside a ``<script>`` element."""
-    text: str = figure.to_json()
+    """Return a figure (or figure dict) as JSON that is safe inside ``<script>``."""
+    if isinstance(figure, dict):
+        text = json.dumps(figure, separators=(",", ":"), allow_nan=False)
+    else:
+        text = figure.to_json()
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
@@ -212,7 +215,12 @@ def trace(trace_id: str) -> str:
     for s in spans:
         services[s.service] = services.get(s.service, 0) + 1
     root = rows[0].stored if rows else spans[0]
-    figure = waterfall_figure(spans, collapsed=collapsed, focus_span_id=focus[0] if focus else None)
+    figure = waterfall_spec(
+        spans,
+        collapsed=collapsed,
+        focus_span_id=focus[0] if focus else None,
+        rows=None if collapsed else rows,
+    )
     return render_template(
         "trace.html",
         trace_id=raw_id.hex(),
