@@ -13,6 +13,7 @@ import secrets
 from flask import Blueprint, jsonify, redirect, render_template, session, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import BadRequest, Conflict, NotFound, Unauthorized
 
 from demo_app.db import get_db
@@ -104,7 +105,12 @@ def sign_up() -> ResponseReturnValue:
         raise Conflict(msg)
     user = User(username=username, display_name=display_name)
     db.add(user)
-    db.commit()
+    try:
+        db.commit()
+    except IntegrityError:  # taken by a simultaneous sign-up
+        db.rollback()
+        msg = f"the username {username!r} is taken"
+        raise Conflict(msg) from None
     session["user_id"] = user.id
     return jsonify(user=user_json(user)), 201
 

@@ -24,7 +24,8 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
-from sqlalchemy import Select, delete, func, select
+from sqlalchemy import Select, delete, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, undefer
 from werkzeug.exceptions import BadGateway, BadRequest, Forbidden, NotFound
 
@@ -254,6 +255,27 @@ def create() -> ResponseReturnValue:
     return _created(circuit)
 
 
+def _count_view(db: Session, circuit_id: int, views: HyperLogLog) -> HyperLogLog:
+    """Add this visitor to the circuit's unique views; return the registers as stored.
+
+    Registers only grow (merging is a maximum), so a new visitor's registers are merged
+    into the row as it is once locked: two first views at once both count. The no-op
+    UPDATE takes the lock: SQLite's write lock, or the row lock elsewhere.
+    """
+    if not views.add(visitor_id()):
+        return views  # a known visitor, or one whose registers are covered already
+    this_row = Circuit.id == circuit_id
+    no_sync = {"synchronize_session": False}
+    lock = update(Circuit).where(this_row).values(views_hll=Circuit.views_hll)
+    db.execute(lock, execution_options=no_sync)
+    stored = HyperLogLog.from_bytes(db.scalar(select(Circuit.views_hll).where(this_row)))
+    stored.merge(views)
+    write = update(Circuit).where(this_row).values(views_hll=stored.to_bytes())
+    db.execute(write, execution_options=no_sync)
+    db.commit()
+    return stored
+
+
 @bp.get("/circuits/<int:circuit_id>")
 def show(circuit_id: int) -> ResponseReturnValue:
     """Show a circuit, and count the view (unique visitors, by HyperLogLog)."""
@@ -264,10 +286,7 @@ def show(circuit_id: int) -> ResponseReturnValue:
     if circuit is None:
         msg = f"no circuit with id {circuit_id}"
         raise NotFound(msg)
-    views = HyperLogLog.from_bytes(circuit.views_hll)
-    if views.add(visitor_id()):
-        circuit.views_hll = views.to_bytes()
-        db.commit()
+    views = _count_view(db, circuit_id, HyperLogLog.from_bytes(circuit.views_hll))
     stars = _star_count(db, circuit_id)
     user = current_user()
     starred = user is not None and (
@@ -318,7 +337,7 @@ def show(circuit_id: int) -> ResponseReturnValue:
 
 
 @bp.put("/circuits/<int:circuit_id>")
-def update(circuit_id: int) -> ResponseReturnValue:
+def edit(circuit_id: int) -> ResponseReturnValue:
     """Change a circuit's name, description or document (its owner only)."""
     user = require_user()
     db = get_db()
@@ -334,6 +353,7 @@ def update(circuit_id: int) -> ResponseReturnValue:
     if "circuit" in data:
         circuit.document = _document_field(data)
         circuit.preview_svg = None
+    circuit.updated_at = utcnow()
     db.commit()
     return jsonify(circuit=summary_json(circuit, _star_count(db, circuit_id)))
 
@@ -372,7 +392,10 @@ def star(circuit_id: int) -> ResponseReturnValue:
         db.add(Star(circuit_id=circuit_id, user_id=user.id))
     elif request.method == "DELETE" and existing is not None:
         db.execute(delete(Star).where(Star.id == existing.id))
-    db.commit()
+    try:
+        db.commit()
+    except IntegrityError:  # the same user's star from a simultaneous request won
+        db.rollback()
     if not wants_json():
         return redirect(url_for("circuits.show", circuit_id=circuit_id), code=303)
     return jsonify(starred=request.method == "POST", stars=_star_count(db, circuit_id))

@@ -60,9 +60,8 @@ class Circuit(Base):
         ForeignKey("circuits.id", ondelete="SET NULL"), index=True
     )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, onupdate=utcnow
-    )
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    """When the owner last changed it (set by the edit route: views and previews don't count)."""
     views_hll: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
     preview_svg: Mapped[str | None] = deferred(mapped_column(Text))
     preview_updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
@@ -415,6 +416,47 @@ class TestUniqueViews:
             visitor.get(f"/circuits/{circuit_id}", headers=JSON)
         shown = client.get(f"/circuits/{circuit_id}", headers=JSON).json["circuit"]
         assert shown["unique_views"] == 6  # five visitors and the owner
+
+    def test_simultaneous_first_views_all_count(self, client: FlaskClient, app: Flask) -> None:
+        """Registers merged under the row lock: no concurrent view overwrites another."""
+        login(client, app)
+        circuit_id = create(client, examples.half_adder())
+        server = make_server("127.0.0.1", 0, app, threaded=True)
+        thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        thread.start()
+        url = f"http://127.0.0.1:{server.server_port}/circuits/{circuit_id}"
+        start = threading.Barrier(24)
+        statuses: list[int] = []
+
+        def visit() -> None:
+            with requests.Session() as visitor:
+                start.wait()
+                statuses.append(visitor.get(url, headers=JSON, timeout=30).status_code)
+
+        visitors = [threading.Thread(target=visit) for _ in range(24)]
+        for visitor in visitors:
+            visitor.start()
+        for visitor in visitors:
+            visitor.join(timeout=60)
+        server.shutdown()
+        server.server_close()
+        assert statuses == [200] * 24
+        shown = client.get(f"/circuits/{circuit_id}", headers=JSON).json["circuit"]
+        assert shown["unique_views"] == 25  # 24 visitors and the owner
+
+    def test_views_do_not_touch_updated_at(self, client: FlaskClient, app: Flask) -> None:
+        login(client, app)
+        circuit_id = create(client, examples.half_adder())
+        before = client.get(f"/circuits/{circuit_id}", headers=JSON).json["circuit"]
+        app.test_client().get(f"/circuits/{circuit_id}", headers=JSON)
+        client.get(f"/circuits/{circuit_id}/preview.svg")
+        after = client.get(f"/circuits/{circuit_id}", headers=JSON).json["circuit"]
+        assert after["updated_at"] == before["updated_at"]
+        client.put(f"/circuits/{circuit_id}", json={"description": "changed"})
+        edited = client.get(f"/circuits/{circuit_id}", headers=JSON).json["circuit"]
+        assert edited["updated_at"] > before["updated_at"]
 
 
 class TestPreview:
