@@ -1,9 +1,10 @@
 """Instrumentation: Flask apps, SQLAlchemy engines, outgoing ``requests``, logging.
 
-The OpenTelemetry contrib instrumentors do the tracing, with the settings cvtrace
-wants: stable semantic conventions, no metrics, no SQL commenter, and no
-``connect`` span per checked-out connection (pure noise on every request). Each Flask
-app gets :class:`cvtrace.noise.NoiseFilter` as its outermost WSGI layer.
+Flask apps get cvtrace's own lean server-span middleware
+(:class:`cvtrace.server_spans.TracingMiddleware`). The OpenTelemetry contrib
+instrumentors do the rest, with the settings cvtrace wants: stable semantic
+conventions, no metrics, no SQL commenter, and no ``connect`` span per checked-out
+connection (pure noise on every request).
 
 Nothing here runs unless tracing is on: with default settings cvtrace patches nothing.
 """
@@ -18,7 +19,9 @@ from typing import Any
 from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 
-from .noise import ExcludedUrls, NoiseFilter
+from ._version import __version__
+from .noise import ExcludedUrls
+from .server_spans import TracingMiddleware
 
 logger = logging.getLogger(__name__)
 
@@ -35,27 +38,17 @@ def opt_in_to_stable_semconv() -> None:
 
 def instrument_flask(app: Any, provider: TracerProvider, excluded: ExcludedUrls) -> None:
     """Trace a Flask app's requests, except the excluded ones (which trace nothing)."""
-    from opentelemetry.instrumentation.flask import FlaskInstrumentor
-
-    if isinstance(app.wsgi_app, NoiseFilter):
+    if isinstance(app.wsgi_app, TracingMiddleware):
         return
-    FlaskInstrumentor.instrument_app(  # type: ignore[no-untyped-call]
-        app,
-        tracer_provider=provider,
-        meter_provider=_NO_METRICS,
-        excluded_urls=excluded.as_otel_excluded_urls(),
-        enable_commenter=False,
-    )
-    app.wsgi_app = NoiseFilter(app.wsgi_app, app._original_wsgi_app, excluded)
+    tracer = provider.get_tracer("cvtrace.server_spans", __version__)
+    app.wsgi_app = TracingMiddleware(app, app.wsgi_app, tracer, excluded)
 
 
 def uninstrument_flask(app: Any) -> None:
     """Undo :func:`instrument_flask`."""
-    from opentelemetry.instrumentation.flask import FlaskInstrumentor
-
-    if isinstance(app.wsgi_app, NoiseFilter):
-        app.wsgi_app = app.wsgi_app.traced
-        FlaskInstrumentor.uninstrument_app(app)  # type: ignore[no-untyped-call]
+    if isinstance(app.wsgi_app, TracingMiddleware):
+        app.wsgi_app.disconnect()
+        app.wsgi_app = app.wsgi_app.wsgi_app
 
 
 def instrument_engines(engines: Iterable[Any], provider: TracerProvider) -> None:

@@ -2,9 +2,10 @@
 
 Vanilla OpenTelemetry's ``excluded_urls`` skips the request's own span but lets a
 database query inside ``/up`` become an orphan root span. cvtrace decides at the
-outermost WSGI layer instead: an excluded request runs the app *without* the tracing
-middleware, under OpenTelemetry's "suppress instrumentation" context, so SQLAlchemy,
-``requests`` and the Flask hooks all stand aside.
+outermost WSGI layer instead (:class:`cvtrace.server_spans.TracingMiddleware`): an
+excluded request makes no server span and runs under OpenTelemetry's "suppress
+instrumentation" context (:data:`SUPPRESSED`), so SQLAlchemy and ``requests`` stand
+aside too.
 
 Entries of ``CVTRACE_EXCLUDE_URLS`` match the request path: ``/static/`` (ending in
 ``/``) excludes everything below it, ``^/api/v\\d+/ping$`` (starting with ``^``) is a
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from opentelemetry import context
@@ -25,9 +26,8 @@ from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 
 from .exceptions import CvtraceConfigError
 
-WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-
-_URL_PREFIX = r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^/?#]*"
+#: The context under which excluded requests run: every instrumentation stands aside.
+SUPPRESSED = context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True)
 
 
 class ExcludedUrls:
@@ -66,12 +66,6 @@ class ExcludedUrls:
             if self._standard
             else None
         )
-        self._otel_patterns = [
-            *(f"{_URL_PREFIX}{re.escape(path)}(?:[?#]|$)" for path in sorted(exact)),
-            *(f"{_URL_PREFIX}{re.escape(prefix)}" for prefix in prefixes),
-            *(f"{_URL_PREFIX}(?:{regex.removeprefix('^')})(?:[?#]|$)" for regex in regexes),
-            *self._standard,
-        ]
 
     def excludes_path(self, path: str) -> bool:
         """Whether a request for ``path`` is excluded by ``CVTRACE_EXCLUDE_URLS``."""
@@ -86,38 +80,6 @@ class ExcludedUrls:
         return (
             self._url_regex is not None and self._url_regex.search(_full_url(environ)) is not None
         )
-
-    def as_otel_excluded_urls(self) -> str:
-        """The same exclusions in the comma-separated regex form OpenTelemetry's Flask takes."""
-        return ",".join(self._otel_patterns)
-
-
-class NoiseFilter:
-    """WSGI middleware: send excluded requests around the tracing middleware.
-
-    Args:
-        traced: the app wrapped by OpenTelemetry's middleware.
-        untraced: the same app without it.
-        excluded: which requests are noise.
-    """
-
-    def __init__(self, traced: WSGIApp, untraced: WSGIApp, excluded: ExcludedUrls) -> None:
-        self.traced = traced
-        self.untraced = untraced
-        self._excluded = excluded
-        self._suppressed = context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True)
-
-    def __call__(
-        self, environ: dict[str, Any], start_response: Callable[..., Any]
-    ) -> Iterable[bytes]:
-        """Serve one request, traced unless excluded."""
-        if not self._excluded.excludes(environ):
-            return self.traced(environ, start_response)
-        token = context.attach(self._suppressed)
-        try:
-            return self.untraced(environ, start_response)
-        finally:
-            context.detach(token)
 
 
 def _compile(setting: str, pattern: str) -> re.Pattern[str]:

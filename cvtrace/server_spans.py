@@ -1,0 +1,225 @@
+"""Server spans for Flask apps: one WSGI middleware, outermost, as lean as it can be.
+
+For each request the middleware either
+
+- finds it excluded (:class:`cvtrace.noise.ExcludedUrls`) and runs the app under
+  OpenTelemetry's "suppress instrumentation" context, so that neither the request nor
+  anything it calls (a query in ``/up``) makes a span; or
+- extracts the caller's context (W3C ``traceparent`` by default, per
+  ``OTEL_PROPAGATORS``), starts a ``SERVER`` span with the stable HTTP attributes, and
+  names it ``"{method} {route}"`` from Flask's matched URL
+  rule and records the status code; an exception Flask turned into a 500 becomes an
+  ``exception`` event and an error status.
+
+OpenTelemetry's Flask instrumentation does the same through a WSGI wrapper plus
+``before_request``/``teardown_request`` hooks, computing the request URL three times and
+updating metrics on every request; this middleware costs a fraction of that (see
+BENCHMARKS.md). Attributes follow the stable HTTP server conventions:
+``http.request.method``, ``url.scheme``, ``url.path``, ``url.query``, ``server.address``,
+``server.port``, ``client.address``, ``user_agent.original``,
+``network.protocol.version``, ``http.route``, ``http.response.status_code``,
+``error.type``; request and response headers named in
+``OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST``/``_RESPONSE`` are captured
+as ``http.request.header.*``/``http.response.header.*``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from opentelemetry import context, propagate, trace
+from opentelemetry.propagators.textmap import Getter
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from .noise import SUPPRESSED, ExcludedUrls
+
+logger = logging.getLogger(__name__)
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+KNOWN_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY"}
+)
+_REQUEST_HEADERS_VAR = "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST"
+_RESPONSE_HEADERS_VAR = "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE"
+
+
+class _EnvironGetter(Getter[Mapping[str, Any]]):
+    """Read propagation headers (``traceparent``...) from a WSGI environ."""
+
+    def get(self, carrier: Mapping[str, Any], key: str) -> list[str] | None:
+        value = carrier.get("HTTP_" + key.upper().replace("-", "_"))
+        return [value] if value is not None else None
+
+    def keys(self, carrier: Mapping[str, Any]) -> list[str]:
+        return [k[5:].lower().replace("_", "-") for k in carrier if k.startswith("HTTP_")]
+
+
+_GETTER = _EnvironGetter()
+
+
+class TracingMiddleware:
+    """Trace a Flask app's requests, except excluded ones, which trace nothing.
+
+    Args:
+        app: the Flask app (for its ``got_request_exception`` signal).
+        wsgi_app: the app's WSGI callable being wrapped.
+        tracer: the tracer that makes the server spans.
+        excluded: which requests are noise.
+    """
+
+    def __init__(
+        self, app: Any, wsgi_app: WSGIApp, tracer: trace.Tracer, excluded: ExcludedUrls
+    ) -> None:
+        from flask import got_request_exception, request_started
+
+        self.app = app
+        self.wsgi_app = wsgi_app
+        self._tracer = tracer
+        self._excluded = excluded
+        self._request_headers = _header_names(_REQUEST_HEADERS_VAR)
+        self._response_headers = {
+            name.lower(): f"http.response.header.{name.lower().replace('-', '_')}"
+            for name in _header_names(_RESPONSE_HEADERS_VAR)
+        }
+        request_started.connect(_record_route, app, weak=False)
+        got_request_exception.connect(_record_exception, app, weak=False)
+
+    def disconnect(self) -> None:
+        """Stop listening to the app's signals."""
+        from flask import got_request_exception, request_started
+
+        request_started.disconnect(_record_route, self.app)
+        got_request_exception.disconnect(_record_exception, self.app)
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        """Serve one request, traced unless excluded."""
+        if self._excluded.excludes(environ):
+            token = context.attach(SUPPRESSED)
+            try:
+                return self.wsgi_app(environ, start_response)
+            finally:
+                context.detach(token)
+
+        parent = propagate.extract(environ, getter=_GETTER)
+        method = environ.get("REQUEST_METHOD", "GET")
+        attributes = self._request_attributes(environ, method)
+        span = self._tracer.start_span(
+            method if method in KNOWN_METHODS else "HTTP",
+            parent,
+            kind=SpanKind.SERVER,
+            attributes=attributes,
+        )
+        token = context.attach(trace.set_span_in_context(span, parent))
+        status_code = 0
+
+        def traced_start_response(
+            status: str, headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> Any:
+            nonlocal status_code
+            status_code = int(status[:3]) if status[:3].isdigit() else 0
+            if self._response_headers:
+                self._capture_response_headers(span, headers)
+            return start_response(status, headers, exc_info)
+
+        try:
+            result = self.wsgi_app(environ, traced_start_response)
+        except BaseException as error:
+            span.record_exception(error)
+            span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+            span.set_attribute("error.type", type(error).__qualname__)
+            span.end()
+            raise
+        finally:
+            context.detach(token)
+        self._finish(span, status_code)
+        return result
+
+    def _request_attributes(self, environ: Mapping[str, Any], method: str) -> dict[str, Any]:
+        attributes: dict[str, Any] = {
+            "http.request.method": method if method in KNOWN_METHODS else "_OTHER",
+            "url.scheme": environ.get("wsgi.url_scheme", "http"),
+            "url.path": environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""),
+        }
+        if method not in KNOWN_METHODS:
+            attributes["http.request.method_original"] = method
+        query = environ.get("QUERY_STRING")
+        if query:
+            attributes["url.query"] = query
+        name, port = _split_host(environ.get("HTTP_HOST") or environ.get("SERVER_NAME", ""))
+        attributes["server.address"] = name
+        port = port or str(environ.get("SERVER_PORT", ""))
+        if port.isdigit():
+            attributes["server.port"] = int(port)
+        client = environ.get("REMOTE_ADDR")
+        if client:
+            attributes["client.address"] = client
+        user_agent = environ.get("HTTP_USER_AGENT")
+        if user_agent:
+            attributes["user_agent.original"] = user_agent
+        protocol = environ.get("SERVER_PROTOCOL", "")
+        if protocol.startswith("HTTP/"):
+            attributes["network.protocol.version"] = protocol[5:]
+        for name in self._request_headers:
+            value = environ.get("HTTP_" + name.upper().replace("-", "_"))
+            if value is not None:
+                attributes[f"http.request.header.{name.lower().replace('-', '_')}"] = [value]
+        return attributes
+
+    def _capture_response_headers(self, span: trace.Span, headers: list[tuple[str, str]]) -> None:
+        for name, value in headers:
+            key = self._response_headers.get(name.lower())
+            if key is not None:
+                span.set_attribute(key, [value])
+
+    @staticmethod
+    def _finish(span: trace.Span, status_code: int) -> None:
+        if status_code:
+            span.set_attribute("http.response.status_code", status_code)
+            if status_code >= 500 and not _has_error_status(span):
+                span.set_attribute("error.type", str(status_code))
+                span.set_status(Status(StatusCode.ERROR))
+        span.end()
+
+
+def _record_route(sender: Any, **extra: Any) -> None:
+    """Flask matched the request to a URL rule: name the server span after it."""
+    from flask import request
+
+    rule = request.url_rule
+    span = trace.get_current_span()
+    if rule is not None and span.is_recording():
+        method = request.method if request.method in KNOWN_METHODS else "HTTP"
+        span.update_name(f"{method} {rule.rule}")
+        span.set_attribute("http.route", rule.rule)
+
+
+def _record_exception(sender: Any, exception: BaseException, **extra: Any) -> None:
+    """Flask handled an exception (it will answer 500): record it on the server span."""
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.record_exception(exception)
+        span.set_status(Status(StatusCode.ERROR, f"{type(exception).__name__}: {exception}"))
+        span.set_attribute("error.type", type(exception).__qualname__)
+
+
+def _has_error_status(span: trace.Span) -> bool:
+    status = getattr(span, "status", None)
+    return status is not None and status.status_code is StatusCode.ERROR
+
+
+def _split_host(host: str) -> tuple[str, str]:
+    """Split ``host[:port]`` (IPv6 in brackets) into name and port."""
+    if host.rfind(":") > host.rfind("]"):
+        name, _, port = host.rpartition(":")
+        return name, port
+    return host, ""
+
+
+def _header_names(variable: str) -> list[str]:
+    return [name.strip() for name in os.environ.get(variable, "").split(",") if name.strip()]
