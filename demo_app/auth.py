@@ -112,6 +112,8 @@ def sign_up() -> ResponseReturnValue:
         msg = f"the username {username!r} is taken"
         raise Conflict(msg) from None
     session["user_id"] = user.id
+    if not wants_json():
+        return redirect(url_for("circuits.index"), code=303)
     return jsonify(user=user_json(user)), 201
 
 

@@ -33,7 +33,6 @@ ENV_KEYS = ("DATABASE_URL", "PREVIEW_URL", "SECRET_KEY", "PREVIEW_TIMEOUT_S")
 
 def load_config(app: Flask, config: Mapping[str, Any] | None) -> None:
     """Fill ``app.config`` from the defaults, the environment, then ``config``."""
-    os.makedirs(app.instance_path, exist_ok=True)
     app.config.from_mapping(
         DATABASE_URL=f"sqlite:///{os.path.join(app.instance_path, 'circuits.sqlite3')}",
         PREVIEW_URL="http://127.0.0.1:8001",
@@ -46,6 +45,8 @@ def load_config(app: Flask, config: Mapping[str, Any] | None) -> None:
             app.config[key] = os.environ[key]
     if config:
         app.config.update(config)
+    if app.config["DATABASE_URL"].startswith(f"sqlite:///{app.instance_path}"):
+        os.makedirs(app.instance_path, exist_ok=True)  # the default file's folder
     try:
         app.config["PREVIEW_TIMEOUT_S"] = float(app.config["PREVIEW_TIMEOUT_S"])
     except ValueError:

@@ -239,8 +239,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The app's settings say where the database is; the engine is a plain one, so that
     # seeding makes no spans even when tracing is configured.
     app = Flask("demo_app.app", instance_relative_config=True)
-    load_config(app, {"SECRET_KEY": "not-used-by-seeding"})
-    url = args.database_url or app.config["DATABASE_URL"]
+    config = {"SECRET_KEY": "not-used-by-seeding"}
+    if args.database_url:
+        config["DATABASE_URL"] = args.database_url
+    load_config(app, config)
+    url = app.config["DATABASE_URL"]
     engine = make_engine(url)
     counts = seed(engine, args.circuits, args.random_seed)
     engine.dispose()

@@ -196,6 +196,14 @@ class TestUsers:
         profile = client.get("/users/new_user", headers=JSON).json
         assert profile["user"]["display_name"] == "New"
 
+    def test_html_sign_up_then_create_from_the_form(self, client: FlaskClient) -> None:
+        page = client.get("/login")
+        assert 'action="/users"' in page.text
+        signed_up = client.post("/users", data={"username": "from_form"})
+        assert signed_up.status_code == 303
+        assert "Log out" in client.get(signed_up.headers["Location"]).text
+        assert client.get("/circuits/new").status_code == 200
+
     def test_writes_need_a_login(self, client: FlaskClient, app: Flask) -> None:
         circuit_id = circuit_named(app, "64-bit ripple-carry adder")
         for path in ("/circuits", f"/circuits/{circuit_id}/fork", f"/circuits/{circuit_id}/star"):
