@@ -93,22 +93,21 @@ class TestTracePage:
         assert 'id="span-count">4<' in html
         assert "<dt>Depth</dt><dd>2</dd>" in html
         assert "<dd>10ms</dd>" in html
-        data = re.search(
-            r'<script type="application/json" id="waterfall-data">(.*?)</script>', html, re.S
-        )
-        assert data is not None
-        figure = json.loads(data.group(1))
+        url = re.search(r'data-figure-url="([^"]+)"', html)
+        assert url is not None
+        figure = client.get(url.group(1)).get_json()
         assert len(figure["data"]) == 3  # web, db, markers
+        assert f'fetch("{url.group(1)}")' in html  # loaded while plotly.js loads
 
     def test_hostile_trace_page(self, client: FlaskClient, store: SpanStore) -> None:
         specs = hostile_trace()
         store.write_request(make_request(specs))
         html = client.get(f"/trace/{specs[0].trace_id.hex()}").get_data(as_text=True)
-        assert "<script>window" not in html
+        assert "<script>window.pwned" not in html
         assert "<img src=x" not in html
-        # the embedded figure cannot end its <script> element early
-        data = html.split('id="waterfall-data">', 1)[1]
-        assert data.index("</script>") > data.index("pwned")
+        figure = client.get(f"/trace/{specs[0].trace_id.hex()}/waterfall.json").get_data(True)
+        assert "<script>" not in figure
+        assert "&lt;script&gt;" in figure
 
     def test_unknown_and_bad_ids_404(self, client: FlaskClient) -> None:
         assert client.get(f"/trace/{'ab' * 16}").status_code == 404
@@ -142,8 +141,11 @@ class TestTracePage:
         assert f'data-collapsed="{root_hex}"' in html
         assert f'data-focus="{root_hex}"' in html
         assert "Expand all" in html
-        data = html.split('id="waterfall-data">', 1)[1].split("</script>", 1)[0]
-        assert json.loads(data)["layout"]["yaxis"]["ticktext"][0].endswith("▸3")
+        figure = client.get(
+            f"/trace/{specs[0].trace_id.hex()}/waterfall.json?collapse={root_hex}"
+        ).get_json()
+        assert figure["layout"]["yaxis"]["ticktext"] == ["GET / ▸3"]
+        assert client.get(f"/trace/{'ab' * 16}/waterfall.json").status_code == 404
 
 
 class TestDownloads:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import shlex
+import threading
 import time
+from collections import OrderedDict
 from datetime import datetime, timezone
 from importlib.resources import files
 from typing import Any
@@ -22,7 +24,7 @@ from viewer.figures import (
 )
 from viewer.jaeger import any_value_python
 from viewer.jaeger_api import BadParameter, parse_duration_ns, parse_trace_id
-from viewer.tracetree import max_depth, tree_rows
+from viewer.tracetree import Row, max_depth, tree_rows
 
 bp = Blueprint("ui", __name__, template_folder="templates")
 
@@ -179,10 +181,7 @@ def search() -> str:
 
 
 def _trace_spans(trace_id_hex: str) -> tuple[bytes, list[StoredSpan]]:
-    try:
-        trace_id = parse_trace_id(trace_id_hex)
-    except BadParameter:
-        abort(404)
+    trace_id = _trace_id_or_404(trace_id_hex)
     spans = get_store().get_trace(trace_id)
     if not spans:
         abort(404)
@@ -201,13 +200,53 @@ def _span_id_list(text: str) -> list[bytes]:
     return out
 
 
+class _TraceCache:
+    """The last few traces loaded, so the page and its figure load them once."""
+
+    def __init__(self, size: int = 4) -> None:
+        self._size = size
+        self._items: OrderedDict[bytes, tuple[int, list[StoredSpan], list[Row]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, trace_id: bytes) -> tuple[list[StoredSpan], list[Row]]:
+        """Return a trace's spans and full tree rows; 404 if unknown."""
+        summary = get_store().get_summary(trace_id)
+        if summary is None:
+            abort(404)
+        with self._lock:
+            hit = self._items.get(trace_id)
+            if hit is not None and hit[0] == summary.span_count:
+                self._items.move_to_end(trace_id)
+                return hit[1], hit[2]
+        spans = get_store().get_trace(trace_id)
+        if not spans:
+            abort(404)
+        rows = tree_rows(spans)
+        with self._lock:
+            self._items[trace_id] = (len(spans), spans, rows)
+            self._items.move_to_end(trace_id)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+        return spans, rows
+
+
+_cache = _TraceCache()
+
+
+def _trace_id_or_404(text: str) -> bytes:
+    try:
+        return parse_trace_id(text)
+    except BadParameter:
+        abort(404)
+
+
 @bp.get("/trace/<trace_id>")
 def trace(trace_id: str) -> str:
-    """One trace: header, waterfall, span details."""
-    raw_id, spans = _trace_spans(trace_id)
+    """One trace: header, waterfall (loaded from ``waterfall.json``), span details."""
+    raw_id = _trace_id_or_404(trace_id)
+    spans, rows = _cache.get(raw_id)
     collapsed = _span_id_list(request.args.get("collapse", ""))
     focus = _span_id_list(request.args.get("span", ""))
-    rows = tree_rows(spans)
     summary = get_store().get_summary(raw_id)
     start_ns = min(s.span.start_time_unix_nano for s in spans)
     end_ns = max(s.span.end_time_unix_nano for s in spans)
@@ -215,12 +254,11 @@ def trace(trace_id: str) -> str:
     for s in spans:
         services[s.service] = services.get(s.service, 0) + 1
     root = rows[0].stored if rows else spans[0]
-    figure = waterfall_spec(
-        spans,
-        collapsed=collapsed,
-        focus_span_id=focus[0] if focus else None,
-        rows=None if collapsed else rows,
-    )
+    query = {}
+    if collapsed:
+        query["collapse"] = ",".join(c.hex() for c in collapsed)
+    if focus:
+        query["span"] = focus[0].hex()
     return render_template(
         "trace.html",
         trace_id=raw_id.hex(),
@@ -235,10 +273,27 @@ def trace(trace_id: str) -> str:
         depth=max_depth(rows),
         start_ns=start_ns,
         duration_ns=max(0, end_ns - start_ns),
-        figure=figure_json(figure),
-        collapsed=",".join(c.hex() for c in collapsed),
-        focus=focus[0].hex() if focus else "",
+        figure_url=url_for("ui.waterfall_json", trace_id=raw_id.hex(), **query),
+        collapsed=query.get("collapse", ""),
+        focus=query.get("span", ""),
     )
+
+
+@bp.get("/trace/<trace_id>/waterfall.json")
+def waterfall_json(trace_id: str) -> Response:
+    """The waterfall figure of a trace (``collapse`` and ``span`` as on the page)."""
+    raw_id = _trace_id_or_404(trace_id)
+    spans, rows = _cache.get(raw_id)
+    collapsed = _span_id_list(request.args.get("collapse", ""))
+    focus = _span_id_list(request.args.get("span", ""))
+    figure = waterfall_spec(
+        spans,
+        collapsed=collapsed,
+        focus_span_id=focus[0] if focus else None,
+        rows=None if collapsed else rows,
+    )
+    body = json.dumps(figure, separators=(",", ":"), allow_nan=False)
+    return Response(body, mimetype="application/json")
 
 
 @bp.get("/trace/<trace_id>/otlp.json")

@@ -62,9 +62,8 @@
   }
 
   // -- trace page --------------------------------------------------------------
-  const figure = readJSON("waterfall-data");
   const header = document.getElementById("trace-header");
-  if (!figure || !header) return;
+  if (!header || !window.cvtraceFigure) return;
   const traceId = header.dataset.traceId;
   const collapsed = new Set((header.dataset.collapsed || "").split(",").filter(Boolean));
   const details = document.getElementById("details");
@@ -160,10 +159,12 @@
   }
 
   const t0 = performance.now();
-  Plotly.newPlot("waterfall", figure.data, figure.layout, {
-    displaylogo: false,
-    scrollZoom: true,
-    responsive: true,
+  window.cvtraceFigure.then(function (figure) {
+    return Plotly.newPlot("waterfall", figure.data, figure.layout, {
+      displaylogo: false,
+      scrollZoom: true,
+      responsive: true,
+    });
   }).then(function (plot) {
     gd = plot;
     const markers = gd.data.find((t) => t.meta === "spans");
@@ -187,5 +188,7 @@
     if (header.dataset.focus) showSpan(header.dataset.focus);
     document.body.dataset.waterfallMs = String(Math.round(performance.now() - t0));
     document.body.dataset.waterfallReady = "1";
+  }).catch(function (err) {
+    document.getElementById("waterfall").replaceChildren(el("p", "Cannot draw the trace: " + err, "error"));
   });
 })();
