@@ -179,3 +179,41 @@ class TestResource:
         resource = self._resource()
         assert resource["deploy.token"] == "[REDACTED]"
         assert resource["team"] == "a"
+
+
+class TestStandardSdkVariables:
+    def test_sampler_from_the_environment(
+        self, clean_env: pytest.MonkeyPatch, cvtrace_spans: CapturedSpans
+    ) -> None:
+        clean_env.setenv("OTEL_TRACES_SAMPLER", "always_off")
+        engine = create_engine()
+        app = create_app(engine)
+        cvtrace.init(app=app, engine=engine)
+        app.test_client().get("/users/1")
+        assert cvtrace_spans.spans == []
+
+    def test_parent_based_by_default(self, cvtrace_spans: CapturedSpans) -> None:
+        """An unsampled caller (flags 00) makes the whole request unsampled."""
+        engine = create_engine()
+        app = create_app(engine)
+        cvtrace.init(app=app, engine=engine)
+        client = app.test_client()
+        parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331"
+        client.get("/users/1", headers={"traceparent": f"{parent}-00"})
+        assert cvtrace_spans.spans == []
+        client.get("/users/1", headers={"traceparent": f"{parent}-01"})
+        server = next(s for s in cvtrace_spans.spans if s.kind is trace.SpanKind.SERVER)
+        assert server.parent is not None
+        assert server.parent.span_id == 0xB7AD6B7169203331
+        assert server.context.trace_id == 0x0AF7651916CD43DD8448EB211C80319C
+
+    def test_attribute_limits_from_the_environment(
+        self, clean_env: pytest.MonkeyPatch, cvtrace_spans: CapturedSpans
+    ) -> None:
+        clean_env.setenv("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "4")
+        engine = create_engine()
+        app = create_app(engine)
+        cvtrace.init(app=app, engine=engine)
+        app.test_client().get("/users/1")
+        server = next(s for s in cvtrace_spans.spans if s.kind is trace.SpanKind.SERVER)
+        assert server.attributes["url.path"] == "/use"
