@@ -20,13 +20,13 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 
-from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.trace import Link
 from opentelemetry.util.types import AttributeValue
 
 from .exceptions import CvtraceConfigError
+from .spans import replace_span
 
 REDACTED = "[REDACTED]"
 
@@ -127,25 +127,7 @@ class Scrubber:
         links = self._scrub_links(span.links)
         if attributes is None and events is None and links is None:
             return span
-        new_attributes: Mapping[str, AttributeValue] | None = span.attributes
-        if attributes is not None:
-            bounded = BoundedAttributes(attributes=attributes, immutable=False)
-            bounded.dropped = span.dropped_attributes
-            new_attributes = bounded
-        return ReadableSpan(
-            name=span.name,
-            context=span.context,
-            parent=span.parent,
-            resource=span.resource,
-            attributes=new_attributes,
-            events=span.events if events is None else events,
-            links=span.links if links is None else links,
-            kind=span.kind,
-            status=span.status,
-            start_time=span.start_time,
-            end_time=span.end_time,
-            instrumentation_scope=span.instrumentation_scope,
-        )
+        return replace_span(span, attributes=attributes, events=events, links=links)
 
     def scrub_resource(self, resource: Resource) -> Resource:
         """Return the resource with sensitive attribute values redacted."""

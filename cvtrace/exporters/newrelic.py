@@ -18,6 +18,7 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.util.types import AttributeValue
 
 from ..exceptions import CvtraceConfigError
+from ..spans import replace_span
 from ._otlp_http import OtlpHttpSpanExporter
 
 REGION_ENDPOINTS = {
@@ -117,20 +118,7 @@ def limit_span(span: ReadableSpan) -> ReadableSpan:
             events[index] = Event(event.name, event_attributes, event.timestamp)
     if attributes is None and events is None:
         return span
-    return ReadableSpan(
-        name=span.name,
-        context=span.context,
-        parent=span.parent,
-        resource=span.resource,
-        attributes=span.attributes if attributes is None else attributes,
-        events=span.events if events is None else events,
-        links=span.links,
-        kind=span.kind,
-        status=span.status,
-        start_time=span.start_time,
-        end_time=span.end_time,
-        instrumentation_scope=span.instrumentation_scope,
-    )
+    return replace_span(span, attributes=attributes, events=events)
 
 
 def _too_long(value: AttributeValue) -> bool:
