@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -101,6 +102,10 @@ def stop_process(proc: subprocess.Popen[Any], timeout_s: float = 15.0) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+    for stream in (proc.stdin, proc.stdout, proc.stderr):
+        if stream is not None:
+            with contextlib.suppress(OSError):  # a broken pipe to a process that is gone
+                stream.close()
 
 
 def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -291,3 +296,65 @@ class Worker:
     def kill(self) -> None:
         """End the worker if it still runs."""
         stop_process(self.proc, 5)
+
+
+class Viewer:
+    """``cvtrace view`` on a store file, as a subprocess (UI/API and OTLP/HTTP ports)."""
+
+    def __init__(self, db: Path, env: Mapping[str, str] | None = None) -> None:
+        self.proc = subprocess.Popen(
+            [
+                PYTHON,
+                "-m",
+                "cvtrace.cli",
+                "view",
+                "--db",
+                str(db),
+                "--port",
+                "0",
+                "--otlp-port",
+                "0",
+                "--otlp-grpc-port",
+                "-1",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env=clean_env(env),
+            cwd=REPO,
+        )
+        assert self.proc.stdout is not None
+        self.url = self.otlp_url = ""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not self.otlp_url:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            if line.startswith("cvtrace viewer on "):
+                self.url = line.split(" on ", 1)[1].strip().split("?")[0].rstrip("/")
+            elif "OTLP/HTTP:" in line:
+                self.otlp_url = line.split("OTLP/HTTP:", 1)[1].strip()
+        if not self.url or not self.otlp_url:
+            stop_process(self.proc)
+            msg = "cvtrace view did not print its URLs"
+            raise RuntimeError(msg)
+
+    def close(self) -> None:
+        """Stop the viewer (SIGTERM)."""
+        stop_process(self.proc, 30)
+
+    def __enter__(self) -> Viewer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def copy_store(source: Path, target: Path) -> Path:
+    """Copy a (checkpointed) SQLite store file."""
+    import shutil
+
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{target}{suffix}").unlink(missing_ok=True)
+    shutil.copyfile(source, target)
+    return target

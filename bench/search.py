@@ -1,0 +1,139 @@
+"""Benchmark 5: viewer search latency, ``/api/traces``, on a store of 1,000,000 spans.
+
+``cvtrace view`` serves the cached 1M-span store (read only here); each query is
+asked in turn (round robin, so the queries interleave), over HTTP, with Jaeger's
+default ``limit=20``. The answer holds the 20 full traces, as Jaeger's does. The
+store's own ``search()`` is timed too, in this process, to split the time between
+finding traces and loading and rendering them.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import requests
+
+from bench.common import Viewer, log, percentile, table, verdict
+from bench.spandata import million_span_store
+
+TARGET_P99_MS = 50.0
+
+QUERIES: dict[str, dict[str, str]] = {
+    "service": {"service": "circuits"},
+    "service + operation": {"service": "circuits", "operation": "GET /circuits"},
+    "tag http.route (common)": {"tags": '{"http.route":"/circuits/<int:circuit_id>"}'},
+    "tag status 500 (1%)": {"tags": '{"http.response.status_code":"500"}'},
+    "service + tag error=true": {"service": "circuits", "tags": '{"error":"true"}'},
+    "service + min duration 30ms (rare)": {"service": "circuits", "minDuration": "30ms"},
+    "min duration 30ms (rare)": {"minDuration": "30ms"},
+    "preview service (3% of traces)": {"service": "preview"},
+    "no match: min duration 10s": {"minDuration": "10s"},
+    "no match: preview + status 500": {
+        "service": "preview",
+        "tags": '{"http.response.status_code":"500"}',
+    },
+}
+
+
+def _store_query(params: dict[str, str]) -> Any:
+    import json
+
+    from cvtrace.store import TraceQuery
+    from viewer.jaeger_api import parse_duration_ns
+
+    query = TraceQuery(
+        service=params.get("service"),
+        operation=params.get("operation"),
+        tags=json.loads(params["tags"]) if "tags" in params else {},
+    )
+    if "minDuration" in params:
+        query.min_duration_ns = parse_duration_ns(params["minDuration"], "minDuration")
+    return query
+
+
+def run(quick: bool = False) -> tuple[dict[str, Any], str]:
+    """Measure; return the results and their Markdown."""
+    repeats = 3 if quick else 40
+    db = million_span_store()
+    api_ms: dict[str, list[float]] = {name: [] for name in QUERIES}
+    found: dict[str, int] = {}
+    with Viewer(db) as viewer:
+        session = requests.Session()
+        url = viewer.url + "/api/traces"
+        for params in QUERIES.values():  # warm-up: page cache, connections
+            session.get(url, params=params, timeout=60)
+        log(f"search: {repeats} rounds of {len(QUERIES)} queries")
+        for _ in range(repeats):
+            for name, params in QUERIES.items():
+                t0 = time.perf_counter()
+                response = session.get(url, params=params, timeout=60)
+                api_ms[name].append((time.perf_counter() - t0) * 1000)
+                if response.status_code != 200:
+                    msg = f"/api/traces?{params} answered {response.status_code}"
+                    raise RuntimeError(msg)
+                found[name] = len(response.json()["data"])
+        session.close()
+    from cvtrace.store import SpanStore
+
+    store_ms: dict[str, list[float]] = {name: [] for name in QUERIES}
+    store = SpanStore(db, max_spans=0)
+    try:
+        for _ in range(repeats):
+            for name, params in QUERIES.items():
+                query = _store_query(params)
+                t0 = time.perf_counter()
+                store.search(query)
+                store_ms[name].append((time.perf_counter() - t0) * 1000)
+    finally:
+        store.close()
+    result = {
+        "config": {"repeats": repeats, "limit": 20},
+        "queries": QUERIES,
+        "api_ms": api_ms,
+        "store_ms": store_ms,
+        "found": found,
+    }
+    return result, markdown(result)
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The table of BENCHMARKS.md section 5."""
+    rows = []
+    worst = 0.0
+    for name, samples in result["api_ms"].items():
+        p99 = percentile(samples, 99)
+        worst = max(worst, p99)
+        store = result["store_ms"][name]
+        rows.append(
+            (
+                name,
+                result["found"][name],
+                f"{percentile(samples, 50):.1f}",
+                f"{p99:.1f}",
+                f"{percentile(store, 50):.1f}",
+                f"{percentile(store, 99):.1f}",
+            )
+        )
+    return "\n".join(
+        [
+            f"### 5. Viewer search at 1,000,000 spans ({result['config']['repeats']} interleaved "
+            "rounds per query, limit 20)",
+            "",
+            "`/api/traces` over HTTP (answer: the full traces, Jaeger JSON), and the store's "
+            "`search()` alone; ms.",
+            "",
+            table(["query", "traces found", "API p50", "API p99", "store p50", "store p99"], rows),
+            "",
+            table(
+                ["target", "measured (worst query)", "verdict"],
+                [
+                    (
+                        f"search p99 <= {TARGET_P99_MS:.0f} ms",
+                        f"{worst:.1f} ms",
+                        verdict(worst <= TARGET_P99_MS),
+                    )
+                ],
+            ),
+        ]
+    )
