@@ -242,8 +242,11 @@ def create() -> ResponseReturnValue:
     """Save a new circuit: ``name``, ``description`` and ``circuit`` (the document)."""
     user = require_user()
     data = body()
+    now = utcnow()
     circuit = Circuit(
         owner=user,
+        created_at=now,
+        updated_at=now,
         name=text_field(data, "name", max_length=120, required=True),
         description=text_field(data, "description", max_length=4000, required=False),
         document=_document_field(data),
@@ -368,8 +371,11 @@ def fork(circuit_id: int) -> ResponseReturnValue:
     name = text_field(data, "name", max_length=120, required=False)
     if not name:
         name = f"{source.name[:110]} (fork)"
+    now = utcnow()
     circuit = Circuit(
         owner=user,
+        created_at=now,
+        updated_at=now,
         name=name,
         description=source.description,
         document=source.document,

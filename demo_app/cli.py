@@ -291,8 +291,10 @@ def run_demo(args: argparse.Namespace, workdir: Path, children: list[Child]) -> 
         stop_child(child)
         children.remove(child)
     _out(f"traces of both services are in {store}")
-    if result.transport_errors == result.sent and result.sent:
-        _out("no request got an answer; see the logs above")
+    if result.transport_errors:
+        sys.stderr.write(
+            f"cvtrace demo: {result.transport_errors} requests got no answer from the app\n"
+        )
         return 1
     if args.no_view:
         _out(f"open them with: cvtrace view --db {store}")
@@ -352,7 +354,10 @@ def run(args: argparse.Namespace) -> int:
                     for child in reversed(children):
                         stop_child(child)
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        if code in (0, 130):
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            sys.stderr.write(f"cvtrace demo: the services' logs are in {workdir}\n")
     return code
 
 

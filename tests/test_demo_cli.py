@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -36,14 +37,14 @@ def processes_mentioning(needle: str, *, besides: int = 0) -> list[int]:
 
 
 @contextlib.contextmanager
-def running_demo(*args: str) -> Iterator[subprocess.Popen[str]]:
+def running_demo(tmp_path: Path, *args: str) -> Iterator[subprocess.Popen[str]]:
     """Run ``cvtrace demo ARGS``; make sure it has ended when the block ends."""
     demo = subprocess.Popen(
         [sys.executable, "-u", "-m", "cvtrace.cli", "demo", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env=clean_env(),
+        env=clean_env(tmp_path),
     )
     try:
         yield demo
@@ -55,10 +56,13 @@ def running_demo(*args: str) -> Iterator[subprocess.Popen[str]]:
             demo.stdout.close()
 
 
-def clean_env() -> dict[str, str]:
-    return {
+def clean_env(tmp_path: Path) -> dict[str, str]:
+    """The environment without tracing settings; the demo's work directory in tmp_path."""
+    env = {
         k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "CVTRACE_", "NEW_RELIC_"))
     }
+    env["TMPDIR"] = str(tmp_path)
+    return env
 
 
 @pytest.mark.slow
@@ -80,7 +84,7 @@ def test_demo_no_view_fills_the_store_and_leaves_no_process(tmp_path: Path) -> N
         text=True,
         timeout=110,
         # a service name set in the shell must not make both services one
-        env=clean_env() | {"OTEL_SERVICE_NAME": "from-the-shell"},
+        env=clean_env(tmp_path) | {"OTEL_SERVICE_NAME": "from-the-shell"},
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -113,7 +117,7 @@ def test_demo_no_view_fills_the_store_and_leaves_no_process(tmp_path: Path) -> N
 @pytest.mark.slow
 def test_ctrl_c_during_traffic_stops_every_process(tmp_path: Path) -> None:
     store = tmp_path / "traces.sqlite3"
-    with running_demo("--no-view", "--requests", "100000", "--db", str(store)) as demo:
+    with running_demo(tmp_path, "--no-view", "--requests", "100000", "--db", str(store)) as demo:
         assert demo.stdout is not None
         lines = []
         for line in demo.stdout:  # wait until the traffic is flowing
@@ -143,7 +147,7 @@ def test_bad_arguments() -> None:
 @pytest.mark.slow
 def test_demo_then_viewer_until_ctrl_c(tmp_path: Path) -> None:
     store = tmp_path / "traces.sqlite3"
-    with running_demo("--requests", "40", "--db", str(store)) as demo:
+    with running_demo(tmp_path, "--requests", "40", "--db", str(store)) as demo:
         assert demo.stdout is not None
         lines = []
         url = ""
@@ -162,3 +166,22 @@ def test_demo_then_viewer_until_ctrl_c(tmp_path: Path) -> None:
         rest = demo.stdout.read()
         assert demo.wait(timeout=30) == 0, rest
         assert processes_mentioning(str(store), besides=demo.pid) == []
+
+
+@pytest.mark.slow
+def test_a_viewer_that_cannot_start_is_reported_and_nothing_is_left(tmp_path: Path) -> None:
+    store = tmp_path / "traces.sqlite3"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with running_demo(
+            tmp_path, "--requests", "5", "--port", str(port), "--db", str(store)
+        ) as demo:
+            assert demo.stdout is not None
+            output = demo.stdout.read()
+            assert demo.wait(timeout=60) == 1, output
+    assert "cvtrace demo: viewer exited with code 1:" in output
+    assert "already in use" in output  # the viewer's own words, from its log
+    assert "the services' logs are in" in output
+    assert processes_mentioning(str(store), besides=demo.pid) == []
