@@ -366,8 +366,11 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "demo",
         help="run the demo app traced into the local store, then the viewer on it",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Seed a demo database, run the circuit-sharing app and its preview service "
+            "traced into the local span store, drive realistic traffic, then serve the "
+            "viewer on the store and print its URL. Ctrl-C stops every process it started."
+        ),
     )
     parser.add_argument(
         "--requests",
