@@ -153,7 +153,11 @@ def init(
         "jaeger_endpoint": jaeger_endpoint,
         "shutdown_timeout_s": shutdown_timeout_s,
     }
-    apps, engines = _as_list(app), _as_list(engine)
+    apps, engines = _as_list(app), [_sync_engine(e) for e in _as_list(engine)]
+    for candidate in apps:
+        if not callable(getattr(candidate, "wsgi_app", None)):
+            msg = f"app={candidate!r}: expected a Flask app (or a list of them)"
+            raise CvtraceConfigError(msg)
     with _state.lock:
         installed = _state.handle
         if installed is not None and not installed.is_shut_down:
@@ -317,6 +321,17 @@ def _as_list(value: Any | Iterable[Any] | None) -> list[Any]:
     if isinstance(value, (list, tuple, set)):
         return list(value)
     return [value]
+
+
+def _sync_engine(engine: Any) -> Any:
+    """The engine whose events to trace: an AsyncEngine's sync_engine, else itself."""
+    from sqlalchemy.engine import Engine
+
+    engine = getattr(engine, "sync_engine", engine)
+    if not isinstance(engine, Engine):
+        msg = f"engine={engine!r}: expected a SQLAlchemy Engine or AsyncEngine (or a list of them)"
+        raise CvtraceConfigError(msg)
+    return engine
 
 
 def _exporters_argument(exporters: Iterable[str] | str | bool | None) -> Any:

@@ -217,3 +217,13 @@ class TestStandardSdkVariables:
         app.test_client().get("/users/1")
         server = next(s for s in cvtrace_spans.spans if s.kind is trace.SpanKind.SERVER)
         assert server.attributes["url.path"] == "/use"
+
+
+class TestArgumentErrors:
+    def test_app_must_be_a_flask_app(self, clean_env: pytest.MonkeyPatch) -> None:
+        with pytest.raises(cvtrace.CvtraceConfigError, match=r"^app='nope': expected a Flask app"):
+            cvtrace.init(app="nope", exporters=["console"])
+
+    def test_engine_must_be_a_sqlalchemy_engine(self, clean_env: pytest.MonkeyPatch) -> None:
+        with pytest.raises(cvtrace.CvtraceConfigError, match=r"^engine=42: expected a SQLAlchemy"):
+            cvtrace.init(engine=42, exporters=["console"])
