@@ -120,30 +120,21 @@ DEFAULT_TAG_KEYS: frozenset[str] = frozenset(
         "error",
         "otel.status_code",
         "span.kind",
-        # HTTP (stable and old conventions)
+        # HTTP (stable, and the old names other SDKs still send)
         "http.request.method",
         "http.response.status_code",
         "http.route",
         "http.method",
         "http.status_code",
-        "url.path",
-        "url.scheme",
-        "server.address",
-        "peer.service",
-        # databases, RPC, messaging
+        # databases, RPC, messaging, errors
         "db.system",
         "db.system.name",
-        "db.operation.name",
-        "db.collection.name",
-        "db.namespace",
         "rpc.system",
         "rpc.service",
         "rpc.method",
         "messaging.system",
-        "messaging.destination.name",
         "error.type",
-        "exception.type",
-        # resource
+        # resource attributes (checked once per resource, not per span)
         "service.version",
         "service.namespace",
         "service.instance.id",
@@ -153,8 +144,12 @@ DEFAULT_TAG_KEYS: frozenset[str] = frozenset(
         "telemetry.sdk.language",
     }
 )
+"""Attribute keys indexed for tag search by default: low-cardinality keys people
+filter on. Per-request values such as ``url.path`` or ``db.query.text`` are left
+out (they would grow the tag dictionary without bound); add keys with
+``CVTRACE_STORE_TAG_KEYS``, or search them unindexed."""
 
-_SPAN_KIND_NAMES = {
+_SPAN_KIND_NAMES: dict[int, str] = {
     Span.SPAN_KIND_INTERNAL: "internal",
     Span.SPAN_KIND_SERVER: "server",
     Span.SPAN_KIND_CLIENT: "client",
@@ -162,7 +157,7 @@ _SPAN_KIND_NAMES = {
     Span.SPAN_KIND_CONSUMER: "consumer",
 }
 _STATUS_ERROR = Status.STATUS_CODE_ERROR
-_STATUS_NAMES = {Status.STATUS_CODE_OK: "OK", Status.STATUS_CODE_ERROR: "ERROR"}
+_STATUS_NAMES: dict[int, str] = {Status.STATUS_CODE_OK: "OK", Status.STATUS_CODE_ERROR: "ERROR"}
 _MAX_I64 = 2**63 - 1  # SQLite integers are signed 64-bit; OTLP times are fixed64
 _ZERO_TRACE_ID = bytes(16)
 _ZERO_SPAN_ID = bytes(8)
@@ -334,6 +329,37 @@ class _Prepared:
     reasons: dict[str, int] = field(default_factory=dict)
 
 
+class _Ticket:
+    """One request waiting to be written, maybe by another thread's transaction."""
+
+    __slots__ = ("done", "error", "prepared")
+
+    def __init__(self, prepared: _Prepared) -> None:
+        self.prepared = prepared
+        self.done = False
+        self.error: BaseException | None = None
+
+
+def _merge(group: Sequence[_Prepared]) -> _Prepared:
+    """Return several prepared requests as one."""
+    if len(group) == 1:
+        return group[0]
+    out = _Prepared()
+    for prepared in group:
+        res_offset, scope_offset = len(out.resources), len(out.scopes)
+        out.resources.extend(prepared.resources)
+        out.resource_tags.extend(prepared.resource_tags)
+        out.scopes.extend(prepared.scopes)
+        out.span_tags.extend(prepared.span_tags)
+        if res_offset == 0 and scope_offset == 0:
+            out.spans.extend(prepared.spans)
+        else:
+            out.spans.extend(
+                (*s[:8], s[8] + res_offset, s[9] + scope_offset) for s in prepared.spans
+            )
+    return out
+
+
 _StoredSummary = tuple[int, int, int, int, int, int, str, str, str]
 """(key, start_ns, end_ns, span_count, error_count, has_root, root_name,
 root_service, services JSON) of a stored trace."""
@@ -412,6 +438,31 @@ class _TraceAcc:
             self.root_name, self.root_service = self.first_name, self.first_service
 
 
+def _derived_tags(kind: int, status_code: int) -> tuple[tuple[str, str], ...]:
+    tags: list[tuple[str, str]] = []
+    kind_name = _SPAN_KIND_NAMES.get(kind)
+    if kind_name is not None:
+        tags.append(("span.kind", kind_name))
+    status_name = _STATUS_NAMES.get(status_code)
+    if status_name is not None:
+        tags.append(("otel.status_code", status_name))
+    if status_code == _STATUS_ERROR:
+        tags.append(("error", "true"))
+    return tuple(tags)
+
+
+class _DerivedTags(dict[tuple[int, int], tuple[tuple[str, str], ...]]):
+    """(kind, status code) -> the tags derived from them, computed once each."""
+
+    def __missing__(self, key: tuple[int, int]) -> tuple[tuple[str, str], ...]:
+        value = _derived_tags(*key)
+        self[key] = value
+        return value
+
+
+_DERIVED_TAGS = _DerivedTags()
+
+
 def _any_value_text(value: AnyValue) -> str | None:
     """Return a scalar attribute value as a tag string, or None for others."""
     which = value.WhichOneof("value")
@@ -475,6 +526,10 @@ class SpanStore:
         tag_keys: Attribute keys indexed for tag search; ``None`` means
             ``DEFAULT_TAG_KEYS`` plus ``CVTRACE_STORE_TAG_KEYS``.
         busy_timeout_s: How long a write waits for another writer.
+        checkpoint_interval_s: If set, copy the write-ahead log into the database
+            from a background thread this often, instead of in the writing
+            thread every few thousand pages (the viewer does this: it takes
+            several milliseconds of I/O off every few requests).
 
     Raises:
         CvtraceConfigError: A retention setting is malformed, or the file was
@@ -489,6 +544,7 @@ class SpanStore:
         max_age_s: float | None = None,
         tag_keys: Iterable[str] | None = None,
         busy_timeout_s: float = 10.0,
+        checkpoint_interval_s: float | None = None,
     ) -> None:
         self.path = Path(path)
         self.max_spans = (
@@ -504,6 +560,8 @@ class SpanStore:
         self.tag_keys = frozenset(tag_keys) if tag_keys is not None else _tag_keys_from_env()
         self._busy_timeout_s = busy_timeout_s
         self._lock = threading.Lock()
+        self._pending_lock = threading.Lock()
+        self._pending: list[_Ticket] = []
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
@@ -521,6 +579,18 @@ class SpanStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = self._connect(write=True)
         self._migrate()
+        self._stop = threading.Event()
+        self._checkpointer: threading.Thread | None = None
+        if checkpoint_interval_s:
+            # a safety net only: the thread below normally checkpoints first
+            self._writer.execute("PRAGMA wal_autocheckpoint = 50000")
+            self._checkpointer = threading.Thread(
+                target=self._checkpoint_loop,
+                args=(checkpoint_interval_s, self._connect(write=False)),
+                name="cvtrace-store-checkpoint",
+                daemon=True,
+            )
+            self._checkpointer.start()
 
     # -- connections -------------------------------------------------------
 
@@ -557,8 +627,18 @@ class SpanStore:
             self._local.conn = conn
         return conn
 
+    def _checkpoint_loop(self, interval_s: float, conn: sqlite3.Connection) -> None:
+        while not self._stop.wait(interval_s):
+            try:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.Error:  # closed under us, or busy: try again later
+                logger.debug("background checkpoint failed", exc_info=True)
+
     def close(self) -> None:
         """Close every connection this store opened; idempotent."""
+        self._stop.set()
+        if self._checkpointer is not None and self._checkpointer is not threading.current_thread():
+            self._checkpointer.join(timeout=5)
         with self._lock:
             self._closed = True
             with self._connections_lock:
@@ -604,7 +684,12 @@ class SpanStore:
     # -- writing -----------------------------------------------------------
 
     def write_request(self, request: ExportTraceServiceRequest) -> WriteResult:
-        """Store the valid spans of one OTLP request in one transaction.
+        """Store the valid spans of one OTLP request, all or none.
+
+        Requests that wait for the write lock together are written in one
+        transaction (group commit): each commit rewrites the tail pages of the
+        search tables, so fewer commits cost less per span. Each request's
+        spans are stored whole or, if the transaction fails, not at all.
 
         Spans with a trace id that is not 16 bytes, a span id that is not 8
         bytes, an all-zero id, or a parent span id that is neither empty nor 8
@@ -623,12 +708,27 @@ class SpanStore:
             reasons = "; ".join(f"{n} with {why}" for why, n in prepared.reasons.items())
             message = f"rejected {prepared.rejected} invalid span(s): {reasons}"
         if prepared.spans:
+            ticket = _Ticket(prepared)
+            with self._pending_lock:
+                self._pending.append(ticket)
             with self._lock:
-                if self._closed:
-                    msg = f"the span store {self.path} is closed"
-                    raise RuntimeError(msg)
-                self._write_prepared(prepared)
-                self._apply_retention()
+                if not ticket.done:
+                    with self._pending_lock:
+                        group, self._pending = self._pending, []
+                    try:
+                        if self._closed:
+                            msg = f"the span store {self.path} is closed"
+                            raise RuntimeError(msg)
+                        self._write_prepared(_merge([t.prepared for t in group]))
+                    except BaseException as exc:
+                        for t in group:
+                            t.error = exc
+                    for t in group:
+                        t.done = True
+                    if ticket.error is None:
+                        self._apply_retention()
+            if ticket.error is not None:
+                raise ticket.error
         return WriteResult(len(prepared.spans), prepared.rejected, message)
 
     def _prepare(self, request: ExportTraceServiceRequest) -> _Prepared:
@@ -681,22 +781,16 @@ class SpanStore:
                         out.rejected += 1
                         reasons[why] = reasons.get(why, 0) + 1
                         continue
-                    is_error = span.status.code == _STATUS_ERROR
-                    tags: list[tuple[str, str]] = []
+                    status_code = span.status.code
+                    is_error = status_code == _STATUS_ERROR
+                    # derived tags: a shared tuple per (kind, status) combination
+                    tags = list(_DERIVED_TAGS[span.kind, status_code])
                     for kv in span.attributes:
                         key = kv.key
                         if key in tag_keys:
                             text = _any_value_text(kv.value)
                             if text is not None and len(text) <= MAX_TAG_VALUE_CHARS:
                                 tags.append((key, text))
-                    kind_name = _SPAN_KIND_NAMES.get(span.kind)
-                    if kind_name is not None:
-                        tags.append(("span.kind", kind_name))
-                    status_name = _STATUS_NAMES.get(span.status.code)
-                    if status_name is not None:
-                        tags.append(("otel.status_code", status_name))
-                    if is_error:
-                        tags.append(("error", "true"))
                     spans_out.append(
                         (
                             trace_id,
@@ -832,21 +926,16 @@ class SpanStore:
                 chunk,
             ):
                 existing[row[0]] = tuple(row[1:])
+        # new traces get the next keys; safe, as this transaction holds the write lock
+        next_key = int(conn.execute("SELECT coalesce(max(key), 0) + 1 FROM traces").fetchone()[0])
         trace_keys: dict[bytes, int] = {}
         for trace_id in trace_ids:
             row = existing.get(trace_id)
             if row is not None:
                 trace_keys[trace_id] = row[0]
             else:
-                cur = conn.execute(
-                    "INSERT INTO traces (trace_id, start_ns, end_ns, span_count, error_count, "
-                    "has_root, root_name, root_service, services) "
-                    "VALUES (?, 0, 0, 0, 0, 0, '', '', '{}')",
-                    (trace_id,),
-                )
-                key = cur.lastrowid
-                assert key is not None
-                trace_keys[trace_id] = key
+                trace_keys[trace_id] = next_key
+                next_key += 1
 
         # spans
         before = conn.total_changes
@@ -917,13 +1006,14 @@ class SpanStore:
             else:
                 acc.add(start, end, is_error, is_root, name, service)
 
-        updates = []
+        updates: list[tuple[object, ...]] = []
+        inserts: list[tuple[object, ...]] = []
         for trace_id, acc in summaries.items():
             old = existing.get(trace_id)
             acc.finish()
-            if old is not None and old[3] > 0:
+            if old is not None:
                 acc.merge_stored(old)
-            updates.append(
+            (updates if old is not None else inserts).append(
                 (
                     acc.start_ns,
                     acc.end_ns,
@@ -934,16 +1024,20 @@ class SpanStore:
                     acc.root_service,
                     json.dumps(acc.services, separators=(",", ":")),
                     trace_keys[trace_id],
+                    *(() if old is not None else (trace_id,)),
                 )
             )
+        conn.executemany(
+            "INSERT INTO traces (start_ns, end_ns, span_count, error_count, has_root, "
+            "root_name, root_service, services, key, trace_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            inserts,
+        )
         conn.executemany(
             "UPDATE traces SET start_ns = ?, end_ns = ?, span_count = ?, error_count = ?, "
             "has_root = ?, root_name = ?, root_service = ?, services = ? WHERE key = ?",
             updates,
         )
-        # traces whose spans were all duplicates of new traces cannot exist: a new
-        # trace's spans are new. Empty new traces appear only if a request repeats
-        # a span of a trace created in this very transaction, which dedup covers.
         conn.executemany(
             "INSERT OR IGNORE INTO trace_services (service_id, trace_key) VALUES (?, ?)",
             service_pairs,

@@ -169,6 +169,35 @@ class TestWrite:
         for s in stores:
             s.close()
 
+    def test_threads_sharing_one_store_group_commit(self, store: SpanStore) -> None:
+        """Requests written together in one transaction each keep their own spans."""
+        traces = [[simple_trace(f"svc{t}", children=4) for _ in range(25)] for t in range(4)]
+        errors: list[BaseException] = []
+
+        def work(mine: list[list[SpanSpec]]) -> None:
+            try:
+                for specs in mine:
+                    # each request: one whole trace plus one span sent twice
+                    result = store.write_request(make_request([*specs, specs[0]]))
+                    assert result.accepted_spans == 6
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(mine,)) for mine in traces]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert store.span_count() == 4 * 25 * 5
+        for mine in traces:
+            for specs in mine:
+                summary = store.get_summary(specs[0].trace_id)
+                assert summary is not None
+                assert summary.span_count == 5
+                assert summary.services == {specs[0].service: 5}
+        assert store.services() == ["svc0", "svc1", "svc2", "svc3"]
+
     def test_newer_schema_refused(self, tmp_path: Path) -> None:
         path = tmp_path / "future.sqlite3"
         conn = sqlite3.connect(path)
