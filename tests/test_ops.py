@@ -1,10 +1,10 @@
 """Checks on the ops files, made without a Docker engine or a collector binary.
 
 Neither can run here, so these tests know the rules that the collector, compose and
-Docker apply, and check them on the real files: ``otel-collector.yaml`` (alone and
-merged with ``otel-collector.newrelic.yaml``), ``compose.yaml`` (and
-``compose.newrelic.yaml``), ``Dockerfile``, ``.dockerignore``, ``deploy/gunicorn.conf.py``
-and the runbook ``docs/operations.md``.
+Docker apply, and check them on the real files: ``otel-collector.yaml`` (including the
+New Relic pipeline and the key guard that keeps it silent without a license key),
+``compose.yaml``, ``Dockerfile``, ``.dockerignore``, ``deploy/gunicorn.conf.py`` and the
+runbook ``docs/operations.md``.
 
 Each checker is a pure function that returns a list of problems. The real files must
 have none, and broken copies of them, each with one mistake that people commonly make,
@@ -39,9 +39,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 COLLECTOR_CONFIG = ROOT / "otel-collector.yaml"
-NEWRELIC_OVERLAY = ROOT / "otel-collector.newrelic.yaml"
 COMPOSE_FILE = ROOT / "compose.yaml"
-COMPOSE_NEWRELIC = ROOT / "compose.newrelic.yaml"
+README = ROOT / "README.md"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 GUNICORN_CONF = ROOT / "deploy" / "gunicorn.conf.py"
@@ -105,6 +104,23 @@ SIGNALS = {"traces", "metrics", "logs", "profiles"}
 ENV_REFERENCE = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)(:-[^}]*)?\}")
 # ${NAME}, ${NAME:-default}, ${NAME:?message}: compose's interpolation.
 COMPOSE_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)")
+
+# Setting this one variable turns New Relic on; unset or empty, nothing goes there.
+NEW_RELIC_KEY = "NEW_RELIC_LICENSE_KEY"
+# The shape of a New Relic ingest license key: 40 letters and digits ending in NRAL.
+SAMPLE_LICENSE_KEY = "0123456789abcdef0123456789abcdef0123NRAL"
+# (what the environment is, the environment, must the key guard drop every span?)
+KEY_GUARD_CASES: list[tuple[str, dict[str, str], bool]] = [
+    ("the key unset", {}, True),
+    ("the key set but empty", {NEW_RELIC_KEY: ""}, True),
+    ("a key set", {NEW_RELIC_KEY: SAMPLE_LICENSE_KEY}, False),
+]
+# The only form compose may pass the key in: empty by default, never required.
+COMPOSE_KEY_PASS_THROUGH = re.compile(rf"\$\{{{NEW_RELIC_KEY}:?-\}}")
+# OTTL's string literal token (pkg/ottl/grammar.go): a backslash escapes the next
+# character; a bare double quote ends the string.
+OTTL_STRING = r'"(?:\\.|[^\\"])*"'
+LITERAL_COMPARISON = re.compile(rf"(not\s+)?({OTTL_STRING})\s*(==|!=)\s*({OTTL_STRING})")
 
 
 # --- YAML ----------------------------------------------------------------------------
@@ -179,34 +195,113 @@ def _host_port(endpoint: str) -> tuple[str, str]:
 # --- collector -----------------------------------------------------------------------
 
 
-def merge_collector_configs(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
-    """Merge two configs the way the collector merges repeated ``--config`` files.
+def expand_env(text: str, environment: dict[str, str]) -> str:
+    """Expand ``${env:NAME}`` and ``${env:NAME:-default}`` the way the collector does.
 
-    Maps merge key by key; any other value in the overlay, lists included, replaces
-    the base's.
+    The collector's env provider uses the default only when NAME is unset; a variable
+    set to the empty string expands to the empty string (compose passes the key that
+    way when it is not given). An unset variable without a default expands to "".
     """
-    merged = copy.deepcopy(base)
-    for key, value in overlay.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = merge_collector_configs(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
+
+    def value(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in environment:
+            return environment[name]
+        return default[2:] if default is not None else ""
+
+    return ENV_REFERENCE.sub(value, text)
 
 
-def overlay_problems(base: dict[str, Any], overlay: dict[str, Any], path: str = "") -> list[str]:
-    """List the base settings an overlay would replace instead of adding to."""
+def _ottl_unquote(literal: str) -> str | None:
+    """Return an OTTL string literal's value, or None for an escape we do not model."""
+    try:
+        value = json.loads(literal)
+    except ValueError:
+        return None
+    return value if isinstance(value, str) else None
+
+
+def evaluate_literal_condition(condition: str) -> bool | None:
+    """Evaluate an OTTL condition that compares two string literals.
+
+    Handles ``"a" == "b"`` and ``"a" != "b"``, optionally preceded by ``not``: the
+    shape of the key guard once the collector has expanded its ``${env:...}``.
+
+    Returns:
+        The condition's value, or None when it has any other shape, including one
+        the OTTL parser would reject (a stray double quote from the expansion).
+    """
+    match = LITERAL_COMPARISON.fullmatch(condition.strip())
+    if match is None:
+        return None
+    negation, left, operator, right = match.groups()
+    left_value, right_value = _ottl_unquote(left), _ottl_unquote(right)
+    if left_value is None or right_value is None:
+        return None
+    equal = left_value == right_value
+    result = equal if operator == "==" else not equal
+    return not result if negation else result
+
+
+def _reads_key(settings: Any) -> bool:
+    return any(
+        match.group(1) == NEW_RELIC_KEY
+        for _path, text in _strings(settings)
+        for match in ENV_REFERENCE.finditer(text)
+    )
+
+
+def key_guard_problems(
+    pipeline_id: str, processors: list[str], defined: dict[str, Any]
+) -> list[str]:
+    """Check the key guard of a pipeline that exports to New Relic.
+
+    The guard is the filter right after memory_limiter. Its single span condition,
+    once the collector expands NEW_RELIC_LICENSE_KEY into it, must be true (drop the
+    span) while the key is unset or empty, and false (keep it) when a key is set.
+    Without it, a stack with no key sends every batch to New Relic and logs a 401
+    for each; inverted, a stack with a key sends nothing.
+    """
+    guard_id = processors[1] if len(processors) > 1 else ""
+    settings = defined.get(guard_id) or {}
+    if _component_type(guard_id) != "filter" or not _reads_key(settings):
+        return [
+            f"pipeline {pipeline_id} sends to New Relic, so it must start with the key "
+            f"guard: a filter right after memory_limiter that reads {NEW_RELIC_KEY} and "
+            f"drops every span while it is empty; got {processors}"
+        ]
+    traces = settings.get("traces") or {}
+    conditions = [str(c) for c in (traces.get("span") or [])]
+    others = sorted({*traces} - {"span"} | {"trace_conditions", "spans"} & {*settings})
+    if len(conditions) != 1 or others:
+        return [
+            f"processors.{guard_id}: the key guard must be one traces.span condition "
+            f"and nothing else, got {conditions} and {others}"
+        ]
+    condition = conditions[0]
+    names = sorted({m.group(1) for m in ENV_REFERENCE.finditer(condition)})
+    if names != [NEW_RELIC_KEY]:
+        return [
+            f"processors.{guard_id}: the key guard must read ${{env:{NEW_RELIC_KEY}:-}}, "
+            f"and only it; it reads {names}"
+        ]
     problems = []
-    for key, value in overlay.items():
-        where = f"{path}.{key}".lstrip(".")
-        if key not in base:
-            continue
-        if isinstance(value, dict) and isinstance(base[key], dict):
-            problems += overlay_problems(base[key], value, where)
-        else:
+    for label, environment, must_drop in KEY_GUARD_CASES:
+        drops = evaluate_literal_condition(expand_env(condition, environment))
+        if drops is None:
+            return [
+                f"processors.{guard_id}: cannot check the key guard {condition!r}; write "
+                f'it as \'"${{env:{NEW_RELIC_KEY}:-}}" == ""\''
+            ]
+        if must_drop and not drops:
             problems.append(
-                f"overlay replaces {where} of the base config (the collector replaces lists "
-                "and values, it does not append): add a new component or pipeline instead"
+                f"processors.{guard_id}: with {label} the key guard lets spans through, "
+                "and New Relic answers 401 to every batch"
+            )
+        elif drops and not must_drop:
+            problems.append(
+                f"processors.{guard_id}: with {label} the key guard drops every span, "
+                "so New Relic gets nothing"
             )
     return problems
 
@@ -357,6 +452,17 @@ def collector_problems(
                         f"pipeline {pipeline_id}: a filter without error_mode: ignore drops "
                         "the whole batch when one condition fails to evaluate"
                     )
+            exporter_ids = list(pipeline.get("exporters") or [])
+            if any("newrelic" in e for e in exporter_ids):
+                problems += key_guard_problems(pipeline_id, processors, sections["processors"])
+            else:
+                for name in processors:
+                    if _reads_key(sections["processors"].get(name)):
+                        problems.append(
+                            f"pipeline {pipeline_id} does not send to New Relic but its "
+                            f"{name} reads {NEW_RELIC_KEY}: the key guard belongs in the New "
+                            "Relic pipeline only (here it would drop everything without a key)"
+                        )
     for kind in ("receivers", "processors", "exporters", "connectors"):
         for name in sorted(set(sections[kind]) - used[kind]):
             problems.append(f"{kind}.{name} is defined but no pipeline uses it")
@@ -475,13 +581,8 @@ def collector_problems(
 
 
 @pytest.fixture(scope="module")
-def base_config() -> dict[str, Any]:
+def collector_config() -> dict[str, Any]:
     return load_yaml_file(COLLECTOR_CONFIG)  # type: ignore[no-any-return]
-
-
-@pytest.fixture(scope="module")
-def newrelic_overlay() -> dict[str, Any]:
-    return load_yaml_file(NEWRELIC_OVERLAY)  # type: ignore[no-any-return]
 
 
 @pytest.fixture(scope="module")
@@ -528,8 +629,18 @@ def _chain(*mutations: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, 
 BASE_PIPELINE = "service.pipelines.traces"
 NR_PIPELINE = "service.pipelines.traces/newrelic"
 
-# (what a person got wrong, how, what the checker must say): applied to the merged
-# config (base + New Relic overlay).
+GUARD = "processors.filter/newrelic_key_guard"
+NR_PROCESSORS = [
+    "memory_limiter",
+    "filter/newrelic_key_guard",
+    "filter/healthcheck",
+    "redaction",
+    "transform/newrelic",
+    "batch/newrelic",
+]
+
+# (what a person got wrong, how, what the checker must say): applied to a copy of
+# otel-collector.yaml.
 BROKEN_COLLECTOR_CONFIGS = [
     (
         "pipeline names an undefined processor",
@@ -667,7 +778,7 @@ BROKEN_COLLECTOR_CONFIGS = [
         "New Relic without the 4095 truncation",
         _set(
             f"{NR_PIPELINE}.processors",
-            ["memory_limiter", "filter/healthcheck", "redaction", "batch/newrelic"],
+            [p for p in NR_PROCESSORS if p != "transform/newrelic"],
         ),
         "truncates span and resource attributes to 4095",
     ),
@@ -714,57 +825,142 @@ BROKEN_COLLECTOR_CONFIGS = [
         _set("processors.memory_limitter", {}),
         "unknown processor type 'memory_limitter'",
     ),
+    (
+        "New Relic pipeline without the key guard",
+        _chain(
+            _set(f"{NR_PIPELINE}.processors", [p for p in NR_PROCESSORS if "guard" not in p]),
+            _delete(GUARD),
+        ),
+        "must start with the key guard",
+    ),
+    (
+        "key guard after another processor",
+        _set(
+            f"{NR_PIPELINE}.processors",
+            ["memory_limiter", "filter/healthcheck", *NR_PROCESSORS[1:2], *NR_PROCESSORS[3:]],
+        ),
+        "must start with the key guard",
+    ),
+    (
+        "key guard inverted",
+        _set(f"{GUARD}.traces.span", ['"${env:NEW_RELIC_LICENSE_KEY:-}" != ""']),
+        "with the key unset the key guard lets spans through",
+    ),
+    (
+        "key guard negated",
+        _set(f"{GUARD}.traces.span", ['not "${env:NEW_RELIC_LICENSE_KEY:-}" == ""']),
+        "with a key set the key guard drops every span",
+    ),
+    (
+        "key guard relying on a default, which an empty key does not trigger",
+        _set(f"{GUARD}.traces.span", ['"${env:NEW_RELIC_LICENSE_KEY:-none}" == "none"']),
+        "with the key set but empty the key guard lets spans through",
+    ),
+    (
+        "key guard reading another variable",
+        _set(f"{GUARD}.traces.span", ['"${env:NEW_RELIC_API_KEY:-}" == ""']),
+        "must start with the key guard: a filter right after memory_limiter that reads",
+    ),
+    (
+        "key guard reading a second variable too",
+        _set(
+            f"{GUARD}.traces.span",
+            ['"${env:NEW_RELIC_LICENSE_KEY:-}${env:NEW_RELIC_REGION:-}" == ""'],
+        ),
+        "must read ${env:NEW_RELIC_LICENSE_KEY:-}, and only it",
+    ),
+    (
+        "key guard on span events, which leaves the spans",
+        _chain(
+            _set(
+                f"{GUARD}.traces.spanevent",
+                ['"${env:NEW_RELIC_LICENSE_KEY:-}" == ""'],
+            ),
+            _delete(f"{GUARD}.traces.span"),
+        ),
+        "the key guard must be one traces.span condition and nothing else",
+    ),
+    (
+        "key guard that cannot be checked",
+        _set(f"{GUARD}.traces.span", ['IsMatch("${env:NEW_RELIC_LICENSE_KEY:-}", "^$")']),
+        "cannot check the key guard",
+    ),
+    (
+        "key guard copied into the Jaeger pipeline",
+        _set(
+            f"{BASE_PIPELINE}.processors",
+            [
+                "memory_limiter",
+                "filter/newrelic_key_guard",
+                "filter/healthcheck",
+                "redaction",
+                "batch",
+            ],
+        ),
+        "pipeline traces does not send to New Relic but its filter/newrelic_key_guard reads",
+    ),
 ]
 
 
 class TestCollectorConfig:
-    """otel-collector.yaml and its New Relic overlay, checked as the collector would."""
+    """otel-collector.yaml, checked as the collector would, New Relic pipeline included."""
 
-    def test_base_config_is_sound(
-        self, base_config: dict[str, Any], compose_services: set[str]
+    def test_config_is_sound(
+        self, collector_config: dict[str, Any], compose_services: set[str]
     ) -> None:
-        """Alone (no New Relic key), the base config runs Jaeger and the viewer."""
-        assert collector_problems(base_config, compose_services=compose_services) == []
-        exporters = base_config["service"]["pipelines"]["traces"]["exporters"]
-        assert exporters == ["otlp_grpc/jaeger", "otlp_http/viewer"]
-        assert not any("newrelic" in name for name, _ in _strings(base_config))
+        assert collector_problems(collector_config, compose_services=compose_services) == []
+        pipelines = collector_config["service"]["pipelines"]
+        assert set(pipelines) == {"traces", "traces/newrelic"}
+        assert pipelines["traces"]["exporters"] == ["otlp_grpc/jaeger", "otlp_http/viewer"]
+        assert pipelines["traces/newrelic"]["exporters"] == ["otlp_http/newrelic"]
+        assert pipelines["traces/newrelic"]["processors"] == NR_PROCESSORS
 
-    def test_merged_with_newrelic_overlay_is_sound(
-        self,
-        base_config: dict[str, Any],
-        newrelic_overlay: dict[str, Any],
-        compose_services: set[str],
-    ) -> None:
-        merged = merge_collector_configs(base_config, newrelic_overlay)
-        assert collector_problems(merged, compose_services=compose_services) == []
-        assert set(merged["service"]["pipelines"]) == {"traces", "traces/newrelic"}
-        # The base pipeline survives the merge unchanged.
-        assert (
-            merged["service"]["pipelines"]["traces"]
-            == base_config["service"]["pipelines"]["traces"]
-        )
-
-    def test_overlay_only_adds(
-        self, base_config: dict[str, Any], newrelic_overlay: dict[str, Any]
-    ) -> None:
-        """The overlay replaces nothing: the collector replaces lists on merge."""
-        assert overlay_problems(base_config, newrelic_overlay) == []
-        clobbering = {
-            "service": {"pipelines": {"traces": {"exporters": ["otlp_http/newrelic"]}}},
-        }
-        assert overlay_problems(base_config, clobbering) == [
-            "overlay replaces service.pipelines.traces.exporters of the base config (the "
-            "collector replaces lists and values, it does not append): add a new component "
-            "or pipeline instead"
-        ]
-        merged = merge_collector_configs(base_config, clobbering)
-        assert merged["service"]["pipelines"]["traces"]["exporters"] == ["otlp_http/newrelic"]
-
-    def test_newrelic_exporter_settings(self, newrelic_overlay: dict[str, Any]) -> None:
-        exporter = newrelic_overlay["exporters"]["otlp_http/newrelic"]
+    def test_newrelic_exporter_settings(self, collector_config: dict[str, Any]) -> None:
+        exporter = collector_config["exporters"]["otlp_http/newrelic"]
         assert exporter["endpoint"] == "${env:NEW_RELIC_OTLP_ENDPOINT:-https://otlp.nr-data.net}"
         assert exporter["headers"] == {"api-key": "${env:NEW_RELIC_LICENSE_KEY}"}
         assert exporter["compression"] == "gzip"
+
+    @pytest.mark.parametrize(("label", "environment", "must_drop"), KEY_GUARD_CASES)
+    def test_key_guard_follows_the_key(
+        self,
+        collector_config: dict[str, Any],
+        label: str,
+        environment: dict[str, str],
+        must_drop: bool,
+    ) -> None:
+        """Expanded as the collector expands it, the guard drops exactly when there is no key."""
+        guard = collector_config["processors"]["filter/newrelic_key_guard"]
+        [condition] = guard["traces"]["span"]
+        expanded = expand_env(condition, environment)
+        assert expanded == f'"{environment.get(NEW_RELIC_KEY, "")}" == ""', label
+        assert evaluate_literal_condition(expanded) is must_drop, label
+
+    def test_a_key_that_would_break_the_guard_is_not_a_license_key(
+        self, collector_config: dict[str, Any]
+    ) -> None:
+        """A double quote or backslash in the key would make the guard unparsable.
+
+        The collector parses filter conditions when it validates its config, so such a
+        key stops it at start-up (loudly, sending nothing). License keys never contain
+        either character: they are 40 letters and digits ending in NRAL.
+        """
+        [condition] = collector_config["processors"]["filter/newrelic_key_guard"]["traces"]["span"]
+        assert re.fullmatch(r"[A-Za-z0-9]{36}NRAL", SAMPLE_LICENSE_KEY)
+        for bad_key in ('abc"def', "abc\\"):
+            expanded = expand_env(condition, {NEW_RELIC_KEY: bad_key})
+            assert evaluate_literal_condition(expanded) is None, bad_key
+
+    def test_expansion_and_evaluation_helpers(self) -> None:
+        """The helpers follow the collector: a default applies only to an unset variable."""
+        assert expand_env("${env:A:-x}|${env:B}|${env:C:-}", {"A": ""}) == "||"
+        assert expand_env("${env:A:-x}", {}) == "x"
+        assert evaluate_literal_condition('"a" == "a"') is True
+        assert evaluate_literal_condition('"a" != "a"') is False
+        assert evaluate_literal_condition('not "a" == "b"') is True
+        assert evaluate_literal_condition('"a\\"b" == ""') is False  # an escaped quote
+        assert evaluate_literal_condition('name == ""') is None
+        assert evaluate_literal_condition('"a"b" == ""') is None
 
     @pytest.mark.parametrize(
         ("mistake", "mutate", "expected"),
@@ -773,14 +969,13 @@ class TestCollectorConfig:
     )
     def test_broken_config_is_caught(
         self,
-        base_config: dict[str, Any],
-        newrelic_overlay: dict[str, Any],
+        collector_config: dict[str, Any],
         compose_services: set[str],
         mistake: str,
         mutate: Callable[[dict[str, Any]], None],
         expected: str,
     ) -> None:
-        broken = merge_collector_configs(base_config, newrelic_overlay)
+        broken = copy.deepcopy(collector_config)
         mutate(broken)
         problems = collector_problems(broken, compose_services=compose_services)
         assert any(expected in p for p in problems), (mistake, problems)
@@ -939,6 +1134,18 @@ def compose_problems(compose: dict[str, Any], *, root: Path = ROOT) -> list[str]
                             f"services.{name}: {path.name} reads ${{env:{var}}}, "
                             "which the service's environment does not set"
                         )
+        key = env.get(NEW_RELIC_KEY)
+        if key is None:
+            problems.append(
+                f"services.{name} does not pass {NEW_RELIC_KEY}: setting it could never turn "
+                f"New Relic on; add {NEW_RELIC_KEY}: ${{{NEW_RELIC_KEY}:-}}"
+            )
+        elif "$" in key and not COMPOSE_KEY_PASS_THROUGH.fullmatch(key):
+            problems.append(
+                f"services.{name}.environment.{NEW_RELIC_KEY} is {key!r}: write "
+                f"${{{NEW_RELIC_KEY}:-}}; a required key (:?) stops a stack without one, "
+                "and a bare reference makes compose warn on every command"
+            )
         published = {c for _ip, _h, c in _published(service)}
         for port in (4317, 4318, 13133, 8888):
             if port not in published:
@@ -1061,6 +1268,24 @@ BROKEN_COMPOSE_FILES = [
         "reads ${env:CVTRACE_VIEWER_TOKEN}",
     ),
     (
+        "the collector without the license key",
+        _delete(f"services.otel-collector.environment.{NEW_RELIC_KEY}"),
+        f"does not pass {NEW_RELIC_KEY}",
+    ),
+    (
+        "the license key made mandatory",
+        _set(
+            f"services.otel-collector.environment.{NEW_RELIC_KEY}",
+            "${NEW_RELIC_LICENSE_KEY:?set the New Relic key}",
+        ),
+        "a required key (:?) stops a stack without one",
+    ),
+    (
+        "the license key passed bare",
+        _set(f"services.otel-collector.environment.{NEW_RELIC_KEY}", "${NEW_RELIC_LICENSE_KEY}"),
+        "a bare reference makes compose warn",
+    ),
+    (
         "the collector's health port not published",
         _set("services.otel-collector.ports", ["4317:4317", "4318:4318", "8888:8888"]),
         "does not publish port 13133",
@@ -1075,8 +1300,8 @@ class TestComposeFile:
         assert compose_problems(compose) == []
 
     def test_every_variable_is_documented(self, runbook: str) -> None:
-        compose_files = [load_yaml_file(COMPOSE_FILE), load_yaml_file(COMPOSE_NEWRELIC)]
-        collector_files = [load_yaml_file(COLLECTOR_CONFIG), load_yaml_file(NEWRELIC_OVERLAY)]
+        compose_files = [load_yaml_file(COMPOSE_FILE)]
+        collector_files = [load_yaml_file(COLLECTOR_CONFIG)]
         assert documentation_problems(compose_files, collector_files, runbook) == []
         assert documentation_problems(
             [{"x": "${UNDOCUMENTED_THING:-1}"}], [{"y": "${env:OTHER_THING}"}], "`OTHER_THING`"
@@ -1118,11 +1343,19 @@ SECRETS = {"CVTRACE_VIEWER_TOKEN": "test-viewer-token"}
 
 
 def _compose_config(
-    docker_compose: str, tmp_path: Path, files: list[Path], env: dict[str, str]
+    docker_compose: str,
+    tmp_path: Path,
+    files: list[Path],
+    env: dict[str, str],
+    dot_env: str = "",
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``docker-compose config`` with only the given variables set."""
-    env_file = tmp_path / "empty.env"
-    env_file.write_text("", encoding="utf-8")
+    """Run ``docker-compose config`` with only the given variables set.
+
+    ``dot_env`` is what an operator's ``.env`` would hold (compose reads it for
+    interpolation); the repository's own ``.env``, if any, is never read.
+    """
+    env_file = tmp_path / "test.env"
+    env_file.write_text(dot_env, encoding="utf-8")
     # Relative paths resolve against the repository, wherever the file lives.
     args = [docker_compose, "--env-file", str(env_file), "--project-directory", str(ROOT)]
     for path in files:
@@ -1170,32 +1403,67 @@ class TestComposeValidation:
         assert services["demo"]["environment"]["SECRET_KEY"] == "s3cret"
         assert services["preview"]["environment"]["SECRET_KEY"] == "s3cret"
 
-    def test_newrelic_needs_the_license_key(self, docker_compose: str, tmp_path: Path) -> None:
-        files = [COMPOSE_FILE, COMPOSE_NEWRELIC]
-        result = _compose_config(docker_compose, tmp_path, files, SECRETS)
-        assert result.returncode != 0
-        assert "set NEW_RELIC_LICENSE_KEY" in result.stderr + result.stdout
+    def test_without_a_key_new_relic_stays_off_quietly(
+        self, docker_compose: str, tmp_path: Path
+    ) -> None:
+        """No key: compose starts, says nothing about it, and passes an empty key."""
+        result = _compose_config(docker_compose, tmp_path, [COMPOSE_FILE], SECRETS)
+        assert result.returncode == 0, result.stderr
+        assert "NEW_RELIC" not in result.stderr
+        collector = load_yaml(result.stdout)["services"]["otel-collector"]
+        assert collector["environment"][NEW_RELIC_KEY] == ""
+        assert collector["environment"]["NEW_RELIC_OTLP_ENDPOINT"] == "https://otlp.nr-data.net"
+        assert collector["command"] == ["--config=/etc/otelcol-contrib/config.yaml"]
 
-    def test_newrelic_adds_the_overlay(self, docker_compose: str, tmp_path: Path) -> None:
-        env = {**SECRETS, "NEW_RELIC_LICENSE_KEY": "0123456789abcdef0123456789abcdef0123NRAL"}
-        files = [COMPOSE_FILE, COMPOSE_NEWRELIC]
-        result = _compose_config(docker_compose, tmp_path, files, env)
+    @pytest.mark.parametrize("where", ["environment", ".env"])
+    def test_the_key_alone_turns_new_relic_on(
+        self, docker_compose: str, tmp_path: Path, where: str
+    ) -> None:
+        """Setting the key, in the shell or in .env, is the one step: same files, same command."""
+        if where == "environment":
+            result = _compose_config(
+                docker_compose,
+                tmp_path,
+                [COMPOSE_FILE],
+                {**SECRETS, NEW_RELIC_KEY: SAMPLE_LICENSE_KEY},
+            )
+        else:
+            result = _compose_config(
+                docker_compose,
+                tmp_path,
+                [COMPOSE_FILE],
+                SECRETS,
+                dot_env=f"{NEW_RELIC_KEY}={SAMPLE_LICENSE_KEY}\n",
+            )
         assert result.returncode == 0, result.stderr
         resolved = load_yaml(result.stdout)
         assert compose_problems(resolved) == []
         collector = resolved["services"]["otel-collector"]
-        assert collector["command"] == [
-            "--config=/etc/otelcol-contrib/config.yaml",
-            "--config=/etc/otelcol-contrib/newrelic.yaml",
-        ]
-        assert collector["environment"]["NEW_RELIC_LICENSE_KEY"] == env["NEW_RELIC_LICENSE_KEY"]
-        assert collector["environment"]["NEW_RELIC_OTLP_ENDPOINT"] == "https://otlp.nr-data.net"
-        # The overlay's mount joins the base one instead of replacing it.
-        targets = {t for _k, _s, t in _mounts(collector)}
-        assert targets == {
-            "/etc/otelcol-contrib/config.yaml",
-            "/etc/otelcol-contrib/newrelic.yaml",
-        }
+        assert collector["environment"][NEW_RELIC_KEY] == SAMPLE_LICENSE_KEY
+        # The collector then expands that key into its guard, which keeps every span.
+        config = load_yaml_file(COLLECTOR_CONFIG)
+        [guard] = config["processors"]["filter/newrelic_key_guard"]["traces"]["span"]
+        assert evaluate_literal_condition(expand_env(guard, collector["environment"])) is False
+
+    @pytest.mark.parametrize(
+        ("written", "returncode", "says"),
+        [
+            ("${NEW_RELIC_LICENSE_KEY}", 0, "The NEW_RELIC_LICENSE_KEY variable is not set"),
+            ("${NEW_RELIC_LICENSE_KEY:?set it}", 1, "set it"),
+        ],
+    )
+    def test_why_the_key_is_passed_with_an_empty_default(
+        self, docker_compose: str, tmp_path: Path, written: str, returncode: int, says: str
+    ) -> None:
+        """The forms compose_problems rejects do what it says, in docker-compose itself."""
+        text = COMPOSE_FILE.read_text(encoding="utf-8")
+        line = f"      {NEW_RELIC_KEY}: ${{{NEW_RELIC_KEY}:-}}\n"
+        assert line in text
+        broken = tmp_path / "compose.yaml"
+        broken.write_text(text.replace(line, f"      {NEW_RELIC_KEY}: {written}\n"), "utf-8")
+        result = _compose_config(docker_compose, tmp_path, [broken], SECRETS)
+        assert result.returncode == returncode, result.stderr
+        assert says in result.stderr + result.stdout
 
     @pytest.mark.parametrize(
         ("mistake", "old", "new", "message"),
@@ -1555,7 +1823,9 @@ class TestDockerfile:
                     if (
                         file.is_file()
                         and owner == package
-                        and file.suffix not in {".py", ".pyc"}
+                        # Markdown beside the code (demo_app/README.md) is for readers
+                        # of the repository; nothing reads it at run time.
+                        and file.suffix not in {".py", ".pyc", ".md"}
                         and "__pycache__" not in file.parts
                         and file.resolve() not in shipped
                     ):
