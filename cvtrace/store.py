@@ -78,6 +78,7 @@ Retention, applied by whoever writes (``local`` exporter or viewer):
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -179,6 +180,7 @@ _ZERO_SPAN_ID = bytes(8)
 _AGE_CHECK_INTERVAL_S = 60.0
 _RETAIN_FRACTION = 0.9
 _SQL_VARS = 500  # ids per "IN (...)" query
+_MAX_IDLE_READERS = 8
 
 _SCHEMA_V1 = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
@@ -577,7 +579,7 @@ class SpanStore:
         self._lock = threading.Lock()
         self._pending_lock = threading.Lock()
         self._pending: list[_Ticket] = []
-        self._local = threading.local()
+        self._idle_readers: list[sqlite3.Connection] = []
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
         self._closed = False
@@ -632,15 +634,27 @@ class SpanStore:
             self._connections.append(conn)
         return conn
 
-    def _reader(self) -> sqlite3.Connection:
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """Lend a reader connection from a small pool (threads come and go)."""
         if self._closed:
             msg = f"the span store {self.path} is closed"
             raise RuntimeError(msg)
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        with self._connections_lock:
+            conn = self._idle_readers.pop() if self._idle_readers else None
         if conn is None:
             conn = self._connect(write=False)
-            self._local.conn = conn
-        return conn
+        try:
+            yield conn
+        finally:
+            with self._connections_lock:
+                keep = not self._closed and len(self._idle_readers) < _MAX_IDLE_READERS
+                if keep:
+                    self._idle_readers.append(conn)
+                elif conn in self._connections:
+                    self._connections.remove(conn)
+            if not keep:
+                conn.close()
 
     def _checkpoint_loop(self, interval_s: float, conn: sqlite3.Connection) -> None:
         while not self._stop.wait(interval_s):
@@ -658,6 +672,7 @@ class SpanStore:
             self._closed = True
             with self._connections_lock:
                 conns, self._connections = self._connections, []
+                self._idle_readers = []
             for conn in conns:
                 try:
                     conn.close()
@@ -1072,12 +1087,14 @@ class SpanStore:
 
     def span_count(self) -> int:
         """Return how many spans the store holds."""
-        row = self._reader().execute("SELECT value FROM meta WHERE key = 'span_count'").fetchone()
+        with self._reading() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'span_count'").fetchone()
         return int(row[0])
 
     def trace_count(self) -> int:
         """Return how many traces the store holds."""
-        return int(self._reader().execute("SELECT count(*) FROM traces").fetchone()[0])
+        with self._reading() as conn:
+            return int(conn.execute("SELECT count(*) FROM traces").fetchone()[0])
 
     def _apply_retention(self) -> None:
         conn = self._writer
@@ -1160,54 +1177,55 @@ class SpanStore:
 
     def services(self) -> list[str]:
         """Return the names of the services with stored spans, sorted."""
-        rows = self._reader().execute(
-            "SELECT name FROM services s WHERE EXISTS "
-            "(SELECT 1 FROM trace_services t WHERE t.service_id = s.id) ORDER BY name"
-        )
+        with self._reading() as conn:
+            rows = conn.execute(
+                "SELECT name FROM services s WHERE EXISTS "
+                "(SELECT 1 FROM trace_services t WHERE t.service_id = s.id) ORDER BY name"
+            ).fetchall()
         return [r[0] for r in rows]
 
     def operations(self, service: str) -> list[str]:
         """Return the operation (span) names of one service, sorted."""
-        rows = self._reader().execute(
-            "SELECT o.name FROM operations o JOIN services s ON s.id = o.service_id "
-            "WHERE s.name = ? AND EXISTS "
-            "(SELECT 1 FROM trace_operations t WHERE t.operation_id = o.id) ORDER BY o.name",
-            (service,),
-        )
+        with self._reading() as conn:
+            rows = conn.execute(
+                "SELECT o.name FROM operations o JOIN services s ON s.id = o.service_id "
+                "WHERE s.name = ? AND EXISTS "
+                "(SELECT 1 FROM trace_operations t WHERE t.operation_id = o.id) ORDER BY o.name",
+                (service,),
+            ).fetchall()
         return [r[0] for r in rows]
 
     def get_summary(self, trace_id: bytes) -> TraceSummary | None:
         """Return one trace's summary, or None if it is not stored."""
-        row = (
-            self._reader()
-            .execute(f"SELECT {_SUMMARY_COLUMNS} FROM traces t WHERE trace_id = ?", (trace_id,))
-            .fetchone()
-        )
+        with self._reading() as conn:
+            row = conn.execute(
+                f"SELECT {_SUMMARY_COLUMNS} FROM traces t WHERE trace_id = ?", (trace_id,)
+            ).fetchone()
         return _summary(row) if row is not None else None
 
     def get_trace(self, trace_id: bytes) -> list[StoredSpan]:
         """Return the spans of one trace in start order; [] if unknown."""
-        conn = self._reader()
-        row = conn.execute("SELECT key FROM traces WHERE trace_id = ?", (trace_id,)).fetchone()
-        if row is None:
-            return []
-        spans = self._spans_of(conn, int(row[0]))
+        with self._reading() as conn:
+            row = conn.execute("SELECT key FROM traces WHERE trace_id = ?", (trace_id,)).fetchone()
+            if row is None:
+                return []
+            spans = self._spans_of(conn, int(row[0]))
         spans.sort(key=lambda s: (s.span.start_time_unix_nano, s.span.span_id))
         return spans
 
     def get_span(self, trace_id: bytes, span_id: bytes) -> StoredSpan | None:
         """Return one span of one trace, or None."""
-        conn = self._reader()
-        row = conn.execute(
-            "SELECT s.body, s.resource_id, s.scope_id FROM traces t JOIN spans s "
-            "ON s.trace_key = t.key WHERE t.trace_id = ? AND s.span_id = ?",
-            (trace_id, span_id),
-        ).fetchone()
-        if row is None:
-            return None
-        body, resource_id, scope_id = row
-        resource, rschema, service = self._resource(conn, resource_id)
-        scope, sschema = self._scope(conn, scope_id)
+        with self._reading() as conn:
+            row = conn.execute(
+                "SELECT s.body, s.resource_id, s.scope_id FROM traces t JOIN spans s "
+                "ON s.trace_key = t.key WHERE t.trace_id = ? AND s.span_id = ?",
+                (trace_id, span_id),
+            ).fetchone()
+            if row is None:
+                return None
+            body, resource_id, scope_id = row
+            resource, rschema, service = self._resource(conn, resource_id)
+            scope, sschema = self._scope(conn, scope_id)
         return StoredSpan(Span.FromString(body), resource, rschema, scope, sschema, service)
 
     def _spans_of(self, conn: sqlite3.Connection, trace_key: int) -> list[StoredSpan]:
@@ -1249,7 +1267,10 @@ class SpanStore:
 
         See the module docstring for what matches.
         """
-        conn = self._reader()
+        with self._reading() as conn:
+            return self._search(conn, query)
+
+    def _search(self, conn: sqlite3.Connection, query: TraceQuery) -> list[TraceSummary]:
         limit = max(1, min(int(query.limit), 10_000))
         drivers: list[tuple[str, str, int]] = []  # (table, id column, id)
         service_id: int | None = None
@@ -1362,7 +1383,9 @@ class SpanStore:
 
     def iter_trace_ids(self) -> Iterator[bytes]:
         """Yield every stored trace id, oldest arrival first."""
-        for (trace_id,) in self._reader().execute("SELECT trace_id FROM traces ORDER BY key"):
+        with self._reading() as conn:
+            rows = conn.execute("SELECT trace_id FROM traces ORDER BY key").fetchall()
+        for (trace_id,) in rows:
             yield bytes(trace_id)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -197,6 +198,17 @@ class TestWrite:
                 assert summary.span_count == 5
                 assert summary.services == {specs[0].service: 5}
         assert store.services() == ["svc0", "svc1", "svc2", "svc3"]
+
+    def test_short_lived_reader_threads_do_not_leak_connections(self, store: SpanStore) -> None:
+        """A threaded WSGI server reads from a new thread per request."""
+        store.write_request(make_request(simple_trace()))
+        store.services()
+        fds_before = len(os.listdir("/proc/self/fd"))
+        for _ in range(60):
+            t = threading.Thread(target=store.services)
+            t.start()
+            t.join()
+        assert len(os.listdir("/proc/self/fd")) <= fds_before + 8 * 3  # a few pooled
 
     def test_newer_schema_refused(self, tmp_path: Path) -> None:
         path = tmp_path / "future.sqlite3"
