@@ -2007,7 +2007,7 @@ class TestRunbook:
 
     def test_documents_every_environment_variable(self, runbook: str) -> None:
         compose = load_yaml_file(COMPOSE_FILE)
-        names = {"COMPOSE_FILE", "WEB_CONCURRENCY", "PORT", "NEW_RELIC_LICENSE_KEY"}
+        names = {"WEB_CONCURRENCY", "PORT", NEW_RELIC_KEY}
         for service in compose["services"].values():
             names |= set(_environment(service))
         missing = sorted(n for n in names if f"`{n}`" not in runbook)
@@ -2025,7 +2025,8 @@ class TestRunbook:
         [
             "docker compose up",
             "docker compose down",
-            "compose.newrelic.yaml",
+            "filter/newrelic_key_guard",
+            "NRAL",
             "13133",
             "401",
             "403",
@@ -2041,3 +2042,17 @@ class TestRunbook:
     )
     def test_covers(self, runbook: str, needle: str) -> None:
         assert needle in runbook
+
+    def test_names_only_ops_files_that_exist(self, runbook: str) -> None:
+        """The runbook and the README never send an operator to a file that is gone."""
+        pattern = re.compile(r"\b(?:compose|otel-collector)[\w.-]*\.ya?ml\b")
+        for name, text in (
+            ("docs/operations.md", runbook),
+            ("README.md", README.read_text(encoding="utf-8")),
+        ):
+            missing = sorted({f for f in pattern.findall(text) if not (ROOT / f).exists()})
+            assert missing == [], name
+        assert pattern.findall("-f compose.newrelic.yaml and otel-collector.yml") == [
+            "compose.newrelic.yaml",
+            "otel-collector.yml",
+        ]
