@@ -52,7 +52,10 @@ class TestWaterfall:
         assert list(points.customdata) == [s.span_id.hex() for s in (root, a, a1, b)]  # type: ignore[attr-defined]
         labels = list(figure.layout.yaxis.ticktext)
         assert [label.strip("\u2002") for label in labels] == ["root", "a", "a1", "b"]
-        assert labels[2].startswith("\u2002\u2002")  # depth 2
+        # labels are right-aligned: depth shows as less padding on the right
+        assert labels[0].endswith("\u2002" * 4)
+        assert labels[1].endswith("\u2002" * 2)
+        assert not labels[2].endswith("\u2002")
         # one line trace per service plus the markers: not one trace per span
         assert len(figure.data) == 3
         assert {t.name for t in figure.data if t.mode == "lines"} == {"a", "b"}

@@ -90,8 +90,15 @@ def service_colors(services: Sequence[str]) -> dict[str, str]:
     return colors
 
 
-def row_label(row: Row, name: str | None = None) -> str:
-    """Return the y-axis label of a row: indented, escaped name and markers."""
+MAX_INDENT = 12
+
+
+def row_label(row: Row, name: str | None = None, deepest: int = 0) -> str:
+    """Return the y-axis label of a row: escaped name and markers, indented.
+
+    Plotly right-aligns y-axis labels, so depth is shown by padding shallower
+    rows on the right: two spaces per level below ``deepest`` (at most 12 levels).
+    """
     marks = ""
     if row.orphan:
         marks += " ⚠"
@@ -99,10 +106,10 @@ def row_label(row: Row, name: str | None = None) -> str:
         marks += " ⏱"
     if row.collapsed:
         marks += f" ▸{row.child_count}"
-    indent = "\u2002" * min(row.depth, 40)
+    pad = "\u2002\u2002" * max(0, min(deepest, MAX_INDENT) - min(row.depth, MAX_INDENT))
     if name is None:
         name = esc(row.stored.span.name, 60)
-    return f"{indent}{name}{marks}"
+    return f"{name}{marks}{pad}"
 
 
 def _hover(row: Row, t0_ns: int, brief: bool, name: str, service: str) -> str:
@@ -183,6 +190,7 @@ def waterfall_spec(
     ids: list[str] = []
     labels: list[str] = []
     focus_row: int | None = None
+    deepest = max(r.depth for r in rows)
     names: dict[str, str] = {}  # escaped once per distinct name
     services: dict[str, str] = {}
     for y, row in enumerate(rows):
@@ -208,7 +216,7 @@ def waterfall_spec(
             service = services[row.stored.service] = esc(row.stored.service, 60)
         hover.append(_hover(row, t0_ns, brief, name, service))
         ids.append(span.span_id.hex())
-        labels.append(row_label(row, name))
+        labels.append(row_label(row, name, deepest))
         if focus_span_id is not None and span.span_id == focus_span_id:
             focus_row = y
     traces: list[dict[str, Any]] = [

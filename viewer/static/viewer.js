@@ -20,6 +20,7 @@
   }
 
   function kvTable(pairs) {
+    if (!pairs.length) return el("p", "none", "muted");
     const table = el("table");
     for (const [k, v] of pairs) {
       const tr = el("tr");
