@@ -180,3 +180,33 @@ def test_ten_thousand_spans_interactive(page: Page, server: ViewerServer, store:
     assert page.locator("#span-count").inner_text() == "10000"
     # the benchmark issue measures this precisely; here: no pathological slowness
     assert elapsed < 30, f"10,000-span trace took {elapsed:.1f}s to become interactive"
+
+
+def test_search_page_scatter_and_operation_list(
+    page: Page, server: ViewerServer, store: SpanStore
+) -> None:
+    specs = simple_trace("web", root_name="GET /only")
+    store.write_request(make_request(specs))
+    store.write_request(make_request(simple_trace("api", root_name="POST /other")))
+    page.goto(server.url + "/")
+    page.select_option("#service-select", "web")
+    page.wait_for_function("document.querySelectorAll('#operation-select option').length === 4")
+    options = page.locator("#operation-select option").all_inner_texts()
+    assert options == ["all operations", "GET /only", "child 0", "child 1"]
+    page.select_option("#operation-select", "GET /only")
+    page.click("button[type=submit]")
+    page.wait_for_selector("#durations .main-svg")
+    assert page.locator("a.trace-link").count() == 1
+    # a point of the duration scatter opens its trace
+    point = page.evaluate(
+        """() => {
+            const gd = document.getElementById('durations');
+            const box = gd.querySelector('.nsewdrag').getBoundingClientRect();
+            const fl = gd._fullLayout, t = gd.data[0];
+            return {x: box.left + fl.xaxis.l2p(fl.xaxis.d2l(t.x[0])),
+                    y: box.top + fl.yaxis.l2p(t.y[0])};
+        }"""
+    )
+    page.mouse.move(point["x"], point["y"])
+    page.mouse.click(point["x"], point["y"])
+    page.wait_for_url(f"**/trace/{specs[0].trace_id.hex()}")
