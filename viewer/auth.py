@@ -17,6 +17,7 @@ import hmac
 from urllib.parse import urlencode
 
 from flask import Flask, Response, current_app, jsonify, redirect, request
+from werkzeug.wrappers import Response as BaseResponse
 
 COOKIE_NAME = "cvtrace_viewer_token"
 
@@ -43,7 +44,7 @@ def header_authorized(expected: str | None, authorization: str | None) -> bool:
     return expected is None or token_matches(expected, bearer_token(authorization))
 
 
-def _check() -> Response | None:
+def _check() -> BaseResponse | None:
     expected: str | None = current_app.config.get("TOKEN")
     if expected is None or request.path.startswith("/v1/"):
         return None  # the OTLP receiver checks the header itself

@@ -80,7 +80,7 @@ def jaeger_trace(spans: Sequence[StoredSpan]) -> dict[str, Any]:
     processes: dict[str, dict[str, Any]] = {}
     process_ids: dict[tuple[bytes, str], str] = {}
     out_spans: list[dict[str, Any]] = []
-    rows = {r.index: r for r in tree_rows(spans)}
+    rows = {r.position: r for r in tree_rows(spans)}
     warnings: list[str] = []
     for i, stored in enumerate(spans):
         span = stored.span

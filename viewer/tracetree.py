@@ -11,7 +11,7 @@ from cvtrace.store import StoredSpan
 class Row(NamedTuple):
     """One span placed in the tree."""
 
-    index: int
+    position: int
     """Position in the list the tree was built from."""
     stored: StoredSpan
     depth: int

@@ -254,7 +254,7 @@ def trace(trace_id: str) -> str:
     for s in spans:
         services[s.service] = services.get(s.service, 0) + 1
     root = rows[0].stored if rows else spans[0]
-    query = {}
+    query: dict[str, Any] = {}
     if collapsed:
         query["collapse"] = ",".join(c.hex() for c in collapsed)
     if focus:
