@@ -1,0 +1,251 @@
+"""Where the time goes: py-spy profiles of the benchmarked processes, summarised.
+
+``python -m bench.profile request VARIANT [--path /circuits/2]``
+    a :mod:`bench.worker` for ``VARIANT`` in a request loop (Flask test client);
+``python -m bench.profile server VARIANT``
+    one gunicorn worker serving ``VARIANT`` under ``wrk`` load;
+``python -m bench.profile ingest``
+    ``cvtrace view`` receiving OTLP/HTTP into a copy of the 1M-span store.
+
+py-spy samples the process (all threads that are running) for ``--seconds``; the
+summary attributes each sample to a package: the innermost frame that is not the
+standard library (so time in ``re`` or ``sqlite3`` counts for the code that called
+it), and lists the top functions of each package, the top leaf functions, and the
+time per thread. ``--raw FILE`` keeps py-spy's collapsed stacks (for a flame graph:
+``py-spy``'s ``--format speedscope`` or ``flamegraph.pl``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from bench.common import PYTHON, REPO, Receiver, Viewer, Worker, copy_store, table
+from bench.variants import CIRCUIT_ID, private_db_copy, variant_env
+
+_FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^():]+)(?::(?P<line>\d+))?\)$")
+_STDLIB = sysconfig.get_paths()["stdlib"]
+
+
+def _py_spy() -> str:
+    exe = shutil.which("py-spy") or str(Path(PYTHON).parent / "py-spy")
+    if not Path(exe).exists():
+        msg = "py-spy is not installed: .venv/bin/pip install py-spy"
+        raise RuntimeError(msg)
+    return exe
+
+
+def record(pid: int, seconds: float, out: Path, rate: int = 250) -> None:
+    """Sample ``pid`` with py-spy for ``seconds``, collapsed stacks into ``out``."""
+    subprocess.run(
+        [
+            _py_spy(),
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(max(1, round(seconds))),
+            "--rate",
+            str(rate),
+            "--format",
+            "raw",
+            "--threads",
+            "--full-filenames",
+            "--nonblocking",
+            "--output",
+            str(out),
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _package(path: str) -> str | None:
+    """The top-level package of a frame's file, or None for the standard library.
+
+    py-spy names files relative to their ``sys.path`` entry (``cvtrace/processor.py``,
+    ``json/encoder.py``), or in full when outside it.
+    """
+    if path.startswith("<"):
+        return None
+    if "site-packages/" in path:
+        path = path.split("site-packages/", 1)[1]
+    elif path.startswith(_STDLIB):
+        return None
+    elif path.startswith(f"{REPO}/"):
+        path = path[len(str(REPO)) + 1 :]
+    top = path.split("/", 1)[0].removesuffix(".py")
+    if top in sys.stdlib_module_names:
+        return None
+    return top
+
+
+def summarise(raw: Path, top: int = 12) -> str:
+    """Markdown tables of where the samples went."""
+    by_package: collections.Counter[str] = collections.Counter()
+    by_function: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    leaves: collections.Counter[str] = collections.Counter()
+    threads: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = stack.split(";")
+        thread = frames[0] if frames and frames[0].startswith(("thread", "process")) else "?"
+        threads[thread.split(" ")[0] + " " + thread.split(" ")[1] if " " in thread else thread] += (
+            count
+        )
+        total += count
+        parsed = [m for m in (_FRAME.match(f) for f in frames) if m]
+        if parsed:
+            leaf = parsed[-1]
+            leaves[f"{leaf['func']} ({Path(leaf['file']).name})"] += count
+        owner = "?"
+        owner_func = "?"
+        for match in reversed(parsed):
+            package = _package(match["file"])
+            if package is not None:
+                owner = package
+                owner_func = f"{match['func']} ({_short(match['file'])})"
+                break
+        by_package[owner] += count
+        by_function[owner][owner_func] += count
+    if not total:
+        return "(no samples)"
+
+    def pct(n: int) -> str:
+        return f"{100 * n / total:.1f}%"
+
+    parts = [
+        f"{total} samples",
+        "",
+        table(
+            ["package (innermost non-stdlib frame)", "share"],
+            [(p, pct(n)) for p, n in by_package.most_common(top)],
+        ),
+        "",
+        table(["thread", "share"], [(t, pct(n)) for t, n in threads.most_common(6)]),
+        "",
+        table(["leaf function", "share"], [(f, pct(n)) for f, n in leaves.most_common(top)]),
+    ]
+    for package in ("cvtrace", "opentelemetry", "viewer", "wrapt", "sqlalchemy"):
+        if by_function.get(package):
+            parts += [
+                "",
+                table(
+                    [f"{package}: function", "share"],
+                    [(f, pct(n)) for f, n in by_function[package].most_common(top)],
+                ),
+            ]
+    return "\n".join(parts)
+
+
+def _short(path: str) -> str:
+    if "site-packages/" in path:
+        return path.split("site-packages/", 1)[1]
+    return path.removeprefix(f"{REPO}/").removeprefix(f"{_STDLIB}/")
+
+
+def profile_request(variant: str, path: str, seconds: float, raw: Path) -> None:
+    """Profile a worker running the request loop."""
+    with tempfile.TemporaryDirectory(prefix="bench-profile-") as tmp, Receiver() as receiver:
+        worker = Worker(
+            variant,
+            private_db_copy(Path(tmp), variant),
+            variant_env(variant, receiver.endpoint(variant), Path(tmp) / "spans.sqlite3"),
+        )
+        try:
+            worker.wait_ready()
+            sampler = threading.Thread(
+                target=record, args=(worker.proc.pid, seconds, raw), daemon=True
+            )
+            sampler.start()
+            time.sleep(0.5)
+            worker.call(cmd="run_for", path=path, seconds=seconds)
+            sampler.join()
+            worker.stop()
+        finally:
+            worker.kill()
+
+
+def profile_server(variant: str, seconds: float, raw: Path) -> None:
+    """Profile one gunicorn worker under wrk load."""
+    from bench.http import Gunicorn, wrk
+
+    view = f"/circuits/{CIRCUIT_ID}"
+    with tempfile.TemporaryDirectory(prefix="bench-profile-") as tmp, Receiver() as receiver:
+        server = Gunicorn(
+            variant,
+            private_db_copy(Path(tmp), variant),
+            variant_env(variant, receiver.endpoint(variant), None),
+        )
+        try:
+            server.wait_ready()
+            cookie = server.session_cookie(view)
+            pid = server.worker_pids()[0]
+            sampler = threading.Thread(target=record, args=(pid, seconds, raw), daemon=True)
+            sampler.start()
+            wrk(server.url + view, seconds + 1, cookie=cookie)
+            sampler.join()
+        finally:
+            server.stop()
+
+
+def profile_ingest(seconds: float, raw: Path) -> None:
+    """Profile ``cvtrace view`` receiving OTLP/HTTP into a copy of the 1M-span store."""
+    from bench.ingest import _bodies, _post_all
+    from bench.spandata import million_span_store
+
+    bodies = _bodies(5, int(seconds * 40_000))
+    with tempfile.TemporaryDirectory(prefix="bench-profile-") as tmp:
+        db = copy_store(million_span_store(), Path(tmp) / "store.sqlite3")
+        with Viewer(db, {"CVTRACE_VIEWER_MAX_SPANS": "0"}) as viewer:
+            sampler = threading.Thread(
+                target=record, args=(viewer.proc.pid, seconds, raw), daemon=True
+            )
+            sampler.start()
+            result = _post_all(viewer.otlp_url, bodies, seconds + 1)
+            sampler.join()
+    sys.stderr.write(f"ingest while profiled: {result['spans_per_s']:.0f} spans/s\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Profile one benchmarked process and print the summary."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.profile",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("target", choices=("request", "server", "ingest"))
+    parser.add_argument("variant", nargs="?", default="cvtrace-otlp")
+    parser.add_argument("--path", default=f"/circuits/{CIRCUIT_ID}")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--raw", type=Path, default=None, help="keep py-spy's collapsed stacks")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="bench-profile-") as tmp:
+        raw = args.raw or Path(tmp) / "profile.txt"
+        if args.target == "request":
+            profile_request(args.variant, args.path, args.seconds, raw)
+        elif args.target == "server":
+            profile_server(args.variant, args.seconds, raw)
+        else:
+            profile_ingest(args.seconds, raw)
+        title = f"{args.target} {args.variant if args.target != 'ingest' else ''}".strip()
+        sys.stdout.write(f"#### Profile: {title}\n\n{summarise(raw)}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
