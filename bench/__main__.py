@@ -62,7 +62,14 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(text + "\n\n")
         sys.stdout.flush()
         log(f"{name}: done in {time.monotonic() - t0:.0f} s; saved {path}")
-    log(f"all done in {time.monotonic() - started:.0f} s; results in {data_dir() / 'results'}")
+    combined = data_dir() / "results" / "ALL.md"
+    parts = [
+        (data_dir() / "results" / f"{name}.md").read_text()
+        for name in ("machine", *BENCHMARKS)
+        if (data_dir() / "results" / f"{name}.md").exists()
+    ]
+    combined.write_text("\n".join(parts))
+    log(f"all done in {time.monotonic() - started:.0f} s; every table so far in {combined}")
     return 0
 
 
