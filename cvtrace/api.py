@@ -30,6 +30,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from . import config, instrumentation
+from .db_spans import QueryTracer
 from .exceptions import CvtraceConfigError
 from .exporters import create_exporters
 from .noise import ExcludedUrls
@@ -53,8 +54,8 @@ class Handle:
     """The span processor feeding the exporters, when tracing is on."""
     apps: list[Any] = field(default_factory=list)
     """Flask apps instrumented."""
-    engines: list[Any] = field(default_factory=list)
-    """SQLAlchemy engines instrumented."""
+    query_tracers: list[QueryTracer] = field(default_factory=list)
+    """One per SQLAlchemy engine instrumented."""
     arguments: dict[str, Any] = field(default_factory=dict)
     """The settings arguments ``init()`` was called with, to spot a differing second call."""
     is_shut_down: bool = False
@@ -232,10 +233,11 @@ def _instrument(handle: Handle, apps: list[Any], engines: list[Any]) -> None:
         if app not in handle.apps:
             instrumentation.instrument_flask(app, handle.provider, excluded)
             handle.apps.append(app)
-    new_engines = [engine for engine in engines if engine not in handle.engines]
-    if new_engines:
-        handle.engines.extend(new_engines)
-        instrumentation.instrument_engines(handle.engines, handle.provider)
+    traced = {id(query_tracer.engine) for query_tracer in handle.query_tracers}
+    for engine in engines:
+        if id(engine) not in traced:
+            handle.query_tracers.append(instrumentation.instrument_engine(engine, handle.provider))
+            traced.add(id(engine))
 
 
 def _build_resource(settings: config.Settings, apps: list[Any]) -> Resource:

@@ -78,6 +78,8 @@ def reset() -> None:
             handle.shutdown()
             for app in handle.apps:
                 instrumentation.uninstrument_flask(app)
+            for query_tracer in handle.query_tracers:
+                query_tracer.remove()
             instrumentation.uninstrument_globals()
         api._state.handle = None
         api._state.capture_exporter = None
