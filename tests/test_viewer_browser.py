@@ -55,6 +55,8 @@ def page(browser: Browser) -> Iterator[Page]:
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    # console errors include Content-Security-Policy violations (by plotly.js too)
+    page.on("console", lambda msg: msg.type == "error" and errors.append(msg.text))
     yield page
     context.close()
     assert errors == []
@@ -63,6 +65,8 @@ def page(browser: Browser) -> Iterator[Page]:
 def open_trace(page: Page, server: ViewerServer, trace_id: bytes, query: str = "") -> None:
     page.goto(f"{server.url}/trace/{trace_id.hex()}{query}")
     page.wait_for_function("document.body.dataset.waterfallReady === '1'", timeout=60_000)
+    assert page.locator("text=WebGL is not supported").count() == 0
+    assert page.locator("#waterfall canvas").count() > 0  # the WebGL traces drew
 
 
 def bar_point(page: Page, row: int) -> dict[str, float]:

@@ -97,7 +97,9 @@ class TestTracePage:
         assert url is not None
         figure = client.get(url.group(1)).get_json()
         assert len(figure["data"]) == 3  # web, db, markers
-        assert f'fetch("{url.group(1)}")' in html  # loaded while plotly.js loads
+        assert f'<link rel="preload" href="{url.group(1)}"' in html  # loads with plotly.js
+        assert "script-src 'self' 'unsafe-eval';" in response.headers["Content-Security-Policy"]
+        assert "<script>" not in html  # no inline script: the policy forbids them
 
     def test_hostile_trace_page(self, client: FlaskClient, store: SpanStore) -> None:
         specs = hostile_trace()

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask, current_app
+from flask import Flask, Response, current_app
 
 from cvtrace.store import SpanStore, default_db_path
 
@@ -52,6 +52,23 @@ def _configure(app: Flask, config: Mapping[str, Any] | None) -> None:
     app.extensions[_STORE_KEY] = store
 
 
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+    "frame-ancestors 'none'; form-action 'self'"
+)
+"""No inline scripts: an escaping mistake still could not run injected script.
+plotly.js adds inline styles (``'unsafe-inline'`` for styles only), and its WebGL
+traces (regl) generate their drawing code at run time (``'unsafe-eval'``)."""
+
+
+def _security_headers(response: Response) -> Response:
+    response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    return response
+
+
 def get_store(app: Flask | None = None) -> SpanStore:
     """Return the span store of ``app`` (default: the current app)."""
     target = app if app is not None else current_app
@@ -70,6 +87,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     _configure(app, config)
     auth.init_app(app)
+    app.after_request(_security_headers)
     app.register_blueprint(receiver.bp)
     app.register_blueprint(jaeger_api.bp)
     app.register_blueprint(ui.bp)

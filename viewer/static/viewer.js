@@ -64,7 +64,13 @@
 
   // -- trace page --------------------------------------------------------------
   const header = document.getElementById("trace-header");
-  if (!header || !window.cvtraceFigure) return;
+  if (!header) return;
+  // the page preloads this URL, so the figure downloads while plotly.js loads
+  const figureRequest = fetch(header.dataset.figureUrl, { credentials: "same-origin" })
+    .then(function (r) {
+      if (!r.ok) throw new Error("HTTP " + r.status);
+      return r.json();
+    });
   const traceId = header.dataset.traceId;
   const collapsed = new Set((header.dataset.collapsed || "").split(",").filter(Boolean));
   const details = document.getElementById("details");
@@ -160,7 +166,7 @@
   }
 
   const t0 = performance.now();
-  window.cvtraceFigure.then(function (figure) {
+  figureRequest.then(function (figure) {
     return Plotly.newPlot("waterfall", figure.data, figure.layout, {
       displaylogo: false,
       scrollZoom: true,
