@@ -66,7 +66,8 @@ class QueryTracer:
         if url.port:
             self._attributes["server.port"] = url.port
         self._names: dict[str, tuple[str, str]] = {}
-        event.listen(engine, "before_cursor_execute", self._before)
+        # retval=True spares SQLAlchemy a wrapper frame per statement.
+        event.listen(engine, "before_cursor_execute", self._before, retval=True)
         event.listen(engine, "after_cursor_execute", self._after)
         event.listen(engine, "handle_error", self._error)
 
@@ -84,9 +85,9 @@ class QueryTracer:
         parameters: Any,
         context: Any,
         executemany: bool,
-    ) -> None:
+    ) -> tuple[str, Any]:
         if context is None or not is_instrumentation_enabled():
-            return
+            return statement, parameters
         operation, name = self._name(statement)
         attributes = dict(self._attributes)
         attributes["db.query.text"] = statement
@@ -94,6 +95,7 @@ class QueryTracer:
             attributes["db.operation.name"] = operation
         span = self._tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
         setattr(context, _SPAN_KEY, span)
+        return statement, parameters
 
     def _after(
         self,

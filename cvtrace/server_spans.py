@@ -189,11 +189,13 @@ class TracingMiddleware:
 
 def _record_route(sender: Any, **extra: Any) -> None:
     """Flask matched the request to a URL rule: name the server span after it."""
+    span = trace.get_current_span()
+    if not span.is_recording():
+        return
     from flask import request
 
     rule = request.url_rule
-    span = trace.get_current_span()
-    if rule is not None and span.is_recording():
+    if rule is not None:
         method = request.method if request.method in KNOWN_METHODS else "HTTP"
         span.update_name(f"{method} {rule.rule}")
         span.set_attribute("http.route", rule.rule)
