@@ -109,8 +109,11 @@ class Scrubber:
         if not attributes:
             return None
         changed: dict[str, AttributeValue] | None = None
+        kinds = self._kinds
         for key, value in attributes.items():
-            kind = self._kind(key)
+            kind = kinds.get(key)
+            if kind is None:
+                kind = self._kind(key)
             if kind == _PLAIN:
                 continue
             new_value = self._scrub_value(kind, value)
@@ -123,8 +126,10 @@ class Scrubber:
     def scrub_span(self, span: ReadableSpan) -> ReadableSpan:
         """Return ``span`` itself when clean, else a scrubbed copy."""
         attributes = self.scrub_attributes(span.attributes)
-        events = self._scrub_events(span.events)
-        links = self._scrub_links(span.links)
+        span_events = span.events  # each access copies: read once
+        span_links = span.links
+        events = self._scrub_events(span_events) if span_events else None
+        links = self._scrub_links(span_links) if span_links else None
         if attributes is None and events is None and links is None:
             return span
         return replace_span(span, attributes=attributes, events=events, links=links)
