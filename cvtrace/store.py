@@ -593,9 +593,18 @@ class SpanStore:
         # decoded resources and scopes, for reads
         self._resource_cache: dict[int, tuple[Resource, str, str]] = {}
         self._scope_cache: dict[int, tuple[InstrumentationScope, str]] = {}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = self._connect(write=True)
-        self._migrate()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = self._connect(write=True)
+            self._migrate()
+        except (sqlite3.DatabaseError, OSError) as exc:
+            self.close()
+            msg = (
+                f"CVTRACE_LOCAL_DB: cannot open the span store {str(self.path)!r}: {exc}; "
+                "point CVTRACE_LOCAL_DB (or cvtrace view --db) at a writable file that "
+                "is a cvtrace store or does not exist yet"
+            )
+            raise CvtraceConfigError(msg) from exc
         self._stop = threading.Event()
         self._checkpointer: threading.Thread | None = None
         if checkpoint_interval_s:
@@ -665,9 +674,12 @@ class SpanStore:
 
     def close(self) -> None:
         """Close every connection this store opened; idempotent."""
-        self._stop.set()
-        if self._checkpointer is not None and self._checkpointer is not threading.current_thread():
-            self._checkpointer.join(timeout=5)
+        stop: threading.Event | None = getattr(self, "_stop", None)
+        checkpointer: threading.Thread | None = getattr(self, "_checkpointer", None)
+        if stop is not None:
+            stop.set()
+        if checkpointer is not None and checkpointer is not threading.current_thread():
+            checkpointer.join(timeout=5)
         with self._lock:
             self._closed = True
             with self._connections_lock:

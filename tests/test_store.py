@@ -210,6 +210,13 @@ class TestWrite:
             t.join()
         assert len(os.listdir("/proc/self/fd")) <= fds_before + 8 * 3  # a few pooled
 
+    def test_not_a_database_is_a_config_error(self, tmp_path: Path) -> None:
+        path = tmp_path / "notes.txt"
+        path.write_text("not sqlite at all " * 100)
+        with pytest.raises(CvtraceConfigError, match="CVTRACE_LOCAL_DB: cannot open"):
+            SpanStore(path)
+        assert path.read_text().startswith("not sqlite")
+
     def test_newer_schema_refused(self, tmp_path: Path) -> None:
         path = tmp_path / "future.sqlite3"
         conn = sqlite3.connect(path)

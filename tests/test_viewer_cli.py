@@ -107,6 +107,15 @@ def test_refuses_public_address_without_token(tmp_path: Path) -> None:
     assert not (tmp_path / "cli.sqlite3").exists()
 
 
+def test_bad_db_file_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "cli.sqlite3").write_text("this is not a database " * 50)
+    proc = start_view(tmp_path)
+    _out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 2
+    assert "cannot open the span store" in err
+    assert "Traceback" not in err
+
+
 def test_token_banner_and_enforced(tmp_path: Path) -> None:
     proc = start_view(tmp_path, "--token", "abc")
     try:

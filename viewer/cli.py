@@ -14,6 +14,7 @@ from typing import Any
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
+from cvtrace.exceptions import CvtraceConfigError
 from cvtrace.store import SpanStore, default_db_path
 
 logger = logging.getLogger(__name__)
@@ -107,7 +108,11 @@ def run(args: argparse.Namespace) -> int:
     )
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     db_path = args.db or default_db_path()
-    store = SpanStore(db_path, checkpoint_interval_s=CHECKPOINT_INTERVAL_S)
+    try:
+        store = SpanStore(db_path, checkpoint_interval_s=CHECKPOINT_INTERVAL_S)
+    except CvtraceConfigError as exc:
+        print(f"cvtrace view: {exc}", file=sys.stderr)
+        return 2
     max_body = args.otlp_max_body_bytes
     config: dict[str, Any] = {"STORE": store, "TOKEN": token}
     if max_body is not None:
