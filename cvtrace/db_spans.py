@@ -30,6 +30,8 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+from ._guard import internal_error
+
 #: SQLAlchemy dialect names to ``db.system.name`` values.
 DB_SYSTEMS = {
     "sqlite": "sqlite",
@@ -88,13 +90,16 @@ class QueryTracer:
     ) -> tuple[str, Any]:
         if context is None or not is_instrumentation_enabled():
             return statement, parameters
-        operation, name = self._name(statement)
-        attributes = dict(self._attributes)
-        attributes["db.query.text"] = statement
-        if operation:
-            attributes["db.operation.name"] = operation
-        span = self._tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
-        setattr(context, _SPAN_KEY, span)
+        try:
+            operation, name = self._name(statement)
+            attributes = dict(self._attributes)
+            attributes["db.query.text"] = statement
+            if operation:
+                attributes["db.operation.name"] = operation
+            span = self._tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
+            setattr(context, _SPAN_KEY, span)
+        except Exception:
+            internal_error("starting a database span")
         return statement, parameters
 
     def _after(
@@ -108,20 +113,26 @@ class QueryTracer:
     ) -> None:
         span = getattr(context, _SPAN_KEY, None)
         if span is not None:
-            span.end()
             setattr(context, _SPAN_KEY, None)
+            try:
+                span.end()
+            except Exception:
+                internal_error("ending a database span")
 
     def _error(self, exception_context: Any) -> None:
         context = exception_context.execution_context
         span = getattr(context, _SPAN_KEY, None)
         if span is None:
             return
-        error = exception_context.original_exception
-        span.record_exception(error)
-        span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
-        span.set_attribute("error.type", type(error).__qualname__)
-        span.end()
         setattr(context, _SPAN_KEY, None)
+        error = exception_context.original_exception
+        try:
+            span.record_exception(error)
+            span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+            span.set_attribute("error.type", type(error).__qualname__)
+            span.end()
+        except Exception:
+            internal_error("recording a database error")
 
     def _name(self, statement: str) -> tuple[str, str]:
         """The operation (first keyword) and span name of a statement, remembered."""

@@ -34,6 +34,7 @@ from opentelemetry import context, propagate, trace
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from ._guard import internal_error
 from .noise import SUPPRESSED, ExcludedUrls
 
 logger = logging.getLogger(__name__)
@@ -106,16 +107,20 @@ class TracingMiddleware:
             finally:
                 context.detach(token)
 
-        parent = propagate.extract(environ, getter=_GETTER)
-        method = environ.get("REQUEST_METHOD", "GET")
-        attributes = self._request_attributes(environ, method)
-        span = self._tracer.start_span(
-            method if method in KNOWN_METHODS else "HTTP",
-            parent,
-            kind=SpanKind.SERVER,
-            attributes=attributes,
-        )
-        token = context.attach(trace.set_span_in_context(span, parent))
+        try:
+            parent = propagate.extract(environ, getter=_GETTER)
+            method = environ.get("REQUEST_METHOD", "GET")
+            attributes = self._request_attributes(environ, method)
+            span = self._tracer.start_span(
+                method if method in KNOWN_METHODS else "HTTP",
+                parent,
+                kind=SpanKind.SERVER,
+                attributes=attributes,
+            )
+            token = context.attach(trace.set_span_in_context(span, parent))
+        except Exception:
+            internal_error("starting a server span")
+            return self.wsgi_app(environ, start_response)
         status_code = 0
 
         def traced_start_response(
@@ -124,7 +129,10 @@ class TracingMiddleware:
             nonlocal status_code
             status_code = int(status[:3]) if status[:3].isdigit() else 0
             if self._response_headers:
-                self._capture_response_headers(span, headers)
+                try:
+                    self._capture_response_headers(span, headers)
+                except Exception:
+                    internal_error("capturing response headers")
             return start_response(status, headers, exc_info)
 
         try:
@@ -137,7 +145,10 @@ class TracingMiddleware:
             raise
         finally:
             context.detach(token)
-        self._finish(span, status_code)
+        try:
+            self._finish(span, status_code)
+        except Exception:
+            internal_error("ending a server span")
         return result
 
     def _request_attributes(self, environ: Mapping[str, Any], method: str) -> dict[str, Any]:
@@ -194,11 +205,14 @@ def _record_route(sender: Any, **extra: Any) -> None:
         return
     from flask import request
 
-    rule = request.url_rule
-    if rule is not None:
-        method = request.method if request.method in KNOWN_METHODS else "HTTP"
-        span.update_name(f"{method} {rule.rule}")
-        span.set_attribute("http.route", rule.rule)
+    try:
+        rule = request.url_rule
+        if rule is not None:
+            method = request.method if request.method in KNOWN_METHODS else "HTTP"
+            span.update_name(f"{method} {rule.rule}")
+            span.set_attribute("http.route", rule.rule)
+    except Exception:
+        internal_error("naming a server span after its route")
 
 
 def _record_exception(sender: Any, exception: BaseException, **extra: Any) -> None:

@@ -6,13 +6,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from cvtrace import testing
+from cvtrace import _guard, testing
 from tests.otlp_receiver import GrpcOtlpReceiver, HttpOtlpReceiver
 
 
 @pytest.fixture(autouse=True)
-def _reset_cvtrace() -> Iterator[None]:
-    """Every test starts and ends with cvtrace uninstalled."""
+def _reset_cvtrace(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every test starts and ends with cvtrace uninstalled; cvtrace's own errors raise."""
+    monkeypatch.setattr(_guard, "RAISE", True)
     testing.reset()
     yield
     testing.reset()
