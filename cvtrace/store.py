@@ -1015,11 +1015,15 @@ class SpanStore:
         summaries: dict[bytes, _TraceAcc] = {}
         service_names: dict[int, str] = {v: k for k, v in self._service_ids.items()}
         op_ids = self._operation_ids
+        tag_ids = self._tag_ids
+        resource_keys: set[tuple[int, int]] = set()  # (resource index, trace key)
+        spans = prepared.spans
+        span_tags = prepared.span_tags
         for i in span_indexes:
-            (trace_id, _sid, is_root, start, end, name, is_error, _b, ri, _si) = prepared.spans[i]
+            (trace_id, _sid, is_root, start, end, name, is_error, _b, ri, _si) = spans[i]
             key = trace_keys[trace_id]
+            resource_keys.add((ri, key))
             service_id = resource_service_ids[ri]
-            service_pairs.add((service_id, key))
             op_id = op_ids.get((service_id, name))
             if op_id is None:
                 op_id = self._id_for(
@@ -1032,12 +1036,10 @@ class SpanStore:
                     (service_id, name),
                 )
             op_pairs.add((op_id, key))
-            for tag in prepared.span_tags[i]:
-                tag_id = self._tag_ids.get(tag)
+            for tag in span_tags[i]:
+                tag_id = tag_ids.get(tag)
                 if tag_id is None:
                     tag_id = self._tag_id(conn, tag)
-                tag_pairs.add((tag_id, key))
-            for tag_id in resource_tag_ids[ri]:
                 tag_pairs.add((tag_id, key))
             service = service_names[service_id]
             acc = summaries.get(trace_id)
@@ -1047,6 +1049,10 @@ class SpanStore:
                 )
             else:
                 acc.add(start, end, is_error, is_root, name, service)
+        for ri, key in resource_keys:
+            service_pairs.add((resource_service_ids[ri], key))
+            for tag_id in resource_tag_ids[ri]:
+                tag_pairs.add((tag_id, key))
 
         updates: list[tuple[object, ...]] = []
         inserts: list[tuple[object, ...]] = []
