@@ -271,3 +271,20 @@ class TestToken:
         app = create_app({"STORE": store})
         assert app.config["TOKEN"] == "12345"
         assert app.test_client().get("/api/services").status_code == 401
+
+
+class TestAllowedHosts:
+    def test_other_host_names_get_421(self, store: SpanStore) -> None:
+        app = create_app({"STORE": store, "ALLOWED_HOSTS": ["localhost", "127.0.0.1", "::1"]})
+        client = app.test_client()
+        for host in ("127.0.0.1:16686", "localhost", "[::1]:16686"):
+            assert client.get("/api/services", headers={"Host": host}).status_code == 200
+        assert client.get("/", headers={"Host": "evil.example"}).status_code == 421
+        assert client.get("/api/services", headers={"Host": "evil.example:80"}).status_code == 421
+        posted = client.post(
+            "/v1/traces",
+            data=make_request(simple_trace()).SerializeToString(),
+            headers={"Host": "evil.example", "Content-Type": "application/x-protobuf"},
+        )
+        assert posted.status_code == 421
+        assert store.span_count() == 0

@@ -15,6 +15,7 @@ key                       meaning                                        default
 ``DB_PATH``               store file, when no ``STORE`` is given         ``default_db_path()``
 ``TOKEN``                 bearer token required by UI, API and OTLP      none
 ``OTLP_MAX_BODY_BYTES``   largest OTLP body, after decompression         64 MiB
+``ALLOWED_HOSTS``         Host header names answered (others: 421)       any
 ========================  =============================================  ==============
 """
 
@@ -39,6 +40,7 @@ def _configure(app: Flask, config: Mapping[str, Any] | None) -> None:
         DB_PATH=None,
         TOKEN=None,
         OTLP_MAX_BODY_BYTES=DEFAULT_OTLP_MAX_BODY_BYTES,
+        ALLOWED_HOSTS=None,
     )
     app.config.from_prefixed_env("CVTRACE_VIEWER")
     if config:

@@ -1,6 +1,9 @@
 """Token access to the viewer.
 
-Without a token (the default, on 127.0.0.1) everything is open. With a token
+Without a token (the default, on 127.0.0.1) everything is open to this machine:
+``cvtrace view`` then also sets ``ALLOWED_HOSTS`` to the loopback names, so a
+web page whose domain is re-pointed at 127.0.0.1 (DNS rebinding) gets 421 and
+cannot read traces through the browser. With a token
 (``--token`` or ``CVTRACE_VIEWER_TOKEN``), every request needs it:
 
 - UI and API: ``Authorization: Bearer TOKEN``, or a cookie set by a first visit
@@ -44,10 +47,38 @@ def header_authorized(expected: str | None, authorization: str | None) -> bool:
     return expected is None or token_matches(expected, bearer_token(authorization))
 
 
+def _host_name(host: str) -> str:
+    """Return the name part of a ``Host`` header value (no port, no brackets)."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def check_host() -> BaseResponse | None:
+    """Refuse a request whose Host is not in ``ALLOWED_HOSTS`` (if that is set)."""
+    allowed: list[str] | None = current_app.config.get("ALLOWED_HOSTS")
+    if not allowed:
+        return None
+    if _host_name(request.host) in allowed:
+        return None
+    return Response(
+        f"This viewer answers only to {', '.join(allowed)} (Host header check, "
+        "against DNS rebinding); open it by one of those names.\n",
+        status=421,
+        mimetype="text/plain",
+    )
+
+
 def _check() -> BaseResponse | None:
+    if request.path.startswith("/v1/"):
+        return None  # the OTLP receiver checks, answering in OTLP's format
+    refused = check_host()
+    if refused is not None:
+        return refused
     expected: str | None = current_app.config.get("TOKEN")
-    if expected is None or request.path.startswith("/v1/"):
-        return None  # the OTLP receiver checks the header itself
+    if expected is None:
+        return None
     if token_matches(expected, bearer_token(request.headers.get("Authorization"))):
         return None
     if token_matches(expected, request.cookies.get(COOKIE_NAME)):

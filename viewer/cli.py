@@ -115,6 +115,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     max_body = args.otlp_max_body_bytes
     config: dict[str, Any] = {"STORE": store, "TOKEN": token}
+    if token is None:  # only on loopback, see above: refuse other Host names
+        config["ALLOWED_HOSTS"] = sorted({"localhost", "127.0.0.1", "::1", args.host.strip("[]")})
     if max_body is not None:
         config["OTLP_MAX_BODY_BYTES"] = max_body
     app = create_app(config)

@@ -33,7 +33,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from cvtrace.otlp_json import OtlpJsonError, parse_otlp_json
 from cvtrace.store import SpanStore, WriteResult
 from viewer import get_store
-from viewer.auth import header_authorized
+from viewer.auth import check_host, header_authorized
 
 logger = logging.getLogger(__name__)
 
@@ -151,6 +151,10 @@ def receive_traces() -> Response:
     mimetype = (request.mimetype or "").lower()
     reply_type = JSON if mimetype == JSON else PROTOBUF
     limit = int(current_app.config["OTLP_MAX_BODY_BYTES"])
+    refused_host = check_host()
+    if refused_host is not None:
+        _drain(limit)
+        return _status(421, code_pb2.PERMISSION_DENIED, "unexpected Host header", reply_type)
     if not header_authorized(current_app.config.get("TOKEN"), request.headers.get("Authorization")):
         _drain(limit)
         response = _status(
