@@ -106,6 +106,11 @@ def test_click_a_bar_shows_its_details(page: Page, server: ViewerServer, store: 
     assert specs[2].span_id.hex() in page.url  # the address is now a deep link
     click_row(page, 0)
     page.wait_for_function("document.querySelector('#details h2').textContent === 'GET /'")
+    # clicking a span's name, left of the plot, selects it too
+    name = page.locator("#waterfall .yaxislayer-above text").nth(3).bounding_box()
+    assert name is not None
+    page.mouse.click(name["x"] + name["width"] / 2, name["y"] + name["height"] / 2)
+    page.wait_for_function("document.querySelector('#details h2').textContent === 'child 2'")
 
 
 def test_hostile_span_name_stays_text(page: Page, server: ViewerServer, store: SpanStore) -> None:

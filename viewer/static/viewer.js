@@ -159,7 +159,9 @@
     const area = gd.querySelector(".nsewdrag");
     if (!area) return -1;
     const box = area.getBoundingClientRect();
-    if (event.clientX < box.left || event.clientX > box.right ||
+    // the plot area and, to its left, the span names
+    const left = gd.getBoundingClientRect().left;
+    if (event.clientX < left || event.clientX > box.right ||
         event.clientY < box.top || event.clientY > box.bottom) return -1;
     const row = Math.round(gd._fullLayout.yaxis.p2l(event.clientY - box.top));
     return row >= 0 && row < spanIds.length ? row : -1;
