@@ -17,11 +17,11 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	@# compat mode: packages added later are importable without reinstalling.
 	@# pip's and setuptools' notices go to a log, shown only if the install fails.
-	$(BIN)/python -m pip install --quiet -e '.[dev]' --config-settings editable_mode=compat \
-	  > $(VENV)/install.log 2>&1 || { cat $(VENV)/install.log; exit 1; }
+	@# compat mode: packages added later are importable without reinstalling.
+	{ $(BIN)/python -m pip install --quiet --upgrade pip && \
+	  $(BIN)/python -m pip install --quiet -e '.[dev]' --config-settings editable_mode=compat; \
+	} > $(VENV)/install.log 2>&1 || { cat $(VENV)/install.log; exit 1; }
 	touch $@
 
 system-deps:
