@@ -350,6 +350,13 @@ class Viewer:
         self.close()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
 def copy_store(source: Path, target: Path) -> Path:
     """Copy a (checkpointed) SQLite store file."""
     import shutil

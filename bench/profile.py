@@ -5,7 +5,9 @@
 ``python -m bench.profile server VARIANT``
     one gunicorn worker serving ``VARIANT`` under ``wrk`` load;
 ``python -m bench.profile ingest``
-    ``cvtrace view`` receiving OTLP/HTTP into a copy of the 1M-span store.
+    ``cvtrace view`` receiving OTLP/HTTP into a copy of the 1M-span store;
+``python -m bench.profile search``
+    ``cvtrace view`` answering the search benchmark's queries on the 1M-span store.
 
 py-spy samples the process (all threads that are running) for ``--seconds``; the
 summary attributes each sample to a package: the innermost frame that is not the
@@ -221,6 +223,28 @@ def profile_ingest(seconds: float, raw: Path) -> None:
     sys.stderr.write(f"ingest while profiled: {result['spans_per_s']:.0f} spans/s\n")
 
 
+def profile_search(seconds: float, raw: Path) -> None:
+    """Profile ``cvtrace view`` answering the search benchmark's queries in a loop."""
+    import requests
+
+    from bench.search import QUERIES
+    from bench.spandata import million_span_store
+
+    with Viewer(million_span_store()) as viewer:
+        session = requests.Session()
+        url = viewer.url + "/api/traces"
+        for params in QUERIES.values():
+            session.get(url, params=params, timeout=60)
+        sampler = threading.Thread(target=record, args=(viewer.proc.pid, seconds, raw), daemon=True)
+        sampler.start()
+        deadline = time.monotonic() + seconds + 0.5
+        while time.monotonic() < deadline:
+            for params in QUERIES.values():
+                session.get(url, params=params, timeout=60)
+        sampler.join()
+        session.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Profile one benchmarked process and print the summary."""
     parser = argparse.ArgumentParser(
@@ -228,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("target", choices=("request", "server", "ingest"))
+    parser.add_argument("target", choices=("request", "server", "ingest", "search"))
     parser.add_argument("variant", nargs="?", default="cvtrace-otlp")
     parser.add_argument("--path", default=f"/circuits/{CIRCUIT_ID}")
     parser.add_argument("--seconds", type=float, default=10.0)
@@ -240,9 +264,11 @@ def main(argv: list[str] | None = None) -> int:
             profile_request(args.variant, args.path, args.seconds, raw)
         elif args.target == "server":
             profile_server(args.variant, args.seconds, raw)
+        elif args.target == "search":
+            profile_search(args.seconds, raw)
         else:
             profile_ingest(args.seconds, raw)
-        title = f"{args.target} {args.variant if args.target != 'ingest' else ''}".strip()
+        title = args.target + (f" {args.variant}" if args.target in ("request", "server") else "")
         sys.stdout.write(f"#### Profile: {title}\n\n{summarise(raw)}\n")
     return 0
 
