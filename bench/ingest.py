@@ -22,7 +22,13 @@ from typing import Any
 import requests
 
 from bench.common import Viewer, copy_store, cpu_seconds, log, spread, table, verdict
-from bench.spandata import demo_batches, million_span_store, to_readable, to_request
+from bench.spandata import (
+    demo_batches,
+    million_span_store,
+    store_spans,
+    to_readable,
+    to_request,
+)
 
 TARGET_SPANS_PER_S = 50_000
 
@@ -122,7 +128,7 @@ def _encode_time(batches: list[list[Any]]) -> float:
 def run(quick: bool = False) -> tuple[dict[str, Any], str]:
     """Measure; return the results and their Markdown."""
     seconds, spans = (2.0, 40_000) if quick else (10.0, 800_000)
-    source = million_span_store()
+    source = million_span_store(quick)
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         log(f"ingest: encoding {spans} spans")
@@ -145,7 +151,10 @@ def run(quick: bool = False) -> tuple[dict[str, Any], str]:
         finally:
             del os.environ["CVTRACE_VIEWER_MAX_SPANS"]
         log(f"ingest: local: {results['local exporter, retention off']['spans_per_s']:.0f} spans/s")
-    result = {"config": {"seconds": seconds, "batch_spans": 512}, "cells": results}
+    result = {
+        "config": {"seconds": seconds, "batch_spans": 512, "store_spans": store_spans(quick)},
+        "cells": results,
+    }
     return result, markdown(result)
 
 
@@ -170,7 +179,8 @@ def markdown(result: dict[str, Any]) -> str:
     local = cells["local exporter, retention off"]["spans_per_s"]
     return "\n".join(
         [
-            f"### 4. Viewer ingest into a store of 1,000,000 spans (up to {cfg['seconds']:.0f} s "
+            f"### 4. Viewer ingest into a store of {cfg['store_spans']:,} spans (up to "
+            f"{cfg['seconds']:.0f} s "
             f"each, {cfg['batch_spans']} spans per request)",
             "",
             table(

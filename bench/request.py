@@ -40,7 +40,7 @@ TARGET_OVERHEAD = 0.75
 
 def run(quick: bool = False) -> tuple[dict[str, Any], str]:
     """Measure; return the results and their Markdown."""
-    rounds, n_view, n_up = (3, 40, 100) if quick else (31, 100, 350)
+    rounds, n_view, n_up = (2, 30, 100) if quick else (31, 100, 350)
     cells = [(v, VIEW, n_view) for v in VIEW_VARIANTS] + [(v, UP, n_up) for v in UP_VARIANTS]
     samples: dict[tuple[str, str], list[dict[str, Any]]] = {(v, p): [] for v, p, _ in cells}
     with tempfile.TemporaryDirectory(prefix="bench-request-") as tmp, Receiver() as receiver:

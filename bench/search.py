@@ -15,7 +15,7 @@ from typing import Any
 import requests
 
 from bench.common import Viewer, log, percentile, table, verdict
-from bench.spandata import million_span_store
+from bench.spandata import million_span_store, store_spans
 
 TARGET_P99_MS = 50.0
 
@@ -55,7 +55,7 @@ def _store_query(params: dict[str, str]) -> Any:
 def run(quick: bool = False) -> tuple[dict[str, Any], str]:
     """Measure; return the results and their Markdown."""
     repeats = 3 if quick else 100
-    db = million_span_store()
+    db = million_span_store(quick)
     api_ms: dict[str, list[float]] = {name: [] for name in QUERIES}
     found: dict[str, int] = {}
     with Viewer(db) as viewer:
@@ -88,7 +88,7 @@ def run(quick: bool = False) -> tuple[dict[str, Any], str]:
     finally:
         store.close()
     result = {
-        "config": {"repeats": repeats, "limit": 20},
+        "config": {"repeats": repeats, "limit": 20, "store_spans": store_spans(quick)},
         "queries": QUERIES,
         "api_ms": api_ms,
         "store_ms": store_ms,
@@ -118,7 +118,8 @@ def markdown(result: dict[str, Any]) -> str:
         )
     return "\n".join(
         [
-            f"### 5. Viewer search at 1,000,000 spans ({result['config']['repeats']} interleaved "
+            f"### 5. Viewer search at {result['config']['store_spans']:,} spans "
+            f"({result['config']['repeats']} interleaved "
             "rounds per query, limit 20)",
             "",
             "`/api/traces` over HTTP (answer: the full traces, Jaeger JSON), and the store's "

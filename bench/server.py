@@ -24,7 +24,7 @@ VIEW = f"/circuits/{CIRCUIT_ID}"
 
 def run(quick: bool = False) -> tuple[dict[str, Any], str]:
     """Measure; return the results and their Markdown."""
-    rounds, seconds = (1, 2.0) if quick else (10, 3.0)
+    rounds, seconds = (1, 1.0) if quick else (10, 3.0)
     samples: dict[str, list[dict[str, Any]]] = {v: [] for v in VARIANTS}
     served: dict[str, int] = dict.fromkeys(VARIANTS, 0)
     with tempfile.TemporaryDirectory(prefix="bench-server-") as tmp, Receiver() as receiver:

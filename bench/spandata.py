@@ -319,9 +319,29 @@ def demo_batches(
         yield batch
 
 
-def store_spans() -> int:
-    """Spans in the big store: 1,000,000, or ``BENCH_STORE_SPANS`` (the smoke test's)."""
-    return int(os.environ.get("BENCH_STORE_SPANS") or MILLION)
+QUICK_STORE_SPANS = 50_000
+"""Spans in the big store of a ``--quick`` run (unless the 1M store is built already)."""
+
+
+def store_spans(quick: bool = False) -> int:
+    """Spans in the big store: ``BENCH_STORE_SPANS`` if set, else 1,000,000.
+
+    A quick run uses the 1M store if it is built, else a store of
+    :data:`QUICK_STORE_SPANS` (seconds to build instead of minutes).
+    """
+    raw = os.environ.get("BENCH_STORE_SPANS")
+    if raw:
+        return int(raw)
+    if quick and not _store_path(MILLION).exists():
+        return QUICK_STORE_SPANS
+    return MILLION
+
+
+def _store_path(total: int) -> Path:
+    from cvtrace.store import SCHEMA_VERSION
+
+    name = "1m" if total == MILLION else str(total)
+    return data_dir() / f"store-{name}-schema{SCHEMA_VERSION}.sqlite3"
 
 
 def big_trace_sizes() -> tuple[int, ...]:
@@ -330,16 +350,18 @@ def big_trace_sizes() -> tuple[int, ...]:
     return tuple(int(x) for x in raw.split(",")) if raw else BIG_TRACE_SIZES
 
 
-def million_span_store() -> Path:
-    """The store with 1,000,000 demo-like spans over the last day (built once, cached)."""
-    from cvtrace.store import SCHEMA_VERSION, SpanStore
+def million_span_store(quick: bool = False) -> Path:
+    """The store with 1,000,000 demo-like spans over the last day (built once, cached).
 
-    total = store_spans()
-    name = "1m" if total == MILLION else str(total)
-    path = data_dir() / f"store-{name}-schema{SCHEMA_VERSION}.sqlite3"
+    See :func:`store_spans` for the smaller stores of quick runs and the smoke test.
+    """
+    from cvtrace.store import SpanStore
+
+    total = store_spans(quick)
+    path = _store_path(total)
     if path.exists():
         return path
-    tmp = path.with_name(f"store-{name}-schema{SCHEMA_VERSION}.building.sqlite3")
+    tmp = path.with_name(path.name.replace(".sqlite3", ".building.sqlite3"))
     for suffix in ("", "-wal", "-shm"):
         Path(f"{tmp}{suffix}").unlink(missing_ok=True)
     log(f"building the {total}-span store {path} (once; a few minutes for 1M)")
