@@ -25,6 +25,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+# null-safe: a navigation may be between documents when this is evaluated
+READY = "document.body?.dataset.waterfallReady === '1'"
 HOSTILE = '<script>window.pwned=1</script><img src=x onerror="window.pwned=2">'
 
 
@@ -64,7 +66,7 @@ def page(browser: Browser) -> Iterator[Page]:
 
 def open_trace(page: Page, server: ViewerServer, trace_id: bytes, query: str = "") -> None:
     page.goto(f"{server.url}/trace/{trace_id.hex()}{query}")
-    page.wait_for_function("document.body.dataset.waterfallReady === '1'", timeout=60_000)
+    page.wait_for_function(READY, timeout=60_000)
     assert page.locator("text=WebGL is not supported").count() == 0
     assert page.locator("#waterfall canvas").count() > 0  # the WebGL traces drew
 
@@ -144,22 +146,25 @@ def test_deep_link_collapse_and_search(page: Page, server: ViewerServer, store: 
     page.wait_for_function("document.querySelector('#details h2')?.textContent === 'child 2'")
     open_trace(page, server, specs[0].trace_id, f"?span={specs[0].span_id.hex()}")
     page.wait_for_selector("#details a.toggle-subtree")
-    page.click("#details a.toggle-subtree")  # collapse the root's subtree
-    page.wait_for_function("document.body.dataset.waterfallReady === '1'")
+    with page.expect_navigation():
+        page.click("#details a.toggle-subtree")  # collapse the root's subtree
+    page.wait_for_function(READY)
     rows = page.evaluate(
         "document.getElementById('waterfall').data.find((t) => t.meta === 'spans').y.length"
     )
     assert rows == 1
     assert "▸4" in (page.locator("#waterfall .yaxislayer-above").text_content() or "")
-    page.click("text=Expand all")
-    page.wait_for_function("document.body.dataset.waterfallReady === '1'")
+    with page.expect_navigation():
+        page.click("text=Expand all")
+    page.wait_for_function(READY)
     rows = page.evaluate(
         "document.getElementById('waterfall').data.find((t) => t.meta === 'spans').y.length"
     )
     assert rows == 5
     page.goto(server.url + "/?service=web")
-    page.click("a.trace-link")
-    page.wait_for_function("document.body.dataset.waterfallReady === '1'")
+    with page.expect_navigation():
+        page.click("a.trace-link")
+    page.wait_for_function(READY)
     assert specs[0].trace_id.hex() in page.url
 
 
