@@ -201,9 +201,12 @@ def _span_id_list(text: str) -> list[bytes]:
 
 
 class _TraceCache:
-    """The last few traces loaded, so the page and its figure load them once."""
+    """The last two traces loaded, so a page and its figure load them once.
 
-    def __init__(self, size: int = 4) -> None:
+    Small on purpose: a 50,000-span trace is about 100 MB of Python objects.
+    """
+
+    def __init__(self, size: int = 2) -> None:
         self._size = size
         self._items: OrderedDict[bytes, tuple[int, list[StoredSpan], list[Row]]] = OrderedDict()
         self._lock = threading.Lock()
