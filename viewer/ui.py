@@ -203,7 +203,7 @@ def _span_id_list(text: str) -> list[bytes]:
 class _TraceCache:
     """The last two traces loaded, so a page and its figure load them once.
 
-    Small on purpose: a 50,000-span trace is about 100 MB of Python objects.
+    Small on purpose: a 50,000-span trace holds tens of MB of decoded spans.
     """
 
     def __init__(self, size: int = 2) -> None:
