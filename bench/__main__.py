@@ -23,6 +23,9 @@ BENCHMARKS = {
     "bigtrace": "1k/10k/50k-span traces: server time and drawing in headless Chromium",
 }
 
+REPORT_ORDER = ("request", "server", "loss", "ingest", "search", "bigtrace", "memory")
+"""The issue's numbering (1-7), used for ``results/ALL.md``; runs go in the order above."""
+
 
 def main(argv: list[str] | None = None) -> int:
     """Run the named benchmarks (all by default)."""
@@ -65,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     combined = data_dir() / "results" / "ALL.md"
     parts = [
         (data_dir() / "results" / f"{name}.md").read_text()
-        for name in ("machine", *BENCHMARKS)
+        for name in ("machine", *REPORT_ORDER)
         if (data_dir() / "results" / f"{name}.md").exists()
     ]
     combined.write_text("\n".join(parts))

@@ -29,7 +29,7 @@ QUERIES: dict[str, dict[str, str]] = {
     "min duration 30ms (rare)": {"minDuration": "30ms"},
     "preview service (3% of traces)": {"service": "preview"},
     "no match: min duration 10s": {"minDuration": "10s"},
-    "no match: preview + status 500": {
+    "preview + status 500 (rare pair)": {
         "service": "preview",
         "tags": '{"http.response.status_code":"500"}',
     },
