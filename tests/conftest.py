@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from cvtrace import _guard, testing
+from cvtrace.store import SpanStore
 from tests.otlp_receiver import GrpcOtlpReceiver, HttpOtlpReceiver
 
 
@@ -17,6 +19,14 @@ def _reset_cvtrace(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     testing.reset()
     yield
     testing.reset()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SpanStore]:
+    """A span store in a fresh SQLite file, without retention."""
+    span_store = SpanStore(tmp_path / "spans.sqlite3", max_spans=0)
+    yield span_store
+    span_store.close()
 
 
 @pytest.fixture

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import plotly.graph_objects as go
 import pytest
@@ -13,13 +11,6 @@ from cvtrace.store import SpanStore, StoredSpan, TraceQuery
 from tests.viewer_support import T0_NS, SpanSpec, make_request, new_trace_id, simple_trace
 from viewer.figures import durations_figure, format_duration_ns, waterfall_figure
 from viewer.tracetree import tree_rows
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SpanStore]:
-    s = SpanStore(tmp_path / "f.sqlite3", max_spans=0)
-    yield s
-    s.close()
 
 
 def stored(store: SpanStore, specs: list[SpanSpec]) -> list[StoredSpan]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import grpc
 import pytest
@@ -15,13 +14,6 @@ from cvtrace.store import SpanStore
 from tests.test_receiver_http import sdk_spans
 from tests.viewer_support import SpanSpec, make_request, new_trace_id, simple_trace
 from viewer.grpc_receiver import start_grpc_server
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SpanStore]:
-    s = SpanStore(tmp_path / "g.sqlite3", max_spans=0)
-    yield s
-    s.close()
 
 
 @pytest.fixture

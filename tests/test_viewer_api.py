@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,13 +14,6 @@ from cvtrace.store import SpanStore
 from tests.viewer_support import T0_NS, SpanSpec, make_request, new_trace_id, simple_trace
 from viewer import create_app
 from viewer.jaeger_api import BadParameter, parse_duration_ns
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SpanStore]:
-    s = SpanStore(tmp_path / "api.sqlite3", max_spans=0)
-    yield s
-    s.close()
 
 
 @pytest.fixture

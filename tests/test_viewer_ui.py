@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from importlib.resources import files
 from pathlib import Path
 
@@ -16,13 +15,6 @@ from tests.viewer_support import T0_NS, SpanSpec, make_request, new_trace_id, si
 from viewer import create_app
 
 HOSTILE = '<script>window.pwned=1</script><img src=x onerror="window.pwned=2">'
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SpanStore]:
-    s = SpanStore(tmp_path / "ui.sqlite3", max_spans=0)
-    yield s
-    s.close()
 
 
 @pytest.fixture
