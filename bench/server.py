@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import Receiver, log, spread, table
+from bench.common import Receiver, cpu_seconds, log, spread, table
 from bench.http import Gunicorn, wrk
 from bench.variants import CIRCUIT_ID, private_db_copy, variant_env
 
@@ -44,8 +44,13 @@ def run(quick: bool = False) -> tuple[dict[str, Any], str]:
             for r in range(rounds):
                 order = VARIANTS[r % len(VARIANTS) :] + VARIANTS[: r % len(VARIANTS)]
                 for variant in order:
+                    pids = servers[variant].worker_pids()
+                    cpu0 = sum(cpu_seconds(pid) for pid in pids)
                     result = wrk(servers[variant].url + VIEW, seconds, cookie=cookies[variant])
-                    samples[variant].append(result.__dict__)
+                    cpu = sum(cpu_seconds(pid) for pid in pids) - cpu0
+                    samples[variant].append(
+                        {**result.__dict__, "cpu_ms_per_request": 1000 * cpu / result.requests}
+                    )
                     served[variant] += result.requests
             spans_before_stop = {v: receiver.spans(v) for v in VARIANTS}
         finally:
@@ -79,6 +84,11 @@ def markdown(result: dict[str, Any]) -> str:
                     s["requests_per_s"] / b["requests_per_s"]
                     for s, b in zip(items, base, strict=True)
                 ).fmt(2),
+                spread(s["cpu_ms_per_request"] for s in items).fmt(2),
+                spread(
+                    s["cpu_ms_per_request"] / b["cpu_ms_per_request"]
+                    for s, b in zip(items, base, strict=True)
+                ).fmt(2),
                 spread(s["p50_ms"] for s in items).fmt(1),
                 spread(s["p99_ms"] for s in items).fmt(1),
                 sum(s["errors"] for s in items),
@@ -90,8 +100,10 @@ def markdown(result: dict[str, Any]) -> str:
             f"### 2. Real server: gunicorn 2 workers + wrk ({cfg['rounds']} interleaved rounds "
             f"of {cfg['seconds']:.0f} s, 1 thread, {cfg['connections']} connections)",
             "",
-            "Circuit view, returning visitor. Throughput ratio to bare per round; latencies "
-            "in ms; spans/request = spans the receiver got (after SIGTERM flushed the workers) "
+            "Circuit view, returning visitor. Throughput ratio to bare per round; worker CPU = "
+            "CPU time of the 2 workers (all threads, export included) per request served, "
+            "far steadier than throughput on a shared machine; latencies in ms; "
+            "spans/request = spans the receiver got (after SIGTERM flushed the workers) "
             "over views served, warm-up included (cvtrace makes 4 per view, vanilla 5; vanilla "
             "also traces the ~20 health checks of the start-up).",
             "",
@@ -100,6 +112,8 @@ def markdown(result: dict[str, Any]) -> str:
                     "variant",
                     "requests/s",
                     "x bare",
+                    "worker CPU ms/request",
+                    "CPU x bare",
                     "p50 ms",
                     "p99 ms",
                     "errors",
