@@ -38,6 +38,13 @@ def arrived(receiver: Receiver, name: str, local_db: Path) -> int:
 def run(quick: bool = False) -> tuple[dict[str, Any], str]:
     """Measure; return the results and their Markdown."""
     rounds, seconds = (1, 1.0) if quick else (3, 8.0)
+    samples = _measure(rounds, seconds, "run_for")
+    storm = _measure(1 if quick else 2, 1.0 if quick else 5.0, "span_storm")
+    result = {"config": {"rounds": rounds, "seconds": seconds}, "samples": samples, "storm": storm}
+    return result, markdown(result)
+
+
+def _measure(rounds: int, seconds: float, command: str) -> dict[str, list[dict[str, Any]]]:
     samples: dict[str, list[dict[str, Any]]] = {v: [] for v in VARIANTS}
     with tempfile.TemporaryDirectory(prefix="bench-loss-") as tmp, Receiver() as receiver:
         for r in range(rounds):
@@ -57,7 +64,7 @@ def run(quick: bool = False) -> tuple[dict[str, Any], str]:
                         if variant == "cvtrace-local"
                         else receiver.spans(name)
                     )
-                    burst = worker.call(cmd="run_for", path=VIEW, seconds=seconds)
+                    burst = worker.call(cmd=command, path=VIEW, seconds=seconds)
                     totals = worker.stop()
                 finally:
                     worker.kill()
@@ -76,16 +83,13 @@ def run(quick: bool = False) -> tuple[dict[str, Any], str]:
                         "shutdown_ms": totals["shutdown_ns"] / 1e6,
                     }
                 )
-                log(f"loss: {variant} round {r + 1}: {created} created, {arrived} arrived")
-    result = {"config": {"rounds": rounds, "seconds": seconds}, "samples": samples}
-    return result, markdown(result)
+                log(f"loss ({command}): {variant} round {r + 1}: {created} made, {arrived} arrived")
+    return samples
 
 
-def markdown(result: dict[str, Any]) -> str:
-    """The table of BENCHMARKS.md section 3."""
-    cfg = result["config"]
-    rows = []
-    for variant, items in result["samples"].items():
+def _rows(samples: dict[str, list[dict[str, Any]]]) -> list[tuple[object, ...]]:
+    rows: list[tuple[object, ...]] = []
+    for variant, items in samples.items():
         rows.append(
             (
                 variant,
@@ -97,6 +101,21 @@ def markdown(result: dict[str, Any]) -> str:
                 spread(s["shutdown_ms"] for s in items).fmt(0),
             )
         )
+    return rows
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The tables of BENCHMARKS.md section 3."""
+    cfg = result["config"]
+    headers = [
+        "variant",
+        "requests/s",
+        "spans created",
+        "arrived",
+        "lost",
+        "drops counted by cvtrace",
+        "shutdown flush ms",
+    ]
     worst = max(s["lost_fraction"] for s in result["samples"]["cvtrace-otlp"])
     worst_local = max(s["lost_fraction"] for s in result["samples"]["cvtrace-local"])
     return "\n".join(
@@ -107,18 +126,14 @@ def markdown(result: dict[str, Any]) -> str:
             "Circuit view in a tight loop (Flask test client), then a clean shutdown (flush). "
             "Lost = created - arrived; per-round median [min..max].",
             "",
-            table(
-                [
-                    "variant",
-                    "requests/s",
-                    "spans created",
-                    "arrived",
-                    "lost",
-                    "drops counted by cvtrace",
-                    "shutdown flush ms",
-                ],
-                rows,
-            ),
+            table(headers, _rows(result["samples"])),
+            "",
+            "Export pipeline capacity: the same, but spans made straight from the tracer in "
+            "a tight loop, no app (a server span and three query spans per iteration, with "
+            "attributes): the highest rate a process can make spans. Not a target; it shows "
+            "where each pipeline starts to drop.",
+            "",
+            table(["variant", "iterations/s", *headers[2:]], _rows(result["storm"])),
             "",
             table(
                 ["target", "measured (worst round)", "verdict"],

@@ -2,6 +2,8 @@
 
 ``python -m bench.profile request VARIANT [--path /circuits/2]``
     a :mod:`bench.worker` for ``VARIANT`` in a request loop (Flask test client);
+``python -m bench.profile storm VARIANT``
+    the same worker making spans from the tracer in a tight loop (no app);
 ``python -m bench.profile server VARIANT``
     one gunicorn worker serving ``VARIANT`` under ``wrk`` load;
 ``python -m bench.profile ingest``
@@ -160,8 +162,10 @@ def _short(path: str) -> str:
     return path.removeprefix(f"{REPO}/").removeprefix(f"{_STDLIB}/")
 
 
-def profile_request(variant: str, path: str, seconds: float, raw: Path) -> None:
-    """Profile a worker running the request loop."""
+def profile_request(
+    variant: str, path: str, seconds: float, raw: Path, command: str = "run_for"
+) -> None:
+    """Profile a worker running the request loop (or the span storm)."""
     with tempfile.TemporaryDirectory(prefix="bench-profile-") as tmp, Receiver() as receiver:
         worker = Worker(
             variant,
@@ -175,7 +179,7 @@ def profile_request(variant: str, path: str, seconds: float, raw: Path) -> None:
             )
             sampler.start()
             time.sleep(0.5)
-            worker.call(cmd="run_for", path=path, seconds=seconds)
+            worker.call(cmd=command, path=path, seconds=seconds)
             sampler.join()
             worker.stop()
         finally:
@@ -252,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("target", choices=("request", "server", "ingest", "search"))
+    parser.add_argument("target", choices=("request", "storm", "server", "ingest", "search"))
     parser.add_argument("variant", nargs="?", default="cvtrace-otlp")
     parser.add_argument("--path", default=f"/circuits/{CIRCUIT_ID}")
     parser.add_argument("--seconds", type=float, default=10.0)
@@ -262,13 +266,16 @@ def main(argv: list[str] | None = None) -> int:
         raw = args.raw or Path(tmp) / "profile.txt"
         if args.target == "request":
             profile_request(args.variant, args.path, args.seconds, raw)
+        elif args.target == "storm":
+            profile_request(args.variant, args.path, args.seconds, raw, "span_storm")
         elif args.target == "server":
             profile_server(args.variant, args.seconds, raw)
         elif args.target == "search":
             profile_search(args.seconds, raw)
         else:
             profile_ingest(args.seconds, raw)
-        title = args.target + (f" {args.variant}" if args.target in ("request", "server") else "")
+        with_variant = args.target in ("request", "storm", "server")
+        title = args.target + (f" {args.variant}" if with_variant else "")
         sys.stdout.write(f"#### Profile: {title}\n\n{summarise(raw)}\n")
     return 0
 

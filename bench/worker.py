@@ -10,6 +10,8 @@ to /dev/null):
   ``loop_ns``, ``flush_ns``, ``cpu_ns`` (CPU time of all the process's threads over
   both), and the ``spans`` and ``roots`` these requests made.
 - ``{"cmd": "run_for", "path": ..., "seconds": 10}``: as many requests as fit, no flush.
+- ``{"cmd": "span_storm", "seconds": 5}``: request-shaped spans from the tracer in a
+  tight loop, no app: the most spans the process can make.
 - ``{"cmd": "stop"}``: flush and shut tracing down as at exit, answer the totals, exit.
 
 Only one worker runs at a time, so the variants do not compete for the CPU.
@@ -82,6 +84,37 @@ def _run_for(setup: Setup, client: Any, path: str, seconds: float) -> dict[str, 
     return {"loop_ns": t1 - t0, "n": n, "spans": spans1 - spans0}
 
 
+def _span_storm(setup: Setup, seconds: float) -> dict[str, Any]:
+    """Make request-shaped spans (a server span, three query spans) as fast as possible."""
+    from opentelemetry import trace
+
+    tracer = trace.get_tracer("bench.storm")
+    server = trace.SpanKind.SERVER
+    client = trace.SpanKind.CLIENT
+    request_attributes = {
+        "http.request.method": "GET",
+        "http.route": "/circuits/<int:circuit_id>",
+        "url.path": "/circuits/2",
+        "http.response.status_code": 200,
+    }
+    query_attributes = {"db.system.name": "sqlite", "db.query.text": "SELECT 1"}
+    spans0, _ = _counts(setup)
+    n = 0
+    t0 = time.perf_counter_ns()
+    deadline = t0 + int(seconds * 1e9)
+    while time.perf_counter_ns() < deadline:
+        for _ in range(50):
+            with tracer.start_as_current_span("GET /circuits", kind=server) as span:
+                span.set_attributes(request_attributes)
+                for _ in range(3):
+                    with tracer.start_as_current_span("SELECT", kind=client) as query:
+                        query.set_attributes(query_attributes)
+        n += 50
+    t1 = time.perf_counter_ns()
+    spans1, _ = _counts(setup)
+    return {"loop_ns": t1 - t0, "n": n, "spans": spans1 - spans0}
+
+
 def main() -> int:
     """Serve commands until ``stop``."""
     variant, database = sys.argv[1], Path(sys.argv[2])
@@ -99,6 +132,8 @@ def main() -> int:
         command = json.loads(line)
         if command["cmd"] == "run":
             result = _run(setup, client, command["path"], int(command["n"]))
+        elif command["cmd"] == "span_storm":
+            result = _span_storm(setup, float(command["seconds"]))
         elif command["cmd"] == "run_for":
             result = _run_for(setup, client, command["path"], float(command["seconds"]))
         elif command["cmd"] == "stop":

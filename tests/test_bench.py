@@ -57,6 +57,8 @@ def test_loss_counts_created_and_arrived_spans() -> None:
     for variant, samples in result["samples"].items():
         assert samples[0]["created"] > 0, variant
         assert samples[0]["arrived"] > 0, variant
+    for variant, samples in result["storm"].items():
+        assert samples[0]["created"] > 0, variant
 
 
 @pytest.mark.slow
