@@ -75,7 +75,7 @@ class TracingMiddleware:
     def __init__(
         self, app: Any, wsgi_app: WSGIApp, tracer: trace.Tracer, excluded: ExcludedUrls
     ) -> None:
-        from flask import got_request_exception, request_started
+        from flask import got_request_exception
 
         self.app = app
         self.wsgi_app = wsgi_app
@@ -86,14 +86,18 @@ class TracingMiddleware:
             name.lower(): f"http.response.header.{name.lower().replace('-', '_')}"
             for name in _header_names(_RESPONSE_HEADERS_VAR)
         }
-        request_started.connect(_record_route, app, weak=False)
+        # First of the app's before_request functions, so that no other one can answer
+        # before it runs; cheaper per request than a receiver of request_started.
+        app.before_request_funcs.setdefault(None, []).insert(0, _record_route)
         got_request_exception.connect(_record_exception, app, weak=False)
 
     def disconnect(self) -> None:
-        """Stop listening to the app's signals."""
-        from flask import got_request_exception, request_started
+        """Stop hooking into the app's requests."""
+        from flask import got_request_exception
 
-        request_started.disconnect(_record_route, self.app)
+        funcs = self.app.before_request_funcs.get(None, [])
+        if _record_route in funcs:
+            funcs.remove(_record_route)
         got_request_exception.disconnect(_record_exception, self.app)
 
     def __call__(
@@ -198,7 +202,7 @@ class TracingMiddleware:
         span.end()
 
 
-def _record_route(sender: Any, **extra: Any) -> None:
+def _record_route() -> None:
     """Flask matched the request to a URL rule: name the server span after it."""
     span = trace.get_current_span()
     if not span.is_recording():

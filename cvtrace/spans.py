@@ -4,10 +4,59 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.trace import Link
 from opentelemetry.util.types import AttributeValue
+
+
+class _ReplacedSpan(ReadableSpan):
+    """A finished span rebuilt with new parts, keeping the original's dropped counts.
+
+    The new parts are plain containers: their values were validated when the original
+    span was made, so they are not wrapped (and re-validated) again.
+    """
+
+    def __init__(
+        self,
+        original: ReadableSpan,
+        attributes: Mapping[str, AttributeValue] | None,
+        events: Sequence[Event],
+        links: Sequence[Link],
+    ) -> None:
+        super().__init__(
+            name=original.name,
+            context=original.context,
+            parent=original.parent,
+            resource=original.resource,
+            attributes=attributes,
+            events=events,
+            links=links,
+            kind=original.kind,
+            status=original.status,
+            start_time=original.start_time,
+            end_time=original.end_time,
+            instrumentation_scope=original.instrumentation_scope,
+        )
+        self._dropped = (
+            original.dropped_attributes,
+            original.dropped_events,
+            original.dropped_links,
+        )
+
+    @property
+    def dropped_attributes(self) -> int:
+        """Attributes the original span dropped."""
+        return self._dropped[0]
+
+    @property
+    def dropped_events(self) -> int:
+        """Events the original span dropped."""
+        return self._dropped[1]
+
+    @property
+    def dropped_links(self) -> int:
+        """Links the original span dropped."""
+        return self._dropped[2]
 
 
 def replace_span(
@@ -19,24 +68,11 @@ def replace_span(
 ) -> ReadableSpan:
     """Return a copy of ``span`` with the given parts replaced (``None`` keeps a part).
 
-    The copy keeps the span's count of dropped attributes.
+    The copy reports the original's counts of dropped attributes, events and links.
     """
-    new_attributes: Mapping[str, AttributeValue] | None = span.attributes
-    if attributes is not None:
-        bounded = BoundedAttributes(attributes=attributes, immutable=False)
-        bounded.dropped = span.dropped_attributes
-        new_attributes = bounded
-    return ReadableSpan(
-        name=span.name,
-        context=span.context,
-        parent=span.parent,
-        resource=span.resource,
-        attributes=new_attributes,
-        events=span.events if events is None else events,
-        links=span.links if links is None else links,
-        kind=span.kind,
-        status=span.status,
-        start_time=span.start_time,
-        end_time=span.end_time,
-        instrumentation_scope=span.instrumentation_scope,
+    return _ReplacedSpan(
+        span,
+        span.attributes if attributes is None else attributes,
+        span.events if events is None else events,
+        span.links if links is None else links,
     )

@@ -153,3 +153,22 @@ class TestCanary:
         self._drive(app)
         texts = repr([dict(s.attributes or {}) for s in cvtrace_spans.spans])
         assert SECRETS[1] in texts
+
+
+def test_scrubbed_copy_keeps_the_dropped_counts() -> None:
+    from opentelemetry.sdk.trace import SpanLimits, TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(span_limits=SpanLimits(max_span_attributes=2, max_events=1))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    with provider.get_tracer("t").start_as_current_span("s") as span:
+        span.set_attributes({"password": "pw", "a": 1, "b": 2})
+        span.add_event("e1")
+        span.add_event("e2", {"token": "t"})
+    (original,) = exporter.get_finished_spans()
+    scrubbed = Scrubber().scrub_span(original)
+    assert scrubbed is not original
+    assert (scrubbed.dropped_attributes, scrubbed.dropped_events) == (1, 1)
+    assert dict(scrubbed.events[0].attributes or {}) == {"token": REDACTED}
