@@ -227,3 +227,16 @@ class TestArgumentErrors:
     def test_engine_must_be_a_sqlalchemy_engine(self, clean_env: pytest.MonkeyPatch) -> None:
         with pytest.raises(cvtrace.CvtraceConfigError, match=r"^engine=42: expected a SQLAlchemy"):
             cvtrace.init(engine=42, exporters=["console"])
+
+
+def test_service_version_defaults_to_the_apps_installed_distribution(
+    clean_env: pytest.MonkeyPatch,
+) -> None:
+    import flask
+
+    app = flask.Flask("cvtrace")  # an app whose package is an installed distribution
+    handle = cvtrace.init(app=app, exporters=["console"])
+    assert handle.provider is not None
+    from cvtrace._version import __version__
+
+    assert handle.provider.resource.attributes["service.version"] == __version__
