@@ -16,16 +16,21 @@ Usage::
 Design (the benchmark issue measures ingest at 1,000,000 stored spans and search
 p99 at the same size):
 
-- **Compact span rows.** A span row holds its trace's integer key, its 8-byte
-  span id, the ids of its resource and scope, and the span itself as serialized
-  OTLP protobuf. Attributes, events and links are encoded once, by protobuf, and
-  round-trip losslessly to OTLP JSON, Jaeger JSON and the waterfall. Resources and
-  scopes are stored once each (deduplicated by a digest of their bytes).
+- **Compact span rows.** A span row holds its 8-byte span id, the ids of its
+  resource and scope, and the span itself as serialized OTLP protobuf: the bytes
+  it was sent as when the caller hands them over (the OTLP/HTTP receiver and the
+  ``local`` exporter do), else serialized again. Attributes, events and links are
+  encoded once, by protobuf, and round-trip losslessly to OTLP JSON, Jaeger JSON
+  and the waterfall. Resources and scopes are stored once each (deduplicated by
+  a digest of their bytes).
 - **Append-ordered keys.** A trace gets an integer key the first time one of its
-  spans is seen. Span rows and every search table are keyed by it, so inserts land
-  at the end of the B-trees (a random 16-byte trace id as the key would dirty one
-  random page per span). The only index on ``spans`` is ``(trace_key, span_id)``:
-  it loads a trace and drops duplicate spans (``INSERT OR IGNORE``).
+  spans is seen. Every search table is keyed by it, and a span row's own key is
+  ``trace key << 32 | its ordinal in the trace``, so inserts land at the end of
+  the B-trees (a random 16-byte trace id as the key would dirty one random page
+  per span), a trace's spans are one range of the table, and ``spans`` needs no
+  index (schema 1 had one on ``(trace_key, span_id)``: a second B-tree written per
+  span). Duplicates (a span resent) are dropped by comparing with the span ids
+  of the traces the request continues.
 - **A per-trace summary** (``traces``: start, end, span count, error count, root
   operation and service, spans per service) is merged on write, so a search never
   groups span rows.
@@ -34,6 +39,12 @@ p99 at the same size):
   the smallest of the tables its filters name, newest trace first, checks the
   other filters with primary-key lookups, and stops at the limit. Results are
   in order of arrival (close to start time; the final page is sorted by start).
+  Which table is smallest is counted once per value and cached for
+  ``_SIZE_CACHE_S``; with a single filter nothing is counted.
+- **Duration buckets.** ``traces.duration_bucket`` (four per power of two of
+  the duration, indexed with the key) lets a minimum-duration search walk only
+  the buckets at or above it, newest first in each, merged: without it, a rare
+  or impossible minimum duration scanned every trace.
 - **Tag search is indexed for a bounded set of keys**: the low-cardinality keys
   people filter on (``error``, ``span.kind``, ``http.route``,
   ``http.response.status_code``, ``db.system.name``, ``service.version`` ... see
@@ -80,6 +91,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import heapq
+import itertools
 import json
 import logging
 import os
@@ -120,7 +133,7 @@ __all__ = [
     "spans_to_traces_data",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """Version of the schema this module writes (``PRAGMA user_version``)."""
 
 DEFAULT_MAX_SPANS = 1_000_000
@@ -181,6 +194,12 @@ _AGE_CHECK_INTERVAL_S = 60.0
 _RETAIN_FRACTION = 0.9
 _SQL_VARS = 500  # ids per "IN (...)" query
 _MAX_IDLE_READERS = 8
+_ORDINAL_BITS = 32
+"""A span row's id is its trace's key shifted by this, plus its ordinal in the trace."""
+_TRACE_SPAN_IDS = 1 << _ORDINAL_BITS
+_MAX_BUCKET = 4 * 62 + 3  # the bucket of the longest duration an int64 holds
+_SIZE_CACHE_S = 30.0
+"""How long a search reuses the row count of a search table's value."""
 
 _SCHEMA_V1 = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
@@ -248,7 +267,28 @@ CREATE TABLE trace_tags (
 ) WITHOUT ROWID;
 """
 
-_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1}
+_SCHEMA_V2 = """
+CREATE TABLE spans_v2 (
+    id INTEGER PRIMARY KEY,
+    span_id BLOB NOT NULL,
+    resource_id INTEGER NOT NULL,
+    scope_id INTEGER NOT NULL,
+    body BLOB NOT NULL
+);
+INSERT INTO spans_v2 (id, span_id, resource_id, scope_id, body)
+    SELECT (trace_key << 32) + row_number() OVER (PARTITION BY trace_key ORDER BY rowid) - 1,
+        span_id, resource_id, scope_id, body
+    FROM spans ORDER BY trace_key, rowid;
+DROP TABLE spans;
+ALTER TABLE spans_v2 RENAME TO spans;
+ALTER TABLE traces ADD COLUMN duration_bucket INTEGER NOT NULL DEFAULT 0;
+UPDATE traces SET duration_bucket = cvtrace_duration_bucket(end_ns - start_ns);
+CREATE INDEX traces_by_duration ON traces (duration_bucket, key);
+"""
+"""Version 2: span rows keyed by ``trace key << 32 | ordinal`` (one B-tree per
+span instead of a table and an index), and traces indexed by duration bucket."""
+
+_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
 """Script that brings a store from version ``n - 1`` to version ``n``."""
 
 
@@ -494,6 +534,88 @@ def _any_value_text(value: AnyValue) -> str | None:
     return None
 
 
+def duration_bucket(duration_ns: int) -> int:
+    """Return a duration's bucket: four per power of two, in the order of durations."""
+    if duration_ns < 4:
+        return max(0, duration_ns)
+    bits = duration_ns.bit_length()
+    return 4 * (bits - 2) + ((duration_ns >> (bits - 3)) & 3)
+
+
+def _fields(buf: bytes, start: int, end: int, wanted: int) -> list[tuple[int, int]]:
+    """Return where each length-delimited field number ``wanted`` of a message is.
+
+    ``buf[start:end]`` is one serialized protobuf message; returns ``(start, end)``
+    of each occurrence, in order.
+
+    Raises:
+        ValueError: The bytes are not a well-formed message.
+    """
+    out: list[tuple[int, int]] = []
+    pos = start
+    while pos < end:
+        tag = buf[pos]
+        pos += 1
+        if tag >= 0x80:
+            tag, pos = _varint(buf, pos - 1)
+        wire = tag & 7
+        if wire == 2:
+            size = buf[pos]
+            pos += 1
+            if size >= 0x80:
+                size, pos = _varint(buf, pos - 1)
+            if tag >> 3 == wanted:
+                out.append((pos, pos + size))
+            pos += size
+        elif wire == 0:
+            _, pos = _varint(buf, pos)
+        elif wire == 1:
+            pos += 8
+        elif wire == 5:
+            pos += 4
+        else:  # groups: not in OTLP
+            msg = f"unexpected wire type {wire}"
+            raise ValueError(msg)
+    if pos != end:
+        msg = "a field runs past the end of its message"
+        raise ValueError(msg)
+    return out
+
+
+def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+    """Return the varint at ``pos`` and the position after it."""
+    value = 0
+    shift = 0
+    while True:
+        byte = buf[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+        if shift > 63:
+            msg = "a varint is longer than 10 bytes"
+            raise ValueError(msg)
+
+
+def _span_bytes(encoded: bytes) -> list[list[list[bytes]]]:
+    """Return the serialized spans of an encoded ``ExportTraceServiceRequest``.
+
+    By resource, then scope, in the order the decoded message holds them; each
+    is a slice of ``encoded``, as it was sent.
+
+    Raises:
+        ValueError: The bytes are not a well-formed request.
+    """
+    return [
+        [
+            [encoded[a:b] for a, b in _fields(encoded, sa, sb, 2)]
+            for sa, sb in _fields(encoded, ra, rb, 2)
+        ]
+        for ra, rb in _fields(encoded, 0, len(encoded), 1)
+    ]
+
+
 def _tag_keys_from_env() -> frozenset[str]:
     extra = os.environ.get("CVTRACE_STORE_TAG_KEYS", "")
     keys = {k.strip() for k in extra.split(",") if k.strip()}
@@ -593,6 +715,8 @@ class SpanStore:
         # decoded resources and scopes, for reads
         self._resource_cache: dict[int, tuple[Resource, str, str]] = {}
         self._scope_cache: dict[int, tuple[InstrumentationScope, str]] = {}
+        # search: (expiry, row count) of search table values, see _driver_size
+        self._sizes: dict[tuple[object, ...], tuple[float, int]] = {}
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._writer = self._connect(write=True)
@@ -639,6 +763,9 @@ class SpanStore:
             conn.execute("PRAGMA cache_size = -16384")
             conn.execute("PRAGMA mmap_size = 268435456")
         conn.execute("PRAGMA temp_store = MEMORY")
+        conn.create_function(
+            "cvtrace_duration_bucket", 1, duration_bucket, deterministic=True
+        )  # for migrations
         with self._connections_lock:
             self._connections.append(conn)
         return conn
@@ -725,7 +852,9 @@ class SpanStore:
 
     # -- writing -----------------------------------------------------------
 
-    def write_request(self, request: ExportTraceServiceRequest) -> WriteResult:
+    def write_request(
+        self, request: ExportTraceServiceRequest, encoded: bytes | None = None
+    ) -> WriteResult:
         """Store the valid spans of one OTLP request, all or none.
 
         Requests that wait for the write lock together are written in one
@@ -740,11 +869,14 @@ class SpanStore:
 
         Args:
             request: An OTLP ``ExportTraceServiceRequest``.
+            encoded: The protobuf bytes ``request`` was decoded from, if at hand:
+                each span is then stored as its slice of them, as sent, instead
+                of being serialized again.
 
         Returns:
             How many spans were accepted and rejected, and why.
         """
-        prepared = self._prepare(request)
+        prepared = self._prepare(request, encoded)
         message = ""
         if prepared.rejected:
             reasons = "; ".join(f"{n} with {why}" for why, n in prepared.reasons.items())
@@ -773,13 +905,32 @@ class SpanStore:
                 raise ticket.error
         return WriteResult(len(prepared.spans), prepared.rejected, message)
 
-    def _prepare(self, request: ExportTraceServiceRequest) -> _Prepared:
+    def _prepare(
+        self, request: ExportTraceServiceRequest, encoded: bytes | None = None
+    ) -> _Prepared:
         out = _Prepared()
+        sent: list[list[list[bytes]]] | None = None
+        if encoded is not None:
+            try:
+                sent = _span_bytes(encoded)
+            except (ValueError, IndexError):
+                logger.debug("cannot slice an encoded request; serializing its spans")
+        if sent is not None and (
+            len(sent) != len(request.resource_spans)
+            or any(
+                len(scopes) != len(rs.scope_spans)
+                or any(
+                    len(b) != len(ss.spans) for b, ss in zip(scopes, rs.scope_spans, strict=True)
+                )
+                for scopes, rs in zip(sent, request.resource_spans, strict=True)
+            )
+        ):
+            sent = None
         tag_keys = self.tag_keys
         reasons = out.reasons
         spans_out = out.spans
         span_tags = out.span_tags
-        for rs in request.resource_spans:
+        for ri, rs in enumerate(request.resource_spans):
             resource = rs.resource
             service = UNKNOWN_SERVICE
             rtags: list[tuple[str, str]] = []
@@ -797,14 +948,15 @@ class SpanStore:
             ).digest()
             res_index = len(out.resources)
             resource_used = False
-            for ss in rs.scope_spans:
+            for si, ss in enumerate(rs.scope_spans):
+                span_bodies = sent[ri][si] if sent is not None else None
                 sbody = ss.scope.SerializeToString(deterministic=True)
                 sdigest = hashlib.blake2b(
                     sbody + b"\0" + ss.schema_url.encode(), digest_size=16
                 ).digest()
                 scope_index = len(out.scopes)
                 scope_used = False
-                for span in ss.spans:
+                for span_index, span in enumerate(ss.spans):
                     trace_id = span.trace_id
                     span_id = span.span_id
                     parent = span.parent_span_id
@@ -842,7 +994,9 @@ class SpanStore:
                             min(span.end_time_unix_nano, _MAX_I64),
                             span.name,
                             is_error,
-                            span.SerializeToString(),
+                            span.SerializeToString()
+                            if span_bodies is None
+                            else span_bodies[span_index],
                             res_index,
                             scope_index,
                         )
@@ -979,34 +1133,44 @@ class SpanStore:
                 trace_keys[trace_id] = next_key
                 next_key += 1
 
-        # spans
-        before = conn.total_changes
-        max_rowid = conn.execute("SELECT coalesce(max(rowid), 0) FROM spans").fetchone()[0]
+        # spans: a trace's spans are rows trace key << 32 | 0, 1, 2 ... in order of
+        # arrival; a span already stored, or twice in this request, is stored once
+        next_ordinal: dict[int, int] = {}
+        stored_ids: dict[int, set[bytes]] = {}
+        for row in existing.values():
+            key = row[0]
+            first = key << _ORDINAL_BITS
+            ids: set[bytes] = set()
+            last = first - 1
+            for row_id, span_id in conn.execute(
+                "SELECT id, span_id FROM spans WHERE id >= ? AND id < ?",
+                (first, first + _TRACE_SPAN_IDS),
+            ):
+                ids.add(span_id)
+                last = row_id
+            stored_ids[key] = ids
+            next_ordinal[key] = last + 1 - first
+        span_rows: list[tuple[int, bytes, int, int, bytes]] = []
+        kept: list[int] = []
+        for i, s in enumerate(prepared.spans):
+            key = trace_keys[s[0]]
+            known = stored_ids.get(key)
+            if known is None:
+                known = stored_ids[key] = set()
+            if s[1] in known:
+                continue
+            known.add(s[1])
+            ordinal = next_ordinal.get(key, 0)
+            next_ordinal[key] = ordinal + 1
+            span_rows.append(
+                ((key << _ORDINAL_BITS) | ordinal, s[1], resource_ids[s[8]], scope_ids[s[9]], s[7])
+            )
+            kept.append(i)
         conn.executemany(
-            "INSERT OR IGNORE INTO spans (trace_key, span_id, resource_id, scope_id, body) "
-            "VALUES (?, ?, ?, ?, ?)",
-            [
-                (trace_keys[s[0]], s[1], resource_ids[s[8]], scope_ids[s[9]], s[7])
-                for s in prepared.spans
-            ],
+            "INSERT INTO spans (id, span_id, resource_id, scope_id, body) VALUES (?, ?, ?, ?, ?)",
+            span_rows,
         )
-        inserted = conn.total_changes - before
-        span_indexes: Sequence[int] = range(len(prepared.spans))
-        if inserted != len(prepared.spans):
-            # some spans were stored before: summarize only the rows just inserted
-            fresh = {
-                (int(k), bytes(sid))
-                for k, sid in conn.execute(
-                    "SELECT trace_key, span_id FROM spans WHERE rowid > ?", (max_rowid,)
-                )
-            }
-            kept: list[int] = []
-            for i, s in enumerate(prepared.spans):
-                ident = (trace_keys[s[0]], s[1])
-                if ident in fresh:
-                    fresh.discard(ident)
-                    kept.append(i)
-            span_indexes = kept
+        span_indexes: Sequence[int] = kept
 
         # search tables and summaries
         service_pairs: set[tuple[int, int]] = set()
@@ -1071,19 +1235,21 @@ class SpanStore:
                     acc.root_name,
                     acc.root_service,
                     json.dumps(acc.services, separators=(",", ":")),
+                    duration_bucket(acc.end_ns - acc.start_ns),
                     trace_keys[trace_id],
                     *(() if old is not None else (trace_id,)),
                 )
             )
         conn.executemany(
             "INSERT INTO traces (start_ns, end_ns, span_count, error_count, has_root, "
-            "root_name, root_service, services, key, trace_id) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "root_name, root_service, services, duration_bucket, key, trace_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             inserts,
         )
         conn.executemany(
             "UPDATE traces SET start_ns = ?, end_ns = ?, span_count = ?, error_count = ?, "
-            "has_root = ?, root_name = ?, root_service = ?, services = ? WHERE key = ?",
+            "has_root = ?, root_name = ?, root_service = ?, services = ?, duration_bucket = ? "
+            "WHERE key = ?",
             updates,
         )
         conn.executemany(
@@ -1170,7 +1336,9 @@ class SpanStore:
             return
         conn.execute("BEGIN IMMEDIATE")
         try:
-            removed = conn.execute("DELETE FROM spans WHERE trace_key <= ?", (cutoff,)).rowcount
+            removed = conn.execute(
+                "DELETE FROM spans WHERE id < ?", ((cutoff + 1) << _ORDINAL_BITS,)
+            ).rowcount
             conn.execute("DELETE FROM traces WHERE key <= ?", (cutoff,))
             for table, column, id_table in (
                 ("trace_services", "service_id", "services"),
@@ -1236,7 +1404,8 @@ class SpanStore:
         with self._reading() as conn:
             row = conn.execute(
                 "SELECT s.body, s.resource_id, s.scope_id FROM traces t JOIN spans s "
-                "ON s.trace_key = t.key WHERE t.trace_id = ? AND s.span_id = ?",
+                "ON s.id >= t.key << 32 AND s.id < (t.key + 1) << 32 "
+                "WHERE t.trace_id = ? AND s.span_id = ?",
                 (trace_id, span_id),
             ).fetchone()
             if row is None:
@@ -1249,7 +1418,8 @@ class SpanStore:
     def _spans_of(self, conn: sqlite3.Connection, trace_key: int) -> list[StoredSpan]:
         out: list[StoredSpan] = []
         for body, resource_id, scope_id in conn.execute(
-            "SELECT body, resource_id, scope_id FROM spans WHERE trace_key = ?", (trace_key,)
+            "SELECT body, resource_id, scope_id FROM spans WHERE id >= ? AND id < ?",
+            (trace_key << _ORDINAL_BITS, (trace_key + 1) << _ORDINAL_BITS),
         ):
             resource, rschema, service = self._resource(conn, resource_id)
             scope, sschema = self._scope(conn, scope_id)
@@ -1350,43 +1520,73 @@ class SpanStore:
         if query.errors_only:
             where.append("t.error_count > 0")
 
-        if drivers:
-            sizes = [
-                conn.execute(
-                    f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {col} = ? LIMIT 20000)",
-                    (ident,),
-                ).fetchone()[0]
-                for table, col, ident in drivers
-            ]
-            best = sizes.index(min(sizes))
-            table, col, ident = drivers.pop(best)
-            for other_table, other_col, other_id in drivers:
-                where.append(
-                    f"EXISTS (SELECT 1 FROM {other_table} WHERE {other_col} = ? "
-                    "AND trace_key = t.key)"
-                )
-                params.append(other_id)
+        # the driver: the search table (or the duration buckets) with the fewest rows
+        buckets: tuple[int, int] | None = None
+        if query.min_duration_ns is not None:
+            buckets = (
+                duration_bucket(int(query.min_duration_ns)),
+                _MAX_BUCKET
+                if query.max_duration_ns is None
+                else duration_bucket(int(query.max_duration_ns)),
+            )
+        by_duration = buckets is not None and not drivers
+        if buckets is not None and drivers:
+            sizes = [self._driver_size(conn, table, col, ident) for table, col, ident in drivers]
+            by_duration = self._duration_size(conn, buckets) < min(sizes)
+        elif len(drivers) > 1:
+            sizes = [self._driver_size(conn, table, col, ident) for table, col, ident in drivers]
+        else:
+            sizes = [0] * len(drivers)
+        driver = drivers.pop(sizes.index(min(sizes))) if drivers and not by_duration else None
+        for other_table, other_col, other_id in drivers:
+            where.append(
+                f"EXISTS (SELECT 1 FROM {other_table} WHERE {other_col} = ? AND trace_key = t.key)"
+            )
+            params.append(other_id)
+        row_limit = [] if unindexed else [limit]
+        limit_sql = "" if unindexed else " LIMIT ?"
+        candidates: Iterable[Sequence[Any]]
+        if by_duration:
+            assert buckets is not None
+            sql = (
+                f"SELECT {_SUMMARY_COLUMNS}, t.key FROM traces t "
+                "INDEXED BY traces_by_duration WHERE t.duration_bucket = ?"
+                + "".join(f" AND {w}" for w in where)
+                + " ORDER BY t.key DESC"
+                + limit_sql
+            )
+            candidates = heapq.merge(
+                *(
+                    conn.execute(sql, [bucket, *params, *row_limit])
+                    for bucket in self._buckets(conn, *buckets)
+                ),
+                key=lambda r: int(r[-1]),
+                reverse=True,
+            )
+        elif driver is not None:
+            table, col, ident = driver
             sql = (
                 f"SELECT {_SUMMARY_COLUMNS}, t.key FROM {table} d CROSS JOIN traces t "
                 f"ON t.key = d.trace_key WHERE d.{col} = ? "
                 + "".join(f" AND {w}" for w in where)
                 + " ORDER BY d.trace_key DESC"
+                + limit_sql
             )
-            all_params: list[object] = [ident, *params]
+            candidates = conn.execute(sql, [ident, *params, *row_limit])
         else:
             sql = (
                 f"SELECT {_SUMMARY_COLUMNS}, t.key FROM traces t"
                 + (" WHERE " + " AND ".join(where) if where else "")
                 + " ORDER BY t.key DESC"
+                + limit_sql
             )
-            all_params = params
+            candidates = conn.execute(sql, [*params, *row_limit])
         results: list[TraceSummary] = []
         if not unindexed:
-            for row in conn.execute(sql + " LIMIT ?", [*all_params, limit]):
-                results.append(_summary(row))
+            results = [_summary(row) for row in itertools.islice(candidates, limit)]
         else:
             budget = UNINDEXED_TAG_SCAN_SPANS
-            for row in conn.execute(sql, all_params):
+            for row in candidates:
                 summary = _summary(row)
                 budget -= summary.span_count
                 if budget < 0:
@@ -1398,6 +1598,60 @@ class SpanStore:
                         break
         results.sort(key=lambda s: s.start_ns, reverse=True)
         return results
+
+    def _driver_size(self, conn: sqlite3.Connection, table: str, col: str, ident: int) -> int:
+        """Return how many traces a search table holds for one value (up to 20,000).
+
+        Counted at most every ``_SIZE_CACHE_S`` seconds: only the order of the
+        sizes matters, and counting costs a few milliseconds per value.
+        """
+        return self._cached_size(
+            (table, ident),
+            conn,
+            f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {col} = ? LIMIT 20000)",
+            (ident,),
+        )
+
+    def _duration_size(self, conn: sqlite3.Connection, buckets: tuple[int, int]) -> int:
+        """Return how many traces are in a range of duration buckets (up to 20,000)."""
+        return self._cached_size(
+            ("duration", *buckets),
+            conn,
+            "SELECT count(*) FROM (SELECT 1 FROM traces INDEXED BY traces_by_duration "
+            "WHERE duration_bucket BETWEEN ? AND ? LIMIT 20000)",
+            buckets,
+        )
+
+    def _cached_size(
+        self,
+        cache_key: tuple[object, ...],
+        conn: sqlite3.Connection,
+        sql: str,
+        params: tuple[object, ...],
+    ) -> int:
+        now = time.monotonic()
+        cached = self._sizes.get(cache_key)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        size = int(conn.execute(sql, params).fetchone()[0])
+        self._sizes[cache_key] = (now + _SIZE_CACHE_S, size)
+        return size
+
+    @staticmethod
+    def _buckets(conn: sqlite3.Connection, low: int, high: int) -> list[int]:
+        """Return the duration buckets from ``low`` to ``high`` that hold traces."""
+        found: list[int] = []
+        bucket = low - 1
+        while True:
+            row = conn.execute(
+                "SELECT min(duration_bucket) FROM traces WHERE duration_bucket > ? "
+                "AND duration_bucket <= ?",
+                (bucket, high),
+            ).fetchone()
+            if row[0] is None:
+                return found
+            bucket = int(row[0])
+            found.append(bucket)
 
     def iter_trace_ids(self) -> Iterator[bytes]:
         """Yield every stored trace id, oldest arrival first."""

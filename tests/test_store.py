@@ -17,11 +17,13 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from cvtrace.exceptions import CvtraceConfigError
 from cvtrace.store import (
+    _MIGRATIONS,
     SCHEMA_VERSION,
     SpanStore,
     TraceQuery,
     WriteResult,
     default_db_path,
+    duration_bucket,
     spans_to_traces_data,
 )
 from tests.viewer_support import T0_NS, SpanSpec, make_request, new_trace_id, simple_trace
@@ -225,6 +227,93 @@ class TestWrite:
         with pytest.raises(CvtraceConfigError, match="newer than this cvtrace"):
             SpanStore(path)
 
+    def test_migrates_a_version_1_store(self, tmp_path: Path) -> None:
+        """A file written with schema 1 (span rows keyed by an index) is upgraded in place."""
+        traces = [simple_trace(start_ns=T0_NS + i, children=i % 3) for i in range(6)]
+        traces[0][0].duration_ns = 50_000_000_000  # a long trace
+        v2_path, v1_path = tmp_path / "v2.sqlite3", tmp_path / "v1.sqlite3"
+        with SpanStore(v2_path, max_spans=0) as reference:
+            for specs in traces:
+                reference.write_request(make_request(specs))
+            expected = {s[0].trace_id: reference.get_trace(s[0].trace_id) for s in traces}
+        # the same rows, laid out as schema 1 stored them
+        v1 = sqlite3.connect(v1_path)
+        v1.executescript(_MIGRATIONS[1])
+        v1.execute("PRAGMA user_version = 1")
+        v1.execute("ATTACH ? AS v2", (str(v2_path),))
+        v1.execute("DELETE FROM meta")
+        for table in ("meta", "services", "operations", "resources", "scopes", "tags"):
+            v1.execute(f"INSERT INTO {table} SELECT * FROM v2.{table}")
+        for table in ("trace_services", "trace_operations", "trace_tags"):
+            v1.execute(f"INSERT INTO {table} SELECT * FROM v2.{table}")
+        v1.execute(
+            "INSERT INTO traces SELECT key, trace_id, start_ns, end_ns, span_count, "
+            "error_count, has_root, root_name, root_service, services FROM v2.traces"
+        )
+        v1.execute(
+            "INSERT INTO spans (trace_key, span_id, resource_id, scope_id, body) "
+            "SELECT id >> 32, span_id, resource_id, scope_id, body FROM v2.spans ORDER BY id DESC"
+        )
+        v1.commit()
+        v1.execute("DETACH v2")
+        v1.close()
+        with SpanStore(v1_path, max_spans=0) as migrated:
+            conn = sqlite3.connect(v1_path)
+            assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+            ids = [r[0] for r in conn.execute("SELECT id FROM spans ORDER BY id")]
+            conn.close()
+            by_trace: dict[int, list[int]] = {}
+            for row_id in ids:
+                by_trace.setdefault(row_id >> 32, []).append(row_id & 0xFFFFFFFF)
+            assert sorted(map(len, by_trace.values())) == sorted(len(t) for t in traces)
+            assert all(ordinals == list(range(len(ordinals))) for ordinals in by_trace.values())
+            for trace_id, spans in expected.items():
+                assert migrated.get_trace(trace_id) == spans
+            (long_trace,) = migrated.search(TraceQuery(min_duration_ns=40_000_000_000))
+            assert long_trace.trace_id == traces[0][0].trace_id
+            assert len(migrated.search(TraceQuery(min_duration_ns=1, limit=100))) == 6
+            # writing continues after the migrated rows: a late span of an old trace
+            late = simple_trace(children=1)[1]
+            late.trace_id = traces[2][0].trace_id
+            migrated.write_request(make_request([late]))
+            assert len(migrated.get_trace(late.trace_id)) == len(traces[2]) + 1
+            assert migrated.span_count() == sum(len(t) for t in traces) + 1
+
+
+class TestEncoded:
+    def test_spans_stored_as_sent(self, store: SpanStore, tmp_path: Path) -> None:
+        """With the request's bytes, each span is kept as its slice of them."""
+        specs = simple_trace(children=2)
+        request = make_request(specs)
+        encoded = request.SerializeToString()
+        assert store.write_request(request, encoded).accepted_spans == 3
+        conn = sqlite3.connect(tmp_path / "t.sqlite3")
+        bodies = [bytes(r[0]) for r in conn.execute("SELECT body FROM spans ORDER BY id")]
+        conn.close()
+        assert all(body in encoded for body in bodies)
+        sent = [s for rs in request.resource_spans for ss in rs.scope_spans for s in ss.spans]
+        assert sorted(bodies) == sorted(s.SerializeToString() for s in sent)
+
+    def test_bytes_that_do_not_match_are_not_used(self, store: SpanStore) -> None:
+        """Bytes of another request (or garbage) fall back to serializing the spans."""
+        specs = simple_trace(children=2)
+        other = make_request(simple_trace(children=5)).SerializeToString()
+        for wrong in (other, b"\xff\xff\xff", b""):
+            trace = simple_trace(children=2)
+            store.write_request(make_request(trace), wrong)
+            stored = store.get_trace(trace[0].trace_id)
+            assert {s.span.span_id for s in stored} == {s.span_id for s in trace}
+        store.write_request(make_request(specs), other)
+        assert len(store.get_trace(specs[0].trace_id)) == 3
+
+
+def test_duration_buckets_are_ordered() -> None:
+    durations = [0, 1, 3, 4, 5, 7, 8, 9, 15, 16, 1000, 1023, 1024, 10**9, 2**62, 2**63 - 1]
+    buckets = [duration_bucket(d) for d in durations]
+    assert buckets == sorted(buckets)
+    assert duration_bucket(10**9) != duration_bucket(2 * 10**9)
+    assert duration_bucket(-5) == 0
+
 
 class TestSearch:
     @pytest.fixture
@@ -328,3 +417,31 @@ class TestRetention:
             store.enforce_retention()
             assert list(store.iter_trace_ids()) == [new[0].trace_id]
             assert store.span_count() == 3
+
+
+def test_min_duration_search_matches_a_full_scan(store: SpanStore) -> None:
+    """Searches driven by duration buckets find what filtering every trace finds."""
+    durations: dict[bytes, tuple[int, str]] = {}
+    for i in range(60):
+        specs = simple_trace(service="a" if i % 2 else "b", start_ns=T0_NS + i, children=1)
+        specs[0].duration_ns = 1_000 * (1 + (i * 37) % 97) ** 3  # 1 µs .. 0.9 s
+        store.write_request(make_request(specs))
+        durations[specs[0].trace_id] = (specs[0].duration_ns, specs[0].service)
+    for min_ns in (0, 1_000, 5_000_000, 123_456_789, 900_000_000, 10**12):
+        for service in (None, "a"):
+            for max_ns in (None, 300_000_000):
+                query = TraceQuery(
+                    service=service, min_duration_ns=min_ns, max_duration_ns=max_ns, limit=7
+                )
+                expected = sorted(
+                    (
+                        tid
+                        for tid, (d, svc) in durations.items()
+                        if d >= min_ns
+                        and (max_ns is None or d <= max_ns)
+                        and service in (None, svc)
+                    ),
+                    key=lambda tid: list(durations).index(tid),
+                )[-7:]
+                found = store.search(query)
+                assert {s.trace_id for s in found} == set(expected), (min_ns, service, max_ns)

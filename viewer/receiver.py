@@ -140,9 +140,15 @@ def _drain(limit: int) -> None:
             pass
 
 
-def store_request(store: SpanStore, message: ExportTraceServiceRequest) -> WriteResult:
-    """Write a decoded request; the one storage path of both receivers."""
-    return store.write_request(message)
+def store_request(
+    store: SpanStore, message: ExportTraceServiceRequest, encoded: bytes | None = None
+) -> WriteResult:
+    """Write a decoded request; the one storage path of both receivers.
+
+    ``encoded`` is the protobuf ``message`` was decoded from, if any: the store
+    keeps each span's bytes as sent instead of serializing it again.
+    """
+    return store.write_request(message, encoded)
 
 
 @bp.post("/v1/traces")
@@ -200,7 +206,7 @@ def receive_traces() -> Response:
     except _BadBody as exc:
         return _status(400, code_pb2.INVALID_ARGUMENT, str(exc), reply_type)
     try:
-        result = store_request(get_store(), message)
+        result = store_request(get_store(), message, body if mimetype == PROTOBUF else None)
     except sqlite3.OperationalError as exc:
         logger.warning("the span store is busy: %s", exc)
         response = _status(503, code_pb2.UNAVAILABLE, "the span store is busy", reply_type)

@@ -1,9 +1,10 @@
 """``local``: spans into the viewer's SQLite store, on this machine.
 
 The exporter encodes spans as an OTLP request (with cvtrace's encoder, then parsed:
-about a tenth of the SDK encoder's cost) and writes it through
+about a tenth of the SDK encoder's cost) and writes it, with its bytes, through
 :meth:`cvtrace.store.SpanStore.write_request`, the same path the viewer's OTLP
-receiver takes, so spans stored either way are stored identically. The file is
+receiver takes (which also hands over the bytes it received), so spans stored
+either way are stored identically: each span as its encoded bytes. The file is
 ``CVTRACE_LOCAL_DB``, by default the one ``cvtrace view`` opens. The store is opened
 on first export in each process (a SQLite connection must not cross a fork). Only
 the span processor's worker thread calls :meth:`LocalSpanExporter.export`.
@@ -42,9 +43,10 @@ class LocalSpanExporter(SpanExporter):
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """Store the spans in one transaction."""
-        request = ExportTraceServiceRequest.FromString(self._encoder.encode(spans))
+        encoded = self._encoder.encode(spans)
+        request = ExportTraceServiceRequest.FromString(encoded)
         try:
-            result = self._open().write_request(request)
+            result = self._open().write_request(request, encoded)
         except Exception as error:  # sqlite3 errors, a full disk, a locked file
             self.last_error = f"{type(error).__name__}: {error}"
             logger.debug("writing spans to %s failed", self.path, exc_info=True)
