@@ -102,6 +102,19 @@ def _browser_load(page: Any, url: str) -> dict[str, Any]:
         nav["click_ms"] = page.evaluate("performance.now()") - t0
     except Exception:
         nav["click_ms"] = float("nan")
+    # the floor: plotly drawing an empty WebGL figure in a new element of the same page
+    nav["empty_gl_ms"] = page.evaluate(
+        """async () => {
+          const div = document.createElement('div');
+          div.style.width = '800px'; div.style.height = '400px';
+          document.body.appendChild(div);
+          const t0 = performance.now();
+          await Plotly.newPlot(div, [{type: 'scattergl', x: [0, 1], y: [0, 1]}], {});
+          const ms = performance.now() - t0;
+          Plotly.purge(div); div.remove();
+          return ms;
+        }"""
+    )
     return nav
 
 
@@ -171,6 +184,7 @@ def markdown(result: dict[str, Any]) -> str:
                 spread(s["figure_end"] for s in samples).fmt(0),
                 spread(s["ready"] for s in samples).fmt(0),
                 spread(s["ready"] - max(s["dom_ready"], s["figure_end"]) for s in samples).fmt(0),
+                spread(s["empty_gl_ms"] for s in samples).fmt(0),
                 spread(s["hover_ms"] for s in samples).fmt(0),
                 spread(s["click_ms"] for s in samples).fmt(0),
                 spread(result["server_ms"][size]).fmt(0),
@@ -205,7 +219,9 @@ def markdown(result: dict[str, Any]) -> str:
             "",
             "ms, median [min..max]; page response end, DOM ready, figure arrived and waterfall "
             "drawn by the page's clock from navigation start; drawing alone = drawn - "
-            "max(DOM ready, figure arrived), i.e. plotly's `newPlot`; hover/click = time until "
+            "max(DOM ready, figure arrived), i.e. plotly's `newPlot`; empty WebGL plot = "
+            "`newPlot` of a 2-point `scattergl` figure in the same page afterwards (the fixed "
+            "cost); hover/click = time until "
             "the label / the span's details show; the last column over HTTP with the viewer's "
             "trace cache warm.",
             "",
@@ -219,6 +235,7 @@ def markdown(result: dict[str, Any]) -> str:
                     "figure arrived",
                     "waterfall drawn",
                     "drawing alone",
+                    "empty WebGL plot",
                     "hover",
                     "click -> details",
                     "server warm: page + json",
