@@ -11,7 +11,8 @@ STAMP := $(VENV)/.installed-stamp
 # validator, a load generator and jemalloc.
 SYSTEM_PACKAGES := chromium docker-compose wrk libjemalloc2
 
-.PHONY: setup system-deps demo view test lint pytest bench clean
+.PHONY: setup system-deps node-deps demo view test lint pytest bench clean
+NODE_STAMP := tests/node/node_modules/.package-lock.json
 
 setup: $(STAMP)
 
@@ -34,6 +35,13 @@ system-deps:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
+# The OpenTelemetry JS SDK, for the test that another language's SDK can send to the
+# viewer unmodified (tests/test_viewer_interop.py); from the lockfile, npm's registry only.
+node-deps: $(NODE_STAMP)
+
+$(NODE_STAMP): tests/node/package-lock.json
+	npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
+
 demo: $(STAMP)
 	$(BIN)/cvtrace demo
 
@@ -45,7 +53,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-pytest: $(STAMP) system-deps
+pytest: $(STAMP) system-deps node-deps
 	$(BIN)/python -m pytest
 
 test: lint pytest
@@ -54,4 +62,4 @@ bench: $(STAMP) system-deps
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info tests/node/node_modules
