@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import time
 
@@ -71,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         for name in ("machine", *REPORT_ORDER)
         if (data_dir() / "results" / f"{name}.md").exists()
     ]
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    parts.append(f"Load average at the end of the run (1/5/15 min): {load}.\n")
     combined.write_text("\n".join(parts))
     log(f"all done in {time.monotonic() - started:.0f} s; every table so far in {combined}")
     return 0
