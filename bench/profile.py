@@ -94,12 +94,24 @@ def _package(path: str) -> str | None:
     return top
 
 
-def summarise(raw: Path, top: int = 12) -> str:
-    """Markdown tables of where the samples went."""
+_TRACING = ("cvtrace", "opentelemetry", "urllib3", "requests", "google")
+
+
+def summarise(raw: Path, top: int = 12, lines_of: str | None = None) -> str:
+    """Markdown tables of where the samples went.
+
+    Args:
+        raw: py-spy's collapsed stacks (``--format raw --threads``).
+        top: rows per table.
+        lines_of: also list the hottest lines of files whose path ends with this
+            (``cvtrace/store.py``), by the innermost frame in such a file.
+    """
     by_package: collections.Counter[str] = collections.Counter()
     by_function: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     leaves: collections.Counter[str] = collections.Counter()
     threads: collections.Counter[str] = collections.Counter()
+    per_thread: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    hot_lines: collections.Counter[tuple[str, int, str]] = collections.Counter()
     total = 0
     for line in raw.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
@@ -107,10 +119,8 @@ def summarise(raw: Path, top: int = 12) -> str:
             continue
         count = int(count_text)
         frames = stack.split(";")
-        thread = frames[0] if frames and frames[0].startswith(("thread", "process")) else "?"
-        threads[thread.split(" ")[0] + " " + thread.split(" ")[1] if " " in thread else thread] += (
-            count
-        )
+        thread = frames[0].split(":", 1)[-1].strip() if frames[0].startswith("thread") else "?"
+        threads[thread] += count
         total += count
         parsed = [m for m in (_FRAME.match(f) for f in frames) if m]
         if parsed:
@@ -118,14 +128,21 @@ def summarise(raw: Path, top: int = 12) -> str:
             leaves[f"{leaf['func']} ({Path(leaf['file']).name})"] += count
         owner = "?"
         owner_func = "?"
+        tracing_func = ""
+        line_found = False
         for match in reversed(parsed):
             package = _package(match["file"])
-            if package is not None:
+            if package is not None and owner == "?":
                 owner = package
                 owner_func = f"{match['func']} ({_short(match['file'])})"
-                break
+            if package in _TRACING and not tracing_func:
+                tracing_func = f"{package}: {match['func']}"
+            if lines_of and not line_found and match["file"].endswith(lines_of) and match["line"]:
+                hot_lines[(match["file"], int(match["line"]), match["func"])] += count
+                line_found = True  # the innermost frame in that file only
         by_package[owner] += count
         by_function[owner][owner_func] += count
+        per_thread[thread][tracing_func or owner] += count
     if not total:
         return "(no samples)"
 
@@ -140,11 +157,9 @@ def summarise(raw: Path, top: int = 12) -> str:
             [(p, pct(n)) for p, n in by_package.most_common(top)],
         ),
         "",
-        table(["thread", "share"], [(t, pct(n)) for t, n in threads.most_common(6)]),
-        "",
         table(["leaf function", "share"], [(f, pct(n)) for f, n in leaves.most_common(top)]),
     ]
-    for package in ("cvtrace", "opentelemetry", "viewer", "wrapt", "sqlalchemy"):
+    for package in ("cvtrace", "opentelemetry", "viewer", "sqlalchemy"):
         if by_function.get(package):
             parts += [
                 "",
@@ -153,6 +168,29 @@ def summarise(raw: Path, top: int = 12) -> str:
                     [(f, pct(n)) for f, n in by_function[package].most_common(top)],
                 ),
             ]
+    for thread, n in threads.most_common(3):
+        parts += [
+            "",
+            f"Thread {thread}: {pct(n)} of all samples; innermost tracing function "
+            "(cvtrace, OpenTelemetry, HTTP export), else package:",
+            "",
+            table(
+                ["what", "share of all"],
+                [(f, pct(c)) for f, c in per_thread[thread].most_common(8)],
+            ),
+        ]
+    if lines_of and hot_lines:
+        source: dict[str, list[str]] = {}
+        rows = []
+        for (file, number, func), n in hot_lines.most_common(top):
+            if file not in source:
+                try:
+                    source[file] = Path(file).read_text().splitlines()
+                except OSError:
+                    source[file] = []
+            text = source[file][number - 1].strip() if number <= len(source[file]) else ""
+            rows.append((f"{func}:{number}", f"`{text[:80]}`", pct(n)))
+        parts += ["", table([f"{lines_of} line", "source", "share"], rows)]
     return "\n".join(parts)
 
 
@@ -261,7 +299,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--path", default=f"/circuits/{CIRCUIT_ID}")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--raw", type=Path, default=None, help="keep py-spy's collapsed stacks")
+    parser.add_argument(
+        "--lines", default=None, metavar="PATH", help="also the hottest lines of this file"
+    )
+    parser.add_argument(
+        "--summarise",
+        type=Path,
+        default=None,
+        metavar="RAW",
+        help="only summarise an existing collapsed-stacks file",
+    )
     args = parser.parse_args(argv)
+    if args.summarise:
+        sys.stdout.write(summarise(args.summarise, lines_of=args.lines) + "\n")
+        return 0
     with tempfile.TemporaryDirectory(prefix="bench-profile-") as tmp:
         raw = args.raw or Path(tmp) / "profile.txt"
         if args.target == "request":
@@ -276,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
             profile_ingest(args.seconds, raw)
         with_variant = args.target in ("request", "storm", "server")
         title = args.target + (f" {args.variant}" if with_variant else "")
-        sys.stdout.write(f"#### Profile: {title}\n\n{summarise(raw)}\n")
+        sys.stdout.write(f"#### Profile: {title}\n\n{summarise(raw, lines_of=args.lines)}\n")
     return 0
 
 
