@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import time
+from array import array
+from typing import Any
 
 import plotly.graph_objects as go
 import pytest
 
 from cvtrace.store import SpanStore, StoredSpan, TraceQuery
 from tests.viewer_support import T0_NS, SpanSpec, make_request, new_trace_id, simple_trace
-from viewer.figures import durations_figure, format_duration_ns, waterfall_figure
+from viewer.figures import (
+    FLAG_COLLAPSED,
+    FLAG_ERROR,
+    FLAG_ORPHAN,
+    FLAG_SKEWED,
+    durations_figure,
+    format_duration_ns,
+    waterfall_data,
+    waterfall_figure,
+)
 from viewer.tracetree import tree_rows
 
 
@@ -140,6 +153,110 @@ class TestWaterfall:
         assert len(figure.data) == 7  # six services and the markers
         assert len(markers(figure).customdata) == 20_001  # type: ignore[attr-defined]
         assert elapsed < 20  # generous: shared CI machines; measured ~1 s here
+
+
+def column(data: dict[str, Any], name: str) -> list[float] | list[int]:
+    """Decode one of waterfall_data's base64 typed-array columns."""
+    spec = data[name]
+    code = {"f8": "d", "u1": "B", "u2": "H", "u4": "I"}[spec["dtype"]]
+    return array(code, base64.b64decode(spec["bdata"])).tolist()
+
+
+class TestWaterfallData:
+    def test_rows_in_tree_order(self, store: SpanStore) -> None:
+        trace_id = new_trace_id()
+        root = SpanSpec("root", trace_id, duration_ns=10_000_000, service="a")
+        b = SpanSpec("b", trace_id, parent_span_id=root.span_id, start_ns=T0_NS + 5, service="b")
+        a = SpanSpec("a", trace_id, parent_span_id=root.span_id, start_ns=T0_NS + 1, service="a")
+        a1 = SpanSpec("a1", trace_id, parent_span_id=a.span_id, start_ns=T0_NS + 2, service="b")
+        data = waterfall_data(stored(store, [b, a1, root, a]))
+        assert data["rowCount"] == 4
+        assert data["ids"] == "".join(s.span_id.hex() for s in (root, a, a1, b))
+        assert [data["names"][i] for i in column(data, "name")] == ["root", "a", "a1", "b"]
+        assert column(data, "depth") == [0, 1, 2, 1]
+        assert [data["services"][i] for i in column(data, "service")] == ["a", "a", "b", "b"]
+        assert data["colors"] == ["#4C78A8", "#F58518"]
+        assert data["focusRow"] is None
+
+    def test_start_and_end_in_ms(self, store: SpanStore) -> None:
+        data = waterfall_data(stored(store, simple_trace(children=1)))
+        assert column(data, "start") == [0.0, 1.0]
+        assert column(data, "end") == [10.0, 2.0]
+
+    def test_flags_children_and_notes(self, store: SpanStore) -> None:
+        trace_id = new_trace_id()
+        root = SpanSpec("root", trace_id, duration_ns=10**9, error=True)
+        kid = SpanSpec("kid", trace_id, parent_span_id=root.span_id, start_ns=T0_NS + 1)
+        spans = stored(
+            store,
+            [
+                root,
+                kid,
+                SpanSpec("grandkid", trace_id, parent_span_id=kid.span_id, start_ns=T0_NS + 2),
+                SpanSpec("lost", trace_id, parent_span_id=b"\x07" * 8, start_ns=T0_NS + 1),
+                SpanSpec(
+                    "early",
+                    trace_id,
+                    parent_span_id=root.span_id,
+                    start_ns=T0_NS - 100,
+                    attrs={"http.route": "/x", "other": "not shown"},
+                ),
+            ],
+        )
+        data = waterfall_data(spans, collapsed=[kid.span_id], focus_span_id=kid.span_id)
+        names = [data["names"][i] for i in column(data, "name")]
+        assert names == ["root", "early", "kid", "lost"]  # grandkid hidden
+        flags = dict(zip(names, column(data, "flags"), strict=True))
+        assert flags == {
+            "root": FLAG_ERROR,
+            "early": FLAG_SKEWED,
+            "kid": FLAG_COLLAPSED,
+            "lost": FLAG_ORPHAN,
+        }
+        assert data["children"] == {2: 1}
+        assert data["focusRow"] == 2
+        notes = [data["notes"][i] for i in column(data, "note")]
+        assert notes[0].startswith("<b>error</b>")
+        assert notes[1] == "http.route: /x"
+
+    def test_hostile_strings_are_escaped(self, store: SpanStore) -> None:
+        trace_id = new_trace_id()
+        hostile = '<script>alert("x")</script><a href="javascript:x">link</a>'
+        spans = stored(
+            store,
+            [SpanSpec(hostile, trace_id, service="<b>svc</b>", attrs={"http.route": "<i>r</i>"})],
+        )
+        text = json.dumps(waterfall_data(spans))
+        assert "<script>" not in text
+        assert "<a href" not in text
+        assert "<i>r" not in text
+        assert "<b>svc" not in text
+        assert "&lt;script&gt;" in text
+
+    def test_big_trace_is_compact_and_fast(self, store: SpanStore) -> None:
+        trace_id = new_trace_id()
+        root = SpanSpec("root", trace_id, duration_ns=10**9)
+        specs = [root] + [
+            SpanSpec(
+                f"op {i % 50}",
+                trace_id,
+                parent_span_id=root.span_id,
+                start_ns=T0_NS + i * 1000,
+                service=f"s{i % 5}",
+                attrs={"db.system.name": "sqlite", "item": i},
+            )
+            for i in range(20_000)
+        ]
+        spans = stored(store, specs)
+        started = time.perf_counter()
+        text = json.dumps(waterfall_data(spans))
+        elapsed = time.perf_counter() - started
+        # strings once each; numbers as typed arrays: about 55 bytes a span
+        assert len(text) < 60 * 20_001
+        assert elapsed < 20  # generous: shared CI machines; measured ~0.15 s here
+
+    def test_empty(self) -> None:
+        assert waterfall_data([])["rowCount"] == 0
 
 
 class TestDurations:

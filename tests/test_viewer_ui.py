@@ -87,8 +87,14 @@ class TestTracePage:
         assert "<dd>10ms</dd>" in html
         url = re.search(r'data-figure-url="([^"]+)"', html)
         assert url is not None
-        figure = client.get(url.group(1)).get_json()
-        assert len(figure["data"]) == 3  # web, db, markers
+        answer = client.get(url.group(1).replace("&amp;", "&"))
+        rows = answer.get_json()
+        assert rows["rowCount"] == 4
+        assert rows["services"] == ["web", "db"]
+        assert rows["ids"] == "".join(s.span_id.hex() for s in specs)
+        # the link names the span count: a browser may keep the answer
+        assert "v=4." in url.group(1)
+        assert answer.headers["Cache-Control"] == "private, max-age=86400"
         assert f'<link rel="preload" href="{url.group(1)}"' in html  # loads with plotly.js
         assert "script-src 'self' 'unsafe-eval';" in response.headers["Content-Security-Policy"]
         assert "<script>" not in html  # no inline script: the policy forbids them
@@ -135,10 +141,17 @@ class TestTracePage:
         assert f'data-collapsed="{root_hex}"' in html
         assert f'data-focus="{root_hex}"' in html
         assert "Expand all" in html
-        figure = client.get(
+        rows = client.get(
             f"/trace/{specs[0].trace_id.hex()}/waterfall.json?collapse={root_hex}"
         ).get_json()
-        assert figure["layout"]["yaxis"]["ticktext"] == ["GET / ▸3"]
+        assert rows["rowCount"] == 1
+        assert rows["names"] == ["GET /"]
+        assert rows["children"] == {"0": 3}
+        assert rows["flags"]["bdata"] == "CA=="  # FLAG_COLLAPSED
+        # without the page's v=..., nothing says how long the answer holds
+        assert "max-age" not in client.get(
+            f"/trace/{specs[0].trace_id.hex()}/waterfall.json"
+        ).headers.get("Cache-Control", "")
         assert client.get(f"/trace/{'ab' * 16}/waterfall.json").status_code == 404
 
 
@@ -179,5 +192,12 @@ class TestDownloads:
         assert response.get_data() == packaged
         response.close()
         html = client.get("/").get_data(as_text=True)
-        assert 'src="/static/plotly.min.js"' in html
+        url = re.search(r'<script src="(/static/plotly\.min\.js\?v=[^"]+)"', html)
+        assert url is not None
         assert "cdn" not in html.lower()
+        # versioned by the plotly package: kept by the browser for good
+        response = client.get(url.group(1))
+        assert response.get_data() == packaged
+        assert "immutable" in response.headers["Cache-Control"]
+        assert "max-age=31536000" in response.headers["Cache-Control"]
+        response.close()

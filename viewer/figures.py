@@ -4,16 +4,24 @@ Plotly renders a small HTML subset in its text (``<b>``, ``<a href>``), so every
 span-derived string put into a figure goes through :func:`html.escape`; plotly
 shows the entities as the original characters, as text.
 
-The waterfall scales to 50,000 spans with a constant number of plotly traces:
-one WebGL line trace per service (a bar is a thick segment), one for error
-outlines, and one WebGL marker trace at span starts that carries hover text and
-the span id (clicks). Only about 60 rows are shown at first; pan or zoom the y
-axis for more. Large traces get shorter hover text.
+The trace page draws its waterfall from :func:`waterfall_data`: compact rows
+(numbers as base64 typed arrays, each string once, escaped here) that
+``viewer.js`` turns into plotly traces for the rows in view only (SVG; WebGL
+when more than 1,500 rows are in view), so a 50,000-span trace costs about as
+much to draw as a small one. The traces are one line trace per service (a bar
+is a thick segment), one for error outlines, and one marker trace at span
+starts that carries hover text and the span id (clicks).
+
+:func:`waterfall_figure` builds the whole trace as one plotly figure in Python
+(WebGL, every row), for use outside the page.
 """
 
 from __future__ import annotations
 
+import base64
 import html
+import sys
+from array import array
 from collections.abc import Collection, Sequence
 from datetime import datetime, timezone
 from typing import Any
@@ -29,6 +37,7 @@ __all__ = [
     "durations_figure",
     "format_duration_ns",
     "service_colors",
+    "waterfall_data",
     "waterfall_figure",
     "waterfall_spec",
 ]
@@ -133,6 +142,150 @@ def _hover(row: Row, t0_ns: int, brief: bool, name: str, service: str) -> str:
             if key in attrs:
                 lines.append(f"{esc(key)}: {esc(any_value_python(attrs[key]), 60)}")
     return "<br>".join(lines)
+
+
+FLAG_ERROR = 1
+FLAG_ORPHAN = 2
+FLAG_SKEWED = 4
+FLAG_COLLAPSED = 8
+WATERFALL_FORMAT = 1
+"""Version of :func:`waterfall_data`'s layout (part of its cacheable URL)."""
+_HOVER_KEY_SET = frozenset(HOVER_KEYS)
+
+
+def typed_array(values: Sequence[float] | Sequence[int], dtype: str) -> dict[str, str]:
+    """Return numbers as plotly's base64 typed-array spec ``{"dtype", "bdata"}``.
+
+    ``dtype`` is one of ``f8``, ``u1``, ``u2``, ``u4`` (little-endian, as
+    JavaScript's typed arrays on every platform the viewer runs on).
+    """
+    code = {"f8": "d", "u1": "B", "u2": "H", "u4": "I"}[dtype]
+    packed = array(code, values)
+    if sys.byteorder == "big":
+        packed.byteswap()
+    return {"dtype": dtype, "bdata": base64.b64encode(packed.tobytes()).decode("ascii")}
+
+
+def _note_key(span: Any, is_error: bool) -> tuple[str, ...]:
+    """Return the raw parts of a span's extra hover lines: error message, key attributes."""
+    parts = [span.status.message if is_error else ""]
+    for kv in span.attributes:
+        if kv.key in _HOVER_KEY_SET:
+            parts.append(kv.key)
+            parts.append(str(any_value_python(kv.value)))
+    return tuple(parts)
+
+
+def _note_text(key: tuple[str, ...], is_error: bool) -> str:
+    """Return the escaped hover lines of :func:`_note_key`'s parts."""
+    lines = [f"<b>error</b> {esc(key[0], 60)}"] if is_error else []
+    for i in range(1, len(key), 2):
+        lines.append(f"{esc(key[i])}: {esc(key[i + 1], 60)}")
+    return "<br>".join(lines)
+
+
+def waterfall_data(
+    spans: Sequence[StoredSpan],
+    *,
+    collapsed: Collection[bytes] = (),
+    focus_span_id: bytes | None = None,
+    rows: Sequence[Row] | None = None,
+) -> dict[str, Any]:
+    """Return the waterfall of one trace as compact rows, for the page to draw.
+
+    One entry per row in tree order, in columns: numbers as base64 typed arrays
+    (``{"dtype", "bdata"}``, as plotly.js reads them), strings once each in a
+    table (``names``, ``services``, ``notes``) with a row's index into it. Every
+    string is escaped here; the page only joins them with its own markup. The
+    page (``viewer.js``) draws the rows in view as plotly traces.
+
+    Args:
+        spans: The trace's spans, as the store returns them.
+        collapsed: Span ids whose subtrees are hidden.
+        focus_span_id: A span to scroll the initial view to.
+        rows: ``tree_rows(spans, collapsed)`` if the caller has it already.
+
+    Returns:
+        ``rowCount``; ``ids`` (the rows' span ids, 16 hex digits each, joined);
+        columns ``start``/``end`` (ms since the trace's start), ``depth``,
+        ``service``, ``name``, ``note`` (extra hover lines: error message, key
+        attributes) and ``flags`` (``FLAG_*`` bits); ``children`` (row -> child
+        count of collapsed rows); tables ``services``, ``colors``, ``names``,
+        ``notes``; ``focusRow`` (or ``None``) and ``visibleRows``.
+    """
+    if rows is None:
+        rows = tree_rows(spans, collapsed)
+    t0_ns = min((s.span.start_time_unix_nano for s in spans), default=0)
+    colors = service_colors([r.stored.service for r in rows])
+    service_index = {name: i for i, name in enumerate(colors)}
+    names: dict[str, int] = {}
+    notes: dict[str, int] = {"": 0}
+    note_keys: dict[tuple[bool, tuple[str, ...]], int] = {}
+    start: list[float] = []
+    end: list[float] = []
+    depth: list[int] = []
+    service: list[int] = []
+    name: list[int] = []
+    note: list[int] = []
+    flags: list[int] = []
+    ids: list[str] = []
+    children: dict[int, int] = {}
+    focus_row = None
+    error_code = Status.STATUS_CODE_ERROR
+    for y, row in enumerate(rows):
+        span = row.stored.span
+        start_ms = (span.start_time_unix_nano - t0_ns) / 1e6
+        start.append(start_ms)
+        end.append(max(start_ms, (span.end_time_unix_nano - t0_ns) / 1e6))
+        depth.append(min(row.depth, 0xFFFF))
+        service.append(service_index[row.stored.service])
+        index = names.get(span.name)
+        if index is None:
+            index = names[span.name] = len(names)
+        name.append(index)
+        is_error = span.status.code == error_code
+        if is_error or span.attributes:
+            key = (is_error, _note_key(span, is_error))
+            index = note_keys.get(key)
+            if index is None:
+                text = _note_text(key[1], is_error)
+                index = note_keys[key] = notes.setdefault(text, len(notes))
+            note.append(index)
+        else:
+            note.append(0)
+        flags.append(
+            (FLAG_ERROR if is_error else 0)
+            | (FLAG_ORPHAN if row.orphan else 0)
+            | (FLAG_SKEWED if row.skewed else 0)
+            | (FLAG_COLLAPSED if row.collapsed else 0)
+        )
+        if row.collapsed:
+            children[y] = row.child_count
+        ids.append(span.span_id.hex())
+        if focus_span_id is not None and span.span_id == focus_span_id:
+            focus_row = y
+    return {
+        "format": WATERFALL_FORMAT,
+        "rowCount": len(rows),
+        "ids": "".join(ids),
+        "start": typed_array(start, "f8"),
+        "end": typed_array(end, "f8"),
+        "depth": typed_array(depth, "u2"),
+        "service": typed_array(service, "u2"),
+        "name": typed_array(name, "u4"),
+        "note": typed_array(note, "u4"),
+        "flags": typed_array(flags, "u1"),
+        "children": children,
+        "services": [esc(s, 60) for s in colors],
+        "colors": list(colors.values()),
+        "names": [esc(n, 60) for n in names],
+        "notes": list(notes),
+        "errorColor": ERROR_COLOR,
+        "focusRow": focus_row,
+        "visibleRows": VISIBLE_ROWS,
+        "rowPx": ROW_PX,
+        "maxIndent": MAX_INDENT,
+    }
 
 
 def waterfall_figure(

@@ -8,6 +8,7 @@ import threading
 import time
 from collections import OrderedDict
 from datetime import datetime, timezone
+from importlib.metadata import version
 from importlib.resources import files
 from typing import Any
 
@@ -17,10 +18,11 @@ from cvtrace.otlp_json import otlp_json_bytes
 from cvtrace.store import StoredSpan, TraceQuery, spans_to_traces_data
 from viewer import get_store
 from viewer.figures import (
+    WATERFALL_FORMAT,
     durations_figure,
     format_duration_ns,
     service_colors,
-    waterfall_spec,
+    waterfall_data,
 )
 from viewer.jaeger import any_value_python
 from viewer.jaeger_api import BadParameter, parse_duration_ns, parse_trace_id
@@ -75,11 +77,23 @@ def _utc_filter(ns: int) -> str:
     return utc_text(int(ns))
 
 
+PLOTLY_VERSION = version("plotly")
+"""The installed plotly package's version: plotly.js's URL carries it, so a browser
+may keep the file for good (a new plotly package is a new URL)."""
+
+
+@bp.app_context_processor
+def _plotly_url() -> dict[str, str]:
+    return {"plotly_js_url": url_for("ui.plotly_js", v=PLOTLY_VERSION)}
+
+
 @bp.get("/static/plotly.min.js")
 def plotly_js() -> Response:
     """Serve plotly.js from the installed plotly package (works offline)."""
     path = files("plotly") / "package_data" / "plotly.min.js"
-    response = send_file(str(path), mimetype="text/javascript", max_age=86400)
+    response = send_file(str(path), mimetype="text/javascript", max_age=365 * 86400)
+    if request.args.get("v") == PLOTLY_VERSION:
+        response.cache_control.immutable = True
     return response
 
 
@@ -276,27 +290,42 @@ def trace(trace_id: str) -> str:
         depth=max_depth(rows),
         start_ns=start_ns,
         duration_ns=max(0, end_ns - start_ns),
-        figure_url=url_for("ui.waterfall_json", trace_id=raw_id.hex(), **query),
+        figure_url=url_for(
+            "ui.waterfall_json", trace_id=raw_id.hex(), v=_figure_version(len(spans)), **query
+        ),
         collapsed=query.get("collapse", ""),
         focus=query.get("span", ""),
     )
 
 
+def _figure_version(span_count: int) -> str:
+    """Return what the waterfall of a trace depends on besides its id: spans, format."""
+    return f"{span_count}.{WATERFALL_FORMAT}"
+
+
 @bp.get("/trace/<trace_id>/waterfall.json")
 def waterfall_json(trace_id: str) -> Response:
-    """The waterfall figure of a trace (``collapse`` and ``span`` as on the page)."""
+    """The waterfall's rows of a trace (``collapse`` and ``span`` as on the page).
+
+    With ``v`` (the page's link: span count and format), the browser may keep the
+    answer for a day: a trace that gains spans gets a new ``v``.
+    """
     raw_id = _trace_id_or_404(trace_id)
     spans, rows = _cache.get(raw_id)
     collapsed = _span_id_list(request.args.get("collapse", ""))
     focus = _span_id_list(request.args.get("span", ""))
-    figure = waterfall_spec(
+    data = waterfall_data(
         spans,
         collapsed=collapsed,
         focus_span_id=focus[0] if focus else None,
         rows=None if collapsed else rows,
     )
-    body = json.dumps(figure, separators=(",", ":"), allow_nan=False)
-    return Response(body, mimetype="application/json")
+    body = json.dumps(data, separators=(",", ":"), allow_nan=False)
+    response = Response(body, mimetype="application/json")
+    if request.args.get("v") == _figure_version(len(spans)):
+        response.cache_control.private = True
+        response.cache_control.max_age = 86400
+    return response
 
 
 @bp.get("/trace/<trace_id>/otlp.json")

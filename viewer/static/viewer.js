@@ -65,25 +65,203 @@
   // -- trace page --------------------------------------------------------------
   const header = document.getElementById("trace-header");
   if (!header) return;
-  // the page preloads this URL, so the figure downloads while plotly.js loads
-  const figureRequest = fetch(header.dataset.figureUrl, { credentials: "same-origin" })
+  // the page preloads this URL, so the rows download while plotly.js loads
+  const rowsRequest = fetch(header.dataset.figureUrl, { credentials: "same-origin" })
     .then(function (r) {
       if (!r.ok) throw new Error("HTTP " + r.status);
       return r.json();
     });
-  const traceId = header.dataset.traceId;
   const collapsed = new Set((header.dataset.collapsed || "").split(",").filter(Boolean));
   const details = document.getElementById("details");
   let gd = null;
-  let spanIds = [];
+  let wf = null; // the waterfall's rows (see viewer/figures.py: waterfall_data)
 
   function traceUrl(params) {
     const query = new URLSearchParams(params).toString();
     return window.location.pathname + (query ? "?" + query : "");
   }
 
+  // -- the waterfall's rows, drawn a window at a time (level of detail) ---------
+  // Only the rows in view (and as many again above and below) are plotly traces,
+  // drawn as SVG; panning or zooming redraws the window. A view of more than
+  // GL_ROWS rows draws every row with WebGL instead (no labels, no per-row DOM).
+  const GL_ROWS = 1500;
+  const MAX_LABELS = 150;
+  const ARRAYS = { f8: Float64Array, u1: Uint8Array, u2: Uint16Array, u4: Uint32Array };
+  const FLAG_ERROR = 1, FLAG_ORPHAN = 2, FLAG_SKEWED = 4, FLAG_COLLAPSED = 8;
+
+  function typed(spec) {
+    const bin = atob(spec.bdata);
+    const bytes = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+    return new ARRAYS[spec.dtype](bytes.buffer);
+  }
+
+  function loadRows(body) {
+    const rows = Object.assign({}, body);
+    for (const key of ["start", "end", "depth", "service", "name", "note", "flags"]) {
+      rows[key] = typed(body[key]);
+    }
+    let deepest = 0, last = 0;
+    for (let i = 0; i < rows.rowCount; i++) {
+      if (rows.depth[i] > deepest) deepest = rows.depth[i];
+      if (rows.end[i] > last) last = rows.end[i];
+    }
+    rows.deepest = Math.min(deepest, rows.maxIndent);
+    rows.last = last;
+    return rows;
+  }
+
+  function spanIdAt(row) {
+    return wf.ids.substr(row * 16, 16);
+  }
+
+  function rowOf(spanId) {
+    for (let i = 0; i < wf.rowCount; i++) if (spanIdAt(i) === spanId) return i;
+    return -1;
+  }
+
+  function durationText(ms) {
+    if (ms < 1) return (ms * 1000).toFixed(0) + "µs";
+    if (ms < 1000) return Number(ms.toPrecision(3)) + "ms";
+    return Number((ms / 1000).toPrecision(3)) + "s";
+  }
+
+  // names, services and notes come escaped from the server
+  function label(row) {
+    const flags = wf.flags[row];
+    let text = wf.names[wf.name[row]];
+    if (flags & FLAG_ORPHAN) text += " ⚠";
+    if (flags & FLAG_SKEWED) text += " ⏱";
+    if (flags & FLAG_COLLAPSED) text += " ▸" + wf.children[row];
+    const depth = Math.min(wf.depth[row], wf.maxIndent);
+    return text + "\u2002\u2002".repeat(Math.max(0, wf.deepest - depth));
+  }
+
+  function hoverText(row) {
+    const flags = wf.flags[row];
+    const lines = [
+      "<b>" + wf.names[wf.name[row]] + "</b>",
+      "service: " + wf.services[wf.service[row]],
+      "duration: " + durationText(wf.end[row] - wf.start[row]),
+      "start: +" + durationText(wf.start[row]),
+    ];
+    const note = wf.notes[wf.note[row]];
+    if (note) lines.push(note);
+    if (flags & FLAG_ORPHAN) lines.push("parent missing from trace");
+    if (flags & FLAG_SKEWED) lines.push("outside its parent's time (clock skew?)");
+    return lines.join("<br>");
+  }
+
+  // the traces of rows [lo, hi): a line trace per service (a bar is a thick
+  // segment), one for error outlines, and markers at span starts (hover, ids)
+  function windowTraces(lo, hi, gl) {
+    const type = gl ? "scattergl" : "scatter";
+    const segs = wf.services.map(() => ({ x: [], y: [] }));
+    const err = { x: [], y: [] };
+    const m = { x: [], y: [], color: [], symbol: [], text: [], ids: [] };
+    for (let row = lo; row < hi; row++) {
+      const x0 = wf.start[row], x1 = wf.end[row];
+      const seg = segs[wf.service[row]];
+      seg.x.push(x0, x1, null);
+      seg.y.push(row, row, null);
+      const isError = wf.flags[row] & FLAG_ERROR;
+      if (isError) {
+        err.x.push(x0, x1, null);
+        err.y.push(row, row, null);
+      }
+      m.x.push(x0);
+      m.y.push(row);
+      m.color.push(isError ? wf.errorColor : wf.colors[wf.service[row]]);
+      m.symbol.push(isError ? "x" : "circle");
+      m.text.push(hoverText(row));
+      m.ids.push(spanIdAt(row));
+    }
+    const traces = segs.map((seg, i) => ({
+      type: type, x: seg.x, y: seg.y, mode: "lines", name: wf.services[i],
+      line: { color: wf.colors[i], width: 12 }, hoverinfo: "skip", connectgaps: false,
+    }));
+    traces.push({
+      type: type, x: err.x, y: err.y, mode: "lines", name: "error",
+      line: { color: wf.errorColor, width: 3 }, hoverinfo: "skip", showlegend: err.x.length > 0,
+    });
+    const markers = {
+      type: type, x: m.x, y: m.y, mode: "markers", meta: "spans", name: "spans",
+      showlegend: false, customdata: m.ids, hovertext: m.text, hoverinfo: "text",
+      marker: { color: m.color, symbol: m.symbol, size: 9, line: { width: 0 } },
+    };
+    traces.push(markers);
+    return traces;
+  }
+
+  let drawn = null; // {lo, hi, gl}: the rows the traces hold
+
+  function windowFor(y0, y1) {
+    const a = Math.max(0, Math.floor(Math.min(y0, y1))), b = Math.min(wf.rowCount, Math.ceil(Math.max(y0, y1)) + 1);
+    const gl = b - a > GL_ROWS;
+    if (gl) return { lo: 0, hi: wf.rowCount, gl: true };
+    const pad = Math.max(wf.visibleRows, b - a);
+    return { lo: Math.max(0, a - pad), hi: Math.min(wf.rowCount, b + pad), gl: false };
+  }
+
+  function yaxisTicks(win, y0, y1) {
+    const a = Math.max(win.lo, Math.floor(Math.min(y0, y1))), b = Math.min(win.hi, Math.ceil(Math.max(y0, y1)) + 1);
+    if (win.gl || b - a > MAX_LABELS * 4) return { tickmode: "array", tickvals: [], ticktext: [] };
+    const step = Math.max(1, Math.ceil((b - a) / MAX_LABELS));
+    const vals = [], text = [];
+    for (let row = win.lo; row < win.hi; row += step) {
+      vals.push(row);
+      text.push(label(row));
+    }
+    return { tickmode: "array", tickvals: vals, ticktext: text };
+  }
+
+  function figureFor(win, xrange, yrange, keep) {
+    const traces = windowTraces(win.lo, win.hi, win.gl);
+    if (keep) traces.forEach((t, i) => { if (keep[i] && keep[i].visible !== undefined) t.visible = keep[i].visible; });
+    const layout = {
+      height: Math.min(wf.rowCount, wf.visibleRows) * wf.rowPx + 140,
+      margin: { l: 10, r: 10, t: 30, b: 40 },
+      hovermode: "closest", clickmode: "event", dragmode: "pan",
+      legend: { orientation: "h", y: 1.02, yanchor: "bottom", x: 0 },
+      xaxis: { title: { text: "ms since trace start" }, zeroline: false, range: xrange, autorange: false },
+      yaxis: Object.assign({
+        range: yrange, autorange: false, automargin: true, showgrid: false, zeroline: false,
+      }, yaxisTicks(win, yrange[0], yrange[1])),
+      shapes: gd && gd.layout.shapes ? gd.layout.shapes : [],
+      uirevision: "waterfall",
+    };
+    return { data: traces, layout: layout };
+  }
+
+  function initialRanges() {
+    const shown = Math.min(wf.rowCount, wf.visibleRows);
+    let first = 0;
+    if (wf.focusRow !== null && wf.focusRow >= shown) first = Math.max(0, wf.focusRow - Math.floor(shown / 2));
+    const span = Math.max(wf.last, 1e-3);
+    return { x: [-span * 0.02, span * 1.02], y: [first + shown - 0.5, first - 0.5] };
+  }
+
+  let redrawing = false;
+  function redrawIfNeeded() {
+    if (redrawing) return;
+    const ya = gd._fullLayout.yaxis, xa = gd._fullLayout.xaxis;
+    const y0 = Math.min(ya.range[0], ya.range[1]), y1 = Math.max(ya.range[0], ya.range[1]);
+    const want = windowFor(y0, y1);
+    const fits = drawn && drawn.gl === want.gl &&
+      (drawn.gl || (drawn.lo <= Math.max(0, Math.floor(y0)) && drawn.hi >= Math.min(wf.rowCount, Math.ceil(y1) + 1) &&
+        drawn.hi - drawn.lo <= 4 * (want.hi - want.lo)));
+    if (fits) return;
+    redrawing = true;
+    const fig = figureFor(want, xa.range.slice(), ya.range.slice(), gd.data);
+    Plotly.react(gd, fig.data, fig.layout, config).then(function () {
+      drawn = want;
+      redrawing = false;
+    }, function () { redrawing = false; });
+  }
+
   function highlight(spanId) {
-    const row = spanIds.indexOf(spanId);
+    const row = rowOf(spanId);
     if (!gd || row < 0) return;
     Plotly.relayout(gd, {
       shapes: [{
@@ -164,20 +342,25 @@
     if (event.clientX < left || event.clientX > box.right ||
         event.clientY < box.top || event.clientY > box.bottom) return -1;
     const row = Math.round(gd._fullLayout.yaxis.p2l(event.clientY - box.top));
-    return row >= 0 && row < spanIds.length ? row : -1;
+    return row >= 0 && row < wf.rowCount ? row : -1;
   }
 
   const t0 = performance.now();
-  figureRequest.then(function (figure) {
-    return Plotly.newPlot("waterfall", figure.data, figure.layout, {
-      displaylogo: false,
-      scrollZoom: true,
-      responsive: true,
-    });
+  const config = { displaylogo: false, scrollZoom: true, responsive: true };
+  rowsRequest.then(function (body) {
+    wf = loadRows(body);
+    if (!wf.rowCount) {
+      document.getElementById("waterfall").replaceChildren(el("p", "No spans.", "muted"));
+      return null;
+    }
+    const ranges = initialRanges();
+    drawn = windowFor(ranges.y[1], ranges.y[0]);
+    const fig = figureFor(drawn, ranges.x, ranges.y, null);
+    return Plotly.newPlot("waterfall", fig.data, fig.layout, config);
   }).then(function (plot) {
+    if (!plot) return;
     gd = plot;
-    const markers = gd.data.find((t) => t.meta === "spans");
-    spanIds = markers ? Array.from(markers.customdata) : [];
+    gd.on("plotly_relayout", redrawIfNeeded);
     // a click anywhere on a row selects its span (not only on a bar's marker)
     // plotly covers the page while a button is down, so listen on the document
     let down = null;
@@ -188,13 +371,14 @@
       if (!start || Math.abs(e.clientX - start[0]) > 3 || Math.abs(e.clientY - start[1]) > 3) return;
       const row = rowAt(e);
       if (row >= 0) {
-        const spanId = spanIds[row];
+        const spanId = spanIdAt(row);
         history.replaceState(null, "", traceUrl(Object.assign(
           collapsed.size ? { collapse: Array.from(collapsed).join(",") } : {}, { span: spanId })));
         showSpan(spanId);
       }
     }, true);
     if (header.dataset.focus) showSpan(header.dataset.focus);
+  }).then(function () {
     document.body.dataset.waterfallMs = String(Math.round(performance.now() - t0));
     document.body.dataset.waterfallReady = "1";
   }).catch(function (err) {
