@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.proto.trace.v1.trace_pb2 import ScopeSpans
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -228,7 +229,7 @@ class TestWrite:
             SpanStore(path)
 
     def test_migrates_a_version_1_store(self, tmp_path: Path) -> None:
-        """A file written with schema 1 (span rows keyed by an index) is upgraded in place."""
+        """A file written with schema 1 (a row per span, keyed by an index) is upgraded."""
         traces = [simple_trace(start_ns=T0_NS + i, children=i % 3) for i in range(6)]
         traces[0][0].duration_ns = 50_000_000_000  # a long trace
         v2_path, v1_path = tmp_path / "v2.sqlite3", tmp_path / "v1.sqlite3"
@@ -250,20 +251,27 @@ class TestWrite:
             "INSERT INTO traces SELECT key, trace_id, start_ns, end_ns, span_count, "
             "error_count, has_root, root_name, root_service, services FROM v2.traces"
         )
-        v1.execute(
-            "INSERT INTO spans (trace_key, span_id, resource_id, scope_id, body) "
-            "SELECT id >> 32, span_id, resource_id, scope_id, body FROM v2.spans ORDER BY id DESC"
-        )
+        groups = v1.execute(
+            "SELECT id, resource_id, scope_id, span_ids, body FROM v2.span_groups ORDER BY id DESC"
+        ).fetchall()
+        for row_id, resource_id, scope_id, span_ids, body in groups:
+            for i, span in enumerate(ScopeSpans.FromString(body).spans):
+                assert span.span_id == span_ids[8 * i : 8 * i + 8]
+                v1.execute(
+                    "INSERT INTO spans (trace_key, span_id, resource_id, scope_id, body) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (row_id >> 32, span.span_id, resource_id, scope_id, span.SerializeToString()),
+                )
         v1.commit()
         v1.execute("DETACH v2")
         v1.close()
         with SpanStore(v1_path, max_spans=0) as migrated:
             conn = sqlite3.connect(v1_path)
             assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-            ids = [r[0] for r in conn.execute("SELECT id FROM spans ORDER BY id")]
+            ids = [r[0] for r in conn.execute("SELECT id FROM span_groups ORDER BY id")]
             conn.close()
             by_trace: dict[int, list[int]] = {}
-            for row_id in ids:
+            for row_id in ids:  # schema 1's spans become groups of one span
                 by_trace.setdefault(row_id >> 32, []).append(row_id & 0xFFFFFFFF)
             assert sorted(map(len, by_trace.values())) == sorted(len(t) for t in traces)
             assert all(ordinals == list(range(len(ordinals))) for ordinals in by_trace.values())
@@ -288,11 +296,11 @@ class TestEncoded:
         encoded = request.SerializeToString()
         assert store.write_request(request, encoded).accepted_spans == 3
         conn = sqlite3.connect(tmp_path / "t.sqlite3")
-        bodies = [bytes(r[0]) for r in conn.execute("SELECT body FROM spans ORDER BY id")]
+        (body,) = conn.execute("SELECT body FROM span_groups").fetchone()
         conn.close()
-        assert all(body in encoded for body in bodies)
+        assert body in encoded  # one resource and scope: the request's spans field, as sent
         sent = [s for rs in request.resource_spans for ss in rs.scope_spans for s in ss.spans]
-        assert sorted(bodies) == sorted(s.SerializeToString() for s in sent)
+        assert list(ScopeSpans.FromString(body).spans) == sent
 
     def test_bytes_that_do_not_match_are_not_used(self, store: SpanStore) -> None:
         """Bytes of another request (or garbage) fall back to serializing the spans."""
@@ -445,3 +453,32 @@ def test_min_duration_search_matches_a_full_scan(store: SpanStore) -> None:
                 )[-7:]
                 found = store.search(query)
                 assert {s.trace_id for s in found} == set(expected), (min_ns, service, max_ns)
+
+
+def test_get_span_finds_each_span_of_each_group(store: SpanStore) -> None:
+    """Spans are stored in groups (per trace, resource and scope, per request)."""
+    specs = simple_trace(children=3, child_service="db")
+    store.write_request(make_request(specs[:2]))
+    store.write_request(make_request(specs[2:]))
+    for spec in specs:
+        found = store.get_span(spec.trace_id, spec.span_id)
+        assert found is not None
+        assert found.span.span_id == spec.span_id
+        assert found.service == spec.service
+    assert store.get_span(specs[0].trace_id, bytes(7) + b"\1") is None
+    assert store.get_span(bytes(15) + b"\1", specs[0].span_id) is None
+
+
+def test_encoded_spans_of_every_size_round_trip(store: SpanStore) -> None:
+    """Spans of one-, two- and three-byte lengths are sliced out of the request."""
+    specs = simple_trace(children=2)
+    specs[1].attrs = {"big": "x" * 300}
+    specs[2].attrs = {"huge": "y" * 40_000}
+    specs[0].attrs = {}
+    request = make_request(specs)
+    store.write_request(request, request.SerializeToString())
+    sent = {
+        s.span_id: s for rs in request.resource_spans for ss in rs.scope_spans for s in ss.spans
+    }
+    stored = store.get_trace(specs[0].trace_id)
+    assert {s.span.span_id: s.span for s in stored} == sent
