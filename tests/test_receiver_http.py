@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import gzip
 import json
+import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -32,6 +35,7 @@ from tests.viewer_support import (
     store_snapshot,
 )
 from viewer import create_app
+from viewer.receiver import OtlpHttpServer
 
 PB = {"Content-Type": "application/x-protobuf"}
 JS = {"Content-Type": "application/json"}
@@ -49,10 +53,34 @@ def store(db: Path) -> Iterator[SpanStore]:
     s.close()
 
 
-@pytest.fixture
-def server(store: SpanStore) -> Iterator[ViewerServer]:
-    with ViewerServer(create_app({"STORE": store, "OTLP_MAX_BODY_BYTES": 1024 * 1024})) as srv:
-        yield srv
+class OtlpServer:
+    """``cvtrace view``'s OTLP/HTTP port: :class:`OtlpHttpServer` on 127.0.0.1, port 0."""
+
+    def __init__(self, store: SpanStore, **options: Any) -> None:
+        self._server = OtlpHttpServer(("127.0.0.1", 0), store, **options)
+        self.url = f"http://127.0.0.1:{self._server.server_port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> OtlpServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+@pytest.fixture(params=["flask-route", "otlp-http-server"])
+def server(request: pytest.FixtureRequest, store: SpanStore) -> Iterator[ViewerServer]:
+    """The receiver both ways it is served: the Flask route, and cvtrace view's OTLP port."""
+    if request.param == "flask-route":
+        app = create_app({"STORE": store, "OTLP_MAX_BODY_BYTES": 1024 * 1024})
+        with ViewerServer(app) as srv:
+            yield srv
+    else:
+        with OtlpServer(store, limit=1024 * 1024) as lean:
+            yield lean  # type: ignore[misc]
 
 
 def otlp_json_request(trace_hex: str, span_hex: str) -> dict[str, object]:
@@ -296,7 +324,7 @@ class TestRealExporters:
         assert summary.span_count == 2
 
     def test_local_path_and_otlp_store_identically(
-        self, server: ViewerServer, tmp_path: Path
+        self, server: ViewerServer, store: SpanStore, tmp_path: Path
     ) -> None:
         """The same SDK spans, written directly (as `local` does) and sent over OTLP."""
         spans = sdk_spans()
@@ -306,8 +334,49 @@ class TestRealExporters:
         with SpanStore(tmp_path / "direct.sqlite3") as direct:
             direct.write_request(encode_spans(spans))  # type: ignore[arg-type]
             trace_id = spans[0].context.trace_id.to_bytes(16, "big")  # type: ignore[attr-defined]
-            via_http = server.app.extensions["cvtrace.store"].get_trace(trace_id)
+            via_http = store.get_trace(trace_id)
             via_local = direct.get_trace(trace_id)
             assert len(via_local) == 2
             assert spans_to_traces_data(via_http) == spans_to_traces_data(via_local)
             assert [s.service for s in via_http] == [s.service for s in via_local]
+
+
+class TestOtlpHttpServer:
+    """What only cvtrace view's own OTLP/HTTP server has to get right."""
+
+    def test_token_and_host(self, store: SpanStore) -> None:
+        body = make_request(simple_trace()).SerializeToString()
+        with OtlpServer(store, token="s3cret", allowed_hosts=["127.0.0.1"]) as srv:
+            url = f"{srv.url}/v1/traces"
+            assert requests.post(url, data=body, headers=PB, timeout=10).status_code == 401
+            evil = {**PB, "Authorization": "Bearer s3cret", "Host": "evil.example"}
+            assert requests.post(url, data=body, headers=evil, timeout=10).status_code == 421
+            assert store.span_count() == 0
+            ok = {**PB, "Authorization": "Bearer s3cret"}
+            assert requests.post(url, data=body, headers=ok, timeout=10).status_code == 200
+            assert store.span_count() == 3
+
+    def test_keep_alive_chunked_and_unknown_paths(self, store: SpanStore) -> None:
+        with OtlpServer(store) as srv, requests.Session() as session:
+            for _ in range(3):  # one connection, several requests
+                body = make_request(simple_trace()).SerializeToString()
+                r = session.post(f"{srv.url}/v1/traces", data=body, headers=PB, timeout=10)
+                assert r.status_code == 200
+            chunks = iter([body[:10], body[10:]])  # a generator body is sent chunked
+            r = session.post(f"{srv.url}/v1/traces", data=chunks, headers=PB, timeout=10)
+            assert r.status_code == 200
+            assert session.post(f"{srv.url}/v1/logs", data=b"x", timeout=10).status_code == 404
+            assert session.get(f"{srv.url}/v1/traces", timeout=10).status_code == 405
+        assert store.span_count() == 3 * 3
+
+    def test_refused_body_too_large_to_drain_closes_the_connection(self, store: SpanStore) -> None:
+        with OtlpServer(store, limit=100) as srv:
+            host, port = srv.url.removeprefix("http://").split(":")
+            with socket.create_connection((host, int(port)), timeout=10) as conn:
+                conn.sendall(
+                    b"POST /v1/traces HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                    b"Content-Type: application/x-protobuf\r\nContent-Length: 100000\r\n\r\n"
+                )
+                answer = conn.recv(65536)
+                assert answer.startswith(b"HTTP/1.1 413")
+                assert b"Connection: close" in answer

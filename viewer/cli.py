@@ -90,8 +90,9 @@ def is_loopback(host: str) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     """Serve until interrupted; return the exit code."""
-    from viewer import DEFAULT_OTLP_MAX_BODY_BYTES, create_app, create_receiver_app
+    from viewer import DEFAULT_OTLP_MAX_BODY_BYTES, create_app
     from viewer.grpc_receiver import start_grpc_server
+    from viewer.receiver import OtlpHttpServer
 
     token = args.token or os.environ.get("CVTRACE_VIEWER_TOKEN") or None
     if not is_loopback(args.host) and token is None:
@@ -121,19 +122,19 @@ def run(args: argparse.Namespace) -> int:
         config["OTLP_MAX_BODY_BYTES"] = max_body
     app = create_app(config)
     limit = int(app.config.get("OTLP_MAX_BODY_BYTES") or DEFAULT_OTLP_MAX_BODY_BYTES)
-    servers: list[BaseWSGIServer] = []
+    servers: list[BaseWSGIServer | OtlpHttpServer] = []
     grpc_server = None
     try:
         ui_server = make_server(
             args.host, args.port, app, threaded=True, request_handler=_RequestHandler
         )
         servers.append(ui_server)
-        otlp_server = make_server(
-            args.host,
-            args.otlp_port,
-            create_receiver_app(config),
-            threaded=True,
-            request_handler=_RequestHandler,
+        otlp_server = OtlpHttpServer(
+            (args.host, args.otlp_port),
+            store,
+            token=token,
+            allowed_hosts=config.get("ALLOWED_HOSTS"),
+            limit=limit,
         )
         servers.append(otlp_server)
         if args.otlp_grpc_port >= 0:
