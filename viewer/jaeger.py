@@ -79,24 +79,30 @@ def jaeger_trace(spans: Sequence[StoredSpan]) -> dict[str, Any]:
     """
     processes: dict[str, dict[str, Any]] = {}
     process_ids: dict[tuple[bytes, str], str] = {}
+    # the store hands out one Resource object per stored resource: serialize each once
+    by_object: dict[tuple[int, str], str] = {}
     out_spans: list[dict[str, Any]] = []
     rows = {r.position: r for r in tree_rows(spans)}
     warnings: list[str] = []
     for i, stored in enumerate(spans):
         span = stored.span
-        pkey = (stored.resource.SerializeToString(deterministic=True), stored.service)
-        pid = process_ids.get(pkey)
+        okey = (id(stored.resource), stored.service)  # spans keeps every resource alive
+        pid = by_object.get(okey)
         if pid is None:
-            pid = f"p{len(process_ids) + 1}"
-            process_ids[pkey] = pid
-            processes[pid] = {
-                "serviceName": stored.service,
-                "tags": [
-                    jaeger_tag(kv.key, kv.value)
-                    for kv in stored.resource.attributes
-                    if kv.key != "service.name"
-                ],
-            }
+            pkey = (stored.resource.SerializeToString(deterministic=True), stored.service)
+            pid = process_ids.get(pkey)
+            if pid is None:
+                pid = f"p{len(process_ids) + 1}"
+                process_ids[pkey] = pid
+                processes[pid] = {
+                    "serviceName": stored.service,
+                    "tags": [
+                        jaeger_tag(kv.key, kv.value)
+                        for kv in stored.resource.attributes
+                        if kv.key != "service.name"
+                    ],
+                }
+            by_object[okey] = pid
         trace_hex = hex_id(span.trace_id)
         references: list[dict[str, str]] = []
         if span.parent_span_id and span.parent_span_id != bytes(8):

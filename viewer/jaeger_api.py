@@ -18,7 +18,7 @@ import re
 import time
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, request
 
 from cvtrace.store import TraceQuery
 from viewer import get_store
@@ -76,12 +76,25 @@ def _int_param(name: str) -> int | None:
         raise BadParameter(msg) from None
 
 
-def envelope(data: Any, status: int = 200, errors: list[dict[str, Any]] | None = None) -> Response:
-    """Return the response shape every Jaeger API reply has."""
-    total = len(data) if isinstance(data, list) else 0
-    response = jsonify(data=data, total=total, limit=0, offset=0, errors=errors)
-    response.status_code = status
-    return response
+def envelope(
+    data: Any,
+    status: int = 200,
+    errors: list[dict[str, Any]] | None = None,
+    *,
+    total: int | None = None,
+) -> Response:
+    """Return the response shape every Jaeger API reply has.
+
+    Encoded with ``json.dumps`` without sorting keys or indenting (Flask's
+    ``jsonify`` sorts every object's keys: a tenth of a search's time).
+    """
+    if total is None:
+        total = len(data) if isinstance(data, list) else 0
+    body = json.dumps(
+        {"data": data, "total": total, "limit": 0, "offset": 0, "errors": errors},
+        separators=(",", ":"),
+    )
+    return Response(body, status=status, mimetype="application/json")
 
 
 def _error(status: int, msg: str) -> Response:
@@ -190,7 +203,7 @@ def get_trace(trace_id: str) -> Response:
     spans = get_store().get_trace(parse_trace_id(trace_id))
     if not spans:
         return _error(404, "trace not found")
-    response = jsonify(data=[jaeger_trace(spans)], total=0, limit=0, offset=0, errors=None)
+    response = envelope([jaeger_trace(spans)], total=0)  # as Jaeger answers
     if request.args.get("download"):
         response.headers["Content-Disposition"] = (
             f'attachment; filename="trace-{spans[0].span.trace_id.hex()}.jaeger.json"'
