@@ -92,6 +92,8 @@ def test_click_a_bar_shows_its_details(page: Page, server: ViewerServer, store: 
     open_trace(page, server, specs[0].trace_id)
     assert page.locator("#root-name").inner_text() == "GET /"
     assert page.locator(".waterfall .main-svg").count() > 0
+    assert page.locator("#depth").inner_text() == "2"
+    assert page.locator("#tree-warnings").is_hidden()
     click_row(page, 2)  # the second child
     details = page.locator("#details")
     assert details.locator("h2").inner_text() == "child 1"
@@ -105,6 +107,37 @@ def test_click_a_bar_shows_its_details(page: Page, server: ViewerServer, store: 
     assert name is not None
     page.mouse.click(name["x"] + name["width"] / 2, name["y"] + name["height"] / 2)
     page.wait_for_function("document.querySelector('#details h2').textContent === 'child 2'")
+
+
+def test_orphans_skew_and_errors_marked(page: Page, server: ViewerServer, store: SpanStore) -> None:
+    trace_id = new_trace_id()
+    root = SpanSpec("root", trace_id, duration_ns=1_000_000, service="web")
+    specs = [
+        root,
+        SpanSpec("early", trace_id, parent_span_id=root.span_id, start_ns=T0_NS - 500_000),
+        SpanSpec("lost", trace_id, parent_span_id=b"\x07" * 8, start_ns=T0_NS + 1, error=True),
+    ]
+    store.write_request(make_request(specs))
+    open_trace(page, server, trace_id)
+    warnings = page.locator("#tree-warnings").inner_text()
+    assert "⚠ 1 span(s) whose parent is missing" in warnings
+    assert "⏱ 1 span(s) outside their parent's time" in warnings
+    labels = page.locator("#waterfall .yaxislayer-above").text_content() or ""
+    assert "early ⏱" in labels
+    assert "lost ⚠" in labels
+    symbols = page.evaluate(
+        "() => document.getElementById('waterfall').data.find((t) => t.meta === 'spans')"
+        ".marker.symbol"
+    )
+    assert symbols == ["circle", "circle", "x"]  # root, early, then the orphan (an error)
+    point = bar_point(page, 2)
+    page.mouse.move(point["x"], point["y"])
+    hover = page.locator("#waterfall .hoverlayer .hovertext")
+    hover.wait_for(timeout=20_000)
+    text = hover.text_content() or ""
+    assert "lost" in text
+    assert "parent missing from trace" in text
+    assert "error" in text
 
 
 def test_hostile_span_name_stays_text(page: Page, server: ViewerServer, store: SpanStore) -> None:
@@ -175,7 +208,7 @@ def relayout_rows(page: Page, top: float, bottom: float) -> None:
         """([top, bottom]) => {
             const m = document.getElementById('waterfall').data.find((t) => t.meta === 'spans');
             return m.y.length > 0 && m.y[0] <= Math.max(0, top) &&
-                   m.y[m.y.length - 1] >= Math.min(bottom, m.y.length - 1);
+                   m.y[m.y.length - 1] >= bottom - 1;
         }""",
         arg=[top, bottom],
     )
@@ -217,24 +250,20 @@ def test_ten_thousand_spans_interactive(page: Page, server: ViewerServer, store:
     relayout_rows(page, 7000 - 0.5, 7030 - 0.5)
     labels = page.locator("#waterfall .yaxislayer-above").text_content() or ""
     assert page.evaluate(WINDOW)["count"] <= 200
-    box = page.evaluate(
+    target = page.evaluate(
         """(row) => {
             const gd = document.getElementById('waterfall');
             const r = gd.querySelector('.nsewdrag').getBoundingClientRect();
-            return {x: r.left + r.width / 2, y: r.top + gd._fullLayout.yaxis.l2p(row)};
+            const m = gd.data.find((t) => t.meta === 'spans');
+            return {x: r.left + r.width / 2, y: r.top + gd._fullLayout.yaxis.l2p(row),
+                    spanId: m.customdata[m.y.indexOf(row)]};
         }""",
         7010,
     )
-    page.mouse.click(box["x"], box["y"])
+    assert target["spanId"]
+    page.mouse.click(target["x"], target["y"])
     page.wait_for_function(
-        "(id) => document.getElementById('details').dataset.spanId === id",
-        arg=page.evaluate(
-            """(row) => {
-                const m = document.getElementById('waterfall').data.find((t) => t.meta === 'spans');
-                return m.customdata[m.y.indexOf(row)];
-            }""",
-            7010,
-        ),
+        "(id) => document.getElementById('details').dataset.spanId === id", arg=target["spanId"]
     )
     name = page.locator("#details h2").inner_text()
     assert name.startswith("op ")

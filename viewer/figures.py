@@ -190,6 +190,7 @@ def waterfall_data(
     collapsed: Collection[bytes] = (),
     focus_span_id: bytes | None = None,
     rows: Sequence[Row] | None = None,
+    service_order: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Return the waterfall of one trace as compact rows, for the page to draw.
 
@@ -204,6 +205,8 @@ def waterfall_data(
         collapsed: Span ids whose subtrees are hidden.
         focus_span_id: A span to scroll the initial view to.
         rows: ``tree_rows(spans, collapsed)`` if the caller has it already.
+        service_order: Services to colour first, in this order (the page's
+            header); the others follow in order of first appearance.
 
     Returns:
         ``rowCount``; ``ids`` (the rows' span ids, 16 hex digits each, joined);
@@ -216,7 +219,7 @@ def waterfall_data(
     if rows is None:
         rows = tree_rows(spans, collapsed)
     t0_ns = min((s.span.start_time_unix_nano for s in spans), default=0)
-    colors = service_colors([r.stored.service for r in rows])
+    colors = service_colors([*service_order, *(r.stored.service for r in rows)])
     service_index = {name: i for i, name in enumerate(colors)}
     names: dict[str, int] = {}
     notes: dict[str, int] = {"": 0}

@@ -215,7 +215,7 @@ def _span_id_list(text: str) -> list[bytes]:
 
 
 class _TraceCache:
-    """The last two traces loaded, so a page and its figure load them once.
+    """The last two traces loaded, so their waterfalls (collapsed, focused) load them once.
 
     Small on purpose: a 50,000-span trace holds tens of MB of decoded spans.
     """
@@ -223,28 +223,40 @@ class _TraceCache:
     def __init__(self, size: int = 2) -> None:
         self._size = size
         self._items: OrderedDict[bytes, tuple[int, list[StoredSpan], list[Row]]] = OrderedDict()
+        self._loading: dict[bytes, threading.Lock] = {}
         self._lock = threading.Lock()
 
-    def get(self, trace_id: bytes) -> tuple[list[StoredSpan], list[Row]]:
-        """Return a trace's spans and full tree rows; 404 if unknown."""
+    def get(self, trace_id: bytes) -> tuple[list[StoredSpan], list[Row], list[str]]:
+        """Return a trace's spans, full tree rows and services (summary order); 404 if unknown.
+
+        Concurrent requests for one trace load it once.
+        """
         summary = get_store().get_summary(trace_id)
         if summary is None:
             abort(404)
+        services = list(summary.services)
         with self._lock:
-            hit = self._items.get(trace_id)
-            if hit is not None and hit[0] == summary.span_count:
-                self._items.move_to_end(trace_id)
-                return hit[1], hit[2]
-        spans = get_store().get_trace(trace_id)
-        if not spans:
-            abort(404)
-        rows = tree_rows(spans)
-        with self._lock:
-            self._items[trace_id] = (len(spans), spans, rows)
-            self._items.move_to_end(trace_id)
-            while len(self._items) > self._size:
-                self._items.popitem(last=False)
-        return spans, rows
+            loading = self._loading.setdefault(trace_id, threading.Lock())
+        with loading:
+            try:
+                with self._lock:
+                    hit = self._items.get(trace_id)
+                    if hit is not None and hit[0] == summary.span_count:
+                        self._items.move_to_end(trace_id)
+                        return hit[1], hit[2], services
+                spans = get_store().get_trace(trace_id)
+                if not spans:
+                    abort(404)
+                rows = tree_rows(spans)
+                with self._lock:
+                    self._items[trace_id] = (len(spans), spans, rows)
+                    self._items.move_to_end(trace_id)
+                    while len(self._items) > self._size:
+                        self._items.popitem(last=False)
+            finally:
+                with self._lock:
+                    self._loading.pop(trace_id, None)
+        return spans, rows, services
 
 
 _cache = _TraceCache()
@@ -259,18 +271,19 @@ def _trace_id_or_404(text: str) -> bytes:
 
 @bp.get("/trace/<trace_id>")
 def trace(trace_id: str) -> str:
-    """One trace: header, waterfall (loaded from ``waterfall.json``), span details."""
+    """One trace: header, waterfall (loaded from ``waterfall.json``), span details.
+
+    The page is rendered from the trace's stored summary alone, so it answers at
+    once however big the trace; the spans load once, for ``waterfall.json``,
+    while the browser loads plotly.js. The facts that need the span tree (depth,
+    orphans, clock skew) come with the waterfall's rows and the page fills them in.
+    """
     raw_id = _trace_id_or_404(trace_id)
-    spans, rows = _cache.get(raw_id)
+    summary = get_store().get_summary(raw_id)
+    if summary is None:
+        abort(404)
     collapsed = _span_id_list(request.args.get("collapse", ""))
     focus = _span_id_list(request.args.get("span", ""))
-    summary = get_store().get_summary(raw_id)
-    start_ns = min(s.span.start_time_unix_nano for s in spans)
-    end_ns = max(s.span.end_time_unix_nano for s in spans)
-    services: dict[str, int] = {}
-    for s in spans:
-        services[s.service] = services.get(s.service, 0) + 1
-    root = rows[0].stored if rows else spans[0]
     query: dict[str, Any] = {}
     if collapsed:
         query["collapse"] = ",".join(c.hex() for c in collapsed)
@@ -279,19 +292,20 @@ def trace(trace_id: str) -> str:
     return render_template(
         "trace.html",
         trace_id=raw_id.hex(),
-        root=root,
-        has_root=bool(summary.has_root) if summary else True,
-        services=services,
-        colors=service_colors(list(services)),
-        span_count=len(spans),
-        error_count=sum(1 for s in spans if s.span.status.code == 2),
-        orphan_count=sum(1 for r in rows if r.orphan),
-        skew_count=sum(1 for r in rows if r.skewed),
-        depth=max_depth(rows),
-        start_ns=start_ns,
-        duration_ns=max(0, end_ns - start_ns),
+        root_name=summary.root_name,
+        root_service=summary.root_service,
+        has_root=summary.has_root,
+        services=summary.services,
+        colors=service_colors(list(summary.services)),
+        span_count=summary.span_count,
+        error_count=summary.error_count,
+        start_ns=summary.start_ns,
+        duration_ns=summary.duration_ns,
         figure_url=url_for(
-            "ui.waterfall_json", trace_id=raw_id.hex(), v=_figure_version(len(spans)), **query
+            "ui.waterfall_json",
+            trace_id=raw_id.hex(),
+            v=_figure_version(summary.span_count),
+            **query,
         ),
         collapsed=query.get("collapse", ""),
         focus=query.get("span", ""),
@@ -311,7 +325,7 @@ def waterfall_json(trace_id: str) -> Response:
     answer for a day: a trace that gains spans gets a new ``v``.
     """
     raw_id = _trace_id_or_404(trace_id)
-    spans, rows = _cache.get(raw_id)
+    spans, rows, services = _cache.get(raw_id)
     collapsed = _span_id_list(request.args.get("collapse", ""))
     focus = _span_id_list(request.args.get("span", ""))
     data = waterfall_data(
@@ -319,7 +333,14 @@ def waterfall_json(trace_id: str) -> Response:
         collapsed=collapsed,
         focus_span_id=focus[0] if focus else None,
         rows=None if collapsed else rows,
+        service_order=list(services),
     )
+    # facts of the whole tree (collapsed or not), for the page's header
+    data["tree"] = {
+        "depth": max_depth(rows),
+        "orphans": sum(1 for r in rows if r.orphan),
+        "skewed": sum(1 for r in rows if r.skewed),
+    }
     body = json.dumps(data, separators=(",", ":"), allow_nan=False)
     response = Response(body, mimetype="application/json")
     if request.args.get("v") == _figure_version(len(spans)):

@@ -229,7 +229,6 @@
         range: yrange, autorange: false, automargin: true, showgrid: false, zeroline: false,
       }, yaxisTicks(win, yrange[0], yrange[1])),
       shapes: gd && gd.layout.shapes ? gd.layout.shapes : [],
-      uirevision: "waterfall",
     };
     return { data: traces, layout: layout };
   }
@@ -346,9 +345,22 @@
   }
 
   const t0 = performance.now();
-  const config = { displaylogo: false, scrollZoom: true, responsive: true };
+  // a click selects a row, so two quick clicks on rows must not reset the view to
+  // the first rows (plotly's double-click); the modebar's "reset axes" still does
+  const config = { displaylogo: false, scrollZoom: true, responsive: true, doubleClick: false };
+  function showTreeFacts(tree) {
+    document.getElementById("depth").textContent = String(tree.depth);
+    const warn = [];
+    if (tree.orphans) warn.push("⚠ " + tree.orphans + " span(s) whose parent is missing, shown at top level.");
+    if (tree.skewed) warn.push("⏱ " + tree.skewed + " span(s) outside their parent's time (clock skew?).");
+    const p = document.getElementById("tree-warnings");
+    p.textContent = warn.join(" ");
+    p.hidden = !warn.length;
+  }
+
   rowsRequest.then(function (body) {
     wf = loadRows(body);
+    showTreeFacts(body.tree);
     if (!wf.rowCount) {
       document.getElementById("waterfall").replaceChildren(el("p", "No spans.", "muted"));
       return null;
