@@ -365,6 +365,7 @@ class _OtlpHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "cvtrace-otlp"
     disable_nagle_algorithm = True
+    wbufsize = 1 << 16  # status, headers and body in one send (flushed after each request)
     timeout = 120  # an idle kept-alive connection is closed after this
     server: OtlpHttpServer
 
