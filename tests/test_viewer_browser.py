@@ -277,6 +277,15 @@ def test_ten_thousand_spans_interactive(page: Page, server: ViewerServer, store:
     # and back to a few rows: SVG again
     relayout_rows(page, 20 - 0.5, 60 - 0.5)
     assert page.evaluate(WINDOW)["type"] == "scatter"
+    # a deep link to a span far down opens the view at its row
+    open_trace(page, server, trace_id, f"?span={target['spanId']}")
+    page.wait_for_function(
+        "(id) => document.getElementById('details').dataset.spanId === id", arg=target["spanId"]
+    )
+    low, high = sorted(
+        page.evaluate("document.getElementById('waterfall')._fullLayout.yaxis.range")
+    )
+    assert low < 7010 < high
 
 
 def test_search_page_scatter_and_operation_list(

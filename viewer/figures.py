@@ -221,60 +221,44 @@ def waterfall_data(
     t0_ns = min((s.span.start_time_unix_nano for s in spans), default=0)
     colors = service_colors([*service_order, *(r.stored.service for r in rows)])
     service_index = {name: i for i, name in enumerate(colors)}
+    protos = [r.stored.span for r in rows]
+    # one pass per column: list comprehensions are the fast path over protobufs
+    start = [(p.start_time_unix_nano - t0_ns) / 1e6 for p in protos]
+    end = [max(s, (p.end_time_unix_nano - t0_ns) / 1e6) for s, p in zip(start, protos, strict=True)]
     names: dict[str, int] = {}
+    name = [names.setdefault(n, len(names)) for n in [p.name for p in protos]]
+    error_code = Status.STATUS_CODE_ERROR
+    errors = [p.status.code == error_code for p in protos]
     notes: dict[str, int] = {"": 0}
     note_keys: dict[tuple[bool, tuple[str, ...]], int] = {}
-    start: list[float] = []
-    end: list[float] = []
-    depth: list[int] = []
-    service: list[int] = []
-    name: list[int] = []
-    note: list[int] = []
-    flags: list[int] = []
-    ids: list[str] = []
-    children: dict[int, int] = {}
-    focus_row = None
-    error_code = Status.STATUS_CODE_ERROR
-    for y, row in enumerate(rows):
-        span = row.stored.span
-        start_ms = (span.start_time_unix_nano - t0_ns) / 1e6
-        start.append(start_ms)
-        end.append(max(start_ms, (span.end_time_unix_nano - t0_ns) / 1e6))
-        depth.append(min(row.depth, 0xFFFF))
-        service.append(service_index[row.stored.service])
-        index = names.get(span.name)
-        if index is None:
-            index = names[span.name] = len(names)
-        name.append(index)
-        is_error = span.status.code == error_code
-        if is_error or span.attributes:
-            key = (is_error, _note_key(span, is_error))
+    note = [0] * len(rows)
+    for y, (p, is_error) in enumerate(zip(protos, errors, strict=True)):
+        if is_error or p.attributes:
+            key = (is_error, _note_key(p, is_error))
             index = note_keys.get(key)
             if index is None:
                 text = _note_text(key[1], is_error)
                 index = note_keys[key] = notes.setdefault(text, len(notes))
-            note.append(index)
-        else:
-            note.append(0)
-        flags.append(
-            (FLAG_ERROR if is_error else 0)
-            | (FLAG_ORPHAN if row.orphan else 0)
-            | (FLAG_SKEWED if row.skewed else 0)
-            | (FLAG_COLLAPSED if row.collapsed else 0)
-        )
-        if row.collapsed:
-            children[y] = row.child_count
-        ids.append(span.span_id.hex())
-        if focus_span_id is not None and span.span_id == focus_span_id:
-            focus_row = y
+            note[y] = index
+    flags = [
+        (FLAG_ERROR if is_error else 0)
+        | (FLAG_ORPHAN if row.orphan else 0)
+        | (FLAG_SKEWED if row.skewed else 0)
+        | (FLAG_COLLAPSED if row.collapsed else 0)
+        for row, is_error in zip(rows, errors, strict=True)
+    ]
+    children = {y: row.child_count for y, row in enumerate(rows) if row.collapsed}
+    focus_row = None
+    if focus_span_id is not None:
+        focus_row = next((y for y, p in enumerate(protos) if p.span_id == focus_span_id), None)
     return {
         "format": WATERFALL_FORMAT,
         "rowCount": len(rows),
-        "ids": "".join(ids),
+        "ids": b"".join(p.span_id for p in protos).hex(),
         "start": typed_array(start, "f8"),
         "end": typed_array(end, "f8"),
-        "depth": typed_array(depth, "u2"),
-        "service": typed_array(service, "u2"),
+        "depth": typed_array([min(r.depth, 0xFFFF) for r in rows], "u2"),
+        "service": typed_array([service_index[r.stored.service] for r in rows], "u2"),
         "name": typed_array(name, "u4"),
         "note": typed_array(note, "u4"),
         "flags": typed_array(flags, "u1"),

@@ -222,14 +222,18 @@ class _TraceCache:
 
     def __init__(self, size: int = 2) -> None:
         self._size = size
-        self._items: OrderedDict[bytes, tuple[int, list[StoredSpan], list[Row]]] = OrderedDict()
+        self._items: OrderedDict[bytes, tuple[int, list[StoredSpan], list[Row], dict[str, str]]] = (
+            OrderedDict()
+        )
         self._loading: dict[bytes, threading.Lock] = {}
         self._lock = threading.Lock()
 
-    def get(self, trace_id: bytes) -> tuple[list[StoredSpan], list[Row], list[str]]:
-        """Return a trace's spans, full tree rows and services (summary order); 404 if unknown.
+    def get(self, trace_id: bytes) -> tuple[list[StoredSpan], list[Row], list[str], dict[str, str]]:
+        """Return a trace's spans, full tree rows, services (summary order) and bodies.
 
-        Concurrent requests for one trace load it once.
+        ``bodies`` keeps the trace's ``waterfall.json`` answers by their ``collapse``
+        argument, for the callers to fill. Concurrent requests for one trace load it
+        once; an unknown trace is a 404.
         """
         summary = get_store().get_summary(trace_id)
         if summary is None:
@@ -243,20 +247,21 @@ class _TraceCache:
                     hit = self._items.get(trace_id)
                     if hit is not None and hit[0] == summary.span_count:
                         self._items.move_to_end(trace_id)
-                        return hit[1], hit[2], services
+                        return hit[1], hit[2], services, hit[3]
                 spans = get_store().get_trace(trace_id)
                 if not spans:
                     abort(404)
                 rows = tree_rows(spans)
+                bodies: dict[str, str] = {}
                 with self._lock:
-                    self._items[trace_id] = (len(spans), spans, rows)
+                    self._items[trace_id] = (len(spans), spans, rows, bodies)
                     self._items.move_to_end(trace_id)
                     while len(self._items) > self._size:
                         self._items.popitem(last=False)
             finally:
                 with self._lock:
                     self._loading.pop(trace_id, None)
-        return spans, rows, services
+        return spans, rows, services, bodies
 
 
 _cache = _TraceCache()
@@ -305,11 +310,15 @@ def trace(trace_id: str) -> str:
             "ui.waterfall_json",
             trace_id=raw_id.hex(),
             v=_figure_version(summary.span_count),
-            **query,
+            **({"collapse": query["collapse"]} if collapsed else {}),
         ),
         collapsed=query.get("collapse", ""),
         focus=query.get("span", ""),
     )
+
+
+_BODIES_PER_TRACE = 4
+"""``waterfall.json`` answers kept per cached trace (each collapse set is one)."""
 
 
 def _figure_version(span_count: int) -> str:
@@ -319,29 +328,36 @@ def _figure_version(span_count: int) -> str:
 
 @bp.get("/trace/<trace_id>/waterfall.json")
 def waterfall_json(trace_id: str) -> Response:
-    """The waterfall's rows of a trace (``collapse`` and ``span`` as on the page).
+    """The waterfall's rows of a trace (``collapse`` as on the page).
+
+    The page scrolls to its ``span`` itself, so one answer serves every span
+    of a trace and is kept with the trace in the cache.
 
     With ``v`` (the page's link: span count and format), the browser may keep the
     answer for a day: a trace that gains spans gets a new ``v``.
     """
     raw_id = _trace_id_or_404(trace_id)
-    spans, rows, services = _cache.get(raw_id)
+    spans, rows, services, bodies = _cache.get(raw_id)
     collapsed = _span_id_list(request.args.get("collapse", ""))
-    focus = _span_id_list(request.args.get("span", ""))
-    data = waterfall_data(
-        spans,
-        collapsed=collapsed,
-        focus_span_id=focus[0] if focus else None,
-        rows=None if collapsed else rows,
-        service_order=list(services),
-    )
-    # facts of the whole tree (collapsed or not), for the page's header
-    data["tree"] = {
-        "depth": max_depth(rows),
-        "orphans": sum(1 for r in rows if r.orphan),
-        "skewed": sum(1 for r in rows if r.skewed),
-    }
-    body = json.dumps(data, separators=(",", ":"), allow_nan=False)
+    key = ",".join(sorted(c.hex() for c in collapsed))
+    body = bodies.get(key)
+    if body is None:
+        data = waterfall_data(
+            spans,
+            collapsed=collapsed,
+            rows=None if collapsed else rows,
+            service_order=services,
+        )
+        # facts of the whole tree (collapsed or not), for the page's header
+        data["tree"] = {
+            "depth": max_depth(rows),
+            "orphans": sum(1 for r in rows if r.orphan),
+            "skewed": sum(1 for r in rows if r.skewed),
+        }
+        body = json.dumps(data, separators=(",", ":"), allow_nan=False)
+        if len(bodies) >= _BODIES_PER_TRACE:
+            bodies.clear()
+        bodies[key] = body
     response = Response(body, mimetype="application/json")
     if request.args.get("v") == _figure_version(len(spans)):
         response.cache_control.private = True

@@ -236,7 +236,8 @@
   function initialRanges() {
     const shown = Math.min(wf.rowCount, wf.visibleRows);
     let first = 0;
-    if (wf.focusRow !== null && wf.focusRow >= shown) first = Math.max(0, wf.focusRow - Math.floor(shown / 2));
+    const focusRow = wf.focusRow !== null ? wf.focusRow : rowOf(header.dataset.focus || "");
+    if (focusRow >= shown) first = Math.max(0, focusRow - Math.floor(shown / 2));
     const span = Math.max(wf.last, 1e-3);
     return { x: [-span * 0.02, span * 1.02], y: [first + shown - 0.5, first - 0.5] };
   }
