@@ -112,6 +112,24 @@
     return rows;
   }
 
+  // the widest row label in pixels, measured once (plotly's automargin would
+  // measure every label of every window, and move the plot as the labels change)
+  function labelWidth() {
+    const ctx = document.createElement("canvas").getContext("2d");
+    ctx.font = '12px "Open Sans", verdana, arial, sans-serif';
+    const nameWidths = wf.names.map((n) => ctx.measureText(n).width);
+    const marks = ctx.measureText(" ⚠ ⏱ ▸000000").width;
+    const pad = ctx.measureText("\u2002\u2002").width;
+    let widest = 0;
+    for (let row = 0; row < wf.rowCount; row++) {
+      const depth = Math.min(wf.depth[row], wf.maxIndent);
+      const w = nameWidths[wf.name[row]] + (wf.flags[row] & ~FLAG_ERROR ? marks : 0) +
+        pad * Math.max(0, wf.deepest - depth);
+      if (w > widest) widest = w;
+    }
+    return Math.ceil(widest);
+  }
+
   function spanIdAt(row) {
     return wf.ids.substr(row * 16, 16);
   }
@@ -221,12 +239,12 @@
     if (keep) traces.forEach((t, i) => { if (keep[i] && keep[i].visible !== undefined) t.visible = keep[i].visible; });
     const layout = {
       height: Math.min(wf.rowCount, wf.visibleRows) * wf.rowPx + 140,
-      margin: { l: 10, r: 10, t: 30, b: 40 },
+      margin: { l: wf.marginLeft, r: 10, t: 30, b: 40 },
       hovermode: "closest", clickmode: "event", dragmode: "pan",
       legend: { orientation: "h", y: 1.02, yanchor: "bottom", x: 0 },
       xaxis: { title: { text: "ms since trace start" }, zeroline: false, range: xrange, autorange: false },
       yaxis: Object.assign({
-        range: yrange, autorange: false, automargin: true, showgrid: false, zeroline: false,
+        range: yrange, autorange: false, automargin: false, showgrid: false, zeroline: false,
       }, yaxisTicks(win, yrange[0], yrange[1])),
       shapes: gd && gd.layout.shapes ? gd.layout.shapes : [],
     };
@@ -362,6 +380,8 @@
   rowsRequest.then(function (body) {
     wf = loadRows(body);
     showTreeFacts(body.tree);
+    const width = document.getElementById("waterfall").clientWidth || 800;
+    wf.marginLeft = Math.min(labelWidth() + 16, Math.round(width * 0.5));
     if (!wf.rowCount) {
       document.getElementById("waterfall").replaceChildren(el("p", "No spans.", "muted"));
       return null;
