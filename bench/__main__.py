@@ -1,7 +1,8 @@
 """``python -m bench [NAME ...] [--quick]``: run the benchmarks, print Markdown tables.
 
 Without names, every benchmark runs, in the order below. Results are also saved under
-``$BENCH_DATA_DIR`` (default ``.bench-data/``) in ``results/NAME.json`` and ``.md``.
+``$BENCH_DATA_DIR`` (default ``.bench-data/``) in ``results/NAME.json`` and ``.md``
+(``results-quick/`` for ``--quick``), and ``ALL.md`` there gathers every table.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import os
 import sys
 import time
 
-from bench.common import data_dir, log, machine, save, table
+from bench.common import log, machine, results_dir, save, table
 
 BENCHMARKS = {
     "request": "per-request cost in-process: bare, cvtrace, vanilla OpenTelemetry",
@@ -55,22 +56,23 @@ def main(argv: list[str] | None = None) -> int:
         "",
     ]
     sys.stdout.write("\n".join(sections) + "\n")
-    save("machine", info, "\n".join(sections))
+    save("machine", info, "\n".join(sections), args.quick)
     for name in names:
         log(f"{name}: {BENCHMARKS[name]}{' (quick)' if args.quick else ''}")
         t0 = time.monotonic()
         module = importlib.import_module(f"bench.{name}")
         result, text = module.run(quick=args.quick)
         result["quick"] = args.quick
-        path = save(name, result, text)
+        path = save(name, result, text, args.quick)
         sys.stdout.write(text + "\n\n")
         sys.stdout.flush()
         log(f"{name}: done in {time.monotonic() - t0:.0f} s; saved {path}")
-    combined = data_dir() / "results" / "ALL.md"
+    out = results_dir(args.quick)
+    combined = out / "ALL.md"
     parts = [
-        (data_dir() / "results" / f"{name}.md").read_text()
+        (out / f"{name}.md").read_text()
         for name in ("machine", *REPORT_ORDER)
-        if (data_dir() / "results" / f"{name}.md").exists()
+        if (out / f"{name}.md").exists()
     ]
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     parts.append(f"Load average at the end of the run (1/5/15 min): {load}.\n")

@@ -177,10 +177,16 @@ def machine() -> dict[str, str]:
     return info
 
 
-def save(name: str, result: Mapping[str, Any], markdown: str) -> Path:
-    """Write a benchmark's results as JSON and Markdown under the data directory."""
-    out = data_dir() / "results"
+def results_dir(quick: bool = False) -> Path:
+    """Where results go: ``results/``, or ``results-quick/`` for ``--quick`` runs."""
+    out = data_dir() / ("results-quick" if quick else "results")
     out.mkdir(exist_ok=True)
+    return out
+
+
+def save(name: str, result: Mapping[str, Any], markdown: str, quick: bool = False) -> Path:
+    """Write a benchmark's results as JSON and Markdown under the data directory."""
+    out = results_dir(quick)
     (out / f"{name}.json").write_text(json.dumps(result, indent=2, default=_jsonable))
     path = out / f"{name}.md"
     path.write_text(markdown + "\n")
