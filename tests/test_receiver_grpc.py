@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 
 import grpc
@@ -74,3 +75,16 @@ def test_token_required_in_metadata(store: SpanStore) -> None:
         assert store.span_count() == 3
     finally:
         server.stop(grace=None).wait()
+
+
+def test_spans_stored_as_sent(grpc_port: int, store: SpanStore) -> None:
+    """Like the HTTP receiver, gRPC hands the store the request's bytes."""
+    request = make_request(simple_trace(children=2))
+    with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+        stub = trace_service_pb2_grpc.TraceServiceStub(channel)
+        stub.Export(request, timeout=10)
+    conn = sqlite3.connect(store.path)
+    (body,) = conn.execute("SELECT body FROM span_groups").fetchone()
+    conn.close()
+    assert body in request.SerializeToString()
+    assert store.span_count() == 3

@@ -1,9 +1,12 @@
 """OTLP/gRPC trace receiver (``TraceService/Export``), same storage path as HTTP.
 
-gRPC itself handles compression and refuses undecodable messages; valid
-requests go through :meth:`cvtrace.store.SpanStore.write_request`, so invalid
-spans are refused the same way and reported in ``partial_success``. With a
-token, calls need the metadata ``authorization: Bearer TOKEN``.
+gRPC itself handles compression; the method takes the request's bytes (no
+deserializer), decodes them, refuses undecodable ones with ``INVALID_ARGUMENT``,
+and hands both the message and the bytes to
+:meth:`cvtrace.store.SpanStore.write_request`, as the HTTP receiver does: spans
+are stored as sent, and invalid spans are refused the same way and reported in
+``partial_success``. With a token, calls need the metadata ``authorization:
+Bearer TOKEN``.
 """
 
 from __future__ import annotations
@@ -34,9 +37,9 @@ class TraceReceiver(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignor
         self._token = token
 
     def Export(
-        self, request: ExportTraceServiceRequest, context: grpc.ServicerContext
+        self, request: ExportTraceServiceRequest | bytes, context: grpc.ServicerContext
     ) -> ExportTraceServiceResponse:
-        """Store one request's valid spans."""
+        """Store one request's valid spans (given decoded, or as its bytes)."""
         if self._token is not None:
             metadata = dict(context.invocation_metadata())
             authorization = metadata.get("authorization")
@@ -44,8 +47,21 @@ class TraceReceiver(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignor
                 self._token, authorization if isinstance(authorization, str) else None
             ):
                 context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
+        encoded: bytes | None = None
+        if isinstance(request, bytes):
+            encoded = request
+            try:
+                message = ExportTraceServiceRequest.FromString(encoded)
+            except Exception as exc:  # DecodeError, or anything upb raises on garbage
+                context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"the message is not an ExportTraceServiceRequest: {exc}",
+                )
+                raise  # context.abort raises: this line only informs type checkers
+        else:
+            message = request
         try:
-            result = store_request(self._store, request)
+            result = store_request(self._store, message, encoded)
         except sqlite3.OperationalError as exc:
             logger.warning("the span store is busy: %s", exc)
             context.abort(grpc.StatusCode.UNAVAILABLE, "the span store is busy")
@@ -76,7 +92,19 @@ def start_grpc_server(
             ("grpc.so_reuseport", 0),
         ],
     )
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(TraceReceiver(store, token), server)
+    receiver = TraceReceiver(store, token)
+    export = grpc.unary_unary_rpc_method_handler(
+        receiver.Export,
+        request_deserializer=None,  # the bytes: stored as sent, decoded by Export
+        response_serializer=ExportTraceServiceResponse.SerializeToString,
+    )
+    server.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler(
+                "opentelemetry.proto.collector.trace.v1.TraceService", {"Export": export}
+            ),
+        )
+    )
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     bound = server.add_insecure_port(address)
     if bound == 0:
