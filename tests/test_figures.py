@@ -18,6 +18,7 @@ from viewer.figures import (
     FLAG_ERROR,
     FLAG_ORPHAN,
     FLAG_SKEWED,
+    attribute_notes,
     durations_figure,
     format_duration_ns,
     waterfall_data,
@@ -217,7 +218,11 @@ class TestWaterfallData:
         assert data["focusRow"] == 2
         notes = [data["notes"][i] for i in column(data, "note")]
         assert notes[0].startswith("<b>error</b>")
-        assert notes[1] == "http.route: /x"
+        assert notes[1:] == ["", "", ""]
+        # key attributes, for the rows asked for (only those that have any)
+        rows = tree_rows(spans, [kid.span_id])
+        assert attribute_notes(rows, 0, 4) == {1: "http.route: /x"}
+        assert attribute_notes(rows, 2, 100) == {}
 
     def test_hostile_strings_are_escaped(self, store: SpanStore) -> None:
         trace_id = new_trace_id()
@@ -226,7 +231,10 @@ class TestWaterfallData:
             store,
             [SpanSpec(hostile, trace_id, service="<b>svc</b>", attrs={"http.route": "<i>r</i>"})],
         )
-        text = json.dumps(waterfall_data(spans))
+        text = json.dumps(waterfall_data(spans)) + json.dumps(
+            attribute_notes(tree_rows(spans), 0, 1)
+        )
+        assert "&lt;i&gt;r" in text
         assert "<script>" not in text
         assert "<a href" not in text
         assert "<i>r" not in text

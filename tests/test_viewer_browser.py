@@ -52,6 +52,7 @@ def page(browser: Browser) -> Iterator[Page]:
     # console errors include Content-Security-Policy violations (by plotly.js too)
     page.on("console", lambda msg: msg.type == "error" and errors.append(msg.text))
     yield page
+    page.wait_for_load_state("networkidle")  # requests in flight end before the server stops
     context.close()
     assert errors == []
 
@@ -94,6 +95,16 @@ def test_click_a_bar_shows_its_details(page: Page, server: ViewerServer, store: 
     assert page.locator(".waterfall .main-svg").count() > 0
     assert page.locator("#depth").inner_text() == "2"
     assert page.locator("#tree-warnings").is_hidden()
+    # the hover names the span, its service and its key attributes (asked for apart)
+    point = bar_point(page, 2)
+    page.mouse.move(point["x"], point["y"])
+    page.wait_for_function(
+        "() => (document.querySelector('#waterfall .hoverlayer .hovertext')?.textContent || '')"
+        ".includes('db.query.text: SELECT * FROM circuits')"
+    )
+    hover = page.locator("#waterfall .hoverlayer .hovertext").text_content() or ""
+    assert "child 1" in hover
+    assert "service: db" in hover
     click_row(page, 2)  # the second child
     details = page.locator("#details")
     assert details.locator("h2").inner_text() == "child 1"
@@ -316,3 +327,5 @@ def test_search_page_scatter_and_operation_list(
     page.mouse.move(point["x"], point["y"])
     page.mouse.click(point["x"], point["y"])
     page.wait_for_url(f"**/trace/{specs[0].trace_id.hex()}")
+    page.wait_for_function(READY)
+    page.wait_for_load_state("networkidle")  # the hover's attributes too

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from importlib.resources import files
@@ -15,6 +16,7 @@ from tests.viewer_support import T0_NS, SpanSpec, make_request, new_trace_id, si
 from viewer import create_app
 
 HOSTILE = '<script>window.pwned=1</script><img src=x onerror="window.pwned=2">'
+HOSTILE_ESCAPED = html.escape(HOSTILE)
 
 
 @pytest.fixture
@@ -109,6 +111,23 @@ class TestTracePage:
         figure = client.get(f"/trace/{specs[0].trace_id.hex()}/waterfall.json").get_data(True)
         assert "<script>" not in figure
         assert "&lt;script&gt;" in figure
+
+    def test_attribute_notes(self, client: FlaskClient, store: SpanStore) -> None:
+        specs = hostile_trace()
+        store.write_request(make_request(specs))
+        html = client.get(f"/trace/{specs[0].trace_id.hex()}").get_data(as_text=True)
+        url = re.search(r'data-notes-url="([^"]+)"', html)
+        assert url is not None
+        answer = client.get(url.group(1).replace("&amp;", "&") + "&rows=0-256")
+        notes = answer.get_json()
+        assert list(notes) == ["0"]
+        assert notes["0"].startswith("http.route: " + HOSTILE_ESCAPED[:40])
+        assert "<" not in notes["0"]
+        assert answer.headers["Cache-Control"] == "private, max-age=86400"
+        path = f"/trace/{specs[0].trace_id.hex()}/notes.json"
+        assert client.get(path + "?rows=1-2").get_json() == {}
+        assert client.get(path + "?rows=x").status_code == 400
+        assert client.get(f"/trace/{'ab' * 16}/notes.json?rows=0-1").status_code == 404
 
     def test_unknown_and_bad_ids_404(self, client: FlaskClient) -> None:
         assert client.get(f"/trace/{'ab' * 16}").status_code == 404

@@ -34,6 +34,7 @@ from viewer.jaeger import any_value_python
 from viewer.tracetree import Row, tree_rows
 
 __all__ = [
+    "attribute_notes",
     "durations_figure",
     "format_duration_ns",
     "service_colors",
@@ -166,22 +167,27 @@ def typed_array(values: Sequence[float] | Sequence[int], dtype: str) -> dict[str
     return {"dtype": dtype, "bdata": base64.b64encode(packed.tobytes()).decode("ascii")}
 
 
-def _note_key(span: Any, is_error: bool) -> tuple[str, ...]:
-    """Return the raw parts of a span's extra hover lines: error message, key attributes."""
-    parts = [span.status.message if is_error else ""]
-    for kv in span.attributes:
-        if kv.key in _HOVER_KEY_SET:
-            parts.append(kv.key)
-            parts.append(str(any_value_python(kv.value)))
-    return tuple(parts)
+def _attribute_lines(span: Any) -> str:
+    """Return a span's key attributes (:data:`HOVER_KEYS`) as escaped hover lines."""
+    return "<br>".join(
+        f"{esc(kv.key)}: {esc(any_value_python(kv.value), 60)}"
+        for kv in span.attributes
+        if kv.key in _HOVER_KEY_SET
+    )
 
 
-def _note_text(key: tuple[str, ...], is_error: bool) -> str:
-    """Return the escaped hover lines of :func:`_note_key`'s parts."""
-    lines = [f"<b>error</b> {esc(key[0], 60)}"] if is_error else []
-    for i in range(1, len(key), 2):
-        lines.append(f"{esc(key[i])}: {esc(key[i + 1], 60)}")
-    return "<br>".join(lines)
+def attribute_notes(rows: Sequence[Row], first: int, last: int) -> dict[int, str]:
+    """Return the key attributes of rows ``first`` to ``last - 1`` as escaped hover lines.
+
+    Rows without any are left out. Reading every span's attributes is the most
+    expensive part of a waterfall, so the page asks for the rows it draws only.
+    """
+    notes: dict[int, str] = {}
+    for y in range(max(0, first), min(len(rows), last)):
+        text = _attribute_lines(rows[y].stored.span)
+        if text:
+            notes[y] = text
+    return notes
 
 
 def waterfall_data(
@@ -211,9 +217,10 @@ def waterfall_data(
     Returns:
         ``rowCount``; ``ids`` (the rows' span ids, 16 hex digits each, joined);
         columns ``start``/``end`` (ms since the trace's start), ``depth``,
-        ``service``, ``name``, ``note`` (extra hover lines: error message, key
-        attributes) and ``flags`` (``FLAG_*`` bits); ``children`` (row -> child
-        count of collapsed rows); tables ``services``, ``colors``, ``names``,
+        ``service``, ``name``, ``note`` (the error line of the hover; the key
+        attributes are :func:`attribute_notes`, asked for by the page) and
+        ``flags`` (``FLAG_*`` bits); ``children`` (row -> child count of
+        collapsed rows); tables ``services``, ``colors``, ``names``,
         ``notes``; ``focusRow`` (or ``None``) and ``visibleRows``.
     """
     if rows is None:
@@ -230,16 +237,11 @@ def waterfall_data(
     error_code = Status.STATUS_CODE_ERROR
     errors = [p.status.code == error_code for p in protos]
     notes: dict[str, int] = {"": 0}
-    note_keys: dict[tuple[bool, tuple[str, ...]], int] = {}
     note = [0] * len(rows)
     for y, (p, is_error) in enumerate(zip(protos, errors, strict=True)):
-        if is_error or p.attributes:
-            key = (is_error, _note_key(p, is_error))
-            index = note_keys.get(key)
-            if index is None:
-                text = _note_text(key[1], is_error)
-                index = note_keys[key] = notes.setdefault(text, len(notes))
-            note[y] = index
+        if is_error:
+            text = f"<b>error</b> {esc(p.status.message, 60)}"
+            note[y] = notes.setdefault(text, len(notes))
     flags = [
         (FLAG_ERROR if is_error else 0)
         | (FLAG_ORPHAN if row.orphan else 0)

@@ -19,6 +19,7 @@ from cvtrace.store import StoredSpan, TraceQuery, spans_to_traces_data
 from viewer import get_store
 from viewer.figures import (
     WATERFALL_FORMAT,
+    attribute_notes,
     durations_figure,
     format_duration_ns,
     service_colors,
@@ -231,9 +232,9 @@ class _TraceCache:
     def get(self, trace_id: bytes) -> tuple[list[StoredSpan], list[Row], list[str], dict[str, str]]:
         """Return a trace's spans, full tree rows, services (summary order) and bodies.
 
-        ``bodies`` keeps the trace's ``waterfall.json`` answers by their ``collapse``
-        argument, for the callers to fill. Concurrent requests for one trace load it
-        once; an unknown trace is a 404.
+        ``bodies`` keeps the trace's ``waterfall.json`` answers and their rows by
+        their ``collapse`` argument, for the callers to fill. Concurrent requests
+        for one trace load it once; an unknown trace is a 404.
         """
         summary = get_store().get_summary(trace_id)
         if summary is None:
@@ -252,7 +253,7 @@ class _TraceCache:
                 if not spans:
                     abort(404)
                 rows = tree_rows(spans)
-                bodies: dict[str, str] = {}
+                bodies: dict[str, tuple[str, list[Row]]] = {}
                 with self._lock:
                     self._items[trace_id] = (len(spans), spans, rows, bodies)
                     self._items.move_to_end(trace_id)
@@ -312,6 +313,12 @@ def trace(trace_id: str) -> str:
             v=_figure_version(summary.span_count),
             **({"collapse": query["collapse"]} if collapsed else {}),
         ),
+        notes_url=url_for(
+            "ui.waterfall_notes",
+            trace_id=raw_id.hex(),
+            v=_figure_version(summary.span_count),
+            **({"collapse": query["collapse"]} if collapsed else {}),
+        ),
         collapsed=query.get("collapse", ""),
         focus=query.get("span", ""),
     )
@@ -326,6 +333,38 @@ def _figure_version(span_count: int) -> str:
     return f"{span_count}.{WATERFALL_FORMAT}"
 
 
+def _waterfall(trace_id: str) -> tuple[str, list[Row], int]:
+    """Return the ``waterfall.json`` body of a trace's ``collapse`` set, its rows and span count."""
+    raw_id = _trace_id_or_404(trace_id)
+    spans, rows, services, bodies = _cache.get(raw_id)
+    collapsed = _span_id_list(request.args.get("collapse", ""))
+    key = ",".join(sorted(c.hex() for c in collapsed))
+    hit = bodies.get(key)
+    if hit is not None:
+        return hit[0], hit[1], len(spans)
+    shown = tree_rows(spans, collapsed) if collapsed else rows
+    data = waterfall_data(spans, rows=shown, service_order=services)
+    # facts of the whole tree (collapsed or not), for the page's header
+    data["tree"] = {
+        "depth": max_depth(rows),
+        "orphans": sum(1 for r in rows if r.orphan),
+        "skewed": sum(1 for r in rows if r.skewed),
+    }
+    body = json.dumps(data, separators=(",", ":"), allow_nan=False)
+    if len(bodies) >= _BODIES_PER_TRACE:
+        bodies.clear()
+    bodies[key] = (body, shown)
+    return body, shown, len(spans)
+
+
+def _cacheable(response: Response, span_count: int) -> Response:
+    """Let the browser keep a trace's answer for a day if its link names the span count."""
+    if request.args.get("v") == _figure_version(span_count):
+        response.cache_control.private = True
+        response.cache_control.max_age = 86400
+    return response
+
+
 @bp.get("/trace/<trace_id>/waterfall.json")
 def waterfall_json(trace_id: str) -> Response:
     """The waterfall's rows of a trace (``collapse`` as on the page).
@@ -336,33 +375,30 @@ def waterfall_json(trace_id: str) -> Response:
     With ``v`` (the page's link: span count and format), the browser may keep the
     answer for a day: a trace that gains spans gets a new ``v``.
     """
-    raw_id = _trace_id_or_404(trace_id)
-    spans, rows, services, bodies = _cache.get(raw_id)
-    collapsed = _span_id_list(request.args.get("collapse", ""))
-    key = ",".join(sorted(c.hex() for c in collapsed))
-    body = bodies.get(key)
-    if body is None:
-        data = waterfall_data(
-            spans,
-            collapsed=collapsed,
-            rows=None if collapsed else rows,
-            service_order=services,
-        )
-        # facts of the whole tree (collapsed or not), for the page's header
-        data["tree"] = {
-            "depth": max_depth(rows),
-            "orphans": sum(1 for r in rows if r.orphan),
-            "skewed": sum(1 for r in rows if r.skewed),
-        }
-        body = json.dumps(data, separators=(",", ":"), allow_nan=False)
-        if len(bodies) >= _BODIES_PER_TRACE:
-            bodies.clear()
-        bodies[key] = body
-    response = Response(body, mimetype="application/json")
-    if request.args.get("v") == _figure_version(len(spans)):
-        response.cache_control.private = True
-        response.cache_control.max_age = 86400
-    return response
+    body, _, span_count = _waterfall(trace_id)
+    return _cacheable(Response(body, mimetype="application/json"), span_count)
+
+
+MAX_NOTE_ROWS = 5000
+"""Rows per ``notes.json`` request (the page asks for the rows it draws)."""
+
+
+@bp.get("/trace/<trace_id>/notes.json")
+def waterfall_notes(trace_id: str) -> Response:
+    """The key attributes of waterfall rows ``rows=FIRST-LAST`` (hover lines, escaped).
+
+    Rows are numbered as in ``waterfall.json`` with the same ``collapse``;
+    answers ``{row: text}`` for the rows that have any.
+    """
+    first_text, _, last_text = request.args.get("rows", "").partition("-")
+    try:
+        first, last = int(first_text), int(last_text)
+    except ValueError:
+        abort(400)
+    _, rows, span_count = _waterfall(trace_id)
+    notes = attribute_notes(rows, first, min(last, first + MAX_NOTE_ROWS))
+    body = json.dumps(notes, separators=(",", ":"))
+    return _cacheable(Response(body, mimetype="application/json"), span_count)
 
 
 @bp.get("/trace/<trace_id>/otlp.json")

@@ -166,6 +166,8 @@
     ];
     const note = wf.notes[wf.note[row]];
     if (note) lines.push(note);
+    const attributes = attributeNotes.get(row);
+    if (attributes) lines.push(attributes);
     if (flags & FLAG_ORPHAN) lines.push("parent missing from trace");
     if (flags & FLAG_SKEWED) lines.push("outside its parent's time (clock skew?)");
     return lines.join("<br>");
@@ -213,6 +215,39 @@
   }
 
   let drawn = null; // {lo, hi, gl}: the rows the traces hold
+
+  // key attributes for the hover, asked for by chunks of rows as they are drawn
+  // (reading every span's attributes is the server's most expensive part)
+  const NOTE_CHUNK = 256;
+  const attributeNotes = new Map();
+  const notesAsked = new Set();
+
+  function askNotes(win) {
+    if (win.gl) return;
+    const chunks = [];
+    for (let c = Math.floor(win.lo / NOTE_CHUNK); c * NOTE_CHUNK < win.hi; c++) {
+      if (!notesAsked.has(c)) chunks.push(c);
+    }
+    if (!chunks.length) return;
+    chunks.forEach((c) => notesAsked.add(c));
+    const first = chunks[0] * NOTE_CHUNK, last = (chunks[chunks.length - 1] + 1) * NOTE_CHUNK;
+    fetch(header.dataset.notesUrl + "&rows=" + first + "-" + last, { credentials: "same-origin" })
+      .then(function (r) {
+        if (!r.ok) throw new Error("HTTP " + r.status);
+        return r.json();
+      })
+      .then(function (notes) {
+        for (const row of Object.keys(notes)) attributeNotes.set(Number(row), notes[row]);
+        // refresh the hover text of the rows drawn now
+        const index = gd.data.findIndex((t) => t.meta === "spans");
+        if (index < 0 || redrawing) return;
+        const rows = gd.data[index].y;
+        Plotly.restyle(gd, { hovertext: [Array.from(rows, hoverText)] }, [index]);
+      })
+      .catch(function () {
+        chunks.forEach((c) => notesAsked.delete(c)); // ask again with the next draw
+      });
+  }
 
   function windowFor(y0, y1) {
     const a = Math.max(0, Math.floor(Math.min(y0, y1))), b = Math.min(wf.rowCount, Math.ceil(Math.max(y0, y1)) + 1);
@@ -275,6 +310,7 @@
     Plotly.react(gd, fig.data, fig.layout, config).then(function () {
       drawn = want;
       redrawing = false;
+      askNotes(want);
     }, function () { redrawing = false; });
   }
 
@@ -393,6 +429,7 @@
   }).then(function (plot) {
     if (!plot) return;
     gd = plot;
+    askNotes(drawn);
     gd.on("plotly_relayout", redrawIfNeeded);
     // a click anywhere on a row selects its span (not only on a bar's marker)
     // plotly covers the page while a button is down, so listen on the document
