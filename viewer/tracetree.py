@@ -62,35 +62,33 @@ def tree_rows(spans: Sequence[StoredSpan], collapsed: Collection[bytes] = ()) ->
         kids.sort(key=start_key)
     rows: list[Row] = []
     visited = [False] * len(spans)
+    hidden = set(collapsed)
+    add = rows.append
+    make = tuple.__new__  # Row(...) without NamedTuple's argument handling: 50k rows add up
 
     def walk(root: int, root_orphan: bool) -> None:
-        stack: list[tuple[int, int, int | None]] = [(root, 0, None)]
+        stack: list[tuple[int, int, int]] = [(root, 0, -1)]
+        pop = stack.pop
+        push = stack.append
         while stack:
-            i, depth, parent_index = stack.pop()
+            i, depth, parent_index = pop()
             if visited[i]:
                 continue
             visited[i] = True
-            skewed = False
-            if parent_index is not None:
+            kids = children.get(i)
+            count = len(kids) if kids else 0
+            is_collapsed = count > 0 and span_ids[i] in hidden
+            if parent_index < 0:
+                add(make(Row, (i, spans[i], depth, root_orphan, False, count, is_collapsed)))
+            else:
                 skewed = starts[i] < starts[parent_index] or ends[i] > ends[parent_index]
-            kids = children.get(i, [])
-            is_collapsed = bool(kids) and span_ids[i] in collapsed
-            rows.append(
-                Row(
-                    i,
-                    spans[i],
-                    depth,
-                    root_orphan if parent_index is None else False,
-                    skewed,
-                    len(kids),
-                    is_collapsed,
-                )
-            )
+                add(make(Row, (i, spans[i], depth, False, skewed, count, is_collapsed)))
             if is_collapsed:
                 _mark(i)
-                continue
-            for kid in reversed(kids):
-                stack.append((kid, depth + 1, i))
+            elif kids:
+                below = depth + 1
+                for kid in reversed(kids):
+                    push((kid, below, i))
 
     def _mark(i: int) -> None:
         # hidden descendants count as visited, so they do not reappear as loops
@@ -103,9 +101,10 @@ def tree_rows(spans: Sequence[StoredSpan], collapsed: Collection[bytes] = ()) ->
 
     for i in sorted(roots, key=start_key):
         walk(i, i in orphans)
-    for i in sorted(range(len(spans)), key=start_key):
-        if not visited[i]:  # a parent loop: show it from its earliest span
-            walk(i, True)
+    if not all(visited):
+        for i in sorted(range(len(spans)), key=start_key):
+            if not visited[i]:  # a parent loop: show it from its earliest span
+                walk(i, True)
     return rows
 
 
