@@ -9,6 +9,7 @@ finding traces and loading and rendering them.
 
 from __future__ import annotations
 
+import gc
 import time
 from typing import Any
 
@@ -81,6 +82,14 @@ def run(quick: bool = False) -> tuple[dict[str, Any], str]:
     app_ms: dict[str, list[float]] = {name: [] for name in QUERIES}
     app_cpu_ms: dict[str, list[float]] = {name: [] for name in QUERIES}
     store = SpanStore(db, max_spans=0)
+    full_gcs: list[float] = []  # ms of CPU of the requests that ran a generation-2 collection
+    gc_generations: list[int] = []
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            gc_generations.append(info["generation"])
+
+    gc.callbacks.append(on_gc)
     try:
         client = create_app({"STORE": store}).test_client()
         for _ in range(repeats):
@@ -89,12 +98,16 @@ def run(quick: bool = False) -> tuple[dict[str, Any], str]:
                 t0 = time.perf_counter()
                 store.search(query)
                 store_ms[name].append((time.perf_counter() - t0) * 1000)
+                gc_generations.clear()
                 c0 = time.thread_time()
                 t0 = time.perf_counter()
                 client.get("/api/traces", query_string=params).close()
                 app_ms[name].append((time.perf_counter() - t0) * 1000)
                 app_cpu_ms[name].append((time.thread_time() - c0) * 1000)
+                if 2 in gc_generations:
+                    full_gcs.append(app_cpu_ms[name][-1])
     finally:
+        gc.callbacks.remove(on_gc)
         store.close()
     result = {
         "config": {"repeats": repeats, "limit": 20, "store_spans": store_spans(quick)},
@@ -103,9 +116,23 @@ def run(quick: bool = False) -> tuple[dict[str, Any], str]:
         "store_ms": store_ms,
         "app_ms": app_ms,
         "app_cpu_ms": app_cpu_ms,
+        "full_gc_request_cpu_ms": full_gcs,
         "found": found,
     }
     return result, markdown(result)
+
+
+def _gc_line(result: dict[str, Any]) -> str:
+    full = result["full_gc_request_cpu_ms"]
+    others = sorted(ms for samples in result["app_cpu_ms"].values() for ms in samples)
+    total = len(others)
+    if not full:
+        return f"In-process: no full (generation-2) garbage collection in {total} requests."
+    return (
+        f"In-process: {len(full)} of {total} requests ran a full (generation-2) garbage "
+        f"collection; their CPU: {', '.join(f'{ms:.0f}' for ms in sorted(full))} ms "
+        f"(median of all requests {percentile(others, 50):.1f} ms)."
+    )
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -156,6 +183,8 @@ def markdown(result: dict[str, Any]) -> str:
                 ],
                 rows,
             ),
+            "",
+            _gc_line(result),
             "",
             table(
                 ["target", "measured (worst query)", "verdict"],
