@@ -60,6 +60,7 @@ class _EnvironGetter(Getter[Mapping[str, Any]]):
 
 
 _GETTER = _EnvironGetter()
+_NO_PARENT = context.Context()  # what extract() returns from a request with no headers
 
 
 class TracingMiddleware:
@@ -81,6 +82,8 @@ class TracingMiddleware:
         self.wsgi_app = wsgi_app
         self._tracer = tracer
         self._excluded = excluded
+        self._propagator: object = None
+        self._propagation_keys: tuple[str, ...] = ()
         self._request_headers = _header_names(_REQUEST_HEADERS_VAR)
         self._response_headers = {
             name.lower(): f"http.response.header.{name.lower().replace('-', '_')}"
@@ -112,7 +115,7 @@ class TracingMiddleware:
                 context.detach(token)
 
         try:
-            parent = propagate.extract(environ, getter=_GETTER)
+            parent = self._parent_context(environ)
             method = environ.get("REQUEST_METHOD", "GET")
             attributes = self._request_attributes(environ, method)
             span = self._tracer.start_span(
@@ -154,6 +157,18 @@ class TracingMiddleware:
         except Exception:
             internal_error("ending a server span")
         return result
+
+    def _parent_context(self, environ: Mapping[str, Any]) -> context.Context:
+        """The caller's context, if the request carries one the propagator reads."""
+        propagator = propagate.get_global_textmap()
+        if propagator is not self._propagator:
+            self._propagator = propagator
+            self._propagation_keys = tuple(
+                "HTTP_" + field.upper().replace("-", "_") for field in propagator.fields
+            )
+        if not any(key in environ for key in self._propagation_keys):
+            return _NO_PARENT  # nothing to extract (most requests); extract() costs more
+        return propagate.extract(environ, getter=_GETTER)
 
     def _request_attributes(self, environ: Mapping[str, Any], method: str) -> dict[str, Any]:
         attributes: dict[str, Any] = {

@@ -70,6 +70,18 @@ class TestFlask:
         assert server.attributes["http.response.status_code"] == 500
         assert any(event.name == "exception" for event in server.events)
 
+    def test_a_request_without_trace_headers_starts_a_new_trace(
+        self, client: Any, cvtrace_spans: CapturedSpans
+    ) -> None:
+        """Even when the caller's thread has a span open (as in-process clients do)."""
+        handle = cvtrace.get_handle()
+        assert handle is not None
+        assert handle.provider is not None
+        with handle.provider.get_tracer("test").start_as_current_span("outer"):
+            client.get("/users/1")
+        server = next(s for s in cvtrace_spans.spans if s.kind is SpanKind.SERVER)
+        assert server.parent is None
+
 
 class TestSQLAlchemy:
     def test_queries_make_database_spans(self, client: Any, cvtrace_spans: CapturedSpans) -> None:
