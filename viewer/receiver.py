@@ -21,6 +21,7 @@ import socket
 import sqlite3
 import zlib
 from collections.abc import Sequence
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NamedTuple
 
@@ -414,7 +415,8 @@ class _OtlpHandler(BaseHTTPRequestHandler):
 
     def _answer(self, reply: Reply, stream: _LimitedReader | _ChunkedReader) -> None:
         unread = stream.left > 0 if isinstance(stream, _LimitedReader) else not stream.done
-        self.send_response(reply.status)
+        # the reason phrase as werkzeug (which served this port before) writes it
+        self.send_response(reply.status, HTTPStatus(reply.status).phrase.upper())
         self.send_header("Content-Type", reply.content_type)
         self.send_header("Content-Length", str(len(reply.body)))
         for name, value in reply.headers.items():
