@@ -69,12 +69,13 @@ p99 at the same size):
   block writers. The viewer checkpoints the WAL from a background thread
   (``checkpoint_interval_s``), off the request path.
 
-Measured on a 2-core VM holding 1,000,000 spans (10-span traces, 510-span
-requests; ad hoc, bench/ is where the reproducible numbers belong): about 40-55k spans/s written by
-``write_request`` including protobuf decoding (the machine was shared, so
-noisy), searches by service, service + operation, indexed tag, minimum
-duration or errors 0.1-3 ms, the worst case (a rare minimum duration within one
-service) about 20 ms.
+Where a write's cost goes (``bench.ingest`` and ``bench.profile ingest`` have
+the numbers): a 512-span demo request appends ~290 pages to the WAL, of which
+~127 are the random inserts into the ``trace_id`` index, ~80 the tails of the
+search tables, ~33 the duration index and ~46 the spans themselves; the
+viewer spends ~22 µs of CPU per span, a quarter of it committing and
+checkpointing those pages. Searches at 1,000,000 spans take 0.1-0.6 ms in the
+store (``bench.search``).
 
 Semantics of a search: a trace matches when it has a span of the service, a span
 of the operation in that service, and, for each tag, a span or resource carrying
