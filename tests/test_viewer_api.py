@@ -279,3 +279,55 @@ class TestAllowedHosts:
         )
         assert posted.status_code == 421
         assert store.span_count() == 0
+
+
+def test_non_finite_doubles_give_valid_json(app: Flask) -> None:
+    """NaN and infinities are legal OTLP doubles; JSON has no such numbers."""
+    client = app.test_client()
+    trace_id, span_id = "5f0c0a0e0b0d0c0a5f0c0a0e0b0d0c0a", "5f0c0a0e0b0d0c0a"
+    doubles = {"nan": "NaN", "up": "Infinity", "down": "-Infinity", "half": 0.5}
+    body = {
+        "resourceSpans": [
+            {
+                "resource": {
+                    "attributes": [{"key": "service.name", "value": {"stringValue": "nan-svc"}}]
+                },
+                "scopeSpans": [
+                    {
+                        "spans": [
+                            {
+                                "traceId": trace_id,
+                                "spanId": span_id,
+                                "name": "ratio",
+                                "startTimeUnixNano": "1764201600000000000",
+                                "endTimeUnixNano": "1764201600001000000",
+                                "attributes": [
+                                    {"key": k, "value": {"doubleValue": v}}
+                                    for k, v in doubles.items()
+                                ],
+                            }
+                        ]
+                    }
+                ],
+            }
+        ]
+    }
+    assert client.post("/v1/traces", json=body).status_code == 200
+
+    def strict(text: str) -> object:
+        def refuse(constant: str) -> object:
+            raise ValueError(f"invalid JSON constant {constant}")
+
+        return json.loads(text, parse_constant=refuse)
+
+    trace = strict(client.get(f"/api/traces/{trace_id}").get_data(as_text=True))
+    tags = {t["key"]: t for t in trace["data"][0]["spans"][0]["tags"]}  # type: ignore[index]
+    assert tags["nan"] == {"key": "nan", "type": "string", "value": "NaN"}
+    assert tags["up"]["value"] == "Infinity"
+    assert tags["down"]["value"] == "-Infinity"
+    assert tags["half"] == {"key": "half", "type": "float64", "value": 0.5}
+    search = client.get("/api/traces?service=nan-svc").get_data(as_text=True)
+    assert strict(search)
+    details = client.get(f"/trace/{trace_id}/spans/{span_id}.json")
+    assert details.status_code == 200
+    assert ["nan", "NaN"] in strict(details.get_data(as_text=True))["attributes"]  # type: ignore[index]

@@ -10,6 +10,7 @@ scope becomes ``otel.scope.name`` / ``otel.scope.version``, the parent becomes a
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -39,7 +40,18 @@ def any_value_python(value: AnyValue) -> Any:
         return {kv.key: any_value_python(kv.value) for kv in value.kvlist_value.values}
     if which == "bytes_value":
         return value.bytes_value.hex()
+    if which == "double_value":
+        return finite_or_text(value.double_value)
     return getattr(value, which)
+
+
+def finite_or_text(number: float) -> float | str:
+    """A double as JSON can carry it: NaN and infinities as protobuf's JSON spells them."""
+    if math.isfinite(number):
+        return number
+    if math.isnan(number):
+        return "NaN"
+    return "Infinity" if number > 0 else "-Infinity"
 
 
 def jaeger_tag(key: str, value: AnyValue) -> dict[str, Any]:
@@ -50,7 +62,13 @@ def jaeger_tag(key: str, value: AnyValue) -> dict[str, Any]:
     if which == "int_value":
         return {"key": key, "type": "int64", "value": value.int_value}
     if which == "double_value":
-        return {"key": key, "type": "float64", "value": value.double_value}
+        number = finite_or_text(value.double_value)
+        # JSON has no NaN: a non-finite double becomes a string tag ("NaN", "Infinity").
+        return {
+            "key": key,
+            "type": "float64" if isinstance(number, float) else "string",
+            "value": number,
+        }
     if which == "string_value":
         return {"key": key, "type": "string", "value": value.string_value}
     if which == "bytes_value":
