@@ -84,8 +84,9 @@
   // -- the waterfall's rows, drawn a window at a time (level of detail) ---------
   // Only the rows in view (and as many again above and below) are plotly traces,
   // drawn as SVG; panning or zooming redraws the window. A view of more than
-  // GL_ROWS rows draws every row with WebGL instead (no labels, no per-row DOM).
-  const GL_ROWS = 1500;
+  // AGG_ROWS rows draws groups of rows instead: per service, one bar from the
+  // group's first start to its last end, about two pixels tall (no labels).
+  const AGG_ROWS = 1500;
   const MAX_LABELS = 150;
   const ARRAYS = { f8: Float64Array, u1: Uint8Array, u2: Uint16Array, u4: Uint32Array };
   const FLAG_ERROR = 1, FLAG_ORPHAN = 2, FLAG_SKEWED = 4, FLAG_COLLAPSED = 8;
@@ -175,46 +176,74 @@
 
   // the traces of rows [lo, hi): a line trace per service (a bar is a thick
   // segment), one for error outlines, and markers at span starts (hover, ids)
-  function windowTraces(lo, hi, gl) {
-    const type = gl ? "scattergl" : "scatter";
+  // bars and markers as thick as the rows (or groups of rows) are tall
+  function sizes(pitch) {
+    const clamp = (v, lo, hi) => Math.max(lo, Math.min(hi, v));
+    return { bar: clamp(pitch * 0.55, 1, 12), error: clamp(pitch * 0.14, 1, 3), marker: clamp(pitch * 0.4, 2, 9) };
+  }
+
+  // the traces of rows [lo, hi) in groups of k rows (k = 1: each row): a line
+  // trace per service (a bar is a thick segment), one for error outlines, and
+  // markers at the starts (hover, span ids)
+  function windowTraces(lo, hi, k, pitch) {
+    const size = sizes(pitch * k);
+    const services = wf.services.length;
     const segs = wf.services.map(() => ({ x: [], y: [] }));
     const err = { x: [], y: [] };
     const m = { x: [], y: [], color: [], symbol: [], text: [], ids: [] };
-    for (let row = lo; row < hi; row++) {
-      const x0 = wf.start[row], x1 = wf.end[row];
-      const seg = segs[wf.service[row]];
-      seg.x.push(x0, x1, null);
-      seg.y.push(row, row, null);
-      const isError = wf.flags[row] & FLAG_ERROR;
-      if (isError) {
-        err.x.push(x0, x1, null);
-        err.y.push(row, row, null);
+    const first = new Float64Array(services + 1), last = new Float64Array(services + 1);
+    for (let g = Math.floor(lo / k) * k; g < hi; g += k) {
+      const end = Math.min(g + k, wf.rowCount);
+      const y = k === 1 ? g : g + (end - 1 - g) / 2;
+      first.fill(Infinity);
+      last.fill(-Infinity);
+      let errors = 0;
+      for (let row = g; row < end; row++) {
+        const svc = wf.flags[row] & FLAG_ERROR ? services : wf.service[row];
+        if (svc === services) errors++;
+        // an error row also counts for its service's bar
+        for (const i of svc === services ? [wf.service[row], services] : [svc]) {
+          if (wf.start[row] < first[i]) first[i] = wf.start[row];
+          if (wf.end[row] > last[i]) last[i] = wf.end[row];
+        }
+      }
+      let x0 = Infinity;
+      for (let i = 0; i < services; i++) {
+        if (first[i] === Infinity) continue;
+        segs[i].x.push(first[i], last[i], null);
+        segs[i].y.push(y, y, null);
+        if (first[i] < x0) x0 = first[i];
+      }
+      if (errors) {
+        err.x.push(first[services], last[services], null);
+        err.y.push(y, y, null);
       }
       m.x.push(x0);
-      m.y.push(row);
-      m.color.push(isError ? wf.errorColor : wf.colors[wf.service[row]]);
-      m.symbol.push(isError ? "x" : "circle");
-      m.text.push(hoverText(row));
-      m.ids.push(spanIdAt(row));
+      m.y.push(y);
+      m.color.push(errors ? wf.errorColor : wf.colors[wf.service[g]]);
+      m.symbol.push(errors ? "x" : "circle");
+      m.text.push(k === 1 ? hoverText(g) :
+        "rows " + g + "–" + (end - 1) + ": " + (end - g) + " spans" +
+        (errors ? ", " + errors + " errors" : "") + "<br>zoom in to see each span");
+      m.ids.push(spanIdAt(g));
     }
     const traces = segs.map((seg, i) => ({
-      type: type, x: seg.x, y: seg.y, mode: "lines", name: wf.services[i],
-      line: { color: wf.colors[i], width: 12 }, hoverinfo: "skip", connectgaps: false,
+      type: "scatter", x: seg.x, y: seg.y, mode: "lines", name: wf.services[i],
+      line: { color: wf.colors[i], width: size.bar }, hoverinfo: "skip", connectgaps: false,
     }));
     traces.push({
-      type: type, x: err.x, y: err.y, mode: "lines", name: "error",
-      line: { color: wf.errorColor, width: 3 }, hoverinfo: "skip", showlegend: err.x.length > 0,
+      type: "scatter", x: err.x, y: err.y, mode: "lines", name: "error",
+      line: { color: wf.errorColor, width: size.error }, hoverinfo: "skip", showlegend: err.x.length > 0,
     });
-    const markers = {
-      type: type, x: m.x, y: m.y, mode: "markers", meta: "spans", name: "spans",
+    traces.push({
+      type: "scatter", x: m.x, y: m.y, mode: "markers", meta: "spans", name: "spans",
       showlegend: false, customdata: m.ids, hovertext: m.text, hoverinfo: "text",
-      marker: { color: m.color, symbol: m.symbol, size: 9, line: { width: 0 } },
-    };
-    traces.push(markers);
+      marker: { color: m.color, symbol: m.symbol, size: size.marker, line: { width: 0 } },
+    });
     return traces;
   }
 
-  let drawn = null; // {lo, hi, gl}: the rows the traces hold
+  let drawn = null; // {lo, hi, k, pitch}: the rows the traces hold, k rows a group
 
   // key attributes for the hover, asked for by chunks of rows as they are drawn
   // (reading every span's attributes is the server's most expensive part)
@@ -223,7 +252,7 @@
   const notesAsked = new Set();
 
   function askNotes(win) {
-    if (win.gl) return;
+    if (win.k > 1) return;
     const chunks = [];
     for (let c = Math.floor(win.lo / NOTE_CHUNK); c * NOTE_CHUNK < win.hi; c++) {
       if (!notesAsked.has(c)) chunks.push(c);
@@ -251,15 +280,15 @@
 
   function windowFor(y0, y1) {
     const a = Math.max(0, Math.floor(Math.min(y0, y1))), b = Math.min(wf.rowCount, Math.ceil(Math.max(y0, y1)) + 1);
-    const gl = b - a > GL_ROWS;
-    if (gl) return { lo: 0, hi: wf.rowCount, gl: true };
+    // rows per group: about two pixels tall when more than AGG_ROWS are in view
+    const k = b - a > AGG_ROWS ? Math.max(1, Math.ceil(2 / pitchFor([y0, y1]))) : 1;
     const pad = Math.max(wf.visibleRows, b - a);
-    return { lo: Math.max(0, a - pad), hi: Math.min(wf.rowCount, b + pad), gl: false };
+    return { lo: Math.max(0, a - pad), hi: Math.min(wf.rowCount, b + pad), k: k };
   }
 
   function yaxisTicks(win, y0, y1) {
     const a = Math.max(win.lo, Math.floor(Math.min(y0, y1))), b = Math.min(win.hi, Math.ceil(Math.max(y0, y1)) + 1);
-    if (win.gl || b - a > MAX_LABELS * 4) return { tickmode: "array", tickvals: [], ticktext: [] };
+    if (win.k > 1 || b - a > MAX_LABELS * 4) return { tickmode: "array", tickvals: [], ticktext: [] };
     const step = Math.max(1, Math.ceil((b - a) / MAX_LABELS));
     const vals = [], text = [];
     for (let row = win.lo; row < win.hi; row += step) {
@@ -269,11 +298,22 @@
     return { tickmode: "array", tickvals: vals, ticktext: text };
   }
 
+  function plotHeight() {
+    return Math.min(wf.rowCount, wf.visibleRows) * wf.rowPx + 140;
+  }
+
+  // pixels per row with the y axis showing yrange (the plot area is the height
+  // less the top and bottom margins)
+  function pitchFor(yrange) {
+    return (plotHeight() - 70) / Math.max(1, Math.abs(yrange[0] - yrange[1]));
+  }
+
   function figureFor(win, xrange, yrange, keep) {
-    const traces = windowTraces(win.lo, win.hi, win.gl);
+    win.pitch = pitchFor(yrange);
+    const traces = windowTraces(win.lo, win.hi, win.k, win.pitch);
     if (keep) traces.forEach((t, i) => { if (keep[i] && keep[i].visible !== undefined) t.visible = keep[i].visible; });
     const layout = {
-      height: Math.min(wf.rowCount, wf.visibleRows) * wf.rowPx + 140,
+      height: plotHeight(),
       margin: { l: wf.marginLeft, r: 10, t: 30, b: 40 },
       hovermode: "closest", clickmode: "event", dragmode: "pan",
       legend: { orientation: "h", y: 1.02, yanchor: "bottom", x: 0 },
@@ -301,9 +341,11 @@
     const ya = gd._fullLayout.yaxis, xa = gd._fullLayout.xaxis;
     const y0 = Math.min(ya.range[0], ya.range[1]), y1 = Math.max(ya.range[0], ya.range[1]);
     const want = windowFor(y0, y1);
-    const fits = drawn && drawn.gl === want.gl &&
-      (drawn.gl || (drawn.lo <= Math.max(0, Math.floor(y0)) && drawn.hi >= Math.min(wf.rowCount, Math.ceil(y1) + 1) &&
-        drawn.hi - drawn.lo <= 4 * (want.hi - want.lo)));
+    const pitch = pitchFor([y0, y1]);
+    const fits = drawn && drawn.k === want.k &&
+      Math.min(12, pitch) / Math.min(12, drawn.pitch) < 1.5 && Math.min(12, drawn.pitch) / Math.min(12, pitch) < 1.5 &&
+      drawn.lo <= Math.max(0, Math.floor(y0)) && drawn.hi >= Math.min(wf.rowCount, Math.ceil(y1) + 1) &&
+      drawn.hi - drawn.lo <= 4 * (want.hi - want.lo);
     if (fits) return;
     redrawing = true;
     const fig = figureFor(want, xa.range.slice(), ya.range.slice(), gd.data);
