@@ -6,11 +6,12 @@ shows the entities as the original characters, as text.
 
 The trace page draws its waterfall from :func:`waterfall_data`: compact rows
 (numbers as base64 typed arrays, each string once, escaped here) that
-``viewer.js`` turns into plotly traces for the rows in view only (SVG; WebGL
-when more than 1,500 rows are in view), so a 50,000-span trace costs about as
-much to draw as a small one. The traces are one line trace per service (a bar
-is a thick segment), one for error outlines, and one marker trace at span
-starts that carries hover text and the span id (clicks).
+``viewer.js`` turns into plotly traces (SVG) for the rows in view only, and
+for groups of rows when more than 1,500 are in view, so a 50,000-span trace
+costs about as much to draw as a small one. The traces are one line trace per
+service (a bar is a thick segment), one for error outlines, and one marker
+trace at span starts that carries hover text and the span id (clicks). The
+hover's key attributes come from :func:`attribute_notes`, for the rows drawn.
 
 :func:`waterfall_figure` builds the whole trace as one plotly figure in Python
 (WebGL, every row), for use outside the page.
