@@ -331,6 +331,9 @@ def test_search_page_scatter_and_operation_list(
         }"""
     )
     page.mouse.move(point["x"], point["y"])
+    # plotly's hover label shows that it has the point under the cursor: only then is a
+    # click a click on the point (on a loaded machine the first move can come too early)
+    page.wait_for_selector("#durations .hoverlayer .hovertext")
     page.mouse.click(point["x"], point["y"])
     page.wait_for_url(f"**/trace/{specs[0].trace_id.hex()}")
     page.wait_for_function(READY)
