@@ -1292,17 +1292,22 @@ class SpanStore:
             "WHERE key = ?",
             updates,
         )
-        conn.executemany(
-            "INSERT OR IGNORE INTO trace_services (service_id, trace_key) VALUES (?, ?)",
-            service_pairs,
-        )
-        conn.executemany(
-            "INSERT OR IGNORE INTO trace_operations (operation_id, trace_key) VALUES (?, ?)",
-            op_pairs,
-        )
-        conn.executemany(
-            "INSERT OR IGNORE INTO trace_tags (tag_id, trace_key) VALUES (?, ?)", tag_pairs
-        )
+        # One statement per table, its rows as a JSON array of pairs, rather than
+        # executemany: sqlite3 releases the GIL around every row's step, and in an app's
+        # export thread each re-acquisition can wait a whole switch interval (5 ms) for a
+        # busy request thread: hundreds of rows per batch then took seconds and the span
+        # queue overflowed (BENCHMARKS.md, span loss of the local exporter).
+        for table, column, pairs in (
+            ("trace_services", "service_id", service_pairs),
+            ("trace_operations", "operation_id", op_pairs),
+            ("trace_tags", "tag_id", tag_pairs),
+        ):
+            if pairs:
+                conn.execute(
+                    f"INSERT OR IGNORE INTO {table} ({column}, trace_key) "
+                    "SELECT value ->> 0, value ->> 1 FROM json_each(?)",
+                    (json.dumps(sorted(pairs)),),
+                )
         conn.execute("UPDATE meta SET value = value + ? WHERE key = 'span_count'", (written,))
 
     # -- retention ---------------------------------------------------------

@@ -26,6 +26,8 @@ from ..store import SpanStore, default_db_path
 
 logger = logging.getLogger(__name__)
 
+CHECKPOINT_INTERVAL_S = 1.0
+
 
 class LocalSpanExporter(SpanExporter):
     """Write spans into a SQLite span store.
@@ -68,6 +70,9 @@ class LocalSpanExporter(SpanExporter):
 
     def _open(self) -> SpanStore:
         if self._store is None or self._store_pid != os.getpid():
-            self._store = SpanStore(self.path)
+            # Checkpoints (and their fsync) in the store's own thread, not in the
+            # export thread between two batches: a stalled checkpoint there let the
+            # span queue overflow (BENCHMARKS.md, span loss).
+            self._store = SpanStore(self.path, checkpoint_interval_s=CHECKPOINT_INTERVAL_S)
             self._store_pid = os.getpid()
         return self._store
