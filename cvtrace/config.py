@@ -56,6 +56,18 @@ def parse_float(env_var: str, raw: str) -> float:
     return value
 
 
+def parse_non_negative_int(env_var: str, raw: str) -> int:
+    """Parse a whole number of zero or more (zero often meaning "no limit")."""
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        msg = f"{env_var}: {raw!r} is not a whole number >= 0; use for example 1000000, or 0"
+        raise CvtraceConfigError(msg)
+    return value
+
+
 def parse_positive_int(env_var: str, raw: str) -> int:
     """Parse a whole number above zero."""
     try:

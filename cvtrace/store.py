@@ -122,6 +122,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import (
     TracesData,
 )
 
+from cvtrace.config import parse_float, parse_non_negative_int
 from cvtrace.exceptions import CvtraceConfigError
 
 logger = logging.getLogger(__name__)
@@ -664,30 +665,12 @@ def _tag_keys_from_env() -> frozenset[str]:
 
 def _int_env(name: str, default: int) -> int:
     raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = -1
-    if value < 0:
-        msg = f"{name}: {raw!r} is not a whole number >= 0; set it to e.g. {default} or unset it"
-        raise CvtraceConfigError(msg)
-    return value
+    return parse_non_negative_int(name, raw) if raw else default
 
 
 def _float_env(name: str, default: float) -> float:
     raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not value >= 0:  # also refuses NaN
-        msg = f"{name}: {raw!r} is not a number >= 0; set it to e.g. 168 or unset it (0 = no limit)"
-        raise CvtraceConfigError(msg)
-    return value
+    return parse_float(name, raw) if raw else default
 
 
 class SpanStore:

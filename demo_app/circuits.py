@@ -57,8 +57,16 @@ def _stars_subquery() -> Any:
     )
 
 
-def _get_circuit(db: Session, circuit_id: int) -> Circuit:
-    circuit = db.get(Circuit, circuit_id)
+def _get_circuit(db: Session, circuit_id: int, *undeferred: Any) -> Circuit:
+    """Load a circuit (with the deferred columns named), or answer 404."""
+    if undeferred:
+        circuit = db.scalar(
+            select(Circuit)
+            .where(Circuit.id == circuit_id)
+            .options(*(undefer(column) for column in undeferred))
+        )
+    else:
+        circuit = db.get(Circuit, circuit_id)
     if circuit is None:
         msg = f"no circuit with id {circuit_id}"
         raise NotFound(msg)
@@ -283,12 +291,7 @@ def _count_view(db: Session, circuit_id: int, views: HyperLogLog) -> HyperLogLog
 def show(circuit_id: int) -> ResponseReturnValue:
     """Show a circuit, and count the view (unique visitors, by HyperLogLog)."""
     db = get_db()
-    circuit = db.scalar(
-        select(Circuit).where(Circuit.id == circuit_id).options(undefer(Circuit.views_hll))
-    )
-    if circuit is None:
-        msg = f"no circuit with id {circuit_id}"
-        raise NotFound(msg)
+    circuit = _get_circuit(db, circuit_id, Circuit.views_hll)
     views = _count_view(db, circuit_id, HyperLogLog.from_bytes(circuit.views_hll))
     stars = _star_count(db, circuit_id)
     user = current_user()
@@ -470,12 +473,7 @@ def simulate_circuit(circuit_id: int) -> ResponseReturnValue:
 def preview(circuit_id: int) -> ResponseReturnValue:
     """Return the circuit's drawing, asking the preview service if none is stored yet."""
     db = get_db()
-    circuit = db.scalar(
-        select(Circuit).where(Circuit.id == circuit_id).options(undefer(Circuit.preview_svg))
-    )
-    if circuit is None:
-        msg = f"no circuit with id {circuit_id}"
-        raise NotFound(msg)
+    circuit = _get_circuit(db, circuit_id, Circuit.preview_svg)
     svg = circuit.preview_svg
     if svg is None:
         app = current_app._get_current_object()  # type: ignore[attr-defined]

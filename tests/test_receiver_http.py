@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import json
 import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from opentelemetry.trace import Status, StatusCode
 
 from cvtrace.store import SpanStore, TraceQuery, spans_to_traces_data
 from tests.viewer_support import (
+    ServedInThread,
     SpanSpec,
     ViewerServer,
     make_request,
@@ -53,22 +53,11 @@ def store(db: Path) -> Iterator[SpanStore]:
     s.close()
 
 
-class OtlpServer:
+class OtlpServer(ServedInThread):
     """``cvtrace view``'s OTLP/HTTP port: :class:`OtlpHttpServer` on 127.0.0.1, port 0."""
 
     def __init__(self, store: SpanStore, **options: Any) -> None:
-        self._server = OtlpHttpServer(("127.0.0.1", 0), store, **options)
-        self.url = f"http://127.0.0.1:{self._server.server_port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self) -> OtlpServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        super().__init__(OtlpHttpServer(("127.0.0.1", 0), store, **options))
 
 
 @pytest.fixture(params=["flask-route", "otlp-http-server"])

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
@@ -140,17 +140,19 @@ def simple_trace(
     return [root, *kids]
 
 
-class ViewerServer:
-    """A viewer app served by a real threaded WSGI server on 127.0.0.1 (port 0)."""
+_Served = TypeVar("_Served", bound="ServedInThread")
 
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self._server = make_server("127.0.0.1", 0, app, threaded=True)
-        self.port = self._server.server_port
+
+class ServedInThread:
+    """A socketserver-style server serving from a daemon thread while in a ``with``."""
+
+    def __init__(self, server: Any) -> None:
+        self._server = server
+        self.port = server.server_port
         self.url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=server.serve_forever, daemon=True)
 
-    def __enter__(self) -> ViewerServer:
+    def __enter__(self: _Served) -> _Served:
         self._thread.start()
         return self
 
@@ -158,6 +160,14 @@ class ViewerServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+
+
+class ViewerServer(ServedInThread):
+    """A viewer app served by a real threaded WSGI server on 127.0.0.1 (port 0)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        super().__init__(make_server("127.0.0.1", 0, app, threaded=True))
 
 
 def store_snapshot(path: Path) -> list[tuple[str, list[tuple[Any, ...]]]]:
