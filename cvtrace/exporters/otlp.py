@@ -19,7 +19,9 @@ import logging
 import os
 import time
 from collections.abc import Mapping, Sequence
+from typing import Any
 
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter
@@ -120,17 +122,11 @@ def _client_cert(env: Mapping[str, str]) -> str | tuple[str, str] | None:
     return certificate
 
 
-def _grpc_exporter_class() -> type[SpanExporter]:
-    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-
-    return OTLPSpanExporter
-
-
-class GrpcOtlpSpanExporter(_grpc_exporter_class()):  # type: ignore[misc]
+class GrpcOtlpSpanExporter(OTLPSpanExporter):
     """The SDK's OTLP/gRPC exporter, encoding with :class:`SpanEncoder`."""
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self._cvtrace_encoder = SpanEncoder()
 
     def _translate_data(self, data: Sequence[ReadableSpan]) -> ExportTraceServiceRequest:
