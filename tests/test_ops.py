@@ -1332,7 +1332,7 @@ class TestComposeFile:
 def docker_compose() -> str:
     path = shutil.which("docker-compose")
     if path is None:
-        pytest.skip(
+        pytest.fail(
             "docker-compose is not installed: `make system-deps` installs Debian's "
             "docker-compose, which validates compose files offline (CI has it)"
         )
@@ -1839,7 +1839,7 @@ class TestDockerfile:
 def _jemalloc_library() -> Path:
     """Return Debian's libjemalloc.so.2, found the way the Dockerfile finds it."""
     if shutil.which("dpkg") is None:
-        pytest.skip("not a Debian system: the image's jemalloc step needs dpkg")
+        pytest.fail("not a Debian system: the image's jemalloc step needs dpkg")
     listing = subprocess.run(
         ["dpkg", "-L", "libjemalloc2"],
         capture_output=True,
@@ -1847,7 +1847,7 @@ def _jemalloc_library() -> Path:
         check=False,
     )
     if listing.returncode != 0:
-        pytest.skip("libjemalloc2 is not installed: `make system-deps` installs it (CI has it)")
+        pytest.fail("libjemalloc2 is not installed: `make system-deps` installs it (CI has it)")
     paths = [line for line in listing.stdout.splitlines() if line.endswith("/libjemalloc.so.2")]
     assert len(paths) == 1, paths  # the Dockerfile's grep must find exactly one
     return Path(paths[0])
