@@ -95,6 +95,7 @@ Retention, applied by whoever writes (``local`` exporter or viewer):
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import heapq
 import itertools
@@ -139,7 +140,7 @@ __all__ = [
     "spans_to_traces_data",
 ]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """Version of the schema this module writes (``PRAGMA user_version``)."""
 
 DEFAULT_MAX_SPANS = 1_000_000
@@ -199,6 +200,9 @@ _ZERO_SPAN_ID = bytes(8)
 _AGE_CHECK_INTERVAL_S = 60.0
 _RETAIN_FRACTION = 0.9
 _SQL_VARS = 500  # ids per "IN (...)" query
+_ROWS_PER_INSERT = 100  # rows per multi-row INSERT statement
+_INDEX_BATCH = 10_000
+"""Recent traces are added to the trace-id index this many at a time."""
 _MAX_IDLE_READERS = 8
 _ORDINAL_BITS = 32
 """A span row's id is its trace's key shifted by this, plus its ordinal in the trace."""
@@ -310,7 +314,33 @@ DROP TABLE spans;
 """Version 3: the spans of one trace, resource and scope that arrive together are
 one row (a ``ScopeSpans`` message's ``spans`` field, and their ids), not a row each."""
 
-_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3}
+_SCHEMA_V4 = """
+CREATE TABLE traces_v4 (
+    key INTEGER PRIMARY KEY,
+    trace_id BLOB NOT NULL,
+    start_ns INTEGER NOT NULL,
+    end_ns INTEGER NOT NULL,
+    span_count INTEGER NOT NULL,
+    error_count INTEGER NOT NULL,
+    has_root INTEGER NOT NULL,
+    root_name TEXT NOT NULL,
+    root_service TEXT NOT NULL,
+    services TEXT NOT NULL,
+    duration_bucket INTEGER NOT NULL
+);
+INSERT INTO traces_v4 SELECT key, trace_id, start_ns, end_ns, span_count, error_count,
+    has_root, root_name, root_service, services, duration_bucket FROM traces ORDER BY key;
+DROP TABLE traces;
+ALTER TABLE traces_v4 RENAME TO traces;
+CREATE INDEX traces_by_duration ON traces (duration_bucket, key);
+CREATE TABLE trace_ids (trace_id BLOB PRIMARY KEY, key INTEGER NOT NULL) WITHOUT ROWID;
+INSERT INTO trace_ids (trace_id, key) SELECT trace_id, key FROM traces ORDER BY trace_id;
+INSERT INTO meta (key, value) SELECT 'indexed_key', coalesce(max(key), 0) FROM traces;
+"""
+"""Version 4: the trace ids are indexed in batches (``trace_ids``), not one by one
+by a unique index on ``traces``; ``meta.indexed_key`` is the newest trace indexed."""
+
+_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4}
 """Script that brings a store from version ``n - 1`` to version ``n``."""
 
 
@@ -552,6 +582,22 @@ def _any_value_text(value: AnyValue) -> str | None:
     return None
 
 
+def _insert_rows(conn: sqlite3.Connection, insert: str, rows: Sequence[Sequence[object]]) -> None:
+    """Run ``insert`` (``INSERT INTO t (columns)``) for ``rows``, a hundred per statement."""
+    for start in range(0, len(rows), _ROWS_PER_INSERT):
+        chunk = rows[start : start + _ROWS_PER_INSERT]
+        conn.execute(
+            _values_sql(insert, len(chunk[0]), len(chunk)),
+            list(itertools.chain.from_iterable(chunk)),
+        )
+
+
+@functools.lru_cache(maxsize=1024)
+def _values_sql(insert: str, width: int, rows: int) -> str:
+    row = "(" + ",".join("?" * width) + ")"
+    return f"{insert} VALUES {','.join([row] * rows)}"
+
+
 def duration_bucket(duration_ns: int) -> int:
     """Return a duration's bucket: four per power of two, in the order of durations."""
     if duration_ns < 4:
@@ -736,6 +782,10 @@ class SpanStore:
         self._scope_ids: dict[bytes, int] = {}
         self._tag_ids: dict[tuple[str, str], int] = {}
         self._json_names: dict[str, str] = {}
+        # trace id -> key of the traces not yet in the trace-id index; see _sync_recent
+        self._recent: dict[bytes, int] = {}
+        self._recent_upto = -1  # the newest key read into _recent; -1: read them all again
+        self._indexed_upto = -1  # meta.indexed_key when _recent was last synced
         # decoded resources and scopes, for reads
         self._resource_cache: dict[int, tuple[Resource, str, str]] = {}
         self._scope_cache: dict[int, tuple[InstrumentationScope, str]] = {}
@@ -929,6 +979,7 @@ class SpanStore:
                     for t in group:
                         t.done = True
                     if ticket.error is None:
+                        self._index_recent_traces()
                         self._apply_retention()
             if ticket.error is not None:
                 raise ticket.error
@@ -1069,6 +1120,8 @@ class SpanStore:
             raise
 
     def _clear_id_caches(self) -> None:
+        self._recent.clear()
+        self._recent_upto = self._indexed_upto = -1
         self._service_ids.clear()
         self._operation_ids.clear()
         self._resource_ids.clear()
@@ -1121,6 +1174,85 @@ class SpanStore:
             tag,
         )
 
+    def _sync_recent(self, conn: sqlite3.Connection) -> None:
+        """Bring ``_recent`` up to date with the traces other writers added.
+
+        ``_recent`` maps the ids of the traces newer than the trace-id index
+        (``meta.indexed_key``) to their keys: a write looks its traces up there
+        and in the index. Called in every write transaction; usually it reads
+        nothing, as this store added the newest traces itself.
+        """
+        indexed = int(
+            conn.execute("SELECT value FROM meta WHERE key = 'indexed_key'").fetchone()[0]
+        )
+        if indexed != self._indexed_upto:  # indexed since, by us or another writer
+            self._recent = {t: k for t, k in self._recent.items() if k > indexed}
+            self._recent_upto = max(self._recent_upto, indexed)
+            self._indexed_upto = indexed
+        for trace_id, key in conn.execute(
+            "SELECT trace_id, key FROM traces WHERE key > ?", (self._recent_upto,)
+        ):
+            self._recent[trace_id] = key
+            self._recent_upto = key
+
+    def _stored_summaries(
+        self, conn: sqlite3.Connection, trace_ids: list[bytes]
+    ) -> dict[bytes, _StoredSummary]:
+        """Return the stored summaries of the traces among ``trace_ids`` already stored."""
+        self._sync_recent(conn)
+        recent = self._recent
+        keys = [recent[t] for t in trace_ids if t in recent]
+        unknown = [t for t in trace_ids if t not in recent]
+        for i in range(0, len(unknown), _SQL_VARS):
+            chunk = unknown[i : i + _SQL_VARS]
+            marks = ",".join("?" * len(chunk))
+            keys.extend(
+                key
+                for (key,) in conn.execute(
+                    f"SELECT key FROM trace_ids WHERE trace_id IN ({marks})", chunk
+                )
+            )
+        found: dict[bytes, _StoredSummary] = {}
+        for i in range(0, len(keys), _SQL_VARS):
+            key_chunk = keys[i : i + _SQL_VARS]
+            marks = ",".join("?" * len(key_chunk))
+            for row in conn.execute(
+                "SELECT trace_id, key, start_ns, end_ns, span_count, error_count, has_root, "
+                f"root_name, root_service, services FROM traces WHERE key IN ({marks})",
+                key_chunk,
+            ):
+                found[row[0]] = tuple(row[1:])
+        return found
+
+    def _index_recent_traces(self) -> None:
+        """Add the recent traces to the trace-id index once there are enough of them.
+
+        One sorted insert of ``_INDEX_BATCH`` ids rewrites each page of the index
+        about once; inserting them as they come wrote a random page per new trace,
+        the largest share of every commit (BENCHMARKS.md, ingest).
+        """
+        if self._recent_upto - self._indexed_upto < _INDEX_BATCH or self._indexed_upto < 0:
+            return
+        conn = self._writer
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._sync_recent(conn)
+            conn.execute(
+                "INSERT OR IGNORE INTO trace_ids (trace_id, key) "
+                "SELECT trace_id, key FROM traces WHERE key > ? ORDER BY trace_id",
+                (self._indexed_upto,),
+            )
+            conn.execute(
+                "UPDATE meta SET value = ? WHERE key = 'indexed_key'", (self._recent_upto,)
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            self._clear_id_caches()
+            raise
+        self._recent.clear()
+        self._indexed_upto = self._recent_upto
+
     def _write_in_transaction(self, conn: sqlite3.Connection, prepared: _Prepared) -> None:
         # dictionaries: services, resources, scopes
         resource_ids: list[int] = []
@@ -1156,20 +1288,11 @@ class SpanStore:
             )
             for digest, body, schema_url in prepared.scopes
         ]
-        # traces: find the existing ones, create the new ones
-        trace_ids = list(prepared.traces)
-        existing: dict[bytes, _StoredSummary] = {}
-        for i in range(0, len(trace_ids), _SQL_VARS):
-            chunk = trace_ids[i : i + _SQL_VARS]
-            marks = ",".join("?" * len(chunk))
-            for row in conn.execute(
-                "SELECT trace_id, key, start_ns, end_ns, span_count, error_count, has_root, "
-                f"root_name, root_service, services FROM traces WHERE trace_id IN ({marks})",
-                chunk,
-            ):
-                existing[row[0]] = tuple(row[1:])
-        # new traces get the next keys; safe, as this transaction holds the write lock
-        next_key = int(conn.execute("SELECT coalesce(max(key), 0) + 1 FROM traces").fetchone()[0])
+        # traces: find the existing ones, create the new ones (keys above every
+        # key used or indexed, so the new traces are all above the indexed ones)
+        existing = self._stored_summaries(conn, list(prepared.traces))
+        next_key = max(self._recent_upto, self._indexed_upto) + 1
+        recent = self._recent
 
         # a trace's span groups are rows trace key << 32 | 0, 1, 2 ... in order of
         # arrival; a span already stored is not stored again
@@ -1185,7 +1308,7 @@ class SpanStore:
         for trace_id, batch in prepared.traces.items():
             old = existing.get(trace_id)
             if old is None:
-                key = next_key
+                key = recent[trace_id] = next_key
                 next_key += 1
                 ordinal = 0
             else:
@@ -1258,15 +1381,21 @@ class SpanStore:
                     *(() if old is not None else (trace_id,)),
                 )
             )
-        conn.executemany(
-            "INSERT INTO span_groups (id, resource_id, scope_id, span_ids, body) "
-            "VALUES (?, ?, ?, ?, ?)",
+        self._recent_upto = next_key - 1
+        # One statement per hundred rows rather than executemany: sqlite3 releases the
+        # GIL around every row's step, and in an app's export thread each re-acquisition
+        # can wait a whole switch interval (5 ms) for a busy request thread: hundreds of
+        # rows per batch then took seconds and the span queue overflowed (BENCHMARKS.md,
+        # span loss of the local exporter). Multi-row VALUES is also the cheapest way in.
+        _insert_rows(
+            conn,
+            "INSERT INTO span_groups (id, resource_id, scope_id, span_ids, body)",
             group_rows,
         )
-        conn.executemany(
+        _insert_rows(
+            conn,
             "INSERT INTO traces (start_ns, end_ns, span_count, error_count, has_root, "
-            "root_name, root_service, services, duration_bucket, key, trace_id) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "root_name, root_service, services, duration_bucket, key, trace_id)",
             inserts,
         )
         conn.executemany(
@@ -1275,22 +1404,14 @@ class SpanStore:
             "WHERE key = ?",
             updates,
         )
-        # One statement per table, its rows as a JSON array of pairs, rather than
-        # executemany: sqlite3 releases the GIL around every row's step, and in an app's
-        # export thread each re-acquisition can wait a whole switch interval (5 ms) for a
-        # busy request thread: hundreds of rows per batch then took seconds and the span
-        # queue overflowed (BENCHMARKS.md, span loss of the local exporter).
         for table, column, pairs in (
             ("trace_services", "service_id", service_pairs),
             ("trace_operations", "operation_id", op_pairs),
             ("trace_tags", "tag_id", tag_pairs),
         ):
-            if pairs:
-                conn.execute(
-                    f"INSERT OR IGNORE INTO {table} ({column}, trace_key) "
-                    "SELECT value ->> 0, value ->> 1 FROM json_each(?)",
-                    (json.dumps(sorted(pairs)),),
-                )
+            _insert_rows(
+                conn, f"INSERT OR IGNORE INTO {table} ({column}, trace_key)", sorted(pairs)
+            )
         conn.execute("UPDATE meta SET value = value + ? WHERE key = 'span_count'", (written,))
 
     # -- retention ---------------------------------------------------------
@@ -1367,6 +1488,11 @@ class SpanStore:
                     "SELECT coalesce(sum(span_count), 0) FROM traces WHERE key <= ?", (cutoff,)
                 ).fetchone()[0]
             )
+            conn.execute(
+                "DELETE FROM trace_ids WHERE trace_id IN "
+                "(SELECT trace_id FROM traces WHERE key <= ?)",
+                (cutoff,),
+            )
             conn.execute("DELETE FROM span_groups WHERE id < ?", ((cutoff + 1) << _ORDINAL_BITS,))
             conn.execute("DELETE FROM traces WHERE key <= ?", (cutoff,))
             for table, column, id_table in (
@@ -1414,14 +1540,15 @@ class SpanStore:
         """Return one trace's summary, or None if it is not stored."""
         with self._reading() as conn:
             row = conn.execute(
-                f"SELECT {_SUMMARY_COLUMNS} FROM traces t WHERE trace_id = ?", (trace_id,)
+                f"SELECT {_SUMMARY_COLUMNS} FROM traces t WHERE key = ({_TRACE_KEY})",
+                {"trace_id": trace_id},
             ).fetchone()
         return _summary(row) if row is not None else None
 
     def get_trace(self, trace_id: bytes) -> list[StoredSpan]:
         """Return the spans of one trace in start order; [] if unknown."""
         with self._reading() as conn:
-            row = conn.execute("SELECT key FROM traces WHERE trace_id = ?", (trace_id,)).fetchone()
+            row = conn.execute(_TRACE_KEY, {"trace_id": trace_id}).fetchone()
             if row is None:
                 return []
             spans = self._spans_of(conn, int(row[0]))
@@ -1434,8 +1561,8 @@ class SpanStore:
             rows = conn.execute(
                 "SELECT g.body, g.resource_id, g.scope_id, g.span_ids FROM traces t "
                 "JOIN span_groups g ON g.id >= t.key << 32 AND g.id < (t.key + 1) << 32 "
-                "WHERE t.trace_id = ?",
-                (trace_id,),
+                f"WHERE t.key = ({_TRACE_KEY})",
+                {"trace_id": trace_id},
             ).fetchall()
             for body, resource_id, scope_id, span_ids in rows:
                 for i in range(0, len(span_ids), 8):
@@ -1692,6 +1819,13 @@ class SpanStore:
         for (trace_id,) in rows:
             yield bytes(trace_id)
 
+
+_TRACE_KEY = (
+    "SELECT key FROM trace_ids WHERE trace_id = :trace_id UNION ALL "
+    "SELECT key FROM traces WHERE trace_id = :trace_id "
+    "AND key > (SELECT value FROM meta WHERE key = 'indexed_key') LIMIT 1"
+)
+"""The key of the trace ``:trace_id``: indexed, or among the recent traces."""
 
 _SUMMARY_COLUMNS = (
     "t.trace_id, t.start_ns, t.end_ns, t.span_count, t.error_count, "

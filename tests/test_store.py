@@ -243,7 +243,8 @@ class TestWrite:
         v1.execute("PRAGMA user_version = 1")
         v1.execute("ATTACH ? AS v2", (str(v2_path),))
         v1.execute("DELETE FROM meta")
-        for table in ("meta", "services", "operations", "resources", "scopes", "tags"):
+        v1.execute("INSERT INTO meta SELECT * FROM v2.meta WHERE key = 'span_count'")
+        for table in ("services", "operations", "resources", "scopes", "tags"):
             v1.execute(f"INSERT INTO {table} SELECT * FROM v2.{table}")
         for table in ("trace_services", "trace_operations", "trace_tags"):
             v1.execute(f"INSERT INTO {table} SELECT * FROM v2.{table}")
@@ -286,6 +287,87 @@ class TestWrite:
             migrated.write_request(make_request([late]))
             assert len(migrated.get_trace(late.trace_id)) == len(traces[2]) + 1
             assert migrated.span_count() == sum(len(t) for t in traces) + 1
+
+
+class TestTraceIdIndex:
+    """New traces are looked up in memory until enough of them are indexed at once."""
+
+    @pytest.fixture(autouse=True)
+    def _small_batches(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr("cvtrace.store._INDEX_BATCH", 4)
+
+    @staticmethod
+    def _indexed(path: Path) -> tuple[int, int]:
+        with sqlite3.connect(path) as conn:
+            (indexed_key,) = conn.execute(
+                "SELECT value FROM meta WHERE key = 'indexed_key'"
+            ).fetchone()
+            (indexed,) = conn.execute("SELECT count(*) FROM trace_ids").fetchone()
+        return int(indexed_key), int(indexed)
+
+    def test_traces_are_indexed_in_batches_and_found_either_way(self, store: SpanStore) -> None:
+        traces = [simple_trace(start_ns=T0_NS + i) for i in range(10)]
+        for specs in traces[:3]:
+            store.write_request(make_request(specs[:2]))
+        assert self._indexed(store.path) == (0, 0)  # 3 recent traces
+        for specs in traces[3:]:
+            store.write_request(make_request(specs[:2]))
+        indexed_key, indexed = self._indexed(store.path)
+        assert indexed_key == indexed == 8  # two batches of 4 (and more), 2 recent
+        # the rest of each trace arrives: merged into the stored trace, indexed or not
+        for specs in traces:
+            store.write_request(make_request(specs[2:]))
+        assert store.trace_count() == 10
+        for specs in traces:
+            assert len(store.get_trace(specs[0].trace_id)) == 3
+            summary = store.get_summary(specs[0].trace_id)
+            assert summary is not None
+            assert summary.span_count == 3
+            assert store.get_span(specs[0].trace_id, specs[2].span_id) is not None
+        assert store.get_trace(new_trace_id()) == []
+
+    def test_writers_see_each_others_recent_and_indexed_traces(self, tmp_path: Path) -> None:
+        path = tmp_path / "shared.sqlite3"
+        with SpanStore(path, max_spans=0) as first, SpanStore(path, max_spans=0) as second:
+            traces = [simple_trace(start_ns=T0_NS + i, children=3) for i in range(7)]
+            for specs in traces:
+                first.write_request(make_request(specs[:2]))
+            # the second store continues every trace; 4 are indexed, 3 recent
+            assert self._indexed(path) == (4, 4)
+            for specs in traces:
+                second.write_request(make_request(specs[2:]))
+            # and the first store continues after the second one's writes
+            extra = SpanSpec("late", traces[0][0].trace_id, parent_span_id=traces[0][0].span_id)
+            first.write_request(make_request([extra]))
+            assert first.trace_count() == 7
+            assert len(second.get_trace(traces[0][0].trace_id)) == 5
+            for specs in traces[1:]:
+                assert len(first.get_trace(specs[0].trace_id)) == 4
+
+    def test_retention_removes_indexed_ids(self, tmp_path: Path) -> None:
+        with SpanStore(tmp_path / "r.sqlite3", max_spans=30, max_age_s=0) as store:
+            traces = [simple_trace(start_ns=T0_NS + i) for i in range(12)]
+            for specs in traces:
+                store.write_request(make_request(specs))
+            with sqlite3.connect(store.path) as conn:
+                indexed = {bytes(r[0]) for r in conn.execute("SELECT trace_id FROM trace_ids")}
+            assert indexed  # some were indexed, and only stored ones are
+            assert indexed <= set(store.iter_trace_ids())
+            assert traces[0][0].trace_id not in indexed
+
+    def test_a_failed_write_forgets_its_new_traces(self, store: SpanStore) -> None:
+        """After a rollback, the store does not believe in traces it never wrote."""
+        specs = simple_trace()
+        store._writer.execute(
+            "CREATE TRIGGER fail_groups BEFORE INSERT ON span_groups "
+            "BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+        )
+        with pytest.raises(sqlite3.IntegrityError, match="disk full"):
+            store.write_request(make_request(specs))
+        store._writer.execute("DROP TRIGGER fail_groups")
+        store.write_request(make_request(specs))
+        assert store.trace_count() == 1
+        assert len(store.get_trace(specs[0].trace_id)) == 3
 
 
 class TestEncoded:
