@@ -451,96 +451,83 @@ _StoredSummary = tuple[int, int, int, int, int, int, str, str, str]
 """(key, start_ns, end_ns, span_count, error_count, has_root, root_name,
 root_service, services JSON) of a stored trace."""
 
-_BatchSpan = tuple[bytes, int, int, bytes, int, int, bool, bool, str, str, list[tuple[str, str]]]
+_BatchSpan = tuple[bytes, int, int, bytes, int, int, bool, bool, str, str]
 """(span_id, resource index, scope index, body, start_ns, end_ns, is_error,
-is_root, name, service, tags) of one span of a request."""
+is_root, name, service) of one span of a request."""
 
 
 class _TraceBatch:
     """One trace's spans in one request, and its summary over them.
 
-    Built while a request is prepared; in the write transaction, the summary is
+    Built while a request is prepared; in the write transaction, the spans
+    stored before are left out and the summary is computed over the others,
     merged into the one stored before.
     """
 
     __slots__ = (
         "end_ns",
         "errors",
-        "first_name",
-        "first_service",
         "has_root",
         "operations",
-        "resources",
         "root_name",
         "root_service",
         "services",
-        "span_ids",
         "spans",
         "start_ns",
         "tags",
     )
 
     def __init__(self) -> None:
-        self.spans: list[_BatchSpan] = []
-        self.span_ids: set[bytes] = set()
-        self.start_ns = _MAX_I64 + 1
-        self.end_ns = 0
-        self.errors = 0
-        self.has_root = False
-        self.root_name = self.root_service = ""
-        self.first_name = self.first_service = ""
-        self.services: dict[str, int] = {}
+        self.spans: dict[bytes, _BatchSpan] = {}
+        """By span id, in order of arrival: a span sent twice is kept once."""
         self.operations: set[tuple[int, str]] = set()
         """(resource index, span name) pairs."""
-        self.resources: set[int] = set()
         self.tags: set[tuple[str, str]] = set()
+        """Indexed tags of the spans and of the spans left out as stored before
+        (these are indexed already, so indexing them again changes nothing)."""
+        self.start_ns = self.end_ns = self.errors = 0
+        self.has_root = False
+        self.root_name = self.root_service = ""
+        self.services: dict[str, int] = {}
 
-    def add(self, span: _BatchSpan) -> None:
-        """Count one more span of the trace (not one already in the batch)."""
-        _sid, ri, _si, _body, start_ns, end_ns, is_error, is_root, name, service, tags = span
-        self.spans.append(span)
-        self.span_ids.add(span[0])
-        if start_ns < self.start_ns:
-            self.start_ns = start_ns
-            self.first_name, self.first_service = name, service
-        if end_ns > self.end_ns:
-            self.end_ns = end_ns
-        if is_error:
-            self.errors += 1
-        if is_root and not self.has_root:
-            self.has_root, self.root_name, self.root_service = True, name, service
-        services = self.services
-        services[service] = services.get(service, 0) + 1
-        self.operations.add((ri, name))
-        self.resources.add(ri)
-        self.tags.update(tags)
+    def leave_out(self, span_ids: set[bytes]) -> None:
+        """Leave out the spans whose ids are in ``span_ids``."""
+        self.spans = {i: span for i, span in self.spans.items() if i not in span_ids}
 
-    def without(self, span_ids: set[bytes]) -> _TraceBatch:
-        """Return the batch of the spans whose ids are not in ``span_ids``."""
-        batch = _TraceBatch()
-        for span in self.spans:
-            if span[0] not in span_ids:
-                batch.add(span)
-        return batch
+    def summarize(self, old: _StoredSummary | None) -> None:
+        """Compute the summary of the spans, merged into ``old``, the stored one.
 
-    def merge_stored(self, old: _StoredSummary) -> None:
-        """Fold in the summary stored before this request."""
-        _key, start, end, _count, errors, has_root, root_name, root_service, services = old
-        if has_root or (not self.has_root and start <= self.start_ns):
-            self.has_root = bool(has_root)
-            self.root_name, self.root_service = root_name, root_service
-        self.start_ns = min(self.start_ns, start)
-        self.end_ns = max(self.end_ns, end)
-        self.errors += errors
-        merged: dict[str, int] = json.loads(services)
-        for name, n in self.services.items():
-            merged[name] = merged.get(name, 0) + n
-        self.services = merged
-
-    def finish(self) -> None:
-        """Name a trace without a root after its earliest span."""
-        if not self.has_root:
-            self.root_name, self.root_service = self.first_name, self.first_service
+        A trace without a root span is named after its earliest span.
+        """
+        start_ns, end_ns, errors = _MAX_I64 + 1, 0, 0
+        first = root = None
+        services: dict[str, int] = {}
+        for span in self.spans.values():
+            if span[4] < start_ns:
+                start_ns, first = span[4], span
+            if span[5] > end_ns:
+                end_ns = span[5]
+            if span[6]:
+                errors += 1
+            if span[7] and root is None:
+                root = span
+            services[span[9]] = services.get(span[9], 0) + 1
+        named = root or first
+        assert named is not None
+        self.has_root = root is not None
+        self.root_name, self.root_service = named[8], named[9]
+        if old is not None:
+            _key, start, end, _count, stored_errors, has_root, root_name, root_service, stored = old
+            if has_root or (root is None and start <= start_ns):
+                self.has_root = bool(has_root)
+                self.root_name, self.root_service = root_name, root_service
+            start_ns, end_ns = min(start_ns, start), max(end_ns, end)
+            errors += stored_errors
+            merged: dict[str, int] = json.loads(stored)
+            for name, n in services.items():
+                merged[name] = merged.get(name, 0) + n
+            services = merged
+        self.start_ns, self.end_ns, self.errors, self.services = start_ns, end_ns, errors, services
 
 
 def _derived_tags(kind: int, status_code: int) -> tuple[tuple[str, str], ...]:
@@ -566,6 +553,19 @@ class _DerivedTags(dict[tuple[int, int], tuple[tuple[str, str], ...]]):
 
 
 _DERIVED_TAGS = _DerivedTags()
+
+
+def _invalid_ids(trace_id: bytes, span_id: bytes, parent: bytes) -> str:
+    """Return why a span's ids are invalid (for ids that are)."""
+    if len(trace_id) != 16:
+        return "a trace id that is not 16 bytes"
+    if trace_id == _ZERO_TRACE_ID:
+        return "an all-zero trace id"
+    if len(span_id) != 8:
+        return "a span id that is not 8 bytes"
+    if span_id == _ZERO_SPAN_ID:
+        return "an all-zero span id"
+    return "a parent span id that is neither empty nor 8 bytes"
 
 
 def _any_value_text(value: AnyValue) -> str | None:
@@ -1009,6 +1009,7 @@ class SpanStore:
         tag_keys = self.tag_keys
         reasons = out.reasons
         traces = out.traces
+        accepted = 0
         for ri, rs in enumerate(request.resource_spans):
             resource = rs.resource
             service = UNKNOWN_SERVICE
@@ -1039,52 +1040,48 @@ class SpanStore:
                     trace_id = span.trace_id
                     span_id = span.span_id
                     parent = span.parent_span_id
-                    why = None
-                    if len(trace_id) != 16:
-                        why = "a trace id that is not 16 bytes"
-                    elif trace_id == _ZERO_TRACE_ID:
-                        why = "an all-zero trace id"
-                    elif len(span_id) != 8:
-                        why = "a span id that is not 8 bytes"
-                    elif span_id == _ZERO_SPAN_ID:
-                        why = "an all-zero span id"
-                    elif parent and len(parent) != 8:
-                        why = "a parent span id that is neither empty nor 8 bytes"
-                    if why is not None:
-                        out.rejected += 1
+                    if (
+                        len(trace_id) != 16
+                        or len(span_id) != 8
+                        or trace_id == _ZERO_TRACE_ID
+                        or span_id == _ZERO_SPAN_ID
+                        or (parent and len(parent) != 8)
+                    ):
+                        why = _invalid_ids(trace_id, span_id, parent)
                         reasons[why] = reasons.get(why, 0) + 1
+                        out.rejected += 1
                         continue
-                    out.accepted += 1
+                    accepted += 1
                     batch = traces.get(trace_id)
                     if batch is None:
                         batch = traces[trace_id] = _TraceBatch()
-                    elif span_id in batch.span_ids:
+                    elif span_id in batch.spans:
                         continue  # sent twice: stored once
                     status_code = span.status.code
-                    # derived tags: a shared tuple per (kind, status) combination
-                    tags = list(_DERIVED_TAGS[span.kind, status_code])
+                    tags = batch.tags
+                    tags.update(_DERIVED_TAGS[span.kind, status_code])
                     for kv in span.attributes:
                         key = kv.key
                         if key in tag_keys:
-                            text = _any_value_text(kv.value)
+                            value = kv.value
+                            text = value.string_value or _any_value_text(value)
                             if text is not None and len(text) <= MAX_TAG_VALUE_CHARS:
-                                tags.append((key, text))
-                    batch.add(
-                        (
-                            span_id,
-                            res_index,
-                            scope_index,
-                            _span_field(span.SerializeToString())
-                            if span_bodies is None
-                            else span_bodies[span_index],
-                            min(span.start_time_unix_nano, _MAX_I64),
-                            min(span.end_time_unix_nano, _MAX_I64),
-                            status_code == _STATUS_ERROR,
-                            not parent or parent == _ZERO_SPAN_ID,
-                            span.name,
-                            service,
-                            tags,
-                        )
+                                tags.add((key, text))
+                    name = span.name
+                    batch.operations.add((res_index, name))
+                    batch.spans[span_id] = (
+                        span_id,
+                        res_index,
+                        scope_index,
+                        _span_field(span.SerializeToString())
+                        if span_bodies is None
+                        else span_bodies[span_index],
+                        min(span.start_time_unix_nano, _MAX_I64),
+                        min(span.end_time_unix_nano, _MAX_I64),
+                        status_code == _STATUS_ERROR,
+                        not parent or parent == _ZERO_SPAN_ID,
+                        name,
+                        service,
                     )
                     scope_used = True
                 if scope_used:
@@ -1093,6 +1090,7 @@ class SpanStore:
             if resource_used:
                 out.resources.append((rdigest, service, rbody, rs.schema_url))
                 out.resource_tags.append(rtags)
+        out.accepted = accepted
         return out
 
     def _services_json(self, services: dict[str, int]) -> str:
@@ -1294,16 +1292,21 @@ class SpanStore:
         next_key = max(self._recent_upto, self._indexed_upto) + 1
         recent = self._recent
 
+        # tags first seen in this request
+        tag_ids = self._tag_ids
+        for tag in set().union(*(batch.tags for batch in prepared.traces.values())):
+            if tag not in tag_ids:
+                self._tag_id(conn, tag)
+
         # a trace's span groups are rows trace key << 32 | 0, 1, 2 ... in order of
         # arrival; a span already stored is not stored again
         group_rows: list[tuple[int, int, int, bytes, bytes]] = []
-        service_pairs: set[tuple[int, int]] = set()
-        op_pairs: set[tuple[int, int]] = set()
-        tag_pairs: set[tuple[int, int]] = set()
+        service_pairs: list[tuple[int, int]] = []
+        op_pairs: list[tuple[int, int]] = []
+        tag_pairs: list[tuple[int, int]] = []
         updates: list[tuple[object, ...]] = []
         inserts: list[tuple[object, ...]] = []
         op_ids = self._operation_ids
-        tag_ids = self._tag_ids
         written = 0
         for trace_id, batch in prepared.traces.items():
             old = existing.get(trace_id)
@@ -1323,12 +1326,12 @@ class SpanStore:
                     stored.update(span_ids[i : i + 8] for i in range(0, len(span_ids), 8))
                     last = row_id
                 ordinal = last + 1 - first
-                if not stored.isdisjoint(batch.span_ids):
-                    batch = batch.without(stored)
+                if not stored.isdisjoint(batch.spans):
+                    batch.leave_out(stored)
                     if not batch.spans:
                         continue
             groups: dict[tuple[int, int], tuple[list[bytes], list[bytes]]] = {}
-            for span in batch.spans:
+            for span in batch.spans.values():
                 group = groups.get((span[1], span[2]))
                 if group is None:
                     group = groups[span[1], span[2]] = ([], [])
@@ -1340,10 +1343,9 @@ class SpanStore:
                 for i, ((ri, si), (ids, bodies)) in enumerate(groups.items())
             )
             written += len(batch.spans)
-            for ri in batch.resources:
-                service_pairs.add((resource_service_ids[ri], key))
-                for tag_id in resource_tag_ids[ri]:
-                    tag_pairs.add((tag_id, key))
+            for ri in {ri for ri, _name in batch.operations}:
+                service_pairs.append((resource_service_ids[ri], key))
+                tag_pairs.extend((tag_id, key) for tag_id in resource_tag_ids[ri])
             for ri, name in batch.operations:
                 service_id = resource_service_ids[ri]
                 op_id = op_ids.get((service_id, name))
@@ -1357,20 +1359,14 @@ class SpanStore:
                         (service_id, name),
                         (service_id, name),
                     )
-                op_pairs.add((op_id, key))
-            for tag in batch.tags:
-                known = tag_ids.get(tag)
-                tag_pairs.add((known if known is not None else self._tag_id(conn, tag), key))
-            batch.finish()
-            count = len(batch.spans)
-            if old is not None:
-                batch.merge_stored(old)
-                count += old[3]
+                op_pairs.append((op_id, key))
+            tag_pairs.extend((tag_ids[tag], key) for tag in batch.tags)
+            batch.summarize(old)
             (updates if old is not None else inserts).append(
                 (
                     batch.start_ns,
                     batch.end_ns,
-                    count,
+                    len(batch.spans) + (old[3] if old is not None else 0),
                     batch.errors,
                     int(batch.has_root),
                     batch.root_name,
@@ -1409,9 +1405,7 @@ class SpanStore:
             ("trace_operations", "operation_id", op_pairs),
             ("trace_tags", "tag_id", tag_pairs),
         ):
-            _insert_rows(
-                conn, f"INSERT OR IGNORE INTO {table} ({column}, trace_key)", sorted(pairs)
-            )
+            _insert_rows(conn, f"INSERT OR IGNORE INTO {table} ({column}, trace_key)", pairs)
         conn.execute("UPDATE meta SET value = value + ? WHERE key = 'span_count'", (written,))
 
     # -- retention ---------------------------------------------------------
