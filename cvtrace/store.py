@@ -207,7 +207,7 @@ _MAX_IDLE_READERS = 8
 _ORDINAL_BITS = 32
 """A span row's id is its trace's key shifted by this, plus its ordinal in the trace."""
 _TRACE_SPAN_IDS = 1 << _ORDINAL_BITS
-_MAX_BUCKET = 4 * 62 + 3  # the bucket of the longest duration an int64 holds
+_MAX_BUCKET = 2 * 62 + 1  # the bucket of the longest duration an int64 holds
 _SIZE_CACHE_S = 30.0
 """How long a search reuses the row count of a search table's value."""
 
@@ -329,7 +329,8 @@ CREATE TABLE traces_v4 (
     duration_bucket INTEGER NOT NULL
 );
 INSERT INTO traces_v4 SELECT key, trace_id, start_ns, end_ns, span_count, error_count,
-    has_root, root_name, root_service, services, duration_bucket FROM traces ORDER BY key;
+    has_root, root_name, root_service, services, cvtrace_duration_bucket(end_ns - start_ns)
+    FROM traces ORDER BY key;
 DROP TABLE traces;
 ALTER TABLE traces_v4 RENAME TO traces;
 CREATE INDEX traces_by_duration ON traces (duration_bucket, key);
@@ -338,7 +339,8 @@ INSERT INTO trace_ids (trace_id, key) SELECT trace_id, key FROM traces ORDER BY 
 INSERT INTO meta (key, value) SELECT 'indexed_key', coalesce(max(key), 0) FROM traces;
 """
 """Version 4: the trace ids are indexed in batches (``trace_ids``), not one by one
-by a unique index on ``traces``; ``meta.indexed_key`` is the newest trace indexed."""
+by a unique index on ``traces``; ``meta.indexed_key`` is the newest trace indexed.
+Two duration buckets per power of two instead of four."""
 
 _MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4}
 """Script that brings a store from version ``n - 1`` to version ``n``."""
@@ -599,11 +601,11 @@ def _values_sql(insert: str, width: int, rows: int) -> str:
 
 
 def duration_bucket(duration_ns: int) -> int:
-    """Return a duration's bucket: four per power of two, in the order of durations."""
-    if duration_ns < 4:
+    """Return a duration's bucket: two per power of two, in the order of durations."""
+    if duration_ns < 2:
         return max(0, duration_ns)
     bits = duration_ns.bit_length()
-    return 4 * (bits - 2) + ((duration_ns >> (bits - 3)) & 3)
+    return 2 * (bits - 1) + ((duration_ns >> (bits - 2)) & 1)
 
 
 def _fields(buf: bytes, start: int, end: int, wanted: int) -> list[tuple[int, int, int]]:
