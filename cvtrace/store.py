@@ -467,6 +467,7 @@ class _TraceBatch:
     """
 
     __slots__ = (
+        "blocks",
         "end_ns",
         "errors",
         "has_root",
@@ -482,6 +483,8 @@ class _TraceBatch:
     def __init__(self) -> None:
         self.spans: dict[bytes, _BatchSpan] = {}
         """By span id, in order of arrival: a span sent twice is kept once."""
+        self.blocks: set[tuple[int, int]] = set()
+        """The (resource index, scope index) pairs of the spans."""
         self.operations: set[tuple[int, str]] = set()
         """(resource index, span name) pairs."""
         self.tags: set[tuple[str, str]] = set()
@@ -495,6 +498,7 @@ class _TraceBatch:
     def leave_out(self, span_ids: set[bytes]) -> None:
         """Leave out the spans whose ids are in ``span_ids``."""
         self.spans = {i: span for i, span in self.spans.items() if i not in span_ids}
+        self.blocks = {(span[1], span[2]) for span in self.spans.values()}
 
     def summarize(self, old: _StoredSummary | None) -> None:
         """Compute the summary of the spans, merged into ``old``, the stored one.
@@ -584,14 +588,13 @@ def _any_value_text(value: AnyValue) -> str | None:
     return None
 
 
-def _insert_rows(conn: sqlite3.Connection, insert: str, rows: Sequence[Sequence[object]]) -> None:
-    """Run ``insert`` (``INSERT INTO t (columns)``) for ``rows``, a hundred per statement."""
-    for start in range(0, len(rows), _ROWS_PER_INSERT):
-        chunk = rows[start : start + _ROWS_PER_INSERT]
-        conn.execute(
-            _values_sql(insert, len(chunk[0]), len(chunk)),
-            list(itertools.chain.from_iterable(chunk)),
-        )
+def _insert_rows(conn: sqlite3.Connection, insert: str, width: int, values: list[object]) -> None:
+    """Run ``insert`` (``INSERT INTO t (columns)``) for rows of ``width`` values laid
+    end to end in ``values``, a hundred rows per statement."""
+    step = width * _ROWS_PER_INSERT
+    for start in range(0, len(values), step):
+        chunk = values[start : start + step]
+        conn.execute(_values_sql(insert, width, len(chunk) // width), chunk)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -1037,6 +1040,7 @@ class SpanStore:
                     sbody + b"\0" + ss.schema_url.encode(), digest_size=16
                 ).digest()
                 scope_index = len(out.scopes)
+                block = (res_index, scope_index)
                 scope_used = False
                 for span_index, span in enumerate(ss.spans):
                     trace_id = span.trace_id
@@ -1071,6 +1075,7 @@ class SpanStore:
                                 tags.add((key, text))
                     name = span.name
                     batch.operations.add((res_index, name))
+                    batch.blocks.add(block)
                     batch.spans[span_id] = (
                         span_id,
                         res_index,
@@ -1302,12 +1307,13 @@ class SpanStore:
 
         # a trace's span groups are rows trace key << 32 | 0, 1, 2 ... in order of
         # arrival; a span already stored is not stored again
-        group_rows: list[tuple[int, int, int, bytes, bytes]] = []
-        service_pairs: list[tuple[int, int]] = []
-        op_pairs: list[tuple[int, int]] = []
-        tag_pairs: list[tuple[int, int]] = []
+        # rows to insert, their values laid end to end
+        group_rows: list[object] = []
+        trace_rows: list[object] = []
+        service_rows: list[object] = []
+        operation_rows: list[object] = []
+        tag_rows: list[object] = []
         updates: list[tuple[object, ...]] = []
-        inserts: list[tuple[object, ...]] = []
         op_ids = self._operation_ids
         written = 0
         for trace_id, batch in prepared.traces.items():
@@ -1332,22 +1338,32 @@ class SpanStore:
                     batch.leave_out(stored)
                     if not batch.spans:
                         continue
-            groups: dict[tuple[int, int], tuple[list[bytes], list[bytes]]] = {}
-            for span in batch.spans.values():
-                group = groups.get((span[1], span[2]))
-                if group is None:
-                    group = groups[span[1], span[2]] = ([], [])
-                group[0].append(span[0])
-                group[1].append(span[3])
             base = (key << _ORDINAL_BITS) + ordinal
-            group_rows.extend(
-                (base + i, resource_ids[ri], scope_ids[si], b"".join(ids), b"".join(bodies))
-                for i, ((ri, si), (ids, bodies)) in enumerate(groups.items())
-            )
+            if len(batch.blocks) == 1:  # one resource and scope, as usual: one group
+                ((ri, si),) = batch.blocks
+                spans = batch.spans
+                body = b"".join([span[3] for span in spans.values()])
+                group_rows += (base, resource_ids[ri], scope_ids[si], b"".join(spans), body)
+            else:
+                groups: dict[tuple[int, int], tuple[list[bytes], list[bytes]]] = {}
+                for span in batch.spans.values():
+                    group = groups.get((span[1], span[2]))
+                    if group is None:
+                        group = groups[span[1], span[2]] = ([], [])
+                    group[0].append(span[0])
+                    group[1].append(span[3])
+                for i, ((ri, si), (ids, bodies)) in enumerate(groups.items()):
+                    group_rows += (
+                        base + i,
+                        resource_ids[ri],
+                        scope_ids[si],
+                        b"".join(ids),
+                        b"".join(bodies),
+                    )
             written += len(batch.spans)
             for ri in {ri for ri, _name in batch.operations}:
-                service_pairs.append((resource_service_ids[ri], key))
-                tag_pairs.extend((tag_id, key) for tag_id in resource_tag_ids[ri])
+                service_rows += (resource_service_ids[ri], key)
+                tag_rows += [x for tag_id in resource_tag_ids[ri] for x in (tag_id, key)]
             for ri, name in batch.operations:
                 service_id = resource_service_ids[ri]
                 op_id = op_ids.get((service_id, name))
@@ -1361,24 +1377,25 @@ class SpanStore:
                         (service_id, name),
                         (service_id, name),
                     )
-                op_pairs.append((op_id, key))
-            tag_pairs.extend((tag_ids[tag], key) for tag in batch.tags)
+                operation_rows += (op_id, key)
+            tag_rows += [x for tag in batch.tags for x in (tag_ids[tag], key)]
             batch.summarize(old)
-            (updates if old is not None else inserts).append(
-                (
-                    batch.start_ns,
-                    batch.end_ns,
-                    len(batch.spans) + (old[3] if old is not None else 0),
-                    batch.errors,
-                    int(batch.has_root),
-                    batch.root_name,
-                    batch.root_service,
-                    self._services_json(batch.services),
-                    duration_bucket(batch.end_ns - batch.start_ns),
-                    key,
-                    *(() if old is not None else (trace_id,)),
-                )
+            summary = (
+                batch.start_ns,
+                batch.end_ns,
+                len(batch.spans) + (old[3] if old is not None else 0),
+                batch.errors,
+                int(batch.has_root),
+                batch.root_name,
+                batch.root_service,
+                self._services_json(batch.services),
+                duration_bucket(batch.end_ns - batch.start_ns),
+                key,
             )
+            if old is None:
+                trace_rows += (*summary, trace_id)
+            else:
+                updates.append(summary)
         self._recent_upto = next_key - 1
         # One statement per hundred rows rather than executemany: sqlite3 releases the
         # GIL around every row's step, and in an app's export thread each re-acquisition
@@ -1388,13 +1405,15 @@ class SpanStore:
         _insert_rows(
             conn,
             "INSERT INTO span_groups (id, resource_id, scope_id, span_ids, body)",
+            5,
             group_rows,
         )
         _insert_rows(
             conn,
             "INSERT INTO traces (start_ns, end_ns, span_count, error_count, has_root, "
             "root_name, root_service, services, duration_bucket, key, trace_id)",
-            inserts,
+            11,
+            trace_rows,
         )
         conn.executemany(
             "UPDATE traces SET start_ns = ?, end_ns = ?, span_count = ?, error_count = ?, "
@@ -1402,12 +1421,12 @@ class SpanStore:
             "WHERE key = ?",
             updates,
         )
-        for table, column, pairs in (
-            ("trace_services", "service_id", service_pairs),
-            ("trace_operations", "operation_id", op_pairs),
-            ("trace_tags", "tag_id", tag_pairs),
+        for table, column, rows in (
+            ("trace_services", "service_id", service_rows),
+            ("trace_operations", "operation_id", operation_rows),
+            ("trace_tags", "tag_id", tag_rows),
         ):
-            _insert_rows(conn, f"INSERT OR IGNORE INTO {table} ({column}, trace_key)", pairs)
+            _insert_rows(conn, f"INSERT OR IGNORE INTO {table} ({column}, trace_key)", 2, rows)
         conn.execute("UPDATE meta SET value = value + ? WHERE key = 'span_count'", (written,))
 
     # -- retention ---------------------------------------------------------
