@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
@@ -81,6 +81,42 @@ def _key_value(key: str, value: Any) -> bytes:
     return _field(b"\x0a", key.encode()) + _field(b"\x12", _any_value(value))
 
 
+class EncodedScope(NamedTuple):
+    """The encoded spans of one instrumentation scope."""
+
+    scope: InstrumentationScope | None
+    body: bytes
+    """The ``InstrumentationScope`` message."""
+    spans: list[tuple[ReadableSpan, bytes]]
+    """Each span with its ``Span`` message."""
+
+
+class EncodedResource(NamedTuple):
+    """The encoded spans of one resource."""
+
+    resource: Resource
+    body: bytes
+    """The ``Resource`` message."""
+    scopes: list[EncodedScope]
+
+
+def request_bytes(resources: Sequence[EncodedResource]) -> bytes:
+    """Return the ``ExportTraceServiceRequest`` holding encoded spans."""
+    out = []
+    for resource in resources:
+        body = [_field(b"\x0a", resource.body)]
+        for scope in resource.scopes:
+            scope_body = [_field(b"\x0a", scope.body)]
+            scope_body.extend(_field(b"\x12", span) for _, span in scope.spans)
+            if scope.scope is not None and scope.scope.schema_url:
+                scope_body.append(_field(b"\x1a", scope.scope.schema_url.encode()))
+            body.append(_field(b"\x12", b"".join(scope_body)))
+        if resource.resource.schema_url:
+            body.append(_field(b"\x1a", resource.resource.schema_url.encode()))
+        out.append(_field(b"\x0a", b"".join(body)))
+    return b"".join(out)
+
+
 class SpanEncoder:
     """Encode batches of SDK spans as ``ExportTraceServiceRequest`` bytes.
 
@@ -95,27 +131,27 @@ class SpanEncoder:
 
     def encode(self, spans: Sequence[ReadableSpan]) -> bytes:
         """Return the serialised ``ExportTraceServiceRequest`` holding ``spans``."""
-        grouped: dict[int, dict[int, list[bytes]]] = {}
+        return request_bytes(self.encode_grouped(spans))
+
+    def encode_grouped(self, spans: Sequence[ReadableSpan]) -> list[EncodedResource]:
+        """Return ``spans`` encoded one by one, grouped by resource and scope.
+
+        :func:`request_bytes` makes the request of them; the ``local`` exporter
+        stores them as they are.
+        """
+        grouped: dict[int, dict[int, list[tuple[ReadableSpan, bytes]]]] = {}
         for span in spans:
             resource_key = self._remember_resource(span.resource)
             scope_key = self._remember_scope(span.instrumentation_scope)
             by_scope = grouped.setdefault(resource_key, {})
-            by_scope.setdefault(scope_key, []).append(self._span(span))
-        out = []
-        for resource_key, by_scope in grouped.items():
-            resource, resource_bytes = self._resources[resource_key]
-            body = [_field(b"\x0a", resource_bytes)]
-            for scope_key, encoded_spans in by_scope.items():
-                scope, scope_bytes = self._scopes[scope_key]
-                scope_body = [_field(b"\x0a", scope_bytes)]
-                scope_body.extend(_field(b"\x12", span) for span in encoded_spans)
-                if scope is not None and scope.schema_url:
-                    scope_body.append(_field(b"\x1a", scope.schema_url.encode()))
-                body.append(_field(b"\x12", b"".join(scope_body)))
-            if resource.schema_url:
-                body.append(_field(b"\x1a", resource.schema_url.encode()))
-            out.append(_field(b"\x0a", b"".join(body)))
-        return b"".join(out)
+            by_scope.setdefault(scope_key, []).append((span, self._span(span)))
+        return [
+            EncodedResource(
+                *self._resources[resource_key],
+                [EncodedScope(*self._scopes[key], spans) for key, spans in by_scope.items()],
+            )
+            for resource_key, by_scope in grouped.items()
+        ]
 
     def _remember_resource(self, resource: Resource) -> int:
         key = id(resource)

@@ -125,6 +125,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import (
 
 from cvtrace.config import parse_float, parse_non_negative_int
 from cvtrace.exceptions import CvtraceConfigError
+from cvtrace.otlp_encoding import EncodedResource
 
 logger = logging.getLogger(__name__)
 
@@ -574,6 +575,19 @@ def _invalid_ids(trace_id: bytes, span_id: bytes, parent: bytes) -> str:
     return "a parent span id that is neither empty nor 8 bytes"
 
 
+def _python_value_text(value: object) -> str | None:
+    """Return a scalar SDK attribute value as :func:`_any_value_text` does its OTLP form."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value)
+    return None
+
+
 def _any_value_text(value: AnyValue) -> str | None:
     """Return a scalar attribute value as a tag string, or None for others."""
     which = value.WhichOneof("value")
@@ -960,7 +974,19 @@ class SpanStore:
         Returns:
             How many spans were accepted and rejected, and why.
         """
-        prepared = self._prepare(request, encoded)
+        return self._write(self._prepare(request, encoded))
+
+    def write_encoded(self, resources: Sequence[EncodedResource]) -> WriteResult:
+        """Store SDK spans encoded by :class:`cvtrace.otlp_encoding.SpanEncoder`.
+
+        The ``local`` exporter's path: the same rows as :meth:`write_request` of
+        the request :func:`cvtrace.otlp_encoding.request_bytes` makes of them
+        (``tests/test_local_vs_otlp.py`` compares every table), without decoding
+        that request again: the span fields come from the SDK's objects.
+        """
+        return self._write(self._prepare_encoded(resources))
+
+    def _write(self, prepared: _Prepared) -> WriteResult:
         message = ""
         if prepared.rejected:
             reasons = "; ".join(f"{n} with {why}" for why, n in prepared.reasons.items())
@@ -1096,6 +1122,90 @@ class SpanStore:
                     resource_used = True
             if resource_used:
                 out.resources.append((rdigest, service, rbody, rs.schema_url))
+                out.resource_tags.append(rtags)
+        out.accepted = accepted
+        return out
+
+    def _prepare_encoded(self, resources: Sequence[EncodedResource]) -> _Prepared:
+        """Like :meth:`_prepare`, from encoded SDK spans (keep the two in step)."""
+        out = _Prepared()
+        tag_keys = self.tag_keys
+        traces = out.traces
+        accepted = 0
+        for encoded_resource in resources:
+            service = UNKNOWN_SERVICE
+            rtags: list[tuple[str, str]] = []
+            for key, value in encoded_resource.resource.attributes.items():
+                if key == "service.name":
+                    service = value if isinstance(value, str) and value else UNKNOWN_SERVICE
+                elif key in tag_keys:
+                    text = _python_value_text(value)
+                    if text is not None and len(text) <= MAX_TAG_VALUE_CHARS:
+                        rtags.append((key, text))
+            schema_url = encoded_resource.resource.schema_url
+            rbody = encoded_resource.body
+            rdigest = hashlib.blake2b(rbody + b"\0" + schema_url.encode(), digest_size=16).digest()
+            res_index = len(out.resources)
+            resource_used = False
+            for encoded_scope in encoded_resource.scopes:
+                scope = encoded_scope.scope
+                sbody = encoded_scope.body
+                scope_schema = (scope.schema_url or "") if scope is not None else ""
+                sdigest = hashlib.blake2b(
+                    sbody + b"\0" + scope_schema.encode(), digest_size=16
+                ).digest()
+                scope_index = len(out.scopes)
+                block = (res_index, scope_index)
+                scope_used = False
+                for span, body in encoded_scope.spans:
+                    # the encoder writes the trace id first, then the span id
+                    trace_id = body[2:18]
+                    span_id = body[20:28]
+                    parent_context = span.parent
+                    parent = (
+                        b"" if parent_context is None else parent_context.span_id.to_bytes(8, "big")
+                    )
+                    if trace_id == _ZERO_TRACE_ID or span_id == _ZERO_SPAN_ID:
+                        why = _invalid_ids(trace_id, span_id, parent)
+                        out.reasons[why] = out.reasons.get(why, 0) + 1
+                        out.rejected += 1
+                        continue
+                    accepted += 1
+                    batch = traces.get(trace_id)
+                    if batch is None:
+                        batch = traces[trace_id] = _TraceBatch()
+                    elif span_id in batch.spans:
+                        continue  # sent twice: stored once
+                    status_code = span.status.status_code.value
+                    tags = batch.tags
+                    tags.update(_DERIVED_TAGS[span.kind.value + 1, status_code])
+                    attributes = span.attributes
+                    if attributes:
+                        for key in tag_keys.intersection(attributes):
+                            text = _python_value_text(attributes[key])
+                            if text is not None and len(text) <= MAX_TAG_VALUE_CHARS:
+                                tags.add((key, text))
+                    name = span.name
+                    batch.operations.add((res_index, name))
+                    batch.blocks.add(block)
+                    batch.spans[span_id] = (
+                        span_id,
+                        res_index,
+                        scope_index,
+                        _span_field(body),
+                        min(span.start_time or 0, _MAX_I64),
+                        min(span.end_time or 0, _MAX_I64),
+                        status_code == _STATUS_ERROR,
+                        not parent or parent == _ZERO_SPAN_ID,
+                        name,
+                        service,
+                    )
+                    scope_used = True
+                if scope_used:
+                    out.scopes.append((sdigest, sbody, scope_schema))
+                    resource_used = True
+            if resource_used:
+                out.resources.append((rdigest, service, rbody, schema_url))
                 out.resource_tags.append(rtags)
         out.accepted = accepted
         return out
@@ -1301,9 +1411,9 @@ class SpanStore:
 
         # tags first seen in this request
         tag_ids = self._tag_ids
-        for tag in set().union(*(batch.tags for batch in prepared.traces.values())):
-            if tag not in tag_ids:
-                self._tag_id(conn, tag)
+        seen = set().union(*(batch.tags for batch in prepared.traces.values()))
+        for tag in sorted(seen.difference(tag_ids)):  # sorted: ids independent of set order
+            self._tag_id(conn, tag)
 
         # a trace's span groups are rows trace key << 32 | 0, 1, 2 ... in order of
         # arrival; a span already stored is not stored again

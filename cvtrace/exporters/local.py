@@ -1,10 +1,10 @@
 """``local``: spans into the viewer's SQLite store, on this machine.
 
-The exporter encodes spans as an OTLP request (with cvtrace's encoder, then parsed:
-about a tenth of the SDK encoder's cost) and writes it, with its bytes, through
-:meth:`cvtrace.store.SpanStore.write_request`, the same path the viewer's OTLP
-receiver takes (which also hands over the bytes it received), so spans stored
-either way are stored identically: each span as its encoded bytes. The file is
+The exporter encodes each span in OTLP protobuf (with cvtrace's encoder, about a
+tenth of the SDK encoder's cost) and writes them with
+:meth:`cvtrace.store.SpanStore.write_encoded`, which stores the rows the viewer's
+OTLP receiver stores for the same spans (each span as its encoded bytes), reading the
+span fields from the SDK's objects instead of decoding a request again. The file is
 ``CVTRACE_LOCAL_DB``, by default the one ``cvtrace view`` opens. The store is opened
 on first export in each process (a SQLite connection must not cross a fork). Only
 the span processor's worker thread calls :meth:`LocalSpanExporter.export`.
@@ -17,7 +17,6 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
@@ -45,10 +44,9 @@ class LocalSpanExporter(SpanExporter):
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """Store the spans in one transaction."""
-        encoded = self._encoder.encode(spans)
-        request = ExportTraceServiceRequest.FromString(encoded)
+        encoded = self._encoder.encode_grouped(spans)
         try:
-            result = self._open().write_request(request, encoded)
+            result = self._open().write_encoded(encoded)
         except Exception as error:  # sqlite3 errors, a full disk, a locked file
             self.last_error = f"{type(error).__name__}: {error}"
             logger.debug("writing spans to %s failed", self.path, exc_info=True)
