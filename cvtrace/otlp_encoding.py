@@ -21,11 +21,14 @@ from typing import Any, NamedTuple
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import SpanContext
+from opentelemetry.trace import SpanContext, SpanKind, StatusCode
 
 _pack_double = struct.Struct("<d").pack
 _pack_fixed64 = struct.Struct("<Q").pack
 _pack_fixed32 = struct.Struct("<I").pack
+_pack_ids = struct.Struct(">BBQQBBQ").pack  # trace id and span id fields, big-endian ids
+_pack_times = struct.Struct("<BQBQ").pack  # start and end time fields
+_LOW64 = (1 << 64) - 1
 
 _SPAN_FLAGS_HAS_IS_REMOTE = 0x100
 _SPAN_FLAGS_IS_REMOTE = 0x200
@@ -200,9 +203,9 @@ class SpanEncoder:
     def _span(self, span: ReadableSpan) -> bytes:
         context = span.context
         assert context is not None  # an ended SDK span always has one
+        trace_id = context.trace_id
         parts = [
-            b"\x0a\x10" + context.trace_id.to_bytes(16, "big"),
-            b"\x12\x08" + context.span_id.to_bytes(8, "big"),
+            _pack_ids(0x0A, 0x10, trace_id >> 64, trace_id & _LOW64, 0x12, 0x08, context.span_id)
         ]
         trace_state = context.trace_state
         if trace_state:
@@ -213,11 +216,15 @@ class SpanEncoder:
             parts.append(b"\x22\x08" + parent.span_id.to_bytes(8, "big"))
         if span.name:
             parts.append(_field(b"\x2a", span.name.encode()))
-        parts.append(b"\x30" + bytes((span.kind.value + 1,)))
-        if span.start_time:
-            parts.append(b"\x39" + _pack_fixed64(span.start_time))
-        if span.end_time:
-            parts.append(b"\x41" + _pack_fixed64(span.end_time))
+        parts.append(_KIND_FIELDS[span.kind])
+        start, end = span.start_time, span.end_time
+        if start and end:
+            parts.append(_pack_times(0x39, start, 0x41, end))
+        else:
+            if start:
+                parts.append(b"\x39" + _pack_fixed64(start))
+            if end:
+                parts.append(b"\x41" + _pack_fixed64(end))
         parts.append(self._attribute_list(b"\x4a", span.attributes))
         if span.dropped_attributes:
             parts.append(b"\x50" + _varint(span.dropped_attributes))
@@ -246,14 +253,22 @@ class SpanEncoder:
         if span.dropped_links:
             parts.append(b"\x70" + _varint(span.dropped_links))
         status = span.status
-        status_body = b""
         if status.description:
-            status_body += _field(b"\x12", status.description.encode())
-        if status.status_code.value:
-            status_body += b"\x18" + bytes((status.status_code.value,))
-        parts.append(_field(b"\x7a", status_body))
-        parts.append(b"\x85\x01" + _pack_fixed32(_span_flags(parent)))
+            code = b"\x18" + bytes((status.status_code.value,)) if status.status_code.value else b""
+            parts.append(_field(b"\x7a", _field(b"\x12", status.description.encode()) + code))
+        else:
+            parts.append(_STATUS_FIELDS[status.status_code])
+        parts.append(_FLAGS_REMOTE if parent is not None and parent.is_remote else _FLAGS_LOCAL)
         return b"".join(parts)
+
+
+_KIND_FIELDS = {kind: b"\x30" + bytes((kind.value + 1,)) for kind in SpanKind}
+_STATUS_FIELDS = {
+    code: _field(b"\x7a", b"\x18" + bytes((code.value,)) if code.value else b"")
+    for code in StatusCode
+}
+_FLAGS_LOCAL = b"\x85\x01" + _pack_fixed32(_SPAN_FLAGS_HAS_IS_REMOTE)
+_FLAGS_REMOTE = b"\x85\x01" + _pack_fixed32(_SPAN_FLAGS_HAS_IS_REMOTE | _SPAN_FLAGS_IS_REMOTE)
 
 
 def _span_flags(parent: SpanContext | None) -> int:
