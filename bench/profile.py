@@ -252,7 +252,7 @@ def profile_ingest(seconds: float, raw: Path) -> None:
     from bench.ingest import _bodies, _post_all
     from bench.spandata import million_span_store
 
-    bodies = _bodies(5, int(seconds * 40_000))
+    bodies = _bodies(5, int((seconds + 1) * 80_000))
     with tempfile.TemporaryDirectory(prefix="bench-profile-") as tmp:
         db = copy_store(million_span_store(), Path(tmp) / "store.sqlite3")
         with Viewer(db, {"CVTRACE_VIEWER_MAX_SPANS": "0"}) as viewer:
@@ -260,7 +260,7 @@ def profile_ingest(seconds: float, raw: Path) -> None:
                 target=record, args=(viewer.proc.pid, seconds, raw), daemon=True
             )
             sampler.start()
-            result = _post_all(viewer.otlp_url, bodies, seconds + 1)
+            result = _post_all(viewer.otlp_url, iter(bodies), seconds + 1)
             sampler.join()
     sys.stderr.write(f"ingest while profiled: {result['spans_per_s']:.0f} spans/s\n")
 
