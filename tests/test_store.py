@@ -60,6 +60,7 @@ class TestDefaultPath:
         conn = sqlite3.connect(path)
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert conn.execute("PRAGMA page_size").fetchone()[0] == 8192
         conn.close()
 
 
@@ -134,6 +135,18 @@ class TestWrite:
         assert summary.services == {"svc": 1, "db": 2}
         assert summary.start_ns == T0_NS
         assert summary.duration_ns == 10_000_000
+
+    def test_times_beyond_int64_are_stored_and_summarised(self, store: SpanStore) -> None:
+        """OTLP times are unsigned 64-bit; SQLite's integers are signed."""
+        specs = simple_trace(start_ns=2**64 - 10, children=0)
+        specs[0].duration_ns = 5
+        assert store.write_request(make_request(specs)).accepted_spans == 1
+        summary = store.get_summary(specs[0].trace_id)
+        assert summary is not None
+        assert summary.start_ns == summary.end_ns == 2**63 - 1
+        assert summary.root_name == "GET /"
+        (stored,) = store.get_trace(specs[0].trace_id)
+        assert stored.span.end_time_unix_nano == 2**64 - 5
 
     def test_sdk_spans_through_encoder(self, store: SpanStore) -> None:
         exporter = InMemorySpanExporter()
