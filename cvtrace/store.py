@@ -203,7 +203,7 @@ _RETAIN_FRACTION = 0.9
 _SQL_VARS = 500  # ids per "IN (...)" query
 _ROWS_PER_INSERT = 100  # rows per multi-row INSERT statement
 _PAGE_SIZE = 8192
-_INDEX_BATCH = 20_000
+_INDEX_BATCH = 10_000
 """Recent traces are added to the trace-id index this many at a time."""
 _MAX_IDLE_READERS = 8
 _ORDINAL_BITS = 32
@@ -1670,30 +1670,42 @@ class SpanStore:
     def get_summary(self, trace_id: bytes) -> TraceSummary | None:
         """Return one trace's summary, or None if it is not stored."""
         with self._reading() as conn:
+            key = _trace_keys(conn, [trace_id]).get(trace_id)
+            if key is None:
+                return None
             row = conn.execute(
-                f"SELECT {_SUMMARY_COLUMNS} FROM traces t WHERE key = ({_TRACE_KEY})",
-                {"trace_id": trace_id},
+                f"SELECT {_SUMMARY_COLUMNS} FROM traces t WHERE key = ?", (key,)
             ).fetchone()
         return _summary(row) if row is not None else None
 
     def get_trace(self, trace_id: bytes) -> list[StoredSpan]:
         """Return the spans of one trace in start order; [] if unknown."""
+        return self.get_traces([trace_id]).get(trace_id, [])
+
+    def get_traces(self, trace_ids: Sequence[bytes]) -> dict[bytes, list[StoredSpan]]:
+        """Return the spans of the stored traces among ``trace_ids``, in start order.
+
+        One lookup for them all: the recent traces are found by a scan (see
+        :func:`_trace_keys`), once for every trace asked for.
+        """
+        found: dict[bytes, list[StoredSpan]] = {}
         with self._reading() as conn:
-            row = conn.execute(_TRACE_KEY, {"trace_id": trace_id}).fetchone()
-            if row is None:
-                return []
-            spans = self._spans_of(conn, int(row[0]))
-        spans.sort(key=lambda s: (s.span.start_time_unix_nano, s.span.span_id))
-        return spans
+            for trace_id, key in _trace_keys(conn, trace_ids).items():
+                found[trace_id] = self._spans_of(conn, key)
+        for spans in found.values():
+            spans.sort(key=lambda s: (s.span.start_time_unix_nano, s.span.span_id))
+        return found
 
     def get_span(self, trace_id: bytes, span_id: bytes) -> StoredSpan | None:
         """Return one span of one trace, or None."""
         with self._reading() as conn:
+            key = _trace_keys(conn, [trace_id]).get(trace_id)
+            if key is None:
+                return None
             rows = conn.execute(
-                "SELECT g.body, g.resource_id, g.scope_id, g.span_ids FROM traces t "
-                "JOIN span_groups g ON g.id >= t.key << 32 AND g.id < (t.key + 1) << 32 "
-                f"WHERE t.key = ({_TRACE_KEY})",
-                {"trace_id": trace_id},
+                "SELECT body, resource_id, scope_id, span_ids FROM span_groups "
+                "WHERE id >= ? AND id < ?",
+                (key << _ORDINAL_BITS, (key + 1) << _ORDINAL_BITS),
             ).fetchall()
             for body, resource_id, scope_id, span_ids in rows:
                 for i in range(0, len(span_ids), 8):
@@ -1951,12 +1963,38 @@ class SpanStore:
             yield bytes(trace_id)
 
 
-_TRACE_KEY = (
-    "SELECT key FROM trace_ids WHERE trace_id = :trace_id UNION ALL "
-    "SELECT key FROM traces WHERE trace_id = :trace_id "
-    "AND key > (SELECT value FROM meta WHERE key = 'indexed_key') LIMIT 1"
-)
-"""The key of the trace ``:trace_id``: indexed, or among the recent traces."""
+def _trace_keys(conn: sqlite3.Connection, trace_ids: Sequence[bytes]) -> dict[bytes, int]:
+    """Return the keys of the stored traces among ``trace_ids``.
+
+    The indexed traces are found in ``trace_ids``; the recent ones (above
+    ``meta.indexed_key``, at most ``_INDEX_BATCH``) by a scan of their rows, newest
+    first, that stops when every trace is found (the traces asked for are usually
+    the newest). One read transaction: both lookups see the same snapshot.
+    """
+    keys: dict[bytes, int] = {}
+    conn.execute("BEGIN")
+    try:
+        indexed = conn.execute("SELECT value FROM meta WHERE key = 'indexed_key'").fetchone()[0]
+        for i in range(0, len(trace_ids), _SQL_VARS):
+            chunk = list(trace_ids[i : i + _SQL_VARS])
+            marks = ",".join("?" * len(chunk))
+            for trace_id, key in conn.execute(
+                f"SELECT trace_id, key FROM trace_ids WHERE trace_id IN ({marks})", chunk
+            ):
+                keys[bytes(trace_id)] = int(key)
+            missing = [t for t in chunk if t not in keys]
+            if missing:
+                marks = ",".join("?" * len(missing))
+                for trace_id, key in conn.execute(
+                    f"SELECT trace_id, key FROM traces WHERE key > ? AND trace_id IN ({marks}) "
+                    "ORDER BY key DESC LIMIT ?",
+                    (indexed, *missing, len(missing)),
+                ):
+                    keys[bytes(trace_id)] = int(key)
+    finally:
+        conn.execute("COMMIT")
+    return keys
+
 
 _SUMMARY_COLUMNS = (
     "t.trace_id, t.start_ns, t.end_ns, t.span_count, t.error_count, "

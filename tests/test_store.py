@@ -338,6 +338,11 @@ class TestTraceIdIndex:
             assert summary.span_count == 3
             assert store.get_span(specs[0].trace_id, specs[2].span_id) is not None
         assert store.get_trace(new_trace_id()) == []
+        # many at once: indexed, recent and unknown ones
+        asked = [specs[0].trace_id for specs in traces] + [new_trace_id()]
+        found = store.get_traces(asked)
+        assert set(found) == set(asked[:-1])
+        assert all(len(spans) == 3 for spans in found.values())
 
     def test_writers_see_each_others_recent_and_indexed_traces(self, tmp_path: Path) -> None:
         path = tmp_path / "shared.sqlite3"

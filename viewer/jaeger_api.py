@@ -189,11 +189,9 @@ def find_traces() -> Response:
     """Search traces; each result is the full trace, as Jaeger returns it."""
     store = get_store()
     query = query_from_args()
-    data = []
-    for summary in store.search(query):
-        spans = store.get_trace(summary.trace_id)
-        if spans:
-            data.append(jaeger_trace(spans))
+    trace_ids = [summary.trace_id for summary in store.search(query)]
+    traces = store.get_traces(trace_ids)
+    data = [jaeger_trace(traces[t]) for t in trace_ids if traces.get(t)]
     return envelope(data)
 
 
