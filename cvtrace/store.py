@@ -1,9 +1,11 @@
 """The span store: one SQLite file shared by the ``local`` exporter and the viewer.
 
-Spans arrive as OTLP ``ExportTraceServiceRequest`` messages, from the ``local``
-exporter (which encodes SDK spans with OpenTelemetry's own encoder) and from the
-viewer's OTLP receivers alike, and go through :meth:`SpanStore.write_request`, so
-both paths store spans identically.
+Spans arrive as OTLP ``ExportTraceServiceRequest`` messages from the viewer's OTLP
+receivers (:meth:`SpanStore.write_request`), and as SDK spans encoded one by one by
+:class:`cvtrace.otlp_encoding.SpanEncoder` from the ``local`` exporter
+(:meth:`SpanStore.write_encoded`, which reads the span fields from the SDK's objects
+instead of decoding a request again). Both store the same rows for the same spans
+(``tests/test_local_vs_otlp.py`` compares every table).
 
 Usage::
 
@@ -23,7 +25,8 @@ p99 at the same size):
   them back). The bytes are the ones the spans were sent as when the caller
   hands them over (the OTLP/HTTP receiver and the ``local`` exporter do), else
   serialized again. A demo request of 512 spans writes ~110 rows instead of
-  512 (a row costs SQLite ~2-3 µs, mostly independent of its size). Attributes, events and links are
+  512 (a row costs SQLite ~2-3 µs, mostly independent of its size). Attributes,
+  events and links are
   encoded once, by protobuf, and round-trip losslessly to OTLP JSON, Jaeger JSON
   and the waterfall. Resources and scopes are stored once each (deduplicated by
   a digest of their bytes).
@@ -35,6 +38,14 @@ p99 at the same size):
   index (schema 1 had one on ``(trace_key, span_id)``: a second B-tree written
   per span). Duplicates (a span resent) are dropped by comparing with the span
   ids of the traces the request continues.
+- **Trace ids indexed in batches.** A write must know whether each incoming
+  trace is stored already. Indexing every new trace id as it arrives put each
+  one on a random page of the index: the largest share of the pages every
+  commit wrote. Instead the writer keeps the ids of the recent traces (above
+  ``meta.indexed_key``) in memory, reads those other writers added at the start
+  of each transaction, and adds them to ``trace_ids`` ``_INDEX_BATCH`` at a
+  time, in order, which rewrites each page of the index about once. Readers
+  find a recent trace by scanning the recent rows, newest first.
 - **A per-trace summary** (``traces``: start, end, span count, error count, root
   operation and service, spans per service) is merged on write, so a search never
   groups span rows.
@@ -45,7 +56,7 @@ p99 at the same size):
   in order of arrival (close to start time; the final page is sorted by start).
   Which table is smallest is counted once per value and cached for
   ``_SIZE_CACHE_S``; with a single filter nothing is counted.
-- **Duration buckets.** ``traces.duration_bucket`` (four per power of two of
+- **Duration buckets.** ``traces.duration_bucket`` (two per power of two of
   the duration, indexed with the key) lets a minimum-duration search walk only
   the buckets at or above it, newest first in each, merged: without it, a rare
   or impossible minimum duration scanned every trace.
@@ -60,8 +71,9 @@ p99 at the same size):
   filter on any other key still works: it decodes the spans of candidate
   traces, newest first, and gives up after ``UNINDEXED_TAG_SCAN_SPANS`` spans
   (narrow it with a service or operation).
-- **Short write transactions, grouped.** One request is written with
-  ``executemany`` in one ``BEGIN IMMEDIATE`` transaction; requests that wait for
+- **Short write transactions, grouped.** One request is written in one
+  ``BEGIN IMMEDIATE`` transaction, each table's rows with multi-row ``INSERT``
+  statements of a hundred rows; requests that wait for
   the lock at the same time share one (group commit), since every commit
   rewrites the tail pages of the search tables. The file is in WAL mode with a
   busy timeout, so an app writing through the ``local`` exporter and a viewer
@@ -70,12 +82,13 @@ p99 at the same size):
   (``checkpoint_interval_s``), off the request path.
 
 Where a write's cost goes (``bench.ingest`` and ``bench.profile ingest`` have
-the numbers): a 512-span demo request appends ~290 pages to the WAL, of which
-~127 are the random inserts into the ``trace_id`` index, ~80 the tails of the
-search tables, ~33 the duration index and ~46 the spans themselves; the
-viewer spends ~22 µs of CPU per span, a quarter of it committing and
-checkpointing those pages. Searches at 1,000,000 spans take 0.1-0.6 ms in the
-store (``bench.search``).
+the numbers): the viewer spends ~15-18 µs of CPU per span of a 512-span demo
+request: a third reading the spans out of protobuf and grouping them, a third
+SQLite inserting ~1,900 rows (mostly ``trace_tags``) and committing ~120 pages
+of 8 KiB (about 65 new ones: the spans and trace rows; the rest the tails of the
+search tables and the duration index, and the batched trace-id index), the rest
+Python bookkeeping and HTTP. Searches at
+1,000,000 spans take 0.1-0.6 ms in the store (``bench.search``).
 
 Semantics of a search: a trace matches when it has a span of the service, a span
 of the operation in that service, and, for each tag, a span or resource carrying
