@@ -142,31 +142,37 @@ class SpanEncoder:
         :func:`request_bytes` makes the request of them; the ``local`` exporter
         stores them as they are.
         """
-        grouped: dict[int, dict[int, list[tuple[ReadableSpan, bytes]]]] = {}
+        grouped: dict[int, EncodedResource] = {}
         for span in spans:
-            resource_key = self._remember_resource(span.resource)
-            scope_key = self._remember_scope(span.instrumentation_scope)
-            by_scope = grouped.setdefault(resource_key, {})
-            by_scope.setdefault(scope_key, []).append((span, self._span(span)))
-        return [
-            EncodedResource(
-                *self._resources[resource_key],
-                [EncodedScope(*self._scopes[key], spans) for key, spans in by_scope.items()],
-            )
-            for resource_key, by_scope in grouped.items()
-        ]
+            resource = grouped.get(id(span.resource))
+            if resource is None:
+                resource = grouped[id(span.resource)] = EncodedResource(
+                    span.resource, self._resource_body(span.resource), []
+                )
+            scope = span.instrumentation_scope
+            for encoded_scope in resource.scopes:
+                if encoded_scope.scope is scope:
+                    break
+            else:
+                encoded_scope = EncodedScope(scope, self._scope_body(scope), [])
+                resource.scopes.append(encoded_scope)
+            encoded_scope.spans.append((span, self._span(span)))
+        return list(grouped.values())
 
-    def _remember_resource(self, resource: Resource) -> int:
+    def _resource_body(self, resource: Resource) -> bytes:
         key = id(resource)
-        if key not in self._resources:
+        cached = self._resources.get(key)
+        if cached is None:
             if len(self._resources) > 64:
                 self._resources.clear()
-            self._resources[key] = (resource, self._attribute_list(b"\x0a", resource.attributes))
-        return key
+            body = self._attribute_list(b"\x0a", resource.attributes)
+            cached = self._resources[key] = (resource, body)  # holds it: its id stays its own
+        return cached[1]
 
-    def _remember_scope(self, scope: InstrumentationScope | None) -> int:
+    def _scope_body(self, scope: InstrumentationScope | None) -> bytes:
         key = id(scope)
-        if key not in self._scopes:
+        cached = self._scopes.get(key)
+        if cached is None:
             if len(self._scopes) > 1024:
                 self._scopes.clear()
             body = b""
@@ -176,8 +182,8 @@ class SpanEncoder:
                 if scope.version:
                     body += _field(b"\x12", scope.version.encode())
                 body += self._attribute_list(b"\x1a", scope.attributes)
-            self._scopes[key] = (scope, body)
-        return key
+            cached = self._scopes[key] = (scope, body)
+        return cached[1]
 
     def _attribute_list(self, tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
         if not attributes:

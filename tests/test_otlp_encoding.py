@@ -103,3 +103,20 @@ def test_unencodable_value_is_a_type_error() -> None:
 
     with pytest.raises(TypeError, match="cannot encode a object attribute value"):
         _any_value(object())
+
+
+def test_many_resources_and_scopes_in_one_batch() -> None:
+    """More resources than the encoder remembers: each span keeps its own resource."""
+    spans = []
+    for i in range(100):
+        memory = InMemorySpanExporter()
+        provider = TracerProvider(resource=Resource.create({"service.name": f"svc{i}"}))
+        provider.add_span_processor(SimpleSpanProcessor(memory))
+        with provider.get_tracer(f"scope{i % 3}").start_as_current_span(f"op{i}"):
+            pass
+        provider.shutdown()
+        spans.extend(memory.get_finished_spans())
+    encoder = SpanEncoder()
+    for _ in range(2):  # the second time with the caches full and cleared on the way
+        decoded = ExportTraceServiceRequest.FromString(encoder.encode(spans))
+        assert decoded == encode_spans(spans)
