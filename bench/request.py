@@ -1,15 +1,16 @@
 """Benchmark 1: per-request cost in-process, bare vs cvtrace vs vanilla OpenTelemetry.
 
-``REPLICAS`` worker processes per variant (:mod:`bench.worker`) build the demo app; a
+``REPLICAS`` worker processes per variant (:mod:`bench.worker`) build the demo app. A
 round asks one worker of each variant in turn for ``n`` requests through Flask's test
-client (the order rotates every round, and so does the replica), so the variants are
-interleaved and never run at once. Several processes per variant, because a process
-itself costs a few percent more or less than another of the same variant (memory
-layout, hash seed): measured here, 2329-2383 µs per view across three bare workers.
-With one process per variant that bias, not the variant, decided ratios near 1. The
-time of a round is the request loop plus the flush of the spans it queued, so a
-variant cannot look cheap by leaving its export work for later. Ratios to bare are
-computed within each round, then summarised as median [min..max] over the rounds.
+client, right after or before (alternating) a bare worker's ``n`` requests: each ratio
+to bare is of such a pair, measured within a second of each other. The order of the
+variants rotates every round, and so does the replica; nothing runs at once. Several
+processes per variant, because a process itself costs a few percent more or less than
+another of the same variant (memory layout, hash seed): measured here, 2329-2383 µs
+per view across three bare workers. With one process per variant that bias, not the
+variant, decided ratios near 1. The time of a run is the request loop plus the flush
+of the spans it queued, so a variant cannot look cheap by leaving its export work for
+later. Ratios are summarised as median [min..max] over the rounds.
 
 Routes: the circuit view ``GET /circuits/2`` (3 queries: the circuit, its star
 count, its comments; a template) and the health check ``GET /up`` (one query),
@@ -48,6 +49,8 @@ def run(quick: bool = False) -> tuple[dict[str, Any], str]:
     rounds, n_view, n_up, replicas = (2, 30, 100, 1) if quick else (33, 100, 350, REPLICAS)
     cells = [(v, VIEW, n_view) for v in VIEW_VARIANTS] + [(v, UP, n_up) for v in UP_VARIANTS]
     samples: dict[tuple[str, str], list[dict[str, Any]]] = {(v, p): [] for v, p, _ in cells}
+    bare_of: dict[tuple[str, str], list[dict[str, Any]]] = {(v, p): [] for v, p, _ in cells}
+    """The bare run paired with each run of a variant."""
     with tempfile.TemporaryDirectory(prefix="bench-request-") as tmp, Receiver() as receiver:
         workers: dict[tuple[str, int], Worker] = {}
         variants = list(dict.fromkeys(v for v, _, _ in cells))
@@ -64,12 +67,20 @@ def run(quick: bool = False) -> tuple[dict[str, Any], str]:
                 f"request: {rounds} rounds of {n_view} views / {n_up} health checks per "
                 f"variant, {replicas} processes each"
             )
+            traced = [cell for cell in cells if cell[0] != "bare"]
             for r in range(rounds + replicas):  # the first round of each replica warms up
-                order = cells[r % len(cells) :] + cells[: r % len(cells)]
+                order = traced[r % len(traced) :] + traced[: r % len(traced)]
                 for variant, path, n in order:
-                    result = workers[variant, r % replicas].call(cmd="run", path=path, n=n)
+                    # each variant right after (or before) bare: the ratio of a pair
+                    # measured within a second, not across a whole round
+                    pair = ["bare", variant] if r % 2 else [variant, "bare"]
+                    got = {
+                        v: workers[v, r % replicas].call(cmd="run", path=path, n=n) for v in pair
+                    }
                     if r >= replicas:
-                        samples[(variant, path)].append(result)
+                        samples[(variant, path)].append(got[variant])
+                        bare_of[(variant, path)].append(got["bare"])
+                        samples[("bare", path)].append(got["bare"])
             totals: dict[str, dict[str, Any]] = {}
             for (variant, _replica), worker in workers.items():
                 total = worker.stop()
@@ -79,7 +90,9 @@ def run(quick: bool = False) -> tuple[dict[str, Any], str]:
         finally:
             for worker in workers.values():
                 worker.kill()
-    result = summarise(samples, rounds)
+    for path in (VIEW, UP):
+        bare_of[("bare", path)] = samples[("bare", path)]
+    result = summarise(samples, bare_of, rounds)
     result["totals"] = totals
     result["arrived"] = arrived
     result["config"] = {"rounds": rounds, "n_view": n_view, "n_up": n_up, "replicas": replicas}
@@ -92,12 +105,16 @@ def _per_request_us(sample: dict[str, Any], key: str) -> float:
     return float(sample[key]) / sample["n"] / 1000
 
 
-def summarise(samples: dict[tuple[str, str], list[dict[str, Any]]], rounds: int) -> dict[str, Any]:
-    """Per-variant µs/request and per-round ratios to bare."""
+def summarise(
+    samples: dict[tuple[str, str], list[dict[str, Any]]],
+    bare_of: dict[tuple[str, str], list[dict[str, Any]]],
+    rounds: int,
+) -> dict[str, Any]:
+    """Per-variant µs/request, and ratios to the bare run paired with each run."""
     out: dict[str, Any] = {"view": {}, "up": {}}
     for (variant, path), items in samples.items():
         key = "view" if path == VIEW else "up"
-        base = samples[("bare", path)]
+        base = bare_of[(variant, path)]
         out[key][variant] = {
             "total_us": spread(_per_request_us(s, "total") for s in items),
             "loop_us": spread(_per_request_us(s, "loop_ns") for s in items),
@@ -122,18 +139,19 @@ def summarise(samples: dict[tuple[str, str], list[dict[str, Any]]], rounds: int)
         for metric in ("total", "cpu_ns"):
             values = []
             for i in range(rounds):
-                bare = _per_request_us(samples[("bare", VIEW)][i], metric)
                 mine = _per_request_us(samples[(cv, VIEW)][i], metric)
+                mine -= _per_request_us(bare_of[(cv, VIEW)][i], metric)
                 vanilla = _per_request_us(samples[("vanilla", VIEW)][i], metric)
-                values.append((mine - bare) / (vanilla - bare) if vanilla != bare else float("nan"))
+                vanilla -= _per_request_us(bare_of[("vanilla", VIEW)][i], metric)
+                values.append(mine / vanilla if vanilla else float("nan"))
             overheads[f"{cv}/{metric}"] = spread(values)
             mine_over = spread(
                 _per_request_us(m, metric) - _per_request_us(b, metric)
-                for m, b in zip(samples[(cv, VIEW)], samples[("bare", VIEW)], strict=True)
+                for m, b in zip(samples[(cv, VIEW)], bare_of[(cv, VIEW)], strict=True)
             ).median
             vanilla_over = spread(
                 _per_request_us(v, metric) - _per_request_us(b, metric)
-                for v, b in zip(samples[("vanilla", VIEW)], samples[("bare", VIEW)], strict=True)
+                for v, b in zip(samples[("vanilla", VIEW)], bare_of[("vanilla", VIEW)], strict=True)
             ).median
             overheads[f"{cv}/{metric}/of_medians"] = mine_over / vanilla_over
             overheads[f"{cv}/{metric}/us"] = mine_over
