@@ -46,7 +46,7 @@ TARGET_OVERHEAD = 0.75
 
 def run(quick: bool = False) -> tuple[dict[str, Any], str]:
     """Measure; return the results and their Markdown."""
-    rounds, n_view, n_up, replicas = (2, 30, 100, 1) if quick else (33, 100, 350, REPLICAS)
+    rounds, n_view, n_up, replicas = (2, 30, 100, 1) if quick else (61, 50, 180, REPLICAS)
     cells = [(v, VIEW, n_view) for v in VIEW_VARIANTS] + [(v, UP, n_up) for v in UP_VARIANTS]
     samples: dict[tuple[str, str], list[dict[str, Any]]] = {(v, p): [] for v, p, _ in cells}
     bare_of: dict[tuple[str, str], list[dict[str, Any]]] = {(v, p): [] for v, p, _ in cells}
