@@ -10,6 +10,9 @@ to /dev/null):
   ``loop_ns``, ``flush_ns``, ``cpu_ns`` (CPU time of all the process's threads over
   both), and the ``spans`` and ``roots`` these requests made.
 - ``{"cmd": "run_for", "path": ..., "seconds": 10}``: as many requests as fit, no flush.
+- ``{"cmd": "calls", "path": ..., "n": 20}``: ``n`` requests under ``cProfile``:
+  Python function calls per request, in all and in cvtrace's and OpenTelemetry's
+  code (a count, not a time: the same on a busy machine as on a quiet one).
 - ``{"cmd": "span_storm", "seconds": 5}``: request-shaped spans from the tracer in a
   tight loop, no app: the most spans the process can make.
 - ``{"cmd": "stop"}``: flush and shut tracing down as at exit, answer the totals, exit.
@@ -19,9 +22,11 @@ Only one worker runs at a time, so the variants do not compete for the CPU.
 
 from __future__ import annotations
 
+import cProfile
 import gc
 import json
 import os
+import pstats
 import sys
 import time
 from pathlib import Path
@@ -67,6 +72,23 @@ def _run(setup: Setup, client: Any, path: str, n: int) -> dict[str, Any]:
         "spans": spans1 - spans0,
         "roots": roots1 - roots0,
     }
+
+
+def _calls(setup: Setup, client: Any, path: str, n: int) -> dict[str, Any]:
+    profile = cProfile.Profile()
+    profile.enable()
+    for _ in range(n):
+        client.get(path)
+    profile.disable()
+    setup.flush()
+    stats = pstats.Stats(profile).stats
+    tracing = sum(
+        calls
+        for (filename, _line, _name), (_prim, calls, *_rest) in stats.items()
+        if "/cvtrace/" in filename or "/opentelemetry/" in filename
+    )
+    total = sum(calls for (_prim, calls, *_rest) in stats.values())
+    return {"calls": total / n, "tracing_calls": tracing / n, "n": n}
 
 
 def _run_for(setup: Setup, client: Any, path: str, seconds: float) -> dict[str, Any]:
@@ -132,6 +154,8 @@ def main() -> int:
         command = json.loads(line)
         if command["cmd"] == "run":
             result = _run(setup, client, command["path"], int(command["n"]))
+        elif command["cmd"] == "calls":
+            result = _calls(setup, client, command["path"], int(command["n"]))
         elif command["cmd"] == "span_storm":
             result = _span_storm(setup, float(command["seconds"]))
         elif command["cmd"] == "run_for":

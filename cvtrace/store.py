@@ -5,7 +5,10 @@ receivers (:meth:`SpanStore.write_request`), and as SDK spans encoded one by one
 :class:`cvtrace.otlp_encoding.SpanEncoder` from the ``local`` exporter
 (:meth:`SpanStore.write_encoded`, which reads the span fields from the SDK's objects
 instead of decoding a request again). Both store the same rows for the same spans
-(``tests/test_local_vs_otlp.py`` compares every table).
+(``tests/test_local_vs_otlp.py`` compares every table). Reading either into
+per-trace batches, before the write transaction, is :mod:`cvtrace.trace_batches`; the
+SQLite schema and its migrations are :mod:`cvtrace.store_schema`; this module opens
+the file, writes the batches, and reads and searches.
 
 Usage::
 
@@ -109,7 +112,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import heapq
 import itertools
 import json
@@ -126,19 +128,31 @@ from typing import Any, NamedTuple
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
 )
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope
+from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import (
     ResourceSpans,
     ScopeSpans,
     Span,
-    Status,
     TracesData,
 )
 
 from cvtrace.config import parse_float, parse_non_negative_int
 from cvtrace.exceptions import CvtraceConfigError
 from cvtrace.otlp_encoding import EncodedResource
+from cvtrace.store_schema import SCHEMA_VERSION, migrate, register_functions
+from cvtrace.trace_batches import (
+    SPAN_KIND_NAMES,
+    STATUS_ERROR,
+    STATUS_NAMES,
+    Prepared,
+    StoredSummary,
+    any_value_text,
+    duration_bucket,
+    group_spans,
+    prepare_encoded,
+    prepare_request,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -154,15 +168,11 @@ __all__ = [
     "spans_to_traces_data",
 ]
 
-SCHEMA_VERSION = 4
-"""Version of the schema this module writes (``PRAGMA user_version``)."""
 
 DEFAULT_MAX_SPANS = 1_000_000
 UNINDEXED_TAG_SCAN_SPANS = 200_000
 """How many spans a search on a tag outside the indexed keys decodes at most."""
 
-MAX_TAG_VALUE_CHARS = 256
-UNKNOWN_SERVICE = "unknown_service"
 
 DEFAULT_TAG_KEYS: frozenset[str] = frozenset(
     {
@@ -199,18 +209,6 @@ filter on. Per-request values such as ``url.path`` or ``db.query.text`` are left
 out (they would grow the tag dictionary without bound); add keys with
 ``CVTRACE_STORE_TAG_KEYS``, or search them unindexed."""
 
-_SPAN_KIND_NAMES: dict[int, str] = {
-    Span.SPAN_KIND_INTERNAL: "internal",
-    Span.SPAN_KIND_SERVER: "server",
-    Span.SPAN_KIND_CLIENT: "client",
-    Span.SPAN_KIND_PRODUCER: "producer",
-    Span.SPAN_KIND_CONSUMER: "consumer",
-}
-_STATUS_ERROR = Status.STATUS_CODE_ERROR
-_STATUS_NAMES: dict[int, str] = {Status.STATUS_CODE_OK: "OK", Status.STATUS_CODE_ERROR: "ERROR"}
-_MAX_I64 = 2**63 - 1  # SQLite integers are signed 64-bit; OTLP times are fixed64
-_ZERO_TRACE_ID = bytes(16)
-_ZERO_SPAN_ID = bytes(8)
 _AGE_CHECK_INTERVAL_S = 60.0
 _RETAIN_FRACTION = 0.9
 _SQL_VARS = 500  # ids per "IN (...)" query
@@ -225,140 +223,6 @@ _TRACE_SPAN_IDS = 1 << _ORDINAL_BITS
 _MAX_BUCKET = 2 * 62 + 1  # the bucket of the longest duration an int64 holds
 _SIZE_CACHE_S = 30.0
 """How long a search reuses the row count of a search table's value."""
-
-_SCHEMA_V1 = """
-CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
-INSERT INTO meta (key, value) VALUES ('span_count', 0);
-CREATE TABLE services (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
-CREATE TABLE operations (
-    id INTEGER PRIMARY KEY,
-    service_id INTEGER NOT NULL,
-    name TEXT NOT NULL,
-    UNIQUE (service_id, name)
-);
-CREATE TABLE resources (
-    id INTEGER PRIMARY KEY,
-    digest BLOB NOT NULL UNIQUE,
-    service_id INTEGER NOT NULL,
-    body BLOB NOT NULL,
-    schema_url TEXT NOT NULL
-);
-CREATE TABLE scopes (
-    id INTEGER PRIMARY KEY,
-    digest BLOB NOT NULL UNIQUE,
-    body BLOB NOT NULL,
-    schema_url TEXT NOT NULL
-);
-CREATE TABLE tags (
-    id INTEGER PRIMARY KEY,
-    key TEXT NOT NULL,
-    value TEXT NOT NULL,
-    UNIQUE (key, value)
-);
-CREATE TABLE traces (
-    key INTEGER PRIMARY KEY,
-    trace_id BLOB NOT NULL UNIQUE,
-    start_ns INTEGER NOT NULL,
-    end_ns INTEGER NOT NULL,
-    span_count INTEGER NOT NULL,
-    error_count INTEGER NOT NULL,
-    has_root INTEGER NOT NULL,
-    root_name TEXT NOT NULL,
-    root_service TEXT NOT NULL,
-    services TEXT NOT NULL
-);
-CREATE TABLE spans (
-    trace_key INTEGER NOT NULL,
-    span_id BLOB NOT NULL,
-    resource_id INTEGER NOT NULL,
-    scope_id INTEGER NOT NULL,
-    body BLOB NOT NULL
-);
-CREATE UNIQUE INDEX spans_by_trace ON spans (trace_key, span_id);
-CREATE TABLE trace_services (
-    service_id INTEGER NOT NULL,
-    trace_key INTEGER NOT NULL,
-    PRIMARY KEY (service_id, trace_key)
-) WITHOUT ROWID;
-CREATE TABLE trace_operations (
-    operation_id INTEGER NOT NULL,
-    trace_key INTEGER NOT NULL,
-    PRIMARY KEY (operation_id, trace_key)
-) WITHOUT ROWID;
-CREATE TABLE trace_tags (
-    tag_id INTEGER NOT NULL,
-    trace_key INTEGER NOT NULL,
-    PRIMARY KEY (tag_id, trace_key)
-) WITHOUT ROWID;
-"""
-
-_SCHEMA_V2 = """
-CREATE TABLE spans_v2 (
-    id INTEGER PRIMARY KEY,
-    span_id BLOB NOT NULL,
-    resource_id INTEGER NOT NULL,
-    scope_id INTEGER NOT NULL,
-    body BLOB NOT NULL
-);
-INSERT INTO spans_v2 (id, span_id, resource_id, scope_id, body)
-    SELECT (trace_key << 32) + row_number() OVER (PARTITION BY trace_key ORDER BY span_id) - 1,
-        span_id, resource_id, scope_id, body
-    FROM spans INDEXED BY spans_by_trace ORDER BY trace_key, span_id;
-DROP TABLE spans;
-ALTER TABLE spans_v2 RENAME TO spans;
-ALTER TABLE traces ADD COLUMN duration_bucket INTEGER NOT NULL DEFAULT 0;
-UPDATE traces SET duration_bucket = cvtrace_duration_bucket(end_ns - start_ns);
-CREATE INDEX traces_by_duration ON traces (duration_bucket, key);
-"""
-"""Version 2: span rows keyed by ``trace key << 32 | ordinal`` (one B-tree per
-span instead of a table and an index), and traces indexed by duration bucket.
-The ordinals follow the old index, so the copy needs no sort."""
-
-_SCHEMA_V3 = """
-CREATE TABLE span_groups (
-    id INTEGER PRIMARY KEY,
-    resource_id INTEGER NOT NULL,
-    scope_id INTEGER NOT NULL,
-    span_ids BLOB NOT NULL,
-    body BLOB NOT NULL
-);
-INSERT INTO span_groups (id, resource_id, scope_id, span_ids, body)
-    SELECT id, resource_id, scope_id, span_id, cvtrace_span_field(body) FROM spans ORDER BY id;
-DROP TABLE spans;
-"""
-"""Version 3: the spans of one trace, resource and scope that arrive together are
-one row (a ``ScopeSpans`` message's ``spans`` field, and their ids), not a row each."""
-
-_SCHEMA_V4 = """
-CREATE TABLE traces_v4 (
-    key INTEGER PRIMARY KEY,
-    trace_id BLOB NOT NULL,
-    start_ns INTEGER NOT NULL,
-    end_ns INTEGER NOT NULL,
-    span_count INTEGER NOT NULL,
-    error_count INTEGER NOT NULL,
-    has_root INTEGER NOT NULL,
-    root_name TEXT NOT NULL,
-    root_service TEXT NOT NULL,
-    services TEXT NOT NULL,
-    duration_bucket INTEGER NOT NULL
-);
-INSERT INTO traces_v4 SELECT key, trace_id, start_ns, end_ns, span_count, error_count,
-    has_root, root_name, root_service, services, cvtrace_duration_bucket(end_ns - start_ns)
-    FROM traces ORDER BY key;
-DROP TABLE traces;
-ALTER TABLE traces_v4 RENAME TO traces;
-CREATE INDEX traces_by_duration ON traces (duration_bucket, key);
-CREATE TABLE trace_ids (trace_id BLOB PRIMARY KEY, key INTEGER NOT NULL) WITHOUT ROWID;
-INSERT INTO trace_ids (trace_id, key) SELECT trace_id, key FROM traces ORDER BY trace_id;
-INSERT INTO meta (key, value) SELECT 'indexed_key', coalesce(max(key), 0) FROM traces;
-"""
-"""Version 4: the trace ids are indexed in batches (``trace_ids``), not one by one
-by a unique index on ``traces``; ``meta.indexed_key`` is the newest trace indexed.
-Two duration buckets per power of two instead of four."""
-
-_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4}
-"""Script that brings a store from version ``n - 1`` to version ``n``."""
 
 
 def default_db_path() -> Path:
@@ -436,186 +300,15 @@ class TraceQuery:
     limit: int = 20
 
 
-@dataclass
-class _Prepared:
-    """A request's valid spans, grouped by trace outside the write transaction."""
-
-    resources: list[tuple[bytes, str, bytes, str]] = field(default_factory=list)
-    """(digest, service, body, schema_url) per resource."""
-    resource_tags: list[list[tuple[str, str]]] = field(default_factory=list)
-    scopes: list[tuple[bytes, bytes, str]] = field(default_factory=list)
-    """(digest, body, schema_url) per scope."""
-    traces: dict[bytes, _TraceBatch] = field(default_factory=dict)
-    """The spans of each trace, by trace id, in order of first appearance."""
-    accepted: int = 0
-    """Valid spans, counting a span sent twice in the request twice."""
-    rejected: int = 0
-    reasons: dict[str, int] = field(default_factory=dict)
-
-
 class _Ticket:
     """One request waiting to be written, maybe by another thread's transaction."""
 
     __slots__ = ("done", "error", "prepared")
 
-    def __init__(self, prepared: _Prepared) -> None:
+    def __init__(self, prepared: Prepared) -> None:
         self.prepared = prepared
         self.done = False
         self.error: BaseException | None = None
-
-
-_StoredSummary = tuple[int, int, int, int, int, int, str, str, str]
-"""(key, start_ns, end_ns, span_count, error_count, has_root, root_name,
-root_service, services JSON) of a stored trace."""
-
-_BatchSpan = tuple[bytes, int, int, bytes, int, int, bool, bool, str, str]
-"""(span_id, resource index, scope index, body, start_ns, end_ns, is_error,
-is_root, name, service) of one span of a request."""
-
-
-class _TraceBatch:
-    """One trace's spans in one request, and its summary over them.
-
-    Built while a request is prepared; in the write transaction, the spans
-    stored before are left out and the summary is computed over the others,
-    merged into the one stored before.
-    """
-
-    __slots__ = (
-        "blocks",
-        "end_ns",
-        "errors",
-        "has_root",
-        "operations",
-        "root_name",
-        "root_service",
-        "services",
-        "spans",
-        "start_ns",
-        "tags",
-    )
-
-    def __init__(self) -> None:
-        self.spans: dict[bytes, _BatchSpan] = {}
-        """By span id, in order of arrival: a span sent twice is kept once."""
-        self.blocks: set[tuple[int, int]] = set()
-        """The (resource index, scope index) pairs of the spans."""
-        self.operations: set[tuple[int, str]] = set()
-        """(resource index, span name) pairs."""
-        self.tags: set[tuple[str, str]] = set()
-        """Indexed tags of the spans and of the spans left out as stored before
-        (these are indexed already, so indexing them again changes nothing)."""
-        self.start_ns = self.end_ns = self.errors = 0
-        self.has_root = False
-        self.root_name = self.root_service = ""
-        self.services: dict[str, int] = {}
-
-    def leave_out(self, span_ids: set[bytes]) -> None:
-        """Leave out the spans whose ids are in ``span_ids``."""
-        self.spans = {i: span for i, span in self.spans.items() if i not in span_ids}
-        self.blocks = {(span[1], span[2]) for span in self.spans.values()}
-
-    def summarize(self, old: _StoredSummary | None) -> None:
-        """Compute the summary of the spans, merged into ``old``, the stored one.
-
-        A trace without a root span is named after its earliest span.
-        """
-        start_ns, end_ns, errors = 1 << 64, 0, 0  # above any fixed64
-        first = root = None
-        services: dict[str, int] = {}
-        for span in self.spans.values():
-            if span[4] < start_ns:
-                start_ns, first = span[4], span
-            if span[5] > end_ns:
-                end_ns = span[5]
-            if span[6]:
-                errors += 1
-            if span[7] and root is None:
-                root = span
-            services[span[9]] = services.get(span[9], 0) + 1
-        named = root or first
-        assert named is not None
-        self.has_root = root is not None
-        self.root_name, self.root_service = named[8], named[9]
-        if old is not None:
-            _key, start, end, _count, stored_errors, has_root, root_name, root_service, stored = old
-            if has_root or (root is None and start <= start_ns):
-                self.has_root = bool(has_root)
-                self.root_name, self.root_service = root_name, root_service
-            start_ns, end_ns = min(start_ns, start), max(end_ns, end)
-            errors += stored_errors
-            merged: dict[str, int] = json.loads(stored)
-            for name, n in services.items():
-                merged[name] = merged.get(name, 0) + n
-            services = merged
-        # OTLP times are unsigned 64-bit, SQLite integers signed
-        self.start_ns, self.end_ns = min(start_ns, _MAX_I64), min(end_ns, _MAX_I64)
-        self.errors, self.services = errors, services
-
-
-def _derived_tags(kind: int, status_code: int) -> tuple[tuple[str, str], ...]:
-    tags: list[tuple[str, str]] = []
-    kind_name = _SPAN_KIND_NAMES.get(kind)
-    if kind_name is not None:
-        tags.append(("span.kind", kind_name))
-    status_name = _STATUS_NAMES.get(status_code)
-    if status_name is not None:
-        tags.append(("otel.status_code", status_name))
-    if status_code == _STATUS_ERROR:
-        tags.append(("error", "true"))
-    return tuple(tags)
-
-
-class _DerivedTags(dict[tuple[int, int], tuple[tuple[str, str], ...]]):
-    """(kind, status code) -> the tags derived from them, computed once each."""
-
-    def __missing__(self, key: tuple[int, int]) -> tuple[tuple[str, str], ...]:
-        value = _derived_tags(*key)
-        self[key] = value
-        return value
-
-
-_DERIVED_TAGS = _DerivedTags()
-
-
-def _invalid_ids(trace_id: bytes, span_id: bytes, parent: bytes) -> str:
-    """Return why a span's ids are invalid (for ids that are)."""
-    if len(trace_id) != 16:
-        return "a trace id that is not 16 bytes"
-    if trace_id == _ZERO_TRACE_ID:
-        return "an all-zero trace id"
-    if len(span_id) != 8:
-        return "a span id that is not 8 bytes"
-    if span_id == _ZERO_SPAN_ID:
-        return "an all-zero span id"
-    return "a parent span id that is neither empty nor 8 bytes"
-
-
-def _python_value_text(value: object) -> str | None:
-    """Return a scalar SDK attribute value as :func:`_any_value_text` does its OTLP form."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return repr(value)
-    return None
-
-
-def _any_value_text(value: AnyValue) -> str | None:
-    """Return a scalar attribute value as a tag string, or None for others."""
-    which = value.WhichOneof("value")
-    if which == "string_value":
-        return value.string_value
-    if which == "bool_value":
-        return "true" if value.bool_value else "false"
-    if which == "int_value":
-        return str(value.int_value)
-    if which == "double_value":
-        return repr(value.double_value)
-    return None
 
 
 def _insert_rows(conn: sqlite3.Connection, insert: str, width: int, values: list[object]) -> None:
@@ -631,111 +324,6 @@ def _insert_rows(conn: sqlite3.Connection, insert: str, width: int, values: list
 def _values_sql(insert: str, width: int, rows: int) -> str:
     row = "(" + ",".join("?" * width) + ")"
     return f"{insert} VALUES {','.join([row] * rows)}"
-
-
-def duration_bucket(duration_ns: int) -> int:
-    """Return a duration's bucket: two per power of two, in the order of durations."""
-    if duration_ns < 2:
-        return max(0, duration_ns)
-    bits = duration_ns.bit_length()
-    return 2 * (bits - 1) + ((duration_ns >> (bits - 2)) & 1)
-
-
-def _fields(buf: bytes, start: int, end: int, wanted: int) -> list[tuple[int, int, int]]:
-    """Return where each length-delimited field number ``wanted`` of a message is.
-
-    ``buf[start:end]`` is one serialized protobuf message; returns ``(field
-    start, value start, end)`` of each occurrence, in order.
-
-    Raises:
-        ValueError: The bytes are not a well-formed message.
-    """
-    out: list[tuple[int, int, int]] = []
-    pos = start
-    while pos < end:
-        field_start = pos
-        tag = buf[pos]
-        pos += 1
-        if tag >= 0x80:
-            tag, pos = _varint(buf, pos - 1)
-        wire = tag & 7
-        if wire == 2:
-            size = buf[pos]
-            pos += 1
-            if size >= 0x80:  # spans are usually 128 bytes to 16 KiB: two bytes
-                second = buf[pos]
-                if second < 0x80:
-                    size = (size & 0x7F) | (second << 7)
-                    pos += 1
-                else:
-                    size, pos = _varint(buf, pos - 1)
-            if tag >> 3 == wanted:
-                out.append((field_start, pos, pos + size))
-            pos += size
-        elif wire == 0:
-            _, pos = _varint(buf, pos)
-        elif wire == 1:
-            pos += 8
-        elif wire == 5:
-            pos += 4
-        else:  # groups: not in OTLP
-            msg = f"unexpected wire type {wire}"
-            raise ValueError(msg)
-    if pos != end:
-        msg = "a field runs past the end of its message"
-        raise ValueError(msg)
-    return out
-
-
-def _varint(buf: bytes, pos: int) -> tuple[int, int]:
-    """Return the varint at ``pos`` and the position after it."""
-    value = 0
-    shift = 0
-    while True:
-        byte = buf[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, pos
-        shift += 7
-        if shift > 63:
-            msg = "a varint is longer than 10 bytes"
-            raise ValueError(msg)
-
-
-def _span_bytes(encoded: bytes) -> list[list[list[bytes]]]:
-    """Return the spans of an encoded ``ExportTraceServiceRequest`` as fields.
-
-    By resource, then scope, in the order the decoded message holds them; each
-    is a slice of ``encoded``, as it was sent: a ``ScopeSpans.spans`` field (tag,
-    length, span).
-
-    Raises:
-        ValueError: The bytes are not a well-formed request.
-    """
-    return [
-        [
-            [encoded[f:b] for f, _a, b in _fields(encoded, sa, sb, 2)]
-            for _sf, sa, sb in _fields(encoded, ra, rb, 2)
-        ]
-        for _rf, ra, rb in _fields(encoded, 0, len(encoded), 1)
-    ]
-
-
-def _span_field(span: bytes) -> bytes:
-    """Return a serialized span as a ``ScopeSpans.spans`` field."""
-    size = len(span)
-    head = bytearray(b"\x12")
-    while size >= 0x80:
-        head.append((size & 0x7F) | 0x80)
-        size >>= 7
-    head.append(size)
-    return bytes(head) + span
-
-
-def _group_spans(body: bytes) -> Sequence[Span]:
-    """Return the spans of a ``span_groups`` row's body."""
-    return ScopeSpans.FromString(body).spans
 
 
 def _tag_keys_from_env() -> frozenset[str]:
@@ -829,7 +417,7 @@ class SpanStore:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._writer = self._connect(write=True)
-            self._migrate()
+            migrate(self._writer, self.path)
         except (sqlite3.DatabaseError, OSError) as exc:
             self.close()
             msg = (
@@ -875,9 +463,7 @@ class SpanStore:
             conn.execute("PRAGMA cache_size = -16384")
             conn.execute("PRAGMA mmap_size = 268435456")
         conn.execute("PRAGMA temp_store = MEMORY")
-        # for migrations
-        conn.create_function("cvtrace_duration_bucket", 1, duration_bucket, deterministic=True)
-        conn.create_function("cvtrace_span_field", 1, _span_field, deterministic=True)
+        register_functions(conn)  # for migrations
         with self._connections_lock:
             self._connections.append(conn)
         return conn
@@ -936,37 +522,6 @@ class SpanStore:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _migrate(self) -> None:
-        conn = self._writer
-        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-        if version == SCHEMA_VERSION:
-            return
-        if version > SCHEMA_VERSION:
-            msg = (
-                f"CVTRACE_LOCAL_DB: the store {self.path} has schema version {version}, "
-                f"newer than this cvtrace reads ({SCHEMA_VERSION}); upgrade cvtrace or "
-                "point CVTRACE_LOCAL_DB / --db at another file"
-            )
-            raise CvtraceConfigError(msg)
-        # temporary structures of the copies on disk: in memory they held every
-        # span of the store (~440 MB for a million spans)
-        conn.execute("PRAGMA temp_store = FILE")
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-            for target in range(version + 1, SCHEMA_VERSION + 1):
-                logger.info("migrating the span store %s to schema %d", self.path, target)
-                for statement in _MIGRATIONS[target].split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {target}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        finally:
-            conn.execute("PRAGMA temp_store = MEMORY")
-
     # -- writing -----------------------------------------------------------
 
     def write_request(
@@ -993,7 +548,7 @@ class SpanStore:
         Returns:
             How many spans were accepted and rejected, and why.
         """
-        return self._write(self._prepare(request, encoded))
+        return self._write(prepare_request(request, encoded, self.tag_keys))
 
     def write_encoded(self, resources: Sequence[EncodedResource]) -> WriteResult:
         """Store SDK spans encoded by :class:`cvtrace.otlp_encoding.SpanEncoder`.
@@ -1003,9 +558,9 @@ class SpanStore:
         (``tests/test_local_vs_otlp.py`` compares every table), without decoding
         that request again: the span fields come from the SDK's objects.
         """
-        return self._write(self._prepare_encoded(resources))
+        return self._write(prepare_encoded(resources, self.tag_keys))
 
-    def _write(self, prepared: _Prepared) -> WriteResult:
+    def _write(self, prepared: Prepared) -> WriteResult:
         message = ""
         if prepared.rejected:
             reasons = "; ".join(f"{n} with {why}" for why, n in prepared.reasons.items())
@@ -1035,200 +590,6 @@ class SpanStore:
                 raise ticket.error
         return WriteResult(prepared.accepted, prepared.rejected, message)
 
-    def _prepare(
-        self, request: ExportTraceServiceRequest, encoded: bytes | None = None
-    ) -> _Prepared:
-        out = _Prepared()
-        sent: list[list[list[bytes]]] | None = None
-        if encoded is not None:
-            try:
-                sent = _span_bytes(encoded)
-            except (ValueError, IndexError):
-                logger.debug("cannot slice an encoded request; serializing its spans")
-        if sent is not None and (
-            len(sent) != len(request.resource_spans)
-            or any(
-                len(scopes) != len(rs.scope_spans)
-                or any(
-                    len(b) != len(ss.spans) for b, ss in zip(scopes, rs.scope_spans, strict=True)
-                )
-                for scopes, rs in zip(sent, request.resource_spans, strict=True)
-            )
-        ):
-            sent = None
-        tag_keys = self.tag_keys
-        reasons = out.reasons
-        traces = out.traces
-        accepted = 0
-        for ri, rs in enumerate(request.resource_spans):
-            resource = rs.resource
-            service = UNKNOWN_SERVICE
-            rtags: list[tuple[str, str]] = []
-            for kv in resource.attributes:
-                key = kv.key
-                if key == "service.name":
-                    service = kv.value.string_value or UNKNOWN_SERVICE
-                elif key in tag_keys:
-                    text = _any_value_text(kv.value)
-                    if text is not None and len(text) <= MAX_TAG_VALUE_CHARS:
-                        rtags.append((key, text))
-            rbody = resource.SerializeToString(deterministic=True)
-            rdigest = hashlib.blake2b(
-                rbody + b"\0" + rs.schema_url.encode(), digest_size=16
-            ).digest()
-            res_index = len(out.resources)
-            resource_used = False
-            for si, ss in enumerate(rs.scope_spans):
-                span_bodies = sent[ri][si] if sent is not None else None
-                sbody = ss.scope.SerializeToString(deterministic=True)
-                sdigest = hashlib.blake2b(
-                    sbody + b"\0" + ss.schema_url.encode(), digest_size=16
-                ).digest()
-                scope_index = len(out.scopes)
-                block = (res_index, scope_index)
-                scope_used = False
-                for span_index, span in enumerate(ss.spans):
-                    trace_id = span.trace_id
-                    span_id = span.span_id
-                    parent = span.parent_span_id
-                    if (
-                        len(trace_id) != 16
-                        or len(span_id) != 8
-                        or trace_id == _ZERO_TRACE_ID
-                        or span_id == _ZERO_SPAN_ID
-                        or (parent and len(parent) != 8)
-                    ):
-                        why = _invalid_ids(trace_id, span_id, parent)
-                        reasons[why] = reasons.get(why, 0) + 1
-                        out.rejected += 1
-                        continue
-                    accepted += 1
-                    batch = traces.get(trace_id)
-                    if batch is None:
-                        batch = traces[trace_id] = _TraceBatch()
-                    elif span_id in batch.spans:
-                        continue  # sent twice: stored once
-                    status_code = span.status.code
-                    tags = batch.tags
-                    tags.update(_DERIVED_TAGS[span.kind, status_code])
-                    for kv in span.attributes:
-                        key = kv.key
-                        if key in tag_keys:
-                            value = kv.value
-                            text = value.string_value or _any_value_text(value)
-                            if text is not None and len(text) <= MAX_TAG_VALUE_CHARS:
-                                tags.add((key, text))
-                    name = span.name
-                    batch.operations.add((res_index, name))
-                    batch.blocks.add(block)
-                    batch.spans[span_id] = (
-                        span_id,
-                        res_index,
-                        scope_index,
-                        _span_field(span.SerializeToString())
-                        if span_bodies is None
-                        else span_bodies[span_index],
-                        span.start_time_unix_nano,
-                        span.end_time_unix_nano,
-                        status_code == _STATUS_ERROR,
-                        not parent or parent == _ZERO_SPAN_ID,
-                        name,
-                        service,
-                    )
-                    scope_used = True
-                if scope_used:
-                    out.scopes.append((sdigest, sbody, ss.schema_url))
-                    resource_used = True
-            if resource_used:
-                out.resources.append((rdigest, service, rbody, rs.schema_url))
-                out.resource_tags.append(rtags)
-        out.accepted = accepted
-        return out
-
-    def _prepare_encoded(self, resources: Sequence[EncodedResource]) -> _Prepared:
-        """Like :meth:`_prepare`, from encoded SDK spans (keep the two in step)."""
-        out = _Prepared()
-        tag_keys = self.tag_keys
-        traces = out.traces
-        accepted = 0
-        for encoded_resource in resources:
-            service = UNKNOWN_SERVICE
-            rtags: list[tuple[str, str]] = []
-            for key, value in encoded_resource.resource.attributes.items():
-                if key == "service.name":
-                    service = value if isinstance(value, str) and value else UNKNOWN_SERVICE
-                elif key in tag_keys:
-                    text = _python_value_text(value)
-                    if text is not None and len(text) <= MAX_TAG_VALUE_CHARS:
-                        rtags.append((key, text))
-            schema_url = encoded_resource.resource.schema_url
-            rbody = encoded_resource.body
-            rdigest = hashlib.blake2b(rbody + b"\0" + schema_url.encode(), digest_size=16).digest()
-            res_index = len(out.resources)
-            resource_used = False
-            for encoded_scope in encoded_resource.scopes:
-                scope = encoded_scope.scope
-                sbody = encoded_scope.body
-                scope_schema = (scope.schema_url or "") if scope is not None else ""
-                sdigest = hashlib.blake2b(
-                    sbody + b"\0" + scope_schema.encode(), digest_size=16
-                ).digest()
-                scope_index = len(out.scopes)
-                block = (res_index, scope_index)
-                scope_used = False
-                for span, body in encoded_scope.spans:
-                    # the encoder writes the trace id first, then the span id
-                    trace_id = body[2:18]
-                    span_id = body[20:28]
-                    parent_context = span.parent
-                    parent = (
-                        b"" if parent_context is None else parent_context.span_id.to_bytes(8, "big")
-                    )
-                    if trace_id == _ZERO_TRACE_ID or span_id == _ZERO_SPAN_ID:
-                        why = _invalid_ids(trace_id, span_id, parent)
-                        out.reasons[why] = out.reasons.get(why, 0) + 1
-                        out.rejected += 1
-                        continue
-                    accepted += 1
-                    batch = traces.get(trace_id)
-                    if batch is None:
-                        batch = traces[trace_id] = _TraceBatch()
-                    elif span_id in batch.spans:
-                        continue  # sent twice: stored once
-                    status_code = span.status.status_code.value
-                    tags = batch.tags
-                    tags.update(_DERIVED_TAGS[span.kind.value + 1, status_code])
-                    attributes = span.attributes
-                    if attributes:
-                        for key in tag_keys.intersection(attributes):
-                            text = _python_value_text(attributes[key])
-                            if text is not None and len(text) <= MAX_TAG_VALUE_CHARS:
-                                tags.add((key, text))
-                    name = span.name
-                    batch.operations.add((res_index, name))
-                    batch.blocks.add(block)
-                    batch.spans[span_id] = (
-                        span_id,
-                        res_index,
-                        scope_index,
-                        _span_field(body),
-                        span.start_time or 0,
-                        span.end_time or 0,
-                        status_code == _STATUS_ERROR,
-                        not parent or parent == _ZERO_SPAN_ID,
-                        name,
-                        service,
-                    )
-                    scope_used = True
-                if scope_used:
-                    out.scopes.append((sdigest, sbody, scope_schema))
-                    resource_used = True
-            if resource_used:
-                out.resources.append((rdigest, service, rbody, schema_url))
-                out.resource_tags.append(rtags)
-        out.accepted = accepted
-        return out
-
     def _services_json(self, services: dict[str, int]) -> str:
         """Return spans per service as JSON (``json.dumps`` costs ~1 µs per trace)."""
         names = self._json_names
@@ -1240,7 +601,7 @@ class SpanStore:
             parts.append(f"{text}:{count}")
         return "{" + ",".join(parts) + "}"
 
-    def _write_prepared(self, group: Sequence[_Prepared]) -> None:
+    def _write_prepared(self, group: Sequence[Prepared]) -> None:
         """Write prepared requests in one transaction."""
         conn = self._writer
         conn.execute("BEGIN IMMEDIATE")
@@ -1331,7 +692,7 @@ class SpanStore:
 
     def _stored_summaries(
         self, conn: sqlite3.Connection, trace_ids: list[bytes]
-    ) -> dict[bytes, _StoredSummary]:
+    ) -> dict[bytes, StoredSummary]:
         """Return the stored summaries of the traces among ``trace_ids`` already stored."""
         self._sync_recent(conn)
         recent = self._recent
@@ -1346,7 +707,7 @@ class SpanStore:
                     f"SELECT key FROM trace_ids WHERE trace_id IN ({marks})", chunk
                 )
             )
-        found: dict[bytes, _StoredSummary] = {}
+        found: dict[bytes, StoredSummary] = {}
         for i in range(0, len(keys), _SQL_VARS):
             key_chunk = keys[i : i + _SQL_VARS]
             marks = ",".join("?" * len(key_chunk))
@@ -1387,7 +748,7 @@ class SpanStore:
         self._recent.clear()
         self._indexed_upto = self._recent_upto
 
-    def _write_in_transaction(self, conn: sqlite3.Connection, prepared: _Prepared) -> None:
+    def _write_in_transaction(self, conn: sqlite3.Connection, prepared: Prepared) -> None:
         # dictionaries: services, resources, scopes
         resource_ids: list[int] = []
         resource_service_ids: list[int] = []
@@ -1725,7 +1086,7 @@ class SpanStore:
                     if span_ids[i : i + 8] == span_id:
                         resource, rschema, service = self._resource(conn, resource_id)
                         scope, sschema = self._scope(conn, scope_id)
-                        span = _group_spans(body)[i // 8]
+                        span = group_spans(body)[i // 8]
                         return StoredSpan(span, resource, rschema, scope, sschema, service)
         return None
 
@@ -1739,7 +1100,7 @@ class SpanStore:
             scope, sschema = self._scope(conn, scope_id)
             out.extend(
                 StoredSpan(span, resource, rschema, scope, sschema, service)
-                for span in _group_spans(body)
+                for span in group_spans(body)
             )
         return out
 
@@ -2036,21 +1397,21 @@ def span_tag_texts(stored: StoredSpan) -> dict[str, str]:
     """
     tags: dict[str, str] = {}
     for kv in stored.resource.attributes:
-        text = _any_value_text(kv.value)
+        text = any_value_text(kv.value)
         if text is not None:
             tags[kv.key] = text
     span = stored.span
     for kv in span.attributes:
-        text = _any_value_text(kv.value)
+        text = any_value_text(kv.value)
         if text is not None:
             tags[kv.key] = text
-    kind_name = _SPAN_KIND_NAMES.get(span.kind)
+    kind_name = SPAN_KIND_NAMES.get(span.kind)
     if kind_name is not None:
         tags["span.kind"] = kind_name
-    status_name = _STATUS_NAMES.get(span.status.code)
+    status_name = STATUS_NAMES.get(span.status.code)
     if status_name is not None:
         tags["otel.status_code"] = status_name
-    if span.status.code == _STATUS_ERROR:
+    if span.status.code == STATUS_ERROR:
         tags["error"] = "true"
     return tags
 

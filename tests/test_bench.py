@@ -49,6 +49,11 @@ def test_request_measures_every_variant() -> None:
     assert result["view"]["bare"]["spans_per_request"] == 0
     assert result["up"]["vanilla-excluded"]["roots_per_request"] > 0
     assert "overhead" in text
+    # with no exporter, a request runs exactly bare's code: no call more, none of ours
+    calls = result["calls"]
+    assert calls["default /circuits/2"]["calls"] == calls["bare /circuits/2"]["calls"] > 1000
+    assert calls["default /circuits/2"]["tracing_calls"] == 0
+    assert 0 < calls["cvtrace-otlp /up"]["tracing_calls"] < 50  # excluded: a check, no span
 
 
 @pytest.mark.slow

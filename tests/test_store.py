@@ -18,7 +18,6 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from cvtrace.exceptions import CvtraceConfigError
 from cvtrace.store import (
-    _MIGRATIONS,
     SCHEMA_VERSION,
     SpanStore,
     TraceQuery,
@@ -27,6 +26,7 @@ from cvtrace.store import (
     duration_bucket,
     spans_to_traces_data,
 )
+from cvtrace.store_schema import MIGRATIONS
 from tests.viewer_support import T0_NS, SpanSpec, make_request, new_trace_id, simple_trace
 
 
@@ -252,7 +252,7 @@ class TestWrite:
             expected = {s[0].trace_id: reference.get_trace(s[0].trace_id) for s in traces}
         # the same rows, laid out as schema 1 stored them
         v1 = sqlite3.connect(v1_path)
-        v1.executescript(_MIGRATIONS[1])
+        v1.executescript(MIGRATIONS[1])
         v1.execute("PRAGMA user_version = 1")
         v1.execute("ATTACH ? AS v2", (str(v2_path),))
         v1.execute("DELETE FROM meta")
