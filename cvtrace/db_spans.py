@@ -1,16 +1,18 @@
 """Database spans for SQLAlchemy engines: one ``CLIENT`` span per statement.
 
-Two engine events, ``before_cursor_execute`` and ``after_cursor_execute`` (and
-``handle_error``), make the whole instrumentation. A statement run under OpenTelemetry's
-"suppress instrumentation" context (an excluded request such as ``/up``) makes no span
-and costs one context lookup.
+The engine's dialect runs every statement through ``do_execute``,
+``do_execute_no_params`` or ``do_executemany``; this module wraps those three methods
+of the engine's own dialect object, and that is the whole instrumentation. A
+statement run under OpenTelemetry's "suppress instrumentation" context (an excluded
+request such as ``/up``) makes no span and costs one context lookup.
 
-OpenTelemetry's SQLAlchemy instrumentation also listens to the connection pool on every
-checkout and checkin for its metrics, wraps ``Engine.connect`` in a ``connect`` span,
-and parses the engine URL per statement; measured on the demo, that was most of the
-cost cvtrace added to an excluded health check (BENCHMARKS.md). It also refuses
-SQLAlchemy 2.1 and instruments nothing there. This module does only what the spans
-need.
+Not SQLAlchemy's engine events: with any engine-level listener, every connection joins
+the engine's event dispatch and every statement walks it, about 80 Python calls per
+request on the demo's health check whether a span is made or not (BENCHMARKS.md,
+excluded route). Nor OpenTelemetry's SQLAlchemy instrumentation, which also listens to
+the connection pool on every checkout and checkin for its metrics, wraps
+``Engine.connect`` in a ``connect`` span, parses the engine URL per statement, and
+refuses SQLAlchemy 2.1.
 
 Attributes follow the stable database conventions: ``db.system.name``,
 ``db.namespace``, ``db.operation.name``, ``db.query.text`` (scrubbed of literals before
@@ -22,12 +24,12 @@ file's base name).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.trace import SpanKind, Status, StatusCode
-from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from ._guard import internal_error
@@ -41,7 +43,7 @@ DB_SYSTEMS = {
     "mssql": "microsoft.sql_server",
     "oracle": "oracle.db",
 }
-_SPAN_KEY = "_cvtrace_span"
+_EXECUTE_METHODS = ("do_execute", "do_execute_no_params", "do_executemany")
 _MAX_CACHED_STATEMENTS = 4096
 
 
@@ -68,64 +70,61 @@ class QueryTracer:
         if url.port:
             self._attributes["server.port"] = url.port
         self._names: dict[str, tuple[str, str]] = {}
-        # retval=True spares SQLAlchemy a wrapper frame per statement.
-        event.listen(engine, "before_cursor_execute", self._before, retval=True)
-        event.listen(engine, "after_cursor_execute", self._after)
-        event.listen(engine, "handle_error", self._error)
+        dialect = engine.dialect
+        for method in _EXECUTE_METHODS:
+            # an attribute of this dialect object shadows the class's method
+            setattr(dialect, method, self._traced(getattr(dialect, method)))
 
     def remove(self) -> None:
         """Stop tracing the engine."""
-        event.remove(self.engine, "before_cursor_execute", self._before)
-        event.remove(self.engine, "after_cursor_execute", self._after)
-        event.remove(self.engine, "handle_error", self._error)
+        for method in _EXECUTE_METHODS:
+            self.engine.dialect.__dict__.pop(method, None)
 
-    def _before(
-        self,
-        connection: Any,
-        cursor: Any,
-        statement: str,
-        parameters: Any,
-        context: Any,
-        executemany: bool,
-    ) -> tuple[str, Any]:
+    def _traced(self, execute: Callable[..., Any]) -> Callable[..., Any]:
+        """Wrap one of the dialect's execute methods (SQLAlchemy's signatures)."""
+        if execute.__name__ == "do_execute_no_params":
+
+            def traced_no_params(cursor: Any, statement: str, context: Any = None) -> Any:
+                return self._run(execute, statement, context, cursor, statement, context)
+
+            return traced_no_params
+
+        def traced(cursor: Any, statement: str, parameters: Any, context: Any = None) -> Any:
+            return self._run(execute, statement, context, cursor, statement, parameters, context)
+
+        return traced
+
+    def _run(self, execute: Callable[..., Any], statement: str, context: Any, *args: Any) -> Any:
+        """Run ``execute(*args)`` inside a span for ``statement`` (none if suppressed)."""
+        span = self._start(statement, context)
+        if span is None:
+            return execute(*args)
+        try:
+            result = execute(*args)
+        except BaseException as error:
+            self._fail(span, error)
+            raise
+        try:
+            span.end()
+        except Exception:
+            internal_error("ending a database span")
+        return result
+
+    def _start(self, statement: str, context: Any) -> trace.Span | None:
         if context is None or not is_instrumentation_enabled():
-            return statement, parameters
+            return None
         try:
             operation, name = self._name(statement)
             attributes = dict(self._attributes)
             attributes["db.query.text"] = statement
             if operation:
                 attributes["db.operation.name"] = operation
-            span = self._tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
-            setattr(context, _SPAN_KEY, span)
+            return self._tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
         except Exception:
             internal_error("starting a database span")
-        return statement, parameters
+            return None
 
-    def _after(
-        self,
-        connection: Any,
-        cursor: Any,
-        statement: str,
-        parameters: Any,
-        context: Any,
-        executemany: bool,
-    ) -> None:
-        span = getattr(context, _SPAN_KEY, None)
-        if span is not None:
-            setattr(context, _SPAN_KEY, None)
-            try:
-                span.end()
-            except Exception:
-                internal_error("ending a database span")
-
-    def _error(self, exception_context: Any) -> None:
-        context = exception_context.execution_context
-        span = getattr(context, _SPAN_KEY, None)
-        if span is None:
-            return
-        setattr(context, _SPAN_KEY, None)
-        error = exception_context.original_exception
+    def _fail(self, span: trace.Span, error: BaseException) -> None:
         try:
             span.record_exception(error)
             span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
