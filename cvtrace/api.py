@@ -330,7 +330,7 @@ def _as_list(value: Any | Iterable[Any] | None) -> list[Any]:
 
 
 def _sync_engine(engine: Any) -> Any:
-    """The engine whose events to trace: an AsyncEngine's sync_engine, else itself."""
+    """The engine whose statements to trace: an AsyncEngine's sync_engine, else itself."""
     from sqlalchemy.engine import Engine
 
     engine = getattr(engine, "sync_engine", engine)
