@@ -176,6 +176,11 @@ class _DerivedTags(dict[tuple[int, int], tuple[tuple[str, str], ...]]):
 _DERIVED_TAGS = _DerivedTags()
 
 
+def _digest(body: bytes, schema_url: str) -> bytes:
+    """The key a resource or scope is stored once under: its bytes and schema URL."""
+    return hashlib.blake2b(body + b"\0" + schema_url.encode(), digest_size=16).digest()
+
+
 def _invalid_ids(trace_id: bytes, span_id: bytes, parent: bytes) -> str:
     """Return why a span's ids are invalid (for ids that are)."""
     if len(trace_id) != 16:
@@ -361,15 +366,13 @@ def prepare_request(
                 if text is not None and len(text) <= MAX_TAG_VALUE_CHARS:
                     rtags.append((key, text))
         rbody = resource.SerializeToString(deterministic=True)
-        rdigest = hashlib.blake2b(rbody + b"\0" + rs.schema_url.encode(), digest_size=16).digest()
+        rdigest = _digest(rbody, rs.schema_url)
         res_index = len(out.resources)
         resource_used = False
         for si, ss in enumerate(rs.scope_spans):
             span_bodies = sent[ri][si] if sent is not None else None
             sbody = ss.scope.SerializeToString(deterministic=True)
-            sdigest = hashlib.blake2b(
-                sbody + b"\0" + ss.schema_url.encode(), digest_size=16
-            ).digest()
+            sdigest = _digest(sbody, ss.schema_url)
             scope_index = len(out.scopes)
             block = (res_index, scope_index)
             scope_used = False
@@ -449,16 +452,14 @@ def prepare_encoded(resources: Sequence[EncodedResource], tag_keys: frozenset[st
                     rtags.append((key, text))
         schema_url = encoded_resource.resource.schema_url
         rbody = encoded_resource.body
-        rdigest = hashlib.blake2b(rbody + b"\0" + schema_url.encode(), digest_size=16).digest()
+        rdigest = _digest(rbody, schema_url)
         res_index = len(out.resources)
         resource_used = False
         for encoded_scope in encoded_resource.scopes:
             scope = encoded_scope.scope
             sbody = encoded_scope.body
             scope_schema = (scope.schema_url or "") if scope is not None else ""
-            sdigest = hashlib.blake2b(
-                sbody + b"\0" + scope_schema.encode(), digest_size=16
-            ).digest()
+            sdigest = _digest(sbody, scope_schema)
             scope_index = len(out.scopes)
             block = (res_index, scope_index)
             scope_used = False
