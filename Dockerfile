@@ -17,9 +17,7 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY cvtrace/ cvtrace/
-COPY viewer/ viewer/
-COPY demo_app/ demo_app/
-RUN pip install . "gunicorn==27.0.1"
+RUN pip install ".[viewer,demo]" "gunicorn==27.0.1"
 
 # --- runtime: no compilers, no pip cache, no root ------------------------------------
 FROM python:3.12.11-slim-bookworm AS runtime
@@ -57,4 +55,4 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/up' % os.environ.get('PORT', '8000'), timeout=2)"]
 
-CMD ["gunicorn", "--config=/app/gunicorn.conf.py", "demo_app:create_app()"]
+CMD ["gunicorn", "--config=/app/gunicorn.conf.py", "cvtrace.demo:create_app()"]

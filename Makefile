@@ -36,7 +36,7 @@ system-deps:
 	fi
 
 # The OpenTelemetry JS SDK, for the test that another language's SDK can send to the
-# viewer unmodified (tests/test_viewer_interop.py); from the lockfile, npm's registry only.
+# viewer unmodified (tests/viewer/test_interop.py); from the lockfile, npm's registry only.
 node-deps: $(NODE_STAMP)
 
 $(NODE_STAMP): tests/node/package-lock.json

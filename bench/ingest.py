@@ -138,7 +138,7 @@ class _LocalRun:
 
 def _encode_time(batches: list[list[Any]]) -> float:
     """Seconds to encode ``batches`` alone: how much of the local path is encoding."""
-    from cvtrace.otlp_encoding import SpanEncoder
+    from cvtrace.otlp.encoding import SpanEncoder
 
     encoder = SpanEncoder()
     t0 = time.perf_counter()

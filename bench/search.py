@@ -41,7 +41,7 @@ def _store_query(params: dict[str, str]) -> Any:
     import json
 
     from cvtrace.store import TraceQuery
-    from viewer.jaeger_api import parse_duration_ns
+    from cvtrace.viewer.jaeger_api import parse_duration_ns
 
     query = TraceQuery(
         service=params.get("service"),
@@ -80,7 +80,7 @@ def run(quick: bool = False) -> tuple[dict[str, Any], str]:
                 found[name] = len(response.json()["data"])
         session.close()
     from cvtrace.store import SpanStore
-    from viewer import create_app
+    from cvtrace.viewer import create_app
 
     store_ms: dict[str, list[float]] = {name: [] for name in QUERIES}
     app_ms: dict[str, list[float]] = {name: [] for name in QUERIES}

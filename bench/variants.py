@@ -67,8 +67,8 @@ def seeded_db() -> Path:
     """The demo's database, seeded once (300 circuits) and cached."""
     path = data_dir() / "demo-seeded.sqlite3"
     if not path.exists():
-        from demo_app import seed
-        from demo_app.db import make_engine
+        from cvtrace.demo import seed
+        from cvtrace.demo.db import make_engine
 
         log(f"seeding the demo database {path}")
         tmp = path.with_suffix(".tmp")
@@ -151,8 +151,8 @@ def build(variant: str, database: Path) -> Setup:
         msg = f"unknown variant {variant!r}; expected one of {', '.join(VARIANTS)}"
         raise ValueError(msg)
     import cvtrace
-    from demo_app.app import create_app
-    from demo_app.db import engine_of
+    from cvtrace.demo.app import create_app
+    from cvtrace.demo.db import engine_of
 
     config = {"DATABASE_URL": f"sqlite:///{database}", "SECRET_KEY": SECRET_KEY}
     if variant in ("bare",) or variant.startswith("vanilla"):

@@ -32,7 +32,27 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+import opentelemetry
+
+import cvtrace
 from bench.variants import Setup, build
+
+_CVTRACE = Path(cvtrace.__file__).parent
+_TRACING_DIRS = (str(_CVTRACE), *opentelemetry.__path__)
+_NOT_TRACING_DIRS = (str(_CVTRACE / "demo"), str(_CVTRACE / "viewer"))
+
+
+def is_tracing_code(filename: str) -> bool:
+    """Tell whether ``filename`` is a module of cvtrace's tracing or OpenTelemetry's.
+
+    Decided by the directories the packages were imported from, not by a substring of
+    the path: a checkout in a folder named ``cvtrace`` holds the demo app too.
+    """
+
+    def under(directories: tuple[str, ...]) -> bool:
+        return any(filename.startswith(directory + os.sep) for directory in directories)
+
+    return under(_TRACING_DIRS) and not under(_NOT_TRACING_DIRS)
 
 
 def _redirect_stdout() -> TextIO:
@@ -85,7 +105,7 @@ def _calls(setup: Setup, client: Any, path: str, n: int) -> dict[str, Any]:
     tracing = sum(
         calls
         for (filename, _line, _name), (_prim, calls, *_rest) in stats.items()
-        if "/cvtrace/" in filename or "/opentelemetry/" in filename
+        if is_tracing_code(filename)
     )
     total = sum(calls for (_prim, calls, *_rest) in stats.values())
     return {"calls": total / n, "tracing_calls": tracing / n, "n": n}

@@ -1,31 +1,59 @@
 """The ``cvtrace`` command.
 
-Subcommands come from the ``cvtrace.commands`` entry-point group, so that the
-library does not import the viewer or the demo (they register ``view`` and
-``demo`` themselves; see ``pyproject.toml``). Each entry point names a function
-``register(subparsers)`` that adds one subparser and sets ``func`` on it, a
-function taking the parsed ``argparse.Namespace`` and returning an exit code.
+Each subcommand lives with the part of cvtrace it runs (``cvtrace.viewer.cli``,
+``cvtrace.demo.cli``) as a function ``register(subparsers)`` that adds one subparser
+and sets ``func`` on it: a function taking the parsed ``argparse.Namespace`` and
+returning an exit code. Registering imports nothing beyond the standard library and
+cvtrace's base dependencies, so ``cvtrace --help`` works in a production image that
+installed the library alone; a command whose extra is missing says how to install it.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import sys
 from collections.abc import Sequence
-from importlib.metadata import entry_points
+from typing import NamedTuple
 
-COMMAND_GROUP = "cvtrace.commands"
+
+class Command(NamedTuple):
+    """A subcommand: where it is registered, and the extra it needs."""
+
+    module: str
+    extra: str
+    needs: tuple[str, ...]
+    """Modules the extra installs; missing ones mean the extra is not installed."""
+
+
+COMMANDS = {
+    "demo": Command("cvtrace.demo.cli", "demo", ("plotly",)),
+    "view": Command("cvtrace.viewer.cli", "viewer", ("plotly",)),
+}
+
+
+def missing_extra(name: str) -> str | None:
+    """Return how to install what command ``name`` lacks, or ``None`` if nothing."""
+    command = COMMANDS[name]
+    missing = [module for module in command.needs if importlib.util.find_spec(module) is None]
+    if not missing:
+        return None
+    return (
+        f"cvtrace {name} needs the {command.extra!r} extra (missing: {', '.join(missing)}); "
+        f"install it with: pip install 'cvtrace[{command.extra}]'"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Return the parser with every registered subcommand."""
+    """Return the parser with every subcommand."""
     parser = argparse.ArgumentParser(
         prog="cvtrace",
         description="OpenTelemetry tracing for Flask apps, and a local trace viewer.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for entry_point in sorted(entry_points(group=COMMAND_GROUP), key=lambda ep: ep.name):
-        entry_point.load()(subparsers)
+    for name in sorted(COMMANDS):
+        importlib.import_module(COMMANDS[name].module).register(subparsers)
     return parser
 
 
@@ -36,6 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help(sys.stderr)
+        return 2
+    problem = missing_extra(args.command)
+    if problem is not None:
+        print(problem, file=sys.stderr)
         return 2
     code: int = func(args)
     return code

@@ -1,6 +1,6 @@
 """Gunicorn settings for the cvtrace app image (demo, preview).
 
-Loaded with ``gunicorn --config=/app/gunicorn.conf.py 'demo_app:create_app()'``.
+Loaded with ``gunicorn --config=/app/gunicorn.conf.py 'cvtrace.demo:create_app()'``.
 Each setting can still be overridden on the command line or in ``GUNICORN_CMD_ARGS``.
 
 cvtrace needs no hook here: it is fork-safe, so with ``preload_app`` the master builds

@@ -1,7 +1,7 @@
 """A lean OTLP/HTTP protobuf exporter for destinations with their own settings.
 
 Every OTLP/HTTP destination (``otlp``, ``jaeger``, ``newrelic``) goes through this
-class. It encodes with :class:`cvtrace.otlp_encoding.SpanEncoder` (several times
+class. It encodes with :class:`cvtrace.otlp.encoding.SpanEncoder` (several times
 cheaper than the SDK's encoder, on a thread that shares the GIL with requests), and
 sends exactly the headers it is given: the SDK's exporter always merges
 ``OTEL_EXPORTER_OTLP_HEADERS`` in, which would hand a collector's credentials to
@@ -24,7 +24,7 @@ import requests
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from ..otlp_encoding import SpanEncoder
+from ..otlp.encoding import SpanEncoder
 
 COMPRESSIONS = ("none", "gzip", "deflate")
 

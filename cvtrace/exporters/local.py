@@ -20,7 +20,7 @@ from pathlib import Path
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from ..otlp_encoding import SpanEncoder
+from ..otlp.encoding import SpanEncoder
 from ..store import SpanStore, default_db_path
 
 logger = logging.getLogger(__name__)

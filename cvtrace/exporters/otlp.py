@@ -28,7 +28,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.util.re import parse_env_headers
 
 from ..exceptions import CvtraceConfigError
-from ..otlp_encoding import SpanEncoder
+from ..otlp.encoding import SpanEncoder
 from ._otlp_http import COMPRESSIONS, OtlpHttpSpanExporter
 
 PROTOCOLS = ("http/protobuf", "grpc")

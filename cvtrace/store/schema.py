@@ -1,0 +1,195 @@
+"""The span store's SQLite schema, and the migrations that bring older files to it.
+
+Each version's script runs once, in order, in one transaction per store
+(:func:`migrate`); a new file runs them all.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from pathlib import Path
+
+from cvtrace.exceptions import CvtraceConfigError
+from cvtrace.store.batches import duration_bucket, span_field
+
+logger = logging.getLogger("cvtrace.store")
+
+SCHEMA_VERSION = 4
+"""Version of the schema this module writes (``PRAGMA user_version``)."""
+
+_SCHEMA_V1 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+INSERT INTO meta (key, value) VALUES ('span_count', 0);
+CREATE TABLE services (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+CREATE TABLE operations (
+    id INTEGER PRIMARY KEY,
+    service_id INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    UNIQUE (service_id, name)
+);
+CREATE TABLE resources (
+    id INTEGER PRIMARY KEY,
+    digest BLOB NOT NULL UNIQUE,
+    service_id INTEGER NOT NULL,
+    body BLOB NOT NULL,
+    schema_url TEXT NOT NULL
+);
+CREATE TABLE scopes (
+    id INTEGER PRIMARY KEY,
+    digest BLOB NOT NULL UNIQUE,
+    body BLOB NOT NULL,
+    schema_url TEXT NOT NULL
+);
+CREATE TABLE tags (
+    id INTEGER PRIMARY KEY,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    UNIQUE (key, value)
+);
+CREATE TABLE traces (
+    key INTEGER PRIMARY KEY,
+    trace_id BLOB NOT NULL UNIQUE,
+    start_ns INTEGER NOT NULL,
+    end_ns INTEGER NOT NULL,
+    span_count INTEGER NOT NULL,
+    error_count INTEGER NOT NULL,
+    has_root INTEGER NOT NULL,
+    root_name TEXT NOT NULL,
+    root_service TEXT NOT NULL,
+    services TEXT NOT NULL
+);
+CREATE TABLE spans (
+    trace_key INTEGER NOT NULL,
+    span_id BLOB NOT NULL,
+    resource_id INTEGER NOT NULL,
+    scope_id INTEGER NOT NULL,
+    body BLOB NOT NULL
+);
+CREATE UNIQUE INDEX spans_by_trace ON spans (trace_key, span_id);
+CREATE TABLE trace_services (
+    service_id INTEGER NOT NULL,
+    trace_key INTEGER NOT NULL,
+    PRIMARY KEY (service_id, trace_key)
+) WITHOUT ROWID;
+CREATE TABLE trace_operations (
+    operation_id INTEGER NOT NULL,
+    trace_key INTEGER NOT NULL,
+    PRIMARY KEY (operation_id, trace_key)
+) WITHOUT ROWID;
+CREATE TABLE trace_tags (
+    tag_id INTEGER NOT NULL,
+    trace_key INTEGER NOT NULL,
+    PRIMARY KEY (tag_id, trace_key)
+) WITHOUT ROWID;
+"""
+
+_SCHEMA_V2 = """
+CREATE TABLE spans_v2 (
+    id INTEGER PRIMARY KEY,
+    span_id BLOB NOT NULL,
+    resource_id INTEGER NOT NULL,
+    scope_id INTEGER NOT NULL,
+    body BLOB NOT NULL
+);
+INSERT INTO spans_v2 (id, span_id, resource_id, scope_id, body)
+    SELECT (trace_key << 32) + row_number() OVER (PARTITION BY trace_key ORDER BY span_id) - 1,
+        span_id, resource_id, scope_id, body
+    FROM spans INDEXED BY spans_by_trace ORDER BY trace_key, span_id;
+DROP TABLE spans;
+ALTER TABLE spans_v2 RENAME TO spans;
+ALTER TABLE traces ADD COLUMN duration_bucket INTEGER NOT NULL DEFAULT 0;
+UPDATE traces SET duration_bucket = cvtrace_duration_bucket(end_ns - start_ns);
+CREATE INDEX traces_by_duration ON traces (duration_bucket, key);
+"""
+"""Version 2: span rows keyed by ``trace key << 32 | ordinal`` (one B-tree per
+span instead of a table and an index), and traces indexed by duration bucket.
+The ordinals follow the old index, so the copy needs no sort."""
+
+_SCHEMA_V3 = """
+CREATE TABLE span_groups (
+    id INTEGER PRIMARY KEY,
+    resource_id INTEGER NOT NULL,
+    scope_id INTEGER NOT NULL,
+    span_ids BLOB NOT NULL,
+    body BLOB NOT NULL
+);
+INSERT INTO span_groups (id, resource_id, scope_id, span_ids, body)
+    SELECT id, resource_id, scope_id, span_id, cvtrace_span_field(body) FROM spans ORDER BY id;
+DROP TABLE spans;
+"""
+"""Version 3: the spans of one trace, resource and scope that arrive together are
+one row (a ``ScopeSpans`` message's ``spans`` field, and their ids), not a row each."""
+
+_SCHEMA_V4 = """
+CREATE TABLE traces_v4 (
+    key INTEGER PRIMARY KEY,
+    trace_id BLOB NOT NULL,
+    start_ns INTEGER NOT NULL,
+    end_ns INTEGER NOT NULL,
+    span_count INTEGER NOT NULL,
+    error_count INTEGER NOT NULL,
+    has_root INTEGER NOT NULL,
+    root_name TEXT NOT NULL,
+    root_service TEXT NOT NULL,
+    services TEXT NOT NULL,
+    duration_bucket INTEGER NOT NULL
+);
+INSERT INTO traces_v4 SELECT key, trace_id, start_ns, end_ns, span_count, error_count,
+    has_root, root_name, root_service, services, cvtrace_duration_bucket(end_ns - start_ns)
+    FROM traces ORDER BY key;
+DROP TABLE traces;
+ALTER TABLE traces_v4 RENAME TO traces;
+CREATE INDEX traces_by_duration ON traces (duration_bucket, key);
+CREATE TABLE trace_ids (trace_id BLOB PRIMARY KEY, key INTEGER NOT NULL) WITHOUT ROWID;
+INSERT INTO trace_ids (trace_id, key) SELECT trace_id, key FROM traces ORDER BY trace_id;
+INSERT INTO meta (key, value) SELECT 'indexed_key', coalesce(max(key), 0) FROM traces;
+"""
+"""Version 4: the trace ids are indexed in batches (``trace_ids``), not one by one
+by a unique index on ``traces``; ``meta.indexed_key`` is the newest trace indexed.
+Two duration buckets per power of two instead of four."""
+
+MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4}
+"""Script that brings a store from version ``n - 1`` to version ``n``."""
+
+
+def register_functions(conn: sqlite3.Connection) -> None:
+    """Define the SQL functions the migration scripts call on ``conn``."""
+    conn.create_function("cvtrace_duration_bucket", 1, duration_bucket, deterministic=True)
+    conn.create_function("cvtrace_span_field", 1, span_field, deterministic=True)
+
+
+def migrate(conn: sqlite3.Connection, path: Path) -> None:
+    """Bring the store open on ``conn`` (its writer) to :data:`SCHEMA_VERSION`.
+
+    Raises:
+        CvtraceConfigError: The file was written by a newer cvtrace.
+    """
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version == SCHEMA_VERSION:
+        return
+    if version > SCHEMA_VERSION:
+        msg = (
+            f"CVTRACE_LOCAL_DB: the store {path} has schema version {version}, "
+            f"newer than this cvtrace reads ({SCHEMA_VERSION}); upgrade cvtrace or "
+            "point CVTRACE_LOCAL_DB / --db at another file"
+        )
+        raise CvtraceConfigError(msg)
+    # temporary structures of the copies on disk: in memory they held every
+    # span of the store (~440 MB for a million spans)
+    conn.execute("PRAGMA temp_store = FILE")
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            logger.info("migrating the span store %s to schema %d", path, target)
+            for statement in MIGRATIONS[target].split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {target}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    finally:
+        conn.execute("PRAGMA temp_store = MEMORY")

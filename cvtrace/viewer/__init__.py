@@ -1,0 +1,107 @@
+"""The cvtrace trace viewer: a Flask app over the SQLite span store.
+
+``create_app()`` builds the app: the UI (search and trace pages), the
+Jaeger-compatible JSON API under ``/api``, and the OTLP/HTTP receiver at
+``/v1/traces``. ``cvtrace view`` (``viewer.cli``) serves it, the receiver again
+on the OTLP port, and the gRPC receiver.
+
+Configuration (explicit ``config`` mapping, then ``CVTRACE_VIEWER_*`` variables,
+then defaults):
+
+========================  =============================================  ==============
+key                       meaning                                        default
+========================  =============================================  ==============
+``STORE``                 a :class:`cvtrace.store.SpanStore` to use      none
+``DB_PATH``               store file, when no ``STORE`` is given         ``default_db_path()``
+``TOKEN``                 bearer token required by UI, API and OTLP      none
+``OTLP_MAX_BODY_BYTES``   largest OTLP body, after decompression         64 MiB
+``ALLOWED_HOSTS``         Host header names answered (others: 421)       any
+========================  =============================================  ==============
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask, Response, current_app
+
+from cvtrace.store import SpanStore, default_db_path
+
+__all__ = ["DEFAULT_OTLP_MAX_BODY_BYTES", "create_app", "create_receiver_app", "get_store"]
+
+DEFAULT_OTLP_MAX_BODY_BYTES = 64 * 1024 * 1024
+_STORE_KEY = "cvtrace.store"
+
+
+def _configure(app: Flask, config: Mapping[str, Any] | None) -> None:
+    app.config.from_mapping(
+        STORE=None,
+        DB_PATH=None,
+        TOKEN=None,
+        OTLP_MAX_BODY_BYTES=DEFAULT_OTLP_MAX_BODY_BYTES,
+        ALLOWED_HOSTS=None,
+    )
+    app.config.from_prefixed_env("CVTRACE_VIEWER")
+    if config:
+        app.config.update(config)
+    token = app.config.get("TOKEN")
+    # from_prefixed_env parses JSON, so a numeric token arrives as an int
+    app.config["TOKEN"] = str(token) if token not in (None, "") else None
+    store = app.config.get("STORE")
+    if store is None:
+        store = SpanStore(app.config.get("DB_PATH") or default_db_path())
+    app.extensions[_STORE_KEY] = store
+
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+    "frame-ancestors 'none'; form-action 'self'"
+)
+"""No inline scripts: an escaping mistake still could not run injected script.
+plotly.js adds inline styles (``'unsafe-inline'`` for styles only), and its WebGL
+traces (regl) generate their drawing code at run time (``'unsafe-eval'``)."""
+
+
+def _security_headers(response: Response) -> Response:
+    response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    return response
+
+
+def get_store(app: Flask | None = None) -> SpanStore:
+    """Return the span store of ``app`` (default: the current app)."""
+    target = app if app is not None else current_app
+    store: SpanStore = target.extensions[_STORE_KEY]
+    return store
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the viewer: UI, Jaeger JSON API and OTLP/HTTP receiver.
+
+    Args:
+        config: Overrides of the settings in the module docstring.
+    """
+    from cvtrace.viewer import auth, jaeger_api, receiver, ui
+
+    app = Flask(__name__)
+    _configure(app, config)
+    auth.init_app(app)
+    app.after_request(_security_headers)
+    app.register_blueprint(receiver.bp)
+    app.register_blueprint(jaeger_api.bp)
+    app.register_blueprint(ui.bp)
+    return app
+
+
+def create_receiver_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build an app that only receives OTLP/HTTP (for the OTLP port)."""
+    from cvtrace.viewer import auth, receiver
+
+    app = Flask(__name__)
+    _configure(app, config)
+    auth.init_app(app)
+    app.register_blueprint(receiver.bp)
+    return app

@@ -1,0 +1,115 @@
+"""OTLP/gRPC trace receiver (``TraceService/Export``), same storage path as HTTP.
+
+gRPC itself handles compression; the method takes the request's bytes (no
+deserializer), decodes them, refuses undecodable ones with ``INVALID_ARGUMENT``,
+and hands both the message and the bytes to
+:meth:`cvtrace.store.SpanStore.write_request`, as the HTTP receiver does: spans
+are stored as sent, and invalid spans are refused the same way and reported in
+``partial_success``. With a token, calls need the metadata ``authorization:
+Bearer TOKEN``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+
+from cvtrace.store import SpanStore
+from cvtrace.viewer.auth import header_authorized
+from cvtrace.viewer.receiver import export_response, store_request
+
+logger = logging.getLogger(__name__)
+
+
+class TraceReceiver(trace_service_pb2_grpc.TraceServiceServicer):
+    """Stores the spans of each Export call."""
+
+    def __init__(self, store: SpanStore, token: str | None) -> None:
+        self._store = store
+        self._token = token
+
+    def Export(
+        self, request: ExportTraceServiceRequest | bytes, context: grpc.ServicerContext
+    ) -> ExportTraceServiceResponse:
+        """Store one request's valid spans (given decoded, or as its bytes)."""
+        if self._token is not None:
+            metadata = dict(context.invocation_metadata())
+            authorization = metadata.get("authorization")
+            if not header_authorized(
+                self._token, authorization if isinstance(authorization, str) else None
+            ):
+                context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
+        encoded: bytes | None = None
+        if isinstance(request, bytes):
+            encoded = request
+            try:
+                message = ExportTraceServiceRequest.FromString(encoded)
+            except Exception as exc:  # DecodeError, or anything upb raises on garbage
+                context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"the message is not an ExportTraceServiceRequest: {exc}",
+                )
+                raise  # context.abort raises: this line only informs type checkers
+        else:
+            message = request
+        try:
+            result = store_request(self._store, message, encoded)
+        except sqlite3.OperationalError as exc:
+            logger.warning("the span store is busy: %s", exc)
+            context.abort(grpc.StatusCode.UNAVAILABLE, "the span store is busy")
+        return export_response(result)
+
+
+def start_grpc_server(
+    store: SpanStore,
+    host: str,
+    port: int,
+    *,
+    token: str | None = None,
+    max_message_bytes: int = 64 * 1024 * 1024,
+    workers: int = 4,
+) -> tuple[grpc.Server, int]:
+    """Start the gRPC receiver on ``host:port`` (0 picks a free port).
+
+    Returns:
+        The running server and the port it listens on.
+
+    Raises:
+        OSError: The address cannot be bound.
+    """
+    server = grpc.server(
+        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cvtrace-grpc"),
+        options=[
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    receiver = TraceReceiver(store, token)
+    export: grpc.RpcMethodHandler[bytes, ExportTraceServiceResponse]
+    export = grpc.unary_unary_rpc_method_handler(
+        receiver.Export,
+        request_deserializer=None,  # the bytes: stored as sent, decoded by Export
+        response_serializer=ExportTraceServiceResponse.SerializeToString,
+    )
+    server.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler(
+                "opentelemetry.proto.collector.trace.v1.TraceService", {"Export": export}
+            ),
+        )
+    )
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    bound = server.add_insecure_port(address)
+    if bound == 0:
+        msg = f"cannot listen for OTLP/gRPC on {address}"
+        raise OSError(msg)
+    server.start()
+    return server, bound

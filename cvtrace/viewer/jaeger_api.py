@@ -1,0 +1,215 @@
+"""Jaeger-compatible query API under ``/api`` (for Grafana's Jaeger data source).
+
+- ``GET /api/services``
+- ``GET /api/services/{service}/operations`` (and ``GET /api/operations?service=``)
+- ``GET /api/traces?service=&operation=&tags=&minDuration=&maxDuration=&start=&end=``
+  ``&lookback=&limit=``
+  (``tags`` is a JSON map; Jaeger's repeated ``tag=key:value`` works too;
+  durations are Go durations such as ``40ms`` or ``1.5s``; times are µs since
+  the epoch; ``lookback`` such as ``1h`` or ``2d`` when ``start`` is absent)
+- ``GET /api/traces/{traceID}``
+- ``GET /api/dependencies`` (always empty: the viewer computes no service graph)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from typing import Any
+
+from flask import Blueprint, Response, request
+
+from cvtrace.store import TraceQuery
+from cvtrace.viewer import get_store
+from cvtrace.viewer.jaeger import jaeger_trace
+
+bp = Blueprint("jaeger_api", __name__, url_prefix="/api")
+
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h|d)")
+_UNIT_NS = {
+    "ns": 1,
+    "us": 1_000,
+    "µs": 1_000,
+    "μs": 1_000,
+    "ms": 1_000_000,
+    "s": 1_000_000_000,
+    "m": 60_000_000_000,
+    "h": 3_600_000_000_000,
+    "d": 86_400_000_000_000,
+}
+MAX_LIMIT = 1500
+
+
+class BadParameter(ValueError):
+    """A query parameter has a value the API cannot use."""
+
+
+def parse_duration_ns(text: str, name: str) -> int:
+    """Return a Go-style duration (``1h2m``, ``1.5s``, ``40ms``) in nanoseconds.
+
+    Raises:
+        BadParameter: ``text`` is not such a duration.
+    """
+    text = text.strip()
+    pos = 0
+    total = 0.0
+    for match in _DURATION.finditer(text):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _UNIT_NS[match.group(2)]
+        pos = match.end()
+    if not text or pos != len(text):
+        msg = f"{name}: {text!r} is not a duration such as 40ms, 1.5s or 2m"
+        raise BadParameter(msg)
+    return int(total)
+
+
+def _int_param(name: str) -> int | None:
+    raw = request.args.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        msg = f"{name}: {raw!r} is not an integer"
+        raise BadParameter(msg) from None
+
+
+def envelope(
+    data: Any,
+    status: int = 200,
+    errors: list[dict[str, Any]] | None = None,
+    *,
+    total: int | None = None,
+) -> Response:
+    """Return the response shape every Jaeger API reply has.
+
+    Encoded with ``json.dumps`` without sorting keys or indenting (Flask's
+    ``jsonify`` sorts every object's keys: a tenth of a search's time).
+    """
+    if total is None:
+        total = len(data) if isinstance(data, list) else 0
+    body = json.dumps(
+        {"data": data, "total": total, "limit": 0, "offset": 0, "errors": errors},
+        separators=(",", ":"),
+    )
+    return Response(body, status=status, mimetype="application/json")
+
+
+def _error(status: int, msg: str) -> Response:
+    return envelope(None, status, [{"code": status, "msg": msg}])
+
+
+def parse_trace_id(text: str) -> bytes:
+    """Return a hex trace id (up to 32 digits, left-padded) as 16 bytes.
+
+    Raises:
+        BadParameter: ``text`` is not hex or too long.
+    """
+    text = text.strip().lower()
+    if not text or len(text) > 32 or not re.fullmatch(r"[0-9a-f]+", text):
+        msg = f"traceID: {text[:40]!r} is not a hex trace id of up to 32 digits"
+        raise BadParameter(msg)
+    return bytes.fromhex(text.rjust(32, "0"))
+
+
+def query_from_args() -> TraceQuery:
+    """Build a store query from Jaeger's search parameters.
+
+    Raises:
+        BadParameter: A parameter is malformed.
+    """
+    args = request.args
+    tags: dict[str, str] = {}
+    raw_tags = args.get("tags", "").strip()
+    if raw_tags:
+        try:
+            parsed = json.loads(raw_tags)
+        except ValueError:
+            parsed = None
+        if not isinstance(parsed, dict):
+            msg = f'tags: {raw_tags[:80]!r} is not a JSON object such as {{"error":"true"}}'
+            raise BadParameter(msg)
+        tags.update({str(k): v if isinstance(v, str) else json.dumps(v) for k, v in parsed.items()})
+    for pair in args.getlist("tag"):
+        key, sep, value = pair.partition(":")
+        if not sep or not key:
+            msg = f"tag: {pair[:80]!r} is not key:value"
+            raise BadParameter(msg)
+        tags[key] = value
+    query = TraceQuery(
+        service=args.get("service") or None,
+        operation=args.get("operation") or None,
+        tags=tags,
+    )
+    for name, attr in (("minDuration", "min_duration_ns"), ("maxDuration", "max_duration_ns")):
+        raw = args.get(name, "").strip()
+        if raw:
+            setattr(query, attr, parse_duration_ns(raw, name))
+    start_us = _int_param("start")
+    end_us = _int_param("end")
+    lookback = args.get("lookback", "").strip()
+    if start_us is None and lookback and lookback != "custom":
+        now_us = end_us if end_us is not None else time.time_ns() // 1000
+        start_us = now_us - parse_duration_ns(lookback, "lookback") // 1000
+    query.start_min_ns = start_us * 1000 if start_us is not None else None
+    query.start_max_ns = end_us * 1000 if end_us is not None else None
+    limit = _int_param("limit")
+    query.limit = max(1, min(limit if limit is not None else 20, MAX_LIMIT))
+    return query
+
+
+@bp.errorhandler(BadParameter)
+def _bad_parameter(exc: BadParameter) -> Response:
+    return _error(400, str(exc))
+
+
+@bp.get("/services")
+def services() -> Response:
+    """List the services."""
+    return envelope(get_store().services())
+
+
+@bp.get("/services/<path:service>/operations")
+def operations(service: str) -> Response:
+    """List one service's operation names."""
+    return envelope(get_store().operations(service))
+
+
+@bp.get("/operations")
+def operations_v2() -> Response:
+    """List one service's operations as ``{name, spanKind}`` objects."""
+    service = request.args.get("service", "")
+    return envelope([{"name": n, "spanKind": ""} for n in get_store().operations(service)])
+
+
+@bp.get("/traces")
+def find_traces() -> Response:
+    """Search traces; each result is the full trace, as Jaeger returns it."""
+    store = get_store()
+    query = query_from_args()
+    trace_ids = [summary.trace_id for summary in store.search(query)]
+    traces = store.get_traces(trace_ids)
+    data = [jaeger_trace(traces[t]) for t in trace_ids if traces.get(t)]
+    return envelope(data)
+
+
+@bp.get("/traces/<trace_id>")
+def get_trace(trace_id: str) -> Response:
+    """Return one trace, or 404."""
+    spans = get_store().get_trace(parse_trace_id(trace_id))
+    if not spans:
+        return _error(404, "trace not found")
+    response = envelope([jaeger_trace(spans)], total=0)  # as Jaeger answers
+    if request.args.get("download"):
+        response.headers["Content-Disposition"] = (
+            f'attachment; filename="trace-{spans[0].span.trace_id.hex()}.jaeger.json"'
+        )
+    return response
+
+
+@bp.get("/dependencies")
+def dependencies() -> Response:
+    """Return no service dependencies (not computed by this viewer)."""
+    return envelope([])

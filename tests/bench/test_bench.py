@@ -1,0 +1,127 @@
+"""Smoke test of the benchmarks: each runs in its tiniest configuration and yields numbers.
+
+Not a timed assertion: only that every benchmark runs end to end (workers, receiver,
+gunicorn, wrk, the viewer, Chromium) and reports finite, positive measurements.
+The big stores are shrunk (``BENCH_STORE_SPANS``, ``BENCH_BIG_TRACE_SIZES``) and kept
+in ``tmp_path``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.common import Spread
+
+
+@pytest.fixture(autouse=True)
+def _small_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BENCH_DATA_DIR", str(tmp_path / "bench-data"))
+    monkeypatch.setenv("BENCH_STORE_SPANS", "6000")
+    monkeypatch.setenv("BENCH_BIG_TRACE_SIZES", "300,1000")
+    monkeypatch.setenv("BENCH_WARMUP", "5")
+
+
+def run_quick(name: str) -> tuple[dict[str, Any], str]:
+    module = importlib.import_module(f"bench.{name}")
+    result, text = module.run(quick=True)
+    assert text.startswith("### ")
+    assert "| " in text
+    return result, text
+
+
+def positive(value: float | Spread) -> bool:
+    number = value.median if isinstance(value, Spread) else value
+    return math.isfinite(number) and number > 0
+
+
+@pytest.mark.slow
+def test_request_measures_every_variant() -> None:
+    result, text = run_quick("request")
+    for variant, cell in result["view"].items():
+        assert positive(cell["cpu_us"]), variant
+        assert positive(cell["ratio"]), variant
+    assert result["view"]["cvtrace-otlp"]["spans_per_request"] > 0
+    assert result["view"]["bare"]["spans_per_request"] == 0
+    assert result["up"]["vanilla-excluded"]["roots_per_request"] > 0
+    assert "overhead" in text
+    # with no exporter, a request runs exactly bare's code: no call more, none of ours
+    calls = result["calls"]
+    assert calls["default /circuits/2"]["calls"] == calls["bare /circuits/2"]["calls"] > 1000
+    assert calls["default /circuits/2"]["tracing_calls"] == 0
+    assert 0 < calls["cvtrace-otlp /up"]["tracing_calls"] < 50  # excluded: a check, no span
+
+
+@pytest.mark.slow
+def test_loss_counts_created_and_arrived_spans() -> None:
+    result, _ = run_quick("loss")
+    for variant, samples in result["samples"].items():
+        assert samples[0]["created"] > 0, variant
+        assert samples[0]["arrived"] > 0, variant
+    for variant, samples in result["storm"].items():
+        assert samples[0]["created"] > 0, variant
+
+
+@pytest.mark.slow
+def test_server_drives_gunicorn_with_wrk() -> None:
+    result, _ = run_quick("server")
+    for variant, samples in result["samples"].items():
+        assert samples[0]["requests"] > 0, variant
+        assert positive(samples[0]["p99_ms"]), variant
+    assert result["arrived"]["cvtrace-otlp"] > 0
+
+
+@pytest.mark.slow
+def test_memory_samples_worker_rss_with_and_without_jemalloc() -> None:
+    result, _ = run_quick("memory")
+    for label, cell in result["cells"].items():
+        assert all(mib > 10 for mib in cell["peak_mib"]), label
+    assert result["cells"]["cvtrace-otlp + jemalloc"]["jemalloc_mapped"]
+
+
+@pytest.mark.slow
+def test_ingest_reports_spans_per_second() -> None:
+    result, _ = run_quick("ingest")
+    for label, cell in result["cells"].items():
+        assert cell["spans"] > 0, label
+        assert positive(cell["spans_per_s"]), label
+
+
+@pytest.mark.slow
+def test_search_times_every_query() -> None:
+    result, _ = run_quick("search")
+    for name, samples in result["api_ms"].items():
+        assert samples, name
+        assert all(positive(ms) for ms in samples), name
+    assert result["found"]["service"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_bigtrace_draws_in_chromium() -> None:
+    result, _ = run_quick("bigtrace")
+    for size, samples in result["browser"].items():
+        assert positive(samples[0]["ready"]), size
+        assert positive(samples[0]["click_ms"]), size
+    assert result["page_errors"] == []
+
+
+def test_tracing_calls_are_classified_by_package_not_by_path() -> None:
+    """A checkout in a folder named ``cvtrace`` holds the demo too: its calls are the app's."""
+    import opentelemetry.trace
+
+    import cvtrace.api
+    import cvtrace.demo.app
+    import cvtrace.viewer.ui
+    from bench.worker import is_tracing_code
+
+    assert is_tracing_code(cvtrace.api.__file__)
+    assert is_tracing_code(str(opentelemetry.trace.__file__))
+    assert not is_tracing_code(cvtrace.demo.app.__file__)
+    assert not is_tracing_code(cvtrace.viewer.ui.__file__)
+    assert not is_tracing_code("/home/me/cvtrace/bench/worker.py")
+    assert not is_tracing_code("/usr/lib/python3/flask/app.py")
