@@ -1,6 +1,6 @@
 """A circuit-sharing site, traced with cvtrace: the project's demo.
 
-``create_app()`` builds the site (service ``circuits``); :mod:`cvtrace.demo.preview` is the
+``create_app()`` builds the site (service ``circuits``); :mod:`cvtrace.demo.preview_service` is the
 second service that draws circuits. ``cvtrace demo`` runs both and drives traffic.
 """
 

@@ -30,12 +30,12 @@ from sqlalchemy.orm import Session, undefer
 from werkzeug.exceptions import BadGateway, BadRequest, Forbidden, NotFound
 
 from cvtrace.demo.auth import current_user, require_user, user_json, visitor_id
-from cvtrace.demo.circuit import CircuitError, parse_circuit
 from cvtrace.demo.db import get_db
+from cvtrace.demo.document import CircuitError, parse_circuit
 from cvtrace.demo.hyperloglog import HyperLogLog
 from cvtrace.demo.inputs import body, int_arg, text_field, wants_json
 from cvtrace.demo.models import Circuit, Comment, Star, User, utcnow
-from cvtrace.demo.previews import PreviewUnavailable, fetch_preview, regenerate_preview
+from cvtrace.demo.preview_client import PreviewUnavailable, fetch_preview, regenerate_preview
 from cvtrace.demo.simulator import CompiledCircuit, compile_circuit, simulate, truth_table
 
 logger = logging.getLogger(__name__)

@@ -42,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.service == "app":
         from cvtrace.demo.app import create_app
     else:
-        from cvtrace.demo.preview import create_app
+        from cvtrace.demo.preview_service import create_app
     app = create_app()
     server = make_server(args.host, port, app, threaded=True)
 

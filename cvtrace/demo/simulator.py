@@ -3,7 +3,7 @@
 :func:`compile_circuit` checks the wiring and orders the gates topologically (Kahn's
 algorithm); :func:`simulate` then evaluates each gate once, in that order. Circuits with
 feedback (an SR latch, a ring oscillator) have no topological order: they are rejected
-with a :class:`~cvtrace.demo.circuit.CircuitError` that names the cycle, since their outputs
+with a :class:`~cvtrace.demo.document.CircuitError` that names the cycle, since their outputs
 depend on state and timing that a combinational simulator does not model.
 """
 
@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from cvtrace.demo.circuit import CircuitError, Netlist
+from cvtrace.demo.document import CircuitError, Netlist
 
 
 @dataclass(frozen=True)

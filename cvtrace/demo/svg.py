@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from html import escape
 
-from cvtrace.demo.circuit import Netlist
+from cvtrace.demo.document import Netlist
 
 MAX_RENDER_GATES = 256
 """The preview service refuses larger circuits (HTTP 413): the drawing would be unreadable."""

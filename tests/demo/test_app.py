@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from werkzeug.serving import make_server
 
-from cvtrace.demo import create_app, examples, preview
+from cvtrace.demo import create_app, examples, preview_service
 from cvtrace.demo.db import engine_of
 from cvtrace.demo.models import Circuit, Comment, Star, User
 from cvtrace.demo.seed import seed
@@ -25,7 +25,7 @@ from cvtrace.demo.seed import seed
 @pytest.fixture
 def preview_url() -> Iterator[str]:
     """The preview service, serving on a free port of 127.0.0.1."""
-    server = make_server("127.0.0.1", 0, preview.create_app(), threaded=True)
+    server = make_server("127.0.0.1", 0, preview_service.create_app(), threaded=True)
     thread = threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
     )

@@ -7,8 +7,8 @@ import xml.etree.ElementTree as ET
 import pytest
 from flask.testing import FlaskClient
 
-from cvtrace.demo import examples, preview
-from cvtrace.demo.circuit import parse_circuit
+from cvtrace.demo import examples, preview_service
+from cvtrace.demo.document import parse_circuit
 from cvtrace.demo.svg import MAX_RENDER_GATES, TooLargeToRender, render_svg
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -16,7 +16,7 @@ SVG = "{http://www.w3.org/2000/svg}"
 
 @pytest.fixture
 def client(clean_env: pytest.MonkeyPatch) -> FlaskClient:
-    return preview.create_app().test_client()
+    return preview_service.create_app().test_client()
 
 
 def test_drawing_has_a_box_per_gate_and_a_curve_per_wire() -> None:

@@ -10,8 +10,8 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from cvtrace.demo.circuit import CircuitError, parse_circuit
 from cvtrace.demo.db import make_engine
+from cvtrace.demo.document import CircuitError, parse_circuit
 from cvtrace.demo.models import Circuit
 from cvtrace.demo.seed import seed
 from cvtrace.demo.simulator import compile_circuit

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from cvtrace.demo import examples
-from cvtrace.demo.circuit import CircuitError, parse_circuit
+from cvtrace.demo.document import CircuitError, parse_circuit
 from cvtrace.demo.simulator import compile_circuit, simulate, truth_table
 
 

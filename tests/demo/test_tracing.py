@@ -14,7 +14,7 @@ import pytest
 import requests
 from opentelemetry.trace import SpanKind, StatusCode
 
-from cvtrace.demo import create_app, examples, preview
+from cvtrace.demo import create_app, examples, preview_service
 from cvtrace.demo.cli import Child, start_child, stop_child
 from cvtrace.demo.db import make_engine
 from cvtrace.demo.seed import seed
@@ -108,7 +108,9 @@ def test_a_deployment_may_rename_a_service(
     cvtrace_spans: CapturedSpans, clean_env: pytest.MonkeyPatch
 ) -> None:
     clean_env.setenv("OTEL_SERVICE_NAME", "cvtrace-demo-preview")
-    preview.create_app().test_client().post("/render", json={"circuit": examples.majority()})
+    preview_service.create_app().test_client().post(
+        "/render", json={"circuit": examples.majority()}
+    )
     names = {s.resource.attributes["service.name"] for s in cvtrace_spans.spans}
     assert names == {"cvtrace-demo-preview"}
 

@@ -3,7 +3,7 @@
 A separate process from the site, so that one request to the site makes one trace across
 two services. ``POST /render`` takes ``{"circuit": <document>, "title": "..."}`` and
 answers ``image/svg+xml``; ``GET /up`` is its health check. Run it with
-``gunicorn -b 0.0.0.0:8001 'cvtrace.demo.preview:create_app()'`` or
+``gunicorn -b 0.0.0.0:8001 'cvtrace.demo.preview_service:create_app()'`` or
 ``python -m cvtrace.demo.serve preview``.
 """
 
@@ -17,8 +17,8 @@ from opentelemetry import trace
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
 import cvtrace
-from cvtrace.demo.circuit import CircuitError, parse_circuit
 from cvtrace.demo.config import service_name
+from cvtrace.demo.document import CircuitError, parse_circuit
 from cvtrace.demo.errors import register_error_handlers
 from cvtrace.demo.logs import configure_logging
 from cvtrace.demo.svg import TooLargeToRender, render_svg
