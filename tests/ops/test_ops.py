@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import glob
+import io
 import json
 import os
 import posixpath
@@ -28,6 +29,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -36,6 +38,8 @@ from typing import Any
 
 import pytest
 import yaml
+from docker.utils.build import exclude_paths
+from dockerfile_parse import DockerfileParser
 
 ROOT = Path(__file__).resolve().parents[2]
 COLLECTOR_CONFIG = ROOT / "otel-collector.yaml"
@@ -1500,71 +1504,31 @@ class TestComposeValidation:
 
 
 def parse_dockerfile(text: str) -> list[tuple[str, str]]:
-    """Return (INSTRUCTION, arguments) pairs, joining continuation lines."""
-    instructions = []
-    current = ""
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not current and (not line or line.startswith("#")):
-            continue
-        if current and line.startswith("#"):
-            continue
-        if line.endswith("\\"):
-            current += line[:-1] + " "
-            continue
-        current += line
-        keyword, _, arguments = current.strip().partition(" ")
-        instructions.append((keyword.upper(), arguments.strip()))
-        current = ""
-    return instructions
-
-
-def _dockerignore_regex(pattern: str) -> re.Pattern[str]:
-    """Translate one .dockerignore pattern (Go filepath.Match plus **) to a regex."""
-    out = ""
-    i = 0
-    while i < len(pattern):
-        if pattern.startswith("**/", i):
-            out += "(?:.*/)?"
-            i += 3
-        elif pattern.startswith("**", i):
-            out += ".*"
-            i += 2
-        elif pattern[i] == "*":
-            out += "[^/]*"
-            i += 1
-        elif pattern[i] == "?":
-            out += "[^/]"
-            i += 1
-        elif pattern[i] == "[":
-            end = pattern.index("]", i)
-            body = pattern[i + 1 : end]
-            out += "[" + ("^" + body[1:] if body.startswith(("!", "^")) else body) + "]"
-            i = end + 1
-        else:
-            out += re.escape(pattern[i])
-            i += 1
-    # A pattern that matches a directory excludes everything below it.
-    return re.compile(out + "(?:/.*)?")
+    """Return (INSTRUCTION, arguments) pairs, as ``dockerfile-parse`` reads them."""
+    parser = DockerfileParser(fileobj=io.BytesIO(text.encode()))
+    return [(item["instruction"], item["value"]) for item in parser.structure]
 
 
 def dockerignore_excludes(dockerignore: str) -> Callable[[str], bool]:
-    """Return a predicate: is this context-relative path left out of the build?"""
-    rules = []
-    for raw in dockerignore.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        negate = line.startswith("!")
-        pattern = posixpath.normpath(line[1:].strip() if negate else line).lstrip("/")
-        rules.append((negate, _dockerignore_regex(pattern)))
+    """Return a predicate: is this context-relative path left out of the build?
+
+    Decided by Docker's own matcher, the ``docker`` SDK's ``exclude_paths`` (its port
+    of moby's pattern matcher), on a scratch context holding just that path: a
+    directory that matches keeps everything below it out, as in a real build.
+    """
+    patterns = [
+        line.strip()
+        for line in dockerignore.splitlines()
+        if line.strip() and not line.strip().startswith("#")
+    ]
 
     def excluded(path: str) -> bool:
-        result = False
-        for negate, regex in rules:
-            if regex.fullmatch(path):
-                result = not negate
-        return result
+        with tempfile.TemporaryDirectory() as context:
+            file = Path(context, path)
+            file.parent.mkdir(parents=True, exist_ok=True)
+            file.touch()
+            sent = exclude_paths(context, list(patterns))
+        return path not in sent
 
     return excluded
 
@@ -1574,7 +1538,7 @@ MUST_STAY_OUT = [
     ".venv/bin/python",
     ".env",
     "cvtrace/__pycache__/api.cpython-312.pyc",
-    "viewer/__pycache__/app.cpython-312.pyc",
+    "cvtrace/viewer/__pycache__/ui.cpython-312.pyc",
     ".pytest_cache/README.md",
     ".mypy_cache/3.12/cache.json",
     ".ruff_cache/CACHEDIR.TAG",
