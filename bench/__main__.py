@@ -23,9 +23,10 @@ BENCHMARKS = {
     "ingest": "viewer ingest (OTLP/HTTP and local exporter) into a store of 1M spans",
     "search": "viewer search p50/p99 of /api/traces at 1M spans",
     "bigtrace": "1k/10k/50k-span traces: server time and drawing in headless Chromium",
+    "hostile": "gzip members, 200k-span responses, 8 x 60 MB requests: time and viewer RSS",
 }
 
-REPORT_ORDER = ("request", "server", "loss", "ingest", "search", "bigtrace", "memory")
+REPORT_ORDER = ("request", "server", "loss", "ingest", "search", "bigtrace", "memory", "hostile")
 """The issue's numbering (1-7), used for ``results/ALL.md``; runs go in the order above."""
 
 

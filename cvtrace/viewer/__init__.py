@@ -8,15 +8,17 @@ on the OTLP port, and the gRPC receiver.
 Configuration (explicit ``config`` mapping, then ``CVTRACE_VIEWER_*`` variables,
 then defaults):
 
-========================  =============================================  ==============
-key                       meaning                                        default
-========================  =============================================  ==============
-``STORE``                 a :class:`cvtrace.store.SpanStore` to use      none
-``DB_PATH``               store file, when no ``STORE`` is given         ``default_db_path()``
-``TOKEN``                 bearer token required by UI, API and OTLP      none
-``OTLP_MAX_BODY_BYTES``   largest OTLP body, after decompression         64 MiB
-``ALLOWED_HOSTS``         Host header names answered (others: 421)       any
-========================  =============================================  ==============
+=================================  ==========================================  =====================
+key                                meaning                                     default
+=================================  ==========================================  =====================
+``STORE``                          a :class:`cvtrace.store.SpanStore` to use   none
+``DB_PATH``                        store file, when no ``STORE`` is given      ``default_db_path()``
+``TOKEN``                          bearer token required by UI, API and OTLP   none
+``OTLP_MAX_BODY_BYTES``            largest OTLP body, after decompression      64 MiB
+``OTLP_MAX_CONCURRENT_REQUESTS``   OTLP requests decoded at once (others wait, 2
+                                   then get 503): bounds their memory
+``ALLOWED_HOSTS``                  Host header names answered (others: 421)    any
+=================================  ==========================================  =====================
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ def _configure(app: Flask, config: Mapping[str, Any] | None) -> None:
         TOKEN=None,
         OTLP_MAX_BODY_BYTES=DEFAULT_OTLP_MAX_BODY_BYTES,
         ALLOWED_HOSTS=None,
+        OTLP_MAX_CONCURRENT_REQUESTS=None,
     )
     app.config.from_prefixed_env("CVTRACE_VIEWER")
     if config:

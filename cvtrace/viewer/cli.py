@@ -1,4 +1,12 @@
-"""``cvtrace view``: serve the viewer, the OTLP/HTTP and the OTLP/gRPC receivers."""
+"""``cvtrace view``: serve the viewer, the OTLP/HTTP and the OTLP/gRPC receivers.
+
+The token (see :mod:`cvtrace.viewer.auth`) comes from ``--token-file``, else
+``$CVTRACE_VIEWER_TOKEN``, else ``--token`` (which warns: a command line is
+visible to every local user in ``ps``). The UI's ``?token=`` URL is printed to
+the terminal that started the viewer only: to stdout if it is a terminal, else to
+the controlling terminal (``/dev/tty``) if there is one, never into a pipe, a
+log file or a container's log.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +20,7 @@ import sys
 import threading
 from pathlib import Path
 from typing import Any
-
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from urllib.parse import quote
 
 from cvtrace.exceptions import CvtraceConfigError
 from cvtrace.store import SpanStore, default_db_path
@@ -22,19 +29,6 @@ logger = logging.getLogger(__name__)
 
 RETENTION_INTERVAL_S = 60.0
 CHECKPOINT_INTERVAL_S = 0.5
-
-
-class _RequestHandler(WSGIRequestHandler):
-    """Werkzeug's handler without a log line per request, with TCP_NODELAY.
-
-    A log line per OTLP request would flood the terminal at tens of requests a
-    second; errors are still logged.
-    """
-
-    disable_nagle_algorithm = True
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        """Log nothing per request (errors are still logged)."""
 
 
 def register(subparsers: Any) -> None:
@@ -66,9 +60,17 @@ def register(subparsers: Any) -> None:
         help="OTLP/gRPC port (default 4317; 0 picks one; -1 turns gRPC off)",
     )
     parser.add_argument(
+        "--token-file",
+        type=Path,
+        default=None,
+        help="require the bearer token in this file (its first line); needed off loopback "
+        "(default: $CVTRACE_VIEWER_TOKEN)",
+    )
+    parser.add_argument(
         "--token",
         default=None,
-        help="require this bearer token (default $CVTRACE_VIEWER_TOKEN); needed off loopback",
+        help="require this bearer token; visible to other local users in ps, so prefer "
+        "--token-file or $CVTRACE_VIEWER_TOKEN",
     )
     parser.add_argument(
         "--otlp-max-body-bytes",
@@ -89,18 +91,73 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def read_token(args: argparse.Namespace) -> str | None:
+    """Return the token from ``--token-file``, ``$CVTRACE_VIEWER_TOKEN`` or ``--token``.
+
+    Raises:
+        CvtraceConfigError: Both options are given, or the file cannot be read or is empty.
+    """
+    if args.token_file is not None and args.token is not None:
+        msg = "--token and --token-file: give one of them (--token-file keeps it out of ps)"
+        raise CvtraceConfigError(msg)
+    if args.token_file is not None:
+        try:
+            text = args.token_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            msg = f"--token-file: cannot read {args.token_file}: {exc}; give a readable file"
+            raise CvtraceConfigError(msg) from None
+        lines = text.splitlines()
+        token = lines[0].strip() if lines else ""
+        if not token:
+            msg = f"--token-file: {args.token_file} is empty; put the token on its first line"
+            raise CvtraceConfigError(msg)
+        return token
+    if args.token is not None:
+        print(
+            "cvtrace view: warning: --token puts the token on the command line, where every "
+            "user of this machine can read it (ps); use --token-file or CVTRACE_VIEWER_TOKEN.",
+            file=sys.stderr,
+            flush=True,
+        )
+        return str(args.token) or None
+    return os.environ.get("CVTRACE_VIEWER_TOKEN") or None
+
+
+def show_token_url(url: str) -> str:
+    """Write the URL with its token to the starting terminal only; say where it went.
+
+    Returns:
+        The line for stdout: the URL itself if stdout is that terminal, else a note.
+    """
+    if sys.stdout.isatty():
+        return url
+    try:
+        with open("/dev/tty", "w", encoding="utf-8") as tty:  # the controlling terminal
+            tty.write(f"cvtrace viewer: open {url}\n")
+        where = "written to this terminal only"
+    except OSError:  # no terminal: a service, a container, a pipe
+        where = "not printed: no terminal; open the URL with ?token=TOKEN once"
+    return f"{url.split('?', 1)[0]} (the URL with its token is {where})"
+
+
 def run(args: argparse.Namespace) -> int:
     """Serve until interrupted; return the exit code."""
     from cvtrace.viewer import DEFAULT_OTLP_MAX_BODY_BYTES, create_app
     from cvtrace.viewer.grpc_receiver import start_grpc_server
-    from cvtrace.viewer.receiver import OtlpHttpServer
+    from cvtrace.viewer.otlp_http import OtlpHttpServer
+    from cvtrace.viewer.receiver import decode_slots
+    from cvtrace.viewer.wsgi_server import WsgiServer
 
-    token = args.token or os.environ.get("CVTRACE_VIEWER_TOKEN") or None
+    try:
+        token = read_token(args)
+    except CvtraceConfigError as exc:
+        print(f"cvtrace view: {exc}", file=sys.stderr)
+        return 2
     if not is_loopback(args.host) and token is None:
         print(
             f"cvtrace view: refusing to listen on {args.host} without a token: anyone who "
             "can reach that address could read your traces and write spans.\n"
-            "Pass --token TOKEN (or set CVTRACE_VIEWER_TOKEN), or keep the default "
+            "Pass --token-file FILE (or set CVTRACE_VIEWER_TOKEN), or keep the default "
             "--host 127.0.0.1.",
             file=sys.stderr,
         )
@@ -108,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    logging.getLogger("waitress").setLevel(logging.WARNING)
     db_path = args.db or default_db_path()
     try:
         store = SpanStore(db_path, checkpoint_interval_s=CHECKPOINT_INTERVAL_S)
@@ -123,12 +180,11 @@ def run(args: argparse.Namespace) -> int:
         config["OTLP_MAX_BODY_BYTES"] = max_body
     app = create_app(config)
     limit = int(app.config.get("OTLP_MAX_BODY_BYTES") or DEFAULT_OTLP_MAX_BODY_BYTES)
-    servers: list[BaseWSGIServer | OtlpHttpServer] = []
+    slots = decode_slots(app)  # one bound on decoding for all three receivers
+    servers: list[WsgiServer | OtlpHttpServer] = []
     grpc_server = None
     try:
-        ui_server = make_server(
-            args.host, args.port, app, threaded=True, request_handler=_RequestHandler
-        )
+        ui_server = WsgiServer(app, args.host, args.port, max_body_bytes=limit)
         servers.append(ui_server)
         otlp_server = OtlpHttpServer(
             (args.host, args.otlp_port),
@@ -136,11 +192,17 @@ def run(args: argparse.Namespace) -> int:
             token=token,
             allowed_hosts=config.get("ALLOWED_HOSTS"),
             limit=limit,
+            slots=slots,
         )
         servers.append(otlp_server)
         if args.otlp_grpc_port >= 0:
             grpc_server, grpc_port = start_grpc_server(
-                store, args.host, args.otlp_grpc_port, token=token, max_message_bytes=limit
+                store,
+                args.host,
+                args.otlp_grpc_port,
+                token=token,
+                max_message_bytes=limit,
+                slots=slots,
             )
     except OSError as exc:
         print(f"cvtrace view: cannot listen: {exc}", file=sys.stderr)
@@ -150,8 +212,9 @@ def run(args: argparse.Namespace) -> int:
         return 1
     host = f"[{args.host}]" if ":" in args.host else args.host
     url = f"http://{host}:{ui_server.server_port}/"
+    shown = show_token_url(f"{url}?token={quote(token, safe='')}") if token else url
     lines = [
-        f"cvtrace viewer on {url}" + (f"?token={token}" if token else ""),
+        f"cvtrace viewer on {shown}",
         f"  store: {db_path}",
         f"  OTLP/HTTP: http://{host}:{otlp_server.server_port}/v1/traces",
     ]

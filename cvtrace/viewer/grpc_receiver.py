@@ -7,6 +7,14 @@ and hands both the message and the bytes to
 are stored as sent, and invalid spans are refused the same way and reported in
 ``partial_success``. With a token, calls need the metadata ``authorization:
 Bearer TOKEN``.
+
+Memory is bounded as for HTTP: decoding and storing take one of the viewer's
+shared :class:`~cvtrace.viewer.receiver.DecodeSlots` (``UNAVAILABLE``, which
+exporters retry, when none is free in time). gRPC reads a call's message only
+when one of the ``workers`` threads runs it, so at most ``workers`` messages are
+in memory; calls beyond wait, held back by HTTP/2 flow control. (No
+``maximum_concurrent_rpcs``: its ``RESOURCE_EXHAUSTED`` carries no ``RetryInfo``,
+and exporters drop the batch for it.)
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 from cvtrace.store import SpanStore
 from cvtrace.viewer.auth import header_authorized
-from cvtrace.viewer.receiver import export_response, store_request
+from cvtrace.viewer.receiver import DecodeSlots, export_response, store_request
 
 logger = logging.getLogger(__name__)
 
@@ -32,9 +40,10 @@ logger = logging.getLogger(__name__)
 class TraceReceiver(trace_service_pb2_grpc.TraceServiceServicer):
     """Stores the spans of each Export call."""
 
-    def __init__(self, store: SpanStore, token: str | None) -> None:
+    def __init__(self, store: SpanStore, token: str | None, slots: DecodeSlots) -> None:
         self._store = store
         self._token = token
+        self._slots = slots
 
     def Export(
         self, request: ExportTraceServiceRequest | bytes, context: grpc.ServicerContext
@@ -47,6 +56,17 @@ class TraceReceiver(trace_service_pb2_grpc.TraceServiceServicer):
                 self._token, authorization if isinstance(authorization, str) else None
             ):
                 context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
+        with self._slots.hold() as had_slot:
+            if not had_slot:
+                context.abort(
+                    grpc.StatusCode.UNAVAILABLE,
+                    f"{self._slots.size} requests are being decoded; retry later",
+                )
+            return self._store_message(request, context)
+
+    def _store_message(
+        self, request: ExportTraceServiceRequest | bytes, context: grpc.ServicerContext
+    ) -> ExportTraceServiceResponse:
         encoded: bytes | None = None
         if isinstance(request, bytes):
             encoded = request
@@ -76,8 +96,12 @@ def start_grpc_server(
     token: str | None = None,
     max_message_bytes: int = 64 * 1024 * 1024,
     workers: int = 4,
+    slots: DecodeSlots | None = None,
 ) -> tuple[grpc.Server, int]:
     """Start the gRPC receiver on ``host:port`` (0 picks a free port).
+
+    ``slots`` bounds the requests decoded at once, shared with the viewer's
+    other receivers (default: a bound of this server's own).
 
     Returns:
         The running server and the port it listens on.
@@ -92,7 +116,7 @@ def start_grpc_server(
             ("grpc.so_reuseport", 0),
         ],
     )
-    receiver = TraceReceiver(store, token)
+    receiver = TraceReceiver(store, token, slots if slots is not None else DecodeSlots())
     export: grpc.RpcMethodHandler[bytes, ExportTraceServiceResponse]
     export = grpc.unary_unary_rpc_method_handler(
         receiver.Export,

@@ -1,31 +1,34 @@
-"""OTLP/HTTP trace receiver: ``POST /v1/traces``.
+"""OTLP/HTTP trace receiver protocol: ``POST /v1/traces``, whatever serves it.
 
 Follows opentelemetry-proto's ``docs/specification.md``:
 
 - bodies in ``application/x-protobuf`` or ``application/json`` (OTLP JSON), plain
-  or ``Content-Encoding: gzip``; any other content type or encoding gets 415;
+  or ``Content-Encoding: gzip`` (decoded by :mod:`cvtrace.otlp.decoding`); any
+  other content type or encoding gets 415;
 - 200 with an ``ExportTraceServiceResponse`` in the request's content type, with
   ``partial_success`` (rejected span count and why) when some spans were invalid;
 - 400 with a ``google.rpc.Status`` for a body that cannot be decoded, 413 for a
-  body over ``OTLP_MAX_BODY_BYTES`` after decompression (decompressed in steps,
-  so a gzip bomb stops at the limit), 401 without the token when one is set,
-  503 (retryable) when the store is busy;
+  body over ``OTLP_MAX_BODY_BYTES`` (as sent or decompressed), 401 without the
+  token when one is set, 503 with ``Retry-After`` when the store is busy or
+  :data:`DEFAULT_MAX_CONCURRENT_REQUESTS` requests are being decoded already;
 - bad input never changes what is stored: a request is decoded in full before
   anything is written, and its valid spans are written in one transaction.
+
+:func:`export_traces` is the protocol; the Flask route below serves it in the
+viewer's app, and :mod:`cvtrace.viewer.otlp_http` on ``cvtrace view``'s OTLP port.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import socket
 import sqlite3
-import zlib
-from collections.abc import Sequence
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, NamedTuple
+import threading
+from collections.abc import Iterator, Sequence
+from typing import NamedTuple
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Flask, Response, current_app, request
+from flask.blueprints import BlueprintSetupState
 from google.protobuf.json_format import MessageToJson
 from google.protobuf.message import Message
 from google.rpc import code_pb2, status_pb2
@@ -34,7 +37,15 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from cvtrace.otlp.json_form import OtlpJsonError, parse_otlp_json
+from cvtrace.otlp.decoding import (
+    JSON,
+    PROTOBUF,
+    BadBody,
+    BodyTooLarge,
+    Readable,
+    decode_request,
+    read_body,
+)
 from cvtrace.store import SpanStore, WriteResult
 from cvtrace.viewer import get_store
 from cvtrace.viewer.auth import _host_name as host_name
@@ -44,76 +55,56 @@ logger = logging.getLogger(__name__)
 
 bp = Blueprint("receiver", __name__)
 
-PROTOBUF = "application/x-protobuf"
-JSON = "application/json"
 _CHUNK = 256 * 1024
 _DRAIN_FACTOR = 4
+DEFAULT_MAX_CONCURRENT_REQUESTS = 2
+"""OTLP requests read, decoded and stored at once, over all receivers of a viewer.
+
+Each holds up to about six times its size in memory (the body, the decoded message,
+the rows, SQLite's copy: README.md, "The viewer's memory"); more at once would
+not go faster (one writer, the GIL) but would multiply that."""
+SLOT_WAIT_S = 5.0
+"""How long a request waits for a slot before it is answered 503 (retry later)."""
 
 
-class _TooLarge(Exception):
-    """The body is over the size limit."""
+class DecodeSlots:
+    """At most ``size`` OTLP requests read, decoded and stored at once.
 
-
-class _BadBody(Exception):
-    """The body cannot be decoded."""
-
-
-def read_body(stream: Any, encoding: str, limit: int) -> bytes:
-    """Read and decompress a request body, stopping at ``limit`` bytes.
-
-    Raises:
-        _TooLarge: The body, decompressed, is over ``limit`` bytes.
-        _BadBody: The gzip stream is corrupt.
+    Shared by every receiver of one viewer (the OTLP/HTTP port, the Flask route,
+    gRPC): the memory a request needs grows with its size, so the number of them
+    in flight is what bounds the viewer's memory. A request waits up to
+    ``wait_s`` for a slot; one that gets none is answered "unavailable, retry".
     """
-    raw = bytearray()
-    while True:
-        chunk = stream.read(_CHUNK)
-        if not chunk:
-            break
-        raw += chunk
-        if len(raw) > limit:
-            raise _TooLarge
-    if encoding != "gzip":
-        return bytes(raw)
-    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-    out = bytearray()
-    data = bytes(raw)
-    try:
-        while data:
-            out += inflater.decompress(data, limit + 1 - len(out))
-            if len(out) > limit:
-                raise _TooLarge
-            data = inflater.unconsumed_tail
-            if inflater.eof:
-                # concatenated gzip members are allowed by the format
-                data = inflater.unused_data
-                if data:
-                    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-        if not inflater.eof:
-            msg = "the gzip stream ends early"
-            raise _BadBody(msg)
-    except zlib.error as exc:
-        msg = f"the body is not valid gzip: {exc}"
-        raise _BadBody(msg) from None
-    return bytes(out)
 
+    def __init__(self, size: int = DEFAULT_MAX_CONCURRENT_REQUESTS, wait_s: float = SLOT_WAIT_S):
+        self.size = size
+        self.wait_s = wait_s
+        self._semaphore = threading.BoundedSemaphore(size)
 
-def decode_request(body: bytes, content_type: str) -> ExportTraceServiceRequest:
-    """Decode an ExportTraceServiceRequest from protobuf or OTLP JSON.
-
-    Raises:
-        _BadBody: The body is not a valid request.
-    """
-    if content_type == PROTOBUF:
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[bool]:
+        """Hold a slot while in the ``with``; yield whether one was had."""
+        had = self._semaphore.acquire(timeout=self.wait_s)
         try:
-            return ExportTraceServiceRequest.FromString(body)
-        except Exception as exc:  # DecodeError, or anything upb raises on garbage
-            msg = f"the body is not an ExportTraceServiceRequest: {exc}"
-            raise _BadBody(msg) from None
-    try:
-        return parse_otlp_json(body, ExportTraceServiceRequest())
-    except OtlpJsonError as exc:
-        raise _BadBody(str(exc)) from None
+            yield had
+        finally:
+            if had:
+                self._semaphore.release()
+
+
+_SLOTS_KEY = "cvtrace.decode_slots"
+
+
+@bp.record_once
+def _add_slots(state: BlueprintSetupState) -> None:
+    size = int(state.app.config.get("OTLP_MAX_CONCURRENT_REQUESTS") or 0)
+    state.app.extensions[_SLOTS_KEY] = DecodeSlots(size or DEFAULT_MAX_CONCURRENT_REQUESTS)
+
+
+def decode_slots(app: Flask) -> DecodeSlots:
+    """Return the request slots of a viewer app (to share with its other receivers)."""
+    slots: DecodeSlots = app.extensions[_SLOTS_KEY]
+    return slots
 
 
 def _encode(message: Message, content_type: str) -> bytes:
@@ -131,11 +122,12 @@ def export_response(result: WriteResult) -> ExportTraceServiceResponse:
     return response
 
 
-def _drain(stream: Any, content_length: int | None, limit: int) -> None:
+def _drain(stream: Readable, content_length: int | None, limit: int) -> None:
     """Read what is left of a refused body, so the client sees our answer."""
     if content_length is not None and content_length <= limit * _DRAIN_FACTOR:
-        while stream.read(_CHUNK):
-            pass
+        with contextlib.suppress(BadBody):  # a broken body: the connection closes
+            while stream.read(_CHUNK):
+                pass
 
 
 def store_request(
@@ -171,15 +163,17 @@ def export_traces(
     content_length: int | None,
     authorization: str | None,
     host: str,
-    stream: Any,
+    stream: Readable,
     token: str | None,
     allowed_hosts: Sequence[str] | None,
     limit: int,
+    slots: DecodeSlots | None = None,
 ) -> Reply:
     """Answer one ``POST /v1/traces``: check, decode and store it.
 
     The one implementation of the receiver's protocol, behind both the Flask
-    route (tests, embedding) and :class:`OtlpHttpServer` (``cvtrace view``).
+    route (tests, embedding) and :class:`cvtrace.viewer.otlp_http.OtlpHttpServer`
+    (``cvtrace view``).
 
     Args:
         store: Where the spans go.
@@ -191,7 +185,8 @@ def export_traces(
         stream: The body, read until it ends.
         token: The bearer token required, if any.
         allowed_hosts: Host names answered; others get 421 (``None``: any).
-        limit: The largest body, after decompression.
+        limit: The largest body, as sent and after decompression.
+        slots: Bounds the requests decoded at once (``None``: no bound).
     """
     reply_type = JSON if mimetype == JSON else PROTOBUF
     if allowed_hosts and host_name(host) not in allowed_hosts:
@@ -224,18 +219,41 @@ def export_traces(
     if content_length is not None and content_length > limit:
         _drain(stream, content_length, limit)
         return _reply(413, code_pb2.INVALID_ARGUMENT, f"the body is over {limit} bytes", reply_type)
+    with slots.hold() if slots is not None else contextlib.nullcontext(True) as had_slot:
+        if not had_slot:
+            _drain(stream, content_length, limit)
+            reply = _reply(
+                503,
+                code_pb2.UNAVAILABLE,
+                f"{slots.size if slots else 0} requests are being decoded; retry later",
+                reply_type,
+            )
+            reply.headers["Retry-After"] = "1"
+            return reply
+        return _decode_and_store(store, stream, mimetype, encoding, content_length, limit)
+
+
+def _decode_and_store(
+    store: SpanStore,
+    stream: Readable,
+    mimetype: str,
+    encoding: str,
+    content_length: int | None,
+    limit: int,
+) -> Reply:
+    reply_type = JSON if mimetype == JSON else PROTOBUF
     try:
         body = read_body(stream, encoding, limit)
         message = decode_request(body, mimetype)
-    except _TooLarge:
+    except BodyTooLarge:
         _drain(stream, content_length, limit)
         return _reply(
             413,
             code_pb2.INVALID_ARGUMENT,
-            f"the body is over {limit} bytes after decompression",
+            f"the body is over {limit} bytes (as sent or after decompression)",
             reply_type,
         )
-    except _BadBody as exc:
+    except BadBody as exc:
         return _reply(400, code_pb2.INVALID_ARGUMENT, str(exc), reply_type)
     try:
         result = store_request(store, message, body if mimetype == PROTOBUF else None)
@@ -261,179 +279,8 @@ def receive_traces() -> Response:
         token=current_app.config.get("TOKEN"),
         allowed_hosts=current_app.config.get("ALLOWED_HOSTS"),
         limit=int(current_app.config["OTLP_MAX_BODY_BYTES"]),
+        slots=decode_slots(current_app),
     )
     return Response(
         reply.body, status=reply.status, content_type=reply.content_type, headers=reply.headers
     )
-
-
-class _LimitedReader:
-    """The body of one request on a kept-alive connection: ``length`` bytes."""
-
-    def __init__(self, rfile: Any, length: int) -> None:
-        self._rfile = rfile
-        self.left = length
-
-    def read(self, size: int = -1) -> bytes:
-        """Read up to ``size`` bytes of the body (all that is left if negative)."""
-        if self.left <= 0:
-            return b""
-        size = self.left if size < 0 else min(size, self.left)
-        data: bytes = self._rfile.read(size)
-        if len(data) < size:
-            self.left = 0  # the client went away
-        else:
-            self.left -= len(data)
-        return data
-
-
-class _ChunkedReader:
-    """A ``Transfer-Encoding: chunked`` body, decoded."""
-
-    def __init__(self, rfile: Any) -> None:
-        self._rfile = rfile
-        self._left = 0
-        self.done = False
-
-    def read(self, size: int = -1) -> bytes:
-        """Read up to ``size`` bytes of the decoded body."""
-        if self.done:
-            return b""
-        if self._left == 0:
-            line = self._rfile.readline(1024)
-            try:
-                self._left = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                msg = "a chunk size is not hexadecimal"
-                raise _BadChunk(msg) from None
-            if self._left == 0:
-                while self._rfile.readline(1024) not in (b"\r\n", b"\n", b""):
-                    pass  # trailers
-                self.done = True
-                return b""
-        size = self._left if size < 0 else min(size, self._left)
-        data: bytes = self._rfile.read(size)
-        if len(data) < size:
-            self.done = True
-            return data
-        self._left -= len(data)
-        if self._left == 0:
-            self._rfile.readline(1024)  # the chunk's CRLF
-        return data
-
-
-class _BadChunk(Exception):
-    """A chunked body is malformed."""
-
-
-class OtlpHttpServer(ThreadingHTTPServer):
-    """The OTLP/HTTP port of ``cvtrace view``: ``POST /v1/traces`` and nothing else.
-
-    A plain ``http.server`` with HTTP/1.1 keep-alive (a thread per connection,
-    as exporters keep theirs open) instead of Flask on werkzeug's development
-    server: the protocol is :func:`export_traces`, shared with the Flask route;
-    werkzeug's request and body handling cost about 1.3 ms per 512-span request,
-    as much as storing a fifth of its spans.
-
-    Args:
-        address: ``(host, port)``; port 0 picks a free one.
-        store: Where the spans go.
-        token: The bearer token required, if any.
-        allowed_hosts: Host names answered; others get 421 (``None``: any).
-        limit: The largest body, after decompression.
-    """
-
-    daemon_threads = True
-
-    def __init__(
-        self,
-        address: tuple[str, int],
-        store: SpanStore,
-        *,
-        token: str | None = None,
-        allowed_hosts: Sequence[str] | None = None,
-        limit: int = 64 * 1024 * 1024,
-    ) -> None:
-        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
-        self.store = store
-        self.token = token
-        self.allowed_hosts = allowed_hosts
-        self.limit = limit
-        super().__init__(address, _OtlpHandler)
-
-
-class _OtlpHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "cvtrace-otlp"
-    disable_nagle_algorithm = True
-    wbufsize = 1 << 16  # status, headers and body in one send (flushed after each request)
-    timeout = 120  # an idle kept-alive connection is closed after this
-    server: OtlpHttpServer
-
-    def do_POST(self) -> None:
-        """Answer ``POST /v1/traces``."""
-        server = self.server
-        headers = self.headers
-        length_header = headers.get("Content-Length")
-        chunked = "chunked" in (headers.get("Transfer-Encoding") or "").lower()
-        stream: _LimitedReader | _ChunkedReader
-        content_length: int | None = None
-        if chunked:
-            stream = _ChunkedReader(self.rfile)
-        else:
-            try:
-                content_length = int(length_header) if length_header is not None else 0
-            except ValueError:
-                content_length = -1
-            if content_length < 0:
-                self.send_error(400, "bad Content-Length")
-                return
-            stream = _LimitedReader(self.rfile, content_length)
-        if self.path.split("?", 1)[0] != "/v1/traces":
-            self._answer(Reply(404, "text/plain", b"not found: POST /v1/traces\n", {}), stream)
-            return
-        mimetype = (headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
-        try:
-            reply = export_traces(
-                server.store,
-                mimetype=mimetype,
-                content_encoding=headers.get("Content-Encoding"),
-                content_length=content_length,
-                authorization=headers.get("Authorization"),
-                host=headers.get("Host") or "",
-                stream=stream,
-                token=server.token,
-                allowed_hosts=server.allowed_hosts,
-                limit=server.limit,
-            )
-        except _BadChunk as exc:
-            reply = _reply(400, code_pb2.INVALID_ARGUMENT, str(exc), PROTOBUF)
-        except Exception:
-            logger.exception("the OTLP receiver failed")
-            reply = Reply(500, "text/plain", b"internal error\n", {})
-        self._answer(reply, stream)
-
-    def _answer(self, reply: Reply, stream: _LimitedReader | _ChunkedReader) -> None:
-        unread = stream.left > 0 if isinstance(stream, _LimitedReader) else not stream.done
-        # the reason phrase as werkzeug (which served this port before) writes it
-        self.send_response(reply.status, HTTPStatus(reply.status).phrase.upper())
-        self.send_header("Content-Type", reply.content_type)
-        self.send_header("Content-Length", str(len(reply.body)))
-        for name, value in reply.headers.items():
-            self.send_header(name, value)
-        if unread:  # a refused body left unread: the connection cannot carry another
-            self.send_header("Connection", "close")
-            self.close_connection = True
-        self.end_headers()
-        self.wfile.write(reply.body)
-
-    def do_GET(self) -> None:
-        """Refuse: the port only receives."""
-        self.send_error(405, "send OTLP with POST /v1/traces")
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        """Log nothing per request (errors are still logged)."""
-
-    def log_error(self, format: str, *args: Any) -> None:
-        """Log protocol errors at debug level (a client that went away, a timeout)."""
-        logger.debug("OTLP/HTTP %s: " + format, self.address_string(), *args)

@@ -15,7 +15,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
-from werkzeug.serving import make_server
+
+from cvtrace.viewer.wsgi_server import WsgiServer
 
 T0_NS = 1_700_000_000_000_000_000
 
@@ -163,11 +164,11 @@ class ServedInThread:
 
 
 class ViewerServer(ServedInThread):
-    """A viewer app served by a real threaded WSGI server on 127.0.0.1 (port 0)."""
+    """A viewer app served as ``cvtrace view`` serves it (waitress) on 127.0.0.1, port 0."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
-        super().__init__(make_server("127.0.0.1", 0, app, threaded=True))
+        super().__init__(WsgiServer(app, "127.0.0.1", 0))
 
 
 def store_snapshot(path: Path) -> list[tuple[str, list[tuple[Any, ...]]]]:

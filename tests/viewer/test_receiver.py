@@ -26,7 +26,7 @@ from opentelemetry.trace import Status, StatusCode
 
 from cvtrace.store import SpanStore, TraceQuery, spans_to_traces_data
 from cvtrace.viewer import create_app
-from cvtrace.viewer.receiver import OtlpHttpServer
+from cvtrace.viewer.otlp_http import OtlpHttpServer
 from tests.viewer.support import (
     ServedInThread,
     SpanSpec,
