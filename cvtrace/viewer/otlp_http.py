@@ -9,8 +9,8 @@ request, as much as storing a fifth of its spans.
 Framing is read strictly (RFC 9112), since this port may sit behind a proxy:
 
 - ``Content-Length`` is digits only; several values (repeated headers or a
-  list) must agree; with ``Transfer-Encoding`` as well, or a transfer coding
-  other than ``chunked``, the request is refused;
+  list) must agree; with ``Transfer-Encoding`` as well, the request is refused
+  (400), and so is a transfer coding other than ``chunked`` (501);
 - a chunked body's sizes are 1-16 hex digits, each chunk ends with CRLF, the
   body ends with its last chunk: anything else is a 400;
 - a body that ends early (the client went away) is never decoded or stored;
@@ -127,7 +127,11 @@ class _ChunkedReader:
 
 
 class _FramingError(Exception):
-    """The request's body framing headers are invalid: answer 400 and close."""
+    """The request's body framing headers are invalid: answer ``status`` and close."""
+
+    def __init__(self, msg: str, status: int = 400) -> None:
+        super().__init__(msg)
+        self.status = status
 
 
 def content_length(values: Sequence[str]) -> int | None:
@@ -213,7 +217,7 @@ class _OtlpHandler(BaseHTTPRequestHandler):
         coding = ",".join(codings).strip(" \t").lower()
         if coding != "chunked":
             msg = f"unsupported Transfer-Encoding {coding[:40]!r}; send chunked or none"
-            raise _FramingError(msg)
+            raise _FramingError(msg, 501)  # RFC 9112, 6.1: a coding not understood
         return _ChunkedReader(self.rfile), None
 
     def do_POST(self) -> None:
@@ -223,7 +227,7 @@ class _OtlpHandler(BaseHTTPRequestHandler):
         try:
             stream, length = self._body()
         except _FramingError as exc:
-            self._answer(Reply(400, "text/plain", f"{exc}\n".encode(), {}), None)
+            self._answer(Reply(exc.status, "text/plain", f"{exc}\n".encode(), {}), None)
             return
         if self.path.split("?", 1)[0] != "/v1/traces":
             self._answer(Reply(404, "text/plain", b"not found: POST /v1/traces\n", {}), stream)

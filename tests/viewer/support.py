@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import http.client
 import os
+import socket
 import sqlite3
 import threading
 from collections.abc import Mapping, Sequence
@@ -163,6 +165,15 @@ class ServedInThread:
         self._thread.join(timeout=5)
 
 
+class OtlpServer(ServedInThread):
+    """``cvtrace view``'s OTLP/HTTP port: an ``OtlpHttpServer`` on 127.0.0.1, port 0."""
+
+    def __init__(self, store: Any, **options: Any) -> None:
+        from cvtrace.viewer.otlp_http import OtlpHttpServer
+
+        super().__init__(OtlpHttpServer(("127.0.0.1", 0), store, **options))
+
+
 class ViewerServer(ServedInThread):
     """A viewer app served as ``cvtrace view`` serves it (waitress) on 127.0.0.1, port 0."""
 
@@ -184,3 +195,20 @@ def store_snapshot(path: Path) -> list[tuple[str, list[tuple[Any, ...]]]]:
         return [(t, sorted(conn.execute(f"SELECT * FROM {t}").fetchall())) for t in tables]
     finally:
         conn.close()
+
+
+def raw_http(port: int, data: bytes, *, half_close: bool = False) -> tuple[int, bytes]:
+    """Send ``data`` as is to 127.0.0.1:``port``; return the answer's status and body.
+
+    With ``half_close`` the client ends its side after ``data`` (a body cut short).
+    """
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(data)
+        if half_close:
+            conn.shutdown(socket.SHUT_WR)
+        response = http.client.HTTPResponse(conn)
+        try:
+            response.begin()
+            return response.status, response.read()
+        finally:
+            response.close()

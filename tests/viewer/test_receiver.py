@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import gzip
 import json
-import socket
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
@@ -26,9 +24,8 @@ from opentelemetry.trace import Status, StatusCode
 
 from cvtrace.store import SpanStore, TraceQuery, spans_to_traces_data
 from cvtrace.viewer import create_app
-from cvtrace.viewer.otlp_http import OtlpHttpServer
 from tests.viewer.support import (
-    ServedInThread,
+    OtlpServer,
     SpanSpec,
     ViewerServer,
     make_request,
@@ -51,13 +48,6 @@ def store(db: Path) -> Iterator[SpanStore]:
     s = SpanStore(db, max_spans=0)
     yield s
     s.close()
-
-
-class OtlpServer(ServedInThread):
-    """``cvtrace view``'s OTLP/HTTP port: :class:`OtlpHttpServer` on 127.0.0.1, port 0."""
-
-    def __init__(self, store: SpanStore, **options: Any) -> None:
-        super().__init__(OtlpHttpServer(("127.0.0.1", 0), store, **options))
 
 
 @pytest.fixture(params=["flask-route", "otlp-http-server"])
@@ -328,45 +318,3 @@ class TestRealExporters:
             assert len(via_local) == 2
             assert spans_to_traces_data(via_http) == spans_to_traces_data(via_local)
             assert [s.service for s in via_http] == [s.service for s in via_local]
-
-
-class TestOtlpHttpServer:
-    """What only cvtrace view's own OTLP/HTTP server has to get right."""
-
-    def test_token_and_host(self, store: SpanStore) -> None:
-        body = make_request(simple_trace()).SerializeToString()
-        with OtlpServer(store, token="s3cret", allowed_hosts=["127.0.0.1"]) as srv:
-            url = f"{srv.url}/v1/traces"
-            refused = requests.post(url, data=body, headers=PB, timeout=10)
-            assert (refused.status_code, refused.reason) == (401, "UNAUTHORIZED")  # as werkzeug
-            evil = {**PB, "Authorization": "Bearer s3cret", "Host": "evil.example"}
-            assert requests.post(url, data=body, headers=evil, timeout=10).status_code == 421
-            assert store.span_count() == 0
-            ok = {**PB, "Authorization": "Bearer s3cret"}
-            assert requests.post(url, data=body, headers=ok, timeout=10).status_code == 200
-            assert store.span_count() == 3
-
-    def test_keep_alive_chunked_and_unknown_paths(self, store: SpanStore) -> None:
-        with OtlpServer(store) as srv, requests.Session() as session:
-            for _ in range(3):  # one connection, several requests
-                body = make_request(simple_trace()).SerializeToString()
-                r = session.post(f"{srv.url}/v1/traces", data=body, headers=PB, timeout=10)
-                assert r.status_code == 200
-            chunks = iter([body[:10], body[10:]])  # a generator body is sent chunked
-            r = session.post(f"{srv.url}/v1/traces", data=chunks, headers=PB, timeout=10)
-            assert r.status_code == 200
-            assert session.post(f"{srv.url}/v1/logs", data=b"x", timeout=10).status_code == 404
-            assert session.get(f"{srv.url}/v1/traces", timeout=10).status_code == 405
-        assert store.span_count() == 3 * 3
-
-    def test_refused_body_too_large_to_drain_closes_the_connection(self, store: SpanStore) -> None:
-        with OtlpServer(store, limit=100) as srv:
-            host, port = srv.url.removeprefix("http://").split(":")
-            with socket.create_connection((host, int(port)), timeout=10) as conn:
-                conn.sendall(
-                    b"POST /v1/traces HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                    b"Content-Type: application/x-protobuf\r\nContent-Length: 100000\r\n\r\n"
-                )
-                answer = conn.recv(65536)
-                assert answer.startswith(b"HTTP/1.1 413")
-                assert b"Connection: close" in answer
