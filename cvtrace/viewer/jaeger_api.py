@@ -39,17 +39,34 @@ _UNIT_NS = {
     "d": 86_400_000_000_000,
 }
 MAX_LIMIT = 1500
+MAX_NS = 2**63 - 1
+"""The largest time or duration the store holds (SQLite's INTEGER): 2262-04-11 UTC, 292 years."""
+MAX_US = MAX_NS // 1000
 
 
 class BadParameter(ValueError):
     """A query parameter has a value the API cannot use."""
 
 
+def checked_text(value: str, name: str) -> str:
+    """Return ``value`` if it can be stored and searched for (UTF-8 text).
+
+    Raises:
+        BadParameter: ``value`` holds a lone surrogate (``\\ud800`` in JSON).
+    """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        msg = f"{name}: {value[:40]!r} is not valid Unicode text"
+        raise BadParameter(msg) from None
+    return value
+
+
 def parse_duration_ns(text: str, name: str) -> int:
     """Return a Go-style duration (``1h2m``, ``1.5s``, ``40ms``) in nanoseconds.
 
     Raises:
-        BadParameter: ``text`` is not such a duration.
+        BadParameter: ``text`` is not such a duration, or is over 292 years.
     """
     text = text.strip()
     pos = 0
@@ -60,20 +77,32 @@ def parse_duration_ns(text: str, name: str) -> int:
         total += float(match.group(1)) * _UNIT_NS[match.group(2)]
         pos = match.end()
     if not text or pos != len(text):
-        msg = f"{name}: {text!r} is not a duration such as 40ms, 1.5s or 2m"
+        msg = f"{name}: {text[:80]!r} is not a duration such as 40ms, 1.5s or 2m"
+        raise BadParameter(msg)
+    if not total <= MAX_NS:  # also infinity, from hundreds of digits
+        msg = f"{name}: {text[:80]!r} is out of range; at most 106751d (292 years)"
         raise BadParameter(msg)
     return int(total)
 
 
-def _int_param(name: str) -> int | None:
+def _int_param(name: str, low: int, high: int) -> int | None:
+    """Return an integer query parameter between ``low`` and ``high`` (None: absent).
+
+    Raises:
+        BadParameter: It is not an integer, or out of range.
+    """
     raw = request.args.get(name, "").strip()
     if not raw:
         return None
     try:
-        return int(raw)
-    except ValueError:
-        msg = f"{name}: {raw!r} is not an integer"
+        value = int(raw)
+    except ValueError:  # also more than 4300 digits
+        msg = f"{name}: {raw[:80]!r} is not an integer"
         raise BadParameter(msg) from None
+    if not low <= value <= high:
+        msg = f"{name}: {raw[:80]!r} is out of range; expected {low} to {high}"
+        raise BadParameter(msg)
+    return value
 
 
 def envelope(
@@ -126,12 +155,14 @@ def query_from_args() -> TraceQuery:
     if raw_tags:
         try:
             parsed = json.loads(raw_tags)
-        except ValueError:
+        except (ValueError, RecursionError):
             parsed = None
         if not isinstance(parsed, dict):
             msg = f'tags: {raw_tags[:80]!r} is not a JSON object such as {{"error":"true"}}'
             raise BadParameter(msg)
-        tags.update({str(k): v if isinstance(v, str) else json.dumps(v) for k, v in parsed.items()})
+        for key, value in parsed.items():
+            text = value if isinstance(value, str) else json.dumps(value)
+            tags[checked_text(key, "tags")] = checked_text(text, "tags")
     for pair in args.getlist("tag"):
         key, sep, value = pair.partition(":")
         if not sep or not key:
@@ -139,23 +170,23 @@ def query_from_args() -> TraceQuery:
             raise BadParameter(msg)
         tags[key] = value
     query = TraceQuery(
-        service=args.get("service") or None,
-        operation=args.get("operation") or None,
+        service=checked_text(args.get("service", ""), "service") or None,
+        operation=checked_text(args.get("operation", ""), "operation") or None,
         tags=tags,
     )
     for name, attr in (("minDuration", "min_duration_ns"), ("maxDuration", "max_duration_ns")):
         raw = args.get(name, "").strip()
         if raw:
             setattr(query, attr, parse_duration_ns(raw, name))
-    start_us = _int_param("start")
-    end_us = _int_param("end")
+    start_us = _int_param("start", 0, MAX_US)
+    end_us = _int_param("end", 0, MAX_US)
     lookback = args.get("lookback", "").strip()
     if start_us is None and lookback and lookback != "custom":
         now_us = end_us if end_us is not None else time.time_ns() // 1000
-        start_us = now_us - parse_duration_ns(lookback, "lookback") // 1000
+        start_us = max(0, now_us - parse_duration_ns(lookback, "lookback") // 1000)
     query.start_min_ns = start_us * 1000 if start_us is not None else None
     query.start_max_ns = end_us * 1000 if end_us is not None else None
-    limit = _int_param("limit")
+    limit = _int_param("limit", -(2**63), 2**63 - 1)
     query.limit = max(1, min(limit if limit is not None else 20, MAX_LIMIT))
     return query
 
@@ -180,7 +211,7 @@ def operations(service: str) -> Response:
 @bp.get("/operations")
 def operations_v2() -> Response:
     """List one service's operations as ``{name, spanKind}`` objects."""
-    service = request.args.get("service", "")
+    service = checked_text(request.args.get("service", ""), "service")
     return envelope([{"name": n, "spanKind": ""} for n in get_store().operations(service)])
 
 

@@ -36,7 +36,13 @@ from cvtrace.viewer.figures import (
     waterfall_data,
 )
 from cvtrace.viewer.jaeger import any_value_python
-from cvtrace.viewer.jaeger_api import BadParameter, parse_duration_ns, parse_trace_id
+from cvtrace.viewer.jaeger_api import (
+    MAX_NS,
+    BadParameter,
+    checked_text,
+    parse_duration_ns,
+    parse_trace_id,
+)
 from cvtrace.viewer.tracetree import Row, max_depth, tree_rows
 
 bp = Blueprint("ui", __name__, template_folder="templates")
@@ -140,7 +146,14 @@ def _datetime_ns(text: str, name: str) -> int | None:
         raise BadParameter(msg) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
-    return int(moment.timestamp() * 1e9)
+    try:
+        ns = int(moment.timestamp() * 1e9)
+    except (OverflowError, OSError, ValueError):  # before year 1 in UTC
+        ns = -1
+    if not 0 <= ns <= MAX_NS:
+        msg = f"{name}: {text!r} is out of range; expected 1970-01-01 to 2262-04-11"
+        raise BadParameter(msg)
+    return ns
 
 
 def search_query() -> TraceQuery:
@@ -151,7 +164,7 @@ def search_query() -> TraceQuery:
     """
     args = request.args
     query = TraceQuery(
-        service=args.get("service") or None,
+        service=checked_text(args.get("service", ""), "service") or None,
         operation=(args.get("operation") or None) if args.get("service") else None,
         tags=parse_tags(args.get("tags", "")),
         errors_only=bool(args.get("errors")),
@@ -162,7 +175,7 @@ def search_query() -> TraceQuery:
         query.max_duration_ns = parse_duration_ns(args["max_duration"], "max duration")
     lookback = args.get("lookback", "").strip()
     if lookback:
-        query.start_min_ns = time.time_ns() - parse_duration_ns(lookback, "time range")
+        query.start_min_ns = max(0, time.time_ns() - parse_duration_ns(lookback, "time range"))
     start = _datetime_ns(args.get("from", ""), "from")
     if start is not None:
         query.start_min_ns = start
@@ -170,15 +183,15 @@ def search_query() -> TraceQuery:
     raw_limit = args.get("limit", "").strip() or "20"
     try:
         query.limit = max(1, min(int(raw_limit), 1000))
-    except ValueError:
-        msg = f"limit: {raw_limit!r} is not a number"
+    except ValueError:  # also more than 4300 digits
+        msg = f"limit: {raw_limit[:80]!r} is not a number"
         raise BadParameter(msg) from None
     return query
 
 
 @bp.get("/")
-def search() -> str:
-    """The search page."""
+def search() -> tuple[str, int]:
+    """The search page (400, with the page's own message, for a bad field)."""
     store = get_store()
     error = None
     results = []
@@ -189,7 +202,7 @@ def search() -> str:
         error = str(exc)
     services = store.services()
     service = request.args.get("service", "")
-    operations = store.operations(service) if service else []
+    operations = store.operations(service) if service and error is None else []
     colors = service_colors(sorted({name for r in results for name in r.services}))
     return render_template(
         "search.html",
@@ -202,7 +215,7 @@ def search() -> str:
         error=error,
         figure=figure_json(durations_figure(results)) if results else None,
         total_spans=store.span_count(),
-    )
+    ), (400 if error else 200)
 
 
 def _trace_spans(trace_id_hex: str) -> tuple[bytes, list[StoredSpan]]:
@@ -418,7 +431,9 @@ def waterfall_notes(trace_id: str) -> Response:
     first_text, _, last_text = request.args.get("rows", "").partition("-")
     try:
         first, last = int(first_text), int(last_text)
-    except ValueError:
+    except ValueError:  # also more than 4300 digits
+        abort(400)
+    if not 0 <= first <= last:
         abort(400)
     _, rows, span_count = _waterfall(trace_id)
     notes = attribute_notes(rows, first, min(last, first + MAX_NOTE_ROWS))

@@ -225,6 +225,44 @@ class TestJaegerApi:
         assert error["code"] == 400
         assert error["msg"].split(":")[0] in params
 
+    @pytest.mark.parametrize(
+        ("params", "name"),
+        [
+            ({"lookback": "999999999999999d"}, "lookback"),
+            ({"start": "-99999999999999999999"}, "start"),
+            ({"end": "99999999999999999999"}, "end"),
+            ({"minDuration": "9" * 400 + "h"}, "minDuration"),
+            ({"maxDuration": "106752d"}, "maxDuration"),
+            ({"limit": "9" * 5000}, "limit"),
+            ({"tags": '{"error": "\\ud800"}'}, "tags"),
+            ({"tags": "[" * 5000}, "tags"),
+        ],
+        ids=[
+            "lookback",
+            "negative-start",
+            "end",
+            "400-nines",
+            "over-292-years",
+            "5000-digits",
+            "lone-surrogate",
+            "deep-json",
+        ],
+    )
+    def test_out_of_range_is_400_not_500(
+        self, client: FlaskClient, params: dict[str, str], name: str
+    ) -> None:
+        """Issue 11, 4: these were HTML 500s (OverflowError, infinity to int)."""
+        response = client.get("/api/traces", query_string=params)
+        assert response.status_code == 400
+        (error,) = response.get_json()["errors"]
+        assert error["msg"].startswith(f"{name}: ")
+
+    def test_lookback_older_than_1970_is_everything(self, client: FlaskClient) -> None:
+        client.application.extensions["cvtrace.store"].write_request(make_request(simple_trace()))
+        response = client.get("/api/traces", query_string={"lookback": "100000d"})
+        assert response.status_code == 200
+        assert len(response.get_json()["data"]) == 1
+
     def test_dependencies_empty(self, client: FlaskClient) -> None:
         assert client.get("/api/dependencies").get_json()["data"] == []
 

@@ -39,6 +39,29 @@ def hostile_trace() -> list[SpanSpec]:
 
 
 class TestSearchPage:
+    @pytest.mark.parametrize(
+        ("query", "name"),
+        [
+            ("lookback=999999999999999d", "time range"),
+            ("from=9999-12-31T23:59", "from"),
+            ("from=0001-01-01T00:00%2B14:00", "from"),
+            ("to=1969-12-31T00:00", "to"),
+            ("min_duration=" + "9" * 400 + "h", "min duration"),
+            ("limit=" + "9" * 5000, "limit"),
+        ],
+    )
+    def test_out_of_range_is_the_page_with_its_error(
+        self, client: FlaskClient, query: str, name: str
+    ) -> None:
+        """Issue 11, 4: these were 500s; now the search page says what is wrong."""
+        response = client.get(f"/?{query}")
+        assert response.status_code == 400
+        page = response.get_data(as_text=True)
+        error = re.search(r'id="search-error">([^<]*)<', page)
+        assert error is not None
+        assert html.unescape(error.group(1)).startswith(f"{name}: ")
+        assert "out of range" in error.group(1) or "not a number" in error.group(1)
+
     def test_lists_results_with_summary(self, client: FlaskClient, store: SpanStore) -> None:
         store.write_request(make_request(simple_trace("web", child_service="db", error=True)))
         html = client.get("/").get_data(as_text=True)
@@ -65,7 +88,7 @@ class TestSearchPage:
 
     def test_bad_filter_shows_message(self, client: FlaskClient) -> None:
         response = client.get("/?min_duration=soon")
-        assert response.status_code == 200
+        assert response.status_code == 400  # the page, with its message
         assert "min duration: &#39;soon&#39; is not a duration" in response.get_data(as_text=True)
 
     def test_hostile_values_escaped(self, client: FlaskClient, store: SpanStore) -> None:
