@@ -22,6 +22,7 @@ RSS just before.
 from __future__ import annotations
 
 import gzip
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -78,11 +79,21 @@ class RssPeak:
         return (self.peak - self.before) / 1024
 
 
-def _gzip_members(quick: bool) -> list[dict[str, Any]]:
+def _gzip_bodies(quick: bool) -> list[tuple[str, int, bytes]]:
+    """(label, members, body): empty members, then 1,000 members of 20 KB of data."""
     member = gzip.compress(b"")
-    out = []
+    bodies = []
     for size_mb in GZIP_SIZES_MB[:2] if quick else GZIP_SIZES_MB:
-        body = member * (size_mb * 1_000_000 // len(member))
+        count = size_mb * 1_000_000 // len(member)
+        bodies.append((f"{size_mb} MB of empty members", count, member * count))
+    data = os.urandom(20_000)  # incompressible: 20 MB in, 20 MB out
+    bodies.append(("20 MB in 1,000 members of 20 KB", 1000, gzip.compress(data) * 1000))
+    return bodies
+
+
+def _gzip_members(quick: bool) -> list[dict[str, Any]]:
+    out = []
+    for label, members, body in _gzip_bodies(quick):
         with Viewer(_empty_db()) as viewer:
             pid = viewer.proc.pid
             cpu0 = cpu_seconds(pid)
@@ -100,10 +111,10 @@ def _gzip_members(quick: bool) -> list[dict[str, Any]]:
             elapsed = time.perf_counter() - t0
             cpu = cpu_seconds(pid) - cpu0
         out.append(
-            {"mb": size_mb, "members": len(body) // len(member), "status": status, "s": elapsed}
+            {"body": label, "members": members, "status": status, "s": elapsed}
             | {"viewer_cpu_s": cpu}
         )
-        log(f"hostile: {size_mb} MB of gzip members: {status} in {elapsed:.2f} s")
+        log(f"hostile: {label}: {status} in {elapsed:.2f} s")
     return out
 
 
@@ -152,8 +163,6 @@ def _fetch(url: str) -> tuple[int, int]:
 
 
 def _big_responses(quick: bool) -> list[dict[str, Any]]:
-    import os
-
     spans = 20_000 if quick else BIG_TRACE_SPANS
     os.environ["BENCH_BIG_TRACE_SIZES"] = str(spans)
     try:
@@ -172,10 +181,12 @@ def _big_responses(quick: bool) -> list[dict[str, Any]]:
         ]
         for label, urls in cases:
             time.sleep(2)  # let the allocator give back what the last case freed
+            cpu0 = cpu_seconds(viewer.proc.pid)
             with RssPeak(viewer.proc.pid) as rss, ThreadPoolExecutor(len(urls)) as pool:
                 answers, elapsed, slowest = _while_polling(
                     viewer, lambda urls=urls: list(pool.map(_fetch, urls))
                 )
+            cpu = cpu_seconds(viewer.proc.pid) - cpu0
             out.append(
                 {
                     "case": label,
@@ -183,6 +194,7 @@ def _big_responses(quick: bool) -> list[dict[str, Any]]:
                     "status": [a[0] for a in answers],
                     "mb": answers[0][1] / 1e6,
                     "s": elapsed,
+                    "viewer_cpu_s": cpu,
                     "rss_before_mb": rss.before / 1024,
                     "rss_growth_mb": rss.growth_mb,
                     "slowest_services_s": slowest,
@@ -238,13 +250,17 @@ def _concurrent_requests(quick: bool) -> list[dict[str, Any]]:
     return out
 
 
+PARTS = {
+    "gzip_members": _gzip_members,
+    "big_responses": _big_responses,
+    "concurrent_requests": _concurrent_requests,
+}
+
+
 def run(quick: bool = False) -> tuple[dict[str, Any], str]:
-    """Measure; return the results and their Markdown."""
-    result = {
-        "gzip_members": _gzip_members(quick),
-        "big_responses": _big_responses(quick),
-        "concurrent_requests": _concurrent_requests(quick),
-    }
+    """Measure (the parts in ``$BENCH_HOSTILE_PARTS``, default all); return results, Markdown."""
+    wanted = os.environ.get("BENCH_HOSTILE_PARTS", ",".join(PARTS)).split(",")
+    result = {name: part(quick) if name in wanted else [] for name, part in PARTS.items()}
     return result, markdown(result)
 
 
@@ -252,7 +268,7 @@ def markdown(result: dict[str, Any]) -> str:
     """The tables of BENCHMARKS.md section 8."""
     gzip_rows = [
         (
-            f"{g['mb']} MB ({g['members']:,} members)",
+            f"{g['body']} ({g['members']:,})",
             g["status"],
             f"{g['s']:.2f}",
             f"{g['viewer_cpu_s']:.2f}",
@@ -265,6 +281,7 @@ def markdown(result: dict[str, Any]) -> str:
             ", ".join(map(str, b["status"])),
             f"{b['mb']:.0f}",
             f"{b['s']:.1f}",
+            f"{b['viewer_cpu_s']:.1f}",
             f"{b['rss_before_mb']:.0f}",
             f"{b['rss_growth_mb']:.0f}",
             f"{b['slowest_services_s'] * 1000:.0f}",
@@ -299,6 +316,7 @@ def markdown(result: dict[str, Any]) -> str:
                     "status",
                     "MB",
                     "seconds",
+                    "viewer CPU s",
                     "RSS before MB",
                     "RSS growth MB",
                     "slowest /api/services ms",

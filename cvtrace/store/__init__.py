@@ -11,6 +11,7 @@ from __future__ import annotations
 from .schema import SCHEMA_VERSION as SCHEMA_VERSION
 from .spanstore import SpanStore as SpanStore
 from .spanstore import StoredSpan as StoredSpan
+from .spanstore import TracePieces as TracePieces
 from .spanstore import TraceQuery as TraceQuery
 from .spanstore import TraceSummary as TraceSummary
 from .spanstore import WriteResult as WriteResult

@@ -1070,6 +1070,49 @@ class SpanStore:
             spans.sort(key=lambda s: (s.span.start_time_unix_nano, s.span.span_id))
         return found
 
+    def trace_pieces(self, trace_id: bytes, *, groups_per_read: int = 4) -> TracePieces | None:
+        """Return one trace to read in pieces (None if it is not stored).
+
+        For answers too big to build at once (a 200,000-span trace is over 100 MB
+        of JSON): each iteration reads the trace's span groups a few at a time,
+        in the order they were stored, and lends a reader connection only while
+        it reads them. Every iteration reads the same groups: those stored when
+        this was called (later ones are left out; ones deleted since are skipped).
+        """
+        with self._reading() as conn:
+            key = _trace_keys(conn, [trace_id]).get(trace_id)
+            if key is None:
+                return None
+            row = conn.execute(
+                "SELECT max(id) FROM span_groups WHERE id >= ? AND id < ?",
+                (key << _ORDINAL_BITS, (key + 1) << _ORDINAL_BITS),
+            ).fetchone()
+        if row is None or row[0] is None:
+            return None
+        return TracePieces(self, key << _ORDINAL_BITS, int(row[0]), groups_per_read)
+
+    def _read_groups(
+        self, first_id: int, last_id: int, count: int
+    ) -> tuple[list[StoredSpan], int | None]:
+        """Return the spans of up to ``count`` groups from ``first_id`` to ``last_id``,
+        and the id of the last group read (None: none left)."""
+        spans: list[StoredSpan] = []
+        last: int | None = None
+        with self._reading() as conn:
+            for group_id, body, resource_id, scope_id in conn.execute(
+                "SELECT id, body, resource_id, scope_id FROM span_groups "
+                "WHERE id >= ? AND id <= ? ORDER BY id LIMIT ?",
+                (first_id, last_id, count),
+            ):
+                resource, rschema, service = self._resource(conn, resource_id)
+                scope, sschema = self._scope(conn, scope_id)
+                spans.extend(
+                    StoredSpan(span, resource, rschema, scope, sschema, service)
+                    for span in group_spans(body)
+                )
+                last = int(group_id)
+        return spans, last
+
     def get_span(self, trace_id: bytes, span_id: bytes) -> StoredSpan | None:
         """Return one span of one trace, or None."""
         with self._reading() as conn:
@@ -1335,6 +1378,26 @@ class SpanStore:
             rows = conn.execute("SELECT trace_id FROM traces ORDER BY key").fetchall()
         for (trace_id,) in rows:
             yield bytes(trace_id)
+
+
+class TracePieces:
+    """One stored trace, read a few span groups at a time (see :meth:`SpanStore.trace_pieces`)."""
+
+    def __init__(self, store: SpanStore, first_id: int, last_id: int, groups_per_read: int):
+        self._store = store
+        self._first_id = first_id
+        self._last_id = last_id
+        self._groups_per_read = groups_per_read
+
+    def __iter__(self) -> Iterator[list[StoredSpan]]:
+        """Yield the trace's spans in pieces, in stored order."""
+        next_id = self._first_id
+        while True:
+            spans, last = self._store._read_groups(next_id, self._last_id, self._groups_per_read)
+            if last is None:
+                return
+            yield spans
+            next_id = last + 1
 
 
 def _trace_keys(conn: sqlite3.Connection, trace_ids: Sequence[bytes]) -> dict[bytes, int]:

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from cvtrace.store import StoredSpan
-from cvtrace.viewer.tracetree import tree_rows
+from cvtrace.viewer.tracetree import tree_marks
 
 _KINDS = {
     Span.SPAN_KIND_INTERNAL: "internal",
@@ -89,101 +90,155 @@ def hex_id(raw: bytes) -> str:
     return raw.hex()
 
 
-def jaeger_trace(spans: Sequence[StoredSpan]) -> dict[str, Any]:
-    """Return one trace in Jaeger's JSON model.
+class _Processes:
+    """Jaeger's ``processes``: one per distinct resource and service, numbered as met."""
 
-    Args:
-        spans: The spans of one trace, as the store returns them.
-    """
-    processes: dict[str, dict[str, Any]] = {}
-    process_ids: dict[tuple[bytes, str], str] = {}
-    # the store hands out one Resource object per stored resource: serialize each once
-    by_object: dict[tuple[int, str], str] = {}
-    out_spans: list[dict[str, Any]] = []
-    rows = {r.position: r for r in tree_rows(spans)}
-    warnings: list[str] = []
-    for i, stored in enumerate(spans):
-        span = stored.span
-        okey = (id(stored.resource), stored.service)  # spans keeps every resource alive
-        pid = by_object.get(okey)
+    def __init__(self) -> None:
+        self.processes: dict[str, dict[str, Any]] = {}
+        self._ids: dict[tuple[bytes, str], str] = {}
+        # the store hands out one Resource object per stored resource: serialize each once
+        self._by_object: dict[tuple[int, str], tuple[str, Any]] = {}
+
+    def pid(self, stored: StoredSpan) -> str:
+        """Return the process id of a span's resource and service."""
+        okey = (id(stored.resource), stored.service)
+        hit = self._by_object.get(okey)
+        if hit is not None:
+            return str(hit[0])
+        pkey = (stored.resource.SerializeToString(deterministic=True), stored.service)
+        pid = self._ids.get(pkey)
         if pid is None:
-            pkey = (stored.resource.SerializeToString(deterministic=True), stored.service)
-            pid = process_ids.get(pkey)
-            if pid is None:
-                pid = f"p{len(process_ids) + 1}"
-                process_ids[pkey] = pid
-                processes[pid] = {
-                    "serviceName": stored.service,
-                    "tags": [
-                        jaeger_tag(kv.key, kv.value)
-                        for kv in stored.resource.attributes
-                        if kv.key != "service.name"
-                    ],
-                }
-            by_object[okey] = pid
-        trace_hex = hex_id(span.trace_id)
-        references: list[dict[str, str]] = []
-        if span.parent_span_id and span.parent_span_id != bytes(8):
-            references.append(
-                {"refType": "CHILD_OF", "traceID": trace_hex, "spanID": hex_id(span.parent_span_id)}
-            )
-        for link in span.links:
-            references.append(
-                {
-                    "refType": "FOLLOWS_FROM",
-                    "traceID": hex_id(link.trace_id),
-                    "spanID": hex_id(link.span_id),
-                }
-            )
-        tags = _tags(span.attributes)
-        if span.kind in _KINDS:
-            tags.append(_string("span.kind", _KINDS[span.kind]))
-        if span.status.code == Status.STATUS_CODE_OK:
-            tags.append(_string("otel.status_code", "OK"))
-        elif span.status.code == Status.STATUS_CODE_ERROR:
-            tags.append(_string("otel.status_code", "ERROR"))
-            tags.append({"key": "error", "type": "bool", "value": True})
-            if span.status.message:
-                tags.append(_string("otel.status_description", span.status.message))
-        if stored.scope.name:
-            tags.append(_string("otel.scope.name", stored.scope.name))
-        if stored.scope.version:
-            tags.append(_string("otel.scope.version", stored.scope.version))
-        if span.trace_state:
-            tags.append(_string("w3c.tracestate", span.trace_state))
-        logs = [
-            {
-                "timestamp": event.time_unix_nano // 1000,
-                "fields": [_string("event", event.name), *_tags(event.attributes)],
+            pid = f"p{len(self._ids) + 1}"
+            self._ids[pkey] = pid
+            self.processes[pid] = {
+                "serviceName": stored.service,
+                "tags": [
+                    jaeger_tag(kv.key, kv.value)
+                    for kv in stored.resource.attributes
+                    if kv.key != "service.name"
+                ],
             }
-            for event in span.events
-        ]
-        span_warnings: list[str] = []
-        row = rows.get(i)
-        if row is not None and row.orphan:
-            span_warnings.append("parent span not in this trace")
-        if row is not None and row.skewed:
-            span_warnings.append("span is outside its parent's time (clock skew?)")
-        warnings.extend(f"span {hex_id(span.span_id)}: {w}" for w in span_warnings)
-        out_spans.append(
+        # keep the resource alive with its id, so the id is not reused by another object
+        self._by_object[okey] = (pid, stored.resource)
+        return pid
+
+
+def jaeger_span(stored: StoredSpan, pid: str, span_warnings: list[str]) -> dict[str, Any]:
+    """Return one span in Jaeger's JSON model."""
+    span = stored.span
+    trace_hex = hex_id(span.trace_id)
+    references: list[dict[str, str]] = []
+    if span.parent_span_id and span.parent_span_id != bytes(8):
+        references.append(
+            {"refType": "CHILD_OF", "traceID": trace_hex, "spanID": hex_id(span.parent_span_id)}
+        )
+    for link in span.links:
+        references.append(
             {
-                "traceID": trace_hex,
-                "spanID": hex_id(span.span_id),
-                "operationName": span.name,
-                "references": references,
-                "flags": span.flags & 0xFF,
-                "startTime": span.start_time_unix_nano // 1000,
-                "duration": max(0, span.end_time_unix_nano - span.start_time_unix_nano) // 1000,
-                "tags": tags,
-                "logs": logs,
-                "processID": pid,
-                "warnings": span_warnings or None,
+                "refType": "FOLLOWS_FROM",
+                "traceID": hex_id(link.trace_id),
+                "spanID": hex_id(link.span_id),
             }
         )
-    trace_id = hex_id(spans[0].span.trace_id) if spans else ""
+    tags = _tags(span.attributes)
+    if span.kind in _KINDS:
+        tags.append(_string("span.kind", _KINDS[span.kind]))
+    if span.status.code == Status.STATUS_CODE_OK:
+        tags.append(_string("otel.status_code", "OK"))
+    elif span.status.code == Status.STATUS_CODE_ERROR:
+        tags.append(_string("otel.status_code", "ERROR"))
+        tags.append({"key": "error", "type": "bool", "value": True})
+        if span.status.message:
+            tags.append(_string("otel.status_description", span.status.message))
+    if stored.scope.name:
+        tags.append(_string("otel.scope.name", stored.scope.name))
+    if stored.scope.version:
+        tags.append(_string("otel.scope.version", stored.scope.version))
+    if span.trace_state:
+        tags.append(_string("w3c.tracestate", span.trace_state))
+    logs = [
+        {
+            "timestamp": event.time_unix_nano // 1000,
+            "fields": [_string("event", event.name), *_tags(event.attributes)],
+        }
+        for event in span.events
+    ]
     return {
-        "traceID": trace_id,
-        "spans": out_spans,
-        "processes": processes,
-        "warnings": warnings or None,
+        "traceID": trace_hex,
+        "spanID": hex_id(span.span_id),
+        "operationName": span.name,
+        "references": references,
+        "flags": span.flags & 0xFF,
+        "startTime": span.start_time_unix_nano // 1000,
+        "duration": max(0, span.end_time_unix_nano - span.start_time_unix_nano) // 1000,
+        "tags": tags,
+        "logs": logs,
+        "processID": pid,
+        "warnings": span_warnings or None,
     }
+
+
+_SPANS_PER_WRITE = 500
+"""Spans turned into dicts and JSON at a time (about 300 KB of JSON)."""
+_ORPHAN = "parent span not in this trace"
+_SKEWED = "span is outside its parent's time (clock skew?)"
+
+
+def jaeger_trace_json(pieces: Iterable[Sequence[StoredSpan]]) -> Iterator[str]:
+    """Yield one trace in Jaeger's JSON model, as text, a piece of spans at a time.
+
+    ``pieces`` is read twice (it must be re-iterable: a list, or
+    :class:`cvtrace.store.TracePieces`): once for the span tree's ids and times
+    (orphans and clock skew, as the waterfall marks them), once to write the
+    spans. So only those columns and one piece are in memory at a time, however
+    big the trace: a 200,000-span trace was 1 GB of dicts and JSON built at once.
+    Spans come in stored order (Jaeger's UI and Grafana order them themselves).
+    """
+    span_ids: list[bytes] = []
+    parent_ids: list[bytes] = []
+    starts = array("Q")
+    ends = array("Q")
+    for piece in pieces:
+        for stored in piece:
+            span = stored.span
+            span_ids.append(span.span_id)
+            parent_ids.append(span.parent_span_id)
+            starts.append(span.start_time_unix_nano)
+            ends.append(span.end_time_unix_nano)
+    orphans, skewed = tree_marks(span_ids, parent_ids, starts, ends)
+    del parent_ids, starts, ends
+    trace_hex = ""
+    processes = _Processes()
+    warnings: list[str] = []
+    position = 0
+    moved: dict[bytes, int] | None = None  # positions by id, if the trace changed in between
+    separator = ""
+    for piece in pieces:
+        for first in range(0, len(piece), _SPANS_PER_WRITE):
+            out: list[dict[str, Any]] = []
+            for stored in piece[first : first + _SPANS_PER_WRITE]:
+                span_id = stored.span.span_id
+                if moved is None and (position >= len(span_ids) or span_ids[position] != span_id):
+                    moved = {sid: i for i, sid in reversed(list(enumerate(span_ids)))}
+                index = position if moved is None else moved.get(span_id, -1)
+                position += 1
+                if index < 0:
+                    continue  # stored after the first reading: not part of this answer
+                span_warnings = []
+                if index in orphans:
+                    span_warnings.append(_ORPHAN)
+                if index in skewed:
+                    span_warnings.append(_SKEWED)
+                warnings.extend(f"span {hex_id(span_id)}: {w}" for w in span_warnings)
+                out.append(jaeger_span(stored, processes.pid(stored), span_warnings))
+            if not out:
+                continue
+            if not trace_hex:
+                trace_hex = out[0]["traceID"]
+                yield f'{{"traceID":"{trace_hex}","spans":['
+            yield separator + json.dumps(out, separators=(",", ":"))[1:-1]
+            separator = ","
+    if not trace_hex:
+        yield '{"traceID":"","spans":['
+    tail = json.dumps(processes.processes, separators=(",", ":"))
+    yield f'],"processes":{tail},"warnings":{json.dumps(warnings or None)}}}'

@@ -16,13 +16,14 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from flask import Blueprint, Response, request
 
-from cvtrace.store import TraceQuery
+from cvtrace.store import SpanStore, StoredSpan, TraceQuery, TraceSummary
 from cvtrace.viewer import get_store
-from cvtrace.viewer.jaeger import jaeger_trace
+from cvtrace.viewer.jaeger import jaeger_trace_json
 
 bp = Blueprint("jaeger_api", __name__, url_prefix="/api")
 
@@ -215,27 +216,92 @@ def operations_v2() -> Response:
     return envelope([{"name": n, "spanKind": ""} for n in get_store().operations(service)])
 
 
+BIG_TRACE_SPANS = 10_000
+"""Traces bigger than this are read and written out a few span groups at a time;
+smaller ones are loaded together, up to this many spans at once."""
+_ENVELOPE_END = ',"limit":0,"offset":0,"errors":null}'
+
+
+def _traces_json(store: SpanStore, summaries: Sequence[TraceSummary]) -> Iterator[str]:
+    """Yield the Jaeger JSON of the traces found, each whole, in bounded memory."""
+    yield '{"data":['
+    sent = 0
+    batch: list[bytes] = []
+    batch_spans = 0
+
+    def pieces_of(trace_ids: list[bytes]) -> Iterator[Iterable[Sequence[StoredSpan]]]:
+        loaded = store.get_traces(trace_ids)
+        for trace_id in trace_ids:
+            spans = loaded.pop(trace_id, None)
+            if spans:
+                yield [spans]
+
+    def flush() -> Iterator[Iterable[Sequence[StoredSpan]]]:
+        nonlocal batch, batch_spans
+        if batch:
+            yield from pieces_of(batch)
+        batch, batch_spans = [], 0
+
+    def traces() -> Iterator[Iterable[Sequence[StoredSpan]]]:
+        nonlocal batch_spans
+        for summary in summaries:
+            if summary.span_count > BIG_TRACE_SPANS:
+                yield from flush()
+                pieces = store.trace_pieces(summary.trace_id)
+                if pieces is not None:
+                    yield pieces
+                continue
+            if batch_spans + summary.span_count > BIG_TRACE_SPANS:
+                yield from flush()
+            batch.append(summary.trace_id)
+            batch_spans += summary.span_count
+        yield from flush()
+
+    for pieces in traces():
+        if sent:
+            yield ","
+        yield from jaeger_trace_json(pieces)
+        sent += 1
+    yield f'],"total":{sent}{_ENVELOPE_END}'
+
+
+def _json_stream(parts: Iterator[str]) -> Response:
+    """A JSON response written as ``parts`` come (never whole in memory)."""
+    return Response(parts, mimetype="application/json")
+
+
 @bp.get("/traces")
 def find_traces() -> Response:
     """Search traces; each result is the full trace, as Jaeger returns it."""
     store = get_store()
-    query = query_from_args()
-    trace_ids = [summary.trace_id for summary in store.search(query)]
-    traces = store.get_traces(trace_ids)
-    data = [jaeger_trace(traces[t]) for t in trace_ids if traces.get(t)]
-    return envelope(data)
+    summaries = store.search(query_from_args())
+    return _json_stream(_traces_json(store, summaries))
 
 
 @bp.get("/traces/<trace_id>")
 def get_trace(trace_id: str) -> Response:
     """Return one trace, or 404."""
-    spans = get_store().get_trace(parse_trace_id(trace_id))
-    if not spans:
+    raw_id = parse_trace_id(trace_id)
+    store = get_store()
+    summary = store.get_summary(raw_id)
+    pieces: Iterable[Sequence[StoredSpan]] | None = None
+    if summary is not None and summary.span_count <= BIG_TRACE_SPANS:
+        spans = store.get_trace(raw_id)  # small: one read, not two
+        pieces = [spans] if spans else None
+    elif summary is not None:
+        pieces = store.trace_pieces(raw_id)
+    if pieces is None:
         return _error(404, "trace not found")
-    response = envelope([jaeger_trace(spans)], total=0)  # as Jaeger answers
+
+    def parts() -> Iterator[str]:
+        yield '{"data":['
+        yield from jaeger_trace_json(pieces)
+        yield f'],"total":0{_ENVELOPE_END}'  # total 0, as Jaeger answers
+
+    response = _json_stream(parts())
     if request.args.get("download"):
         response.headers["Content-Disposition"] = (
-            f'attachment; filename="trace-{spans[0].span.trace_id.hex()}.jaeger.json"'
+            f'attachment; filename="trace-{raw_id.hex()}.jaeger.json"'
         )
     return response
 

@@ -111,3 +111,66 @@ def tree_rows(spans: Sequence[StoredSpan], collapsed: Collection[bytes] = ()) ->
 def max_depth(rows: Sequence[Row]) -> int:
     """Return the depth of the deepest row (a lone root is depth 1)."""
     return 1 + max((r.depth for r in rows), default=-1)
+
+
+def tree_marks(
+    span_ids: Sequence[bytes],
+    parent_ids: Sequence[bytes],
+    starts: Sequence[int],
+    ends: Sequence[int],
+) -> tuple[set[int], set[int]]:
+    """Return the positions of the orphans and of the skewed spans, as :func:`tree_rows`
+    marks them, from the spans' ids and times alone.
+
+    For traces too big to hold as spans (the Jaeger API streams them): the four
+    columns of a 200,000-span trace take a few tens of MB, its spans hundreds.
+    """
+    count = len(span_ids)
+    by_id: dict[bytes, int] = {}
+    for i, span_id in enumerate(span_ids):
+        by_id.setdefault(span_id, i)
+    children: dict[int, list[int]] = {}
+    roots: list[int] = []
+    orphans: set[int] = set()
+    zero = bytes(8)
+    for i, parent in enumerate(parent_ids):
+        if not parent or parent == zero:
+            roots.append(i)
+            continue
+        parent_index = by_id.get(parent)
+        if parent_index is None or parent_index == i:
+            roots.append(i)
+            orphans.add(i)
+        else:
+            children.setdefault(parent_index, []).append(i)
+    visited = bytearray(count)
+    walk_roots: set[int] = set(roots)
+
+    def walk(root: int) -> None:
+        stack = [root]
+        while stack:
+            i = stack.pop()
+            if visited[i]:
+                continue
+            visited[i] = 1
+            stack.extend(children.get(i, ()))
+
+    for i in roots:
+        walk(i)
+    if visited.count(0):
+        unvisited = sorted(
+            (i for i in range(count) if not visited[i]), key=lambda i: (starts[i], span_ids[i])
+        )
+        for i in unvisited:
+            if not visited[i]:  # a parent loop: tree_rows shows it from its earliest span
+                walk_roots.add(i)
+                orphans.add(i)
+                walk(i)
+    skewed = {
+        kid
+        for parent_index, kids in children.items()
+        for kid in kids
+        if kid not in walk_roots
+        and (starts[kid] < starts[parent_index] or ends[kid] > ends[parent_index])
+    }
+    return orphans, skewed

@@ -7,6 +7,7 @@ import shlex
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from importlib.metadata import version
 from importlib.resources import files
@@ -24,8 +25,8 @@ from flask import (
 )
 from flask.blueprints import BlueprintSetupState
 
-from cvtrace.otlp.json_form import otlp_json_bytes
-from cvtrace.store import StoredSpan, TraceQuery, spans_to_traces_data
+from cvtrace.otlp.json_form import message_to_otlp_dict
+from cvtrace.store import StoredSpan, TracePieces, TraceQuery, spans_to_traces_data
 from cvtrace.viewer import get_store
 from cvtrace.viewer.figures import (
     WATERFALL_FORMAT,
@@ -216,14 +217,6 @@ def search() -> tuple[str, int]:
         figure=figure_json(durations_figure(results)) if results else None,
         total_spans=store.span_count(),
     ), (400 if error else 200)
-
-
-def _trace_spans(trace_id_hex: str) -> tuple[bytes, list[StoredSpan]]:
-    trace_id = _trace_id_or_404(trace_id_hex)
-    spans = get_store().get_trace(trace_id)
-    if not spans:
-        abort(404)
-    return trace_id, spans
 
 
 def _span_id_list(text: str) -> list[bytes]:
@@ -441,12 +434,29 @@ def waterfall_notes(trace_id: str) -> Response:
     return _cacheable(Response(body, mimetype="application/json"), span_count)
 
 
+def _otlp_json(pieces: TracePieces) -> Iterator[str]:
+    """Yield a trace as OTLP JSON ``TracesData``, one ``ResourceSpans`` per stored group.
+
+    Written a few span groups at a time, so a 200,000-span trace never sits in
+    memory whole (a resource may come several times: OTLP allows it)."""
+    yield '{"resourceSpans":['
+    separator = ""
+    for piece in pieces:
+        data = message_to_otlp_dict(spans_to_traces_data(piece))
+        for resource_spans in data.get("resourceSpans", []):
+            yield separator + json.dumps(resource_spans, separators=(",", ":"))
+            separator = ","
+    yield "]}"
+
+
 @bp.get("/trace/<trace_id>/otlp.json")
 def trace_otlp_json(trace_id: str) -> Response:
     """Download a trace as OTLP JSON (``TracesData``; re-importable via /v1/traces)."""
-    raw_id, spans = _trace_spans(trace_id)
-    body = otlp_json_bytes(spans_to_traces_data(spans))
-    response = Response(body, mimetype="application/json")
+    raw_id = _trace_id_or_404(trace_id)
+    pieces = get_store().trace_pieces(raw_id)
+    if pieces is None:
+        abort(404)
+    response = Response(_otlp_json(pieces), mimetype="application/json")
     response.headers["Content-Disposition"] = (
         f'attachment; filename="trace-{raw_id.hex()}.otlp.json"'
     )

@@ -11,7 +11,8 @@ from flask.testing import FlaskClient
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from cvtrace.store import SpanStore
-from cvtrace.viewer import create_app
+from cvtrace.viewer import create_app, jaeger_api
+from cvtrace.viewer.jaeger import jaeger_trace_json
 from cvtrace.viewer.jaeger_api import BadParameter, parse_duration_ns
 from tests.viewer.support import T0_NS, SpanSpec, make_request, new_trace_id, simple_trace
 
@@ -369,3 +370,60 @@ def test_non_finite_doubles_give_valid_json(app: Flask) -> None:
     details = client.get(f"/trace/{trace_id}/spans/{span_id}.json")
     assert details.status_code == 200
     assert ["nan", "NaN"] in strict(details.get_data(as_text=True))["attributes"]  # type: ignore[index]
+
+
+class TestStreamedTraces:
+    """Issue 11, 7: big traces are written a few span groups at a time, the same JSON."""
+
+    def big_trace(self, store: SpanStore) -> bytes:
+        """A trace stored in five requests (five span groups), with an orphan and skew."""
+        specs = simple_trace(children=40)
+        specs[3].parent_span_id = b"\x09" * 8  # parent not in the trace
+        specs[5].start_ns = specs[0].start_ns - 1  # starts before its parent
+        for i in range(0, len(specs), 9):
+            store.write_request(make_request(specs[i : i + 9]))
+        return specs[0].trace_id
+
+    @staticmethod
+    def by_span(trace: dict[str, Any]) -> dict[str, Any]:
+        spans = {s["spanID"]: s for s in trace.pop("spans")}
+        trace["warnings"] = sorted(trace["warnings"] or [])
+        return {"trace": trace, "spans": spans}
+
+    def test_pieces_give_the_whole_trace(self, store: SpanStore) -> None:
+        trace_id = self.big_trace(store)
+        pieces = store.trace_pieces(trace_id, groups_per_read=1)
+        assert pieces is not None
+        assert [len(p) for p in pieces] == [9, 9, 9, 9, 5]
+        in_pieces = list(jaeger_trace_json(pieces))
+        assert len(in_pieces) > 5  # written as it is read
+        whole = json.loads("".join(jaeger_trace_json([store.get_trace(trace_id)])))
+        streamed = json.loads("".join(in_pieces))
+        assert self.by_span(streamed) == self.by_span(whole)
+        assert sum("parent span not in this trace" in w for w in streamed["warnings"]) == 1
+
+    def test_api_answers_alike_streamed_or_not(
+        self, client: FlaskClient, store: SpanStore, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        trace_id = self.big_trace(store)
+        store.write_request(make_request(simple_trace()))
+        store.write_request(make_request(simple_trace()))
+        one = client.get(f"/api/traces/{trace_id.hex()}").get_json()
+        found = client.get("/api/traces?limit=10").get_json()
+        monkeypatch.setattr(jaeger_api, "BIG_TRACE_SPANS", 5)  # piece by piece, batches of one
+        assert self.by_span(client.get(f"/api/traces/{trace_id.hex()}").get_json()["data"][0]) == (
+            self.by_span(one["data"][0])
+        )
+        streamed = client.get("/api/traces?limit=10").get_json()
+        assert streamed["total"] == found["total"] == 3
+        assert [self.by_span(t) for t in streamed["data"]] == [
+            self.by_span(t) for t in found["data"]
+        ]
+
+    def test_reading_from_a_closed_store_fails_loudly(self, store: SpanStore) -> None:
+        trace_id = self.big_trace(store)
+        pieces = store.trace_pieces(trace_id)
+        assert pieces is not None
+        store.close()  # no more reads: a clear error, not a half-written answer
+        with pytest.raises(RuntimeError, match="closed"):
+            list(jaeger_trace_json(pieces))
