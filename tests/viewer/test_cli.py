@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import pty
 import re
+import select
 import signal
 import subprocess
 import sys
+import termios
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -22,8 +28,16 @@ pytestmark = pytest.mark.slow
 
 
 def start_view(
-    tmp_path: Path, *extra: str, env: dict[str, str] | None = None
+    tmp_path: Path, *extra: str, env: dict[str, str] | None = None, **popen: Any
 ) -> subprocess.Popen[str]:
+    """Start ``cvtrace view``; in a session of its own, so without a terminal, unless
+    ``popen`` says otherwise."""
+    options: dict[str, Any] = {
+        "stdout": subprocess.PIPE,
+        "stderr": subprocess.PIPE,
+        "start_new_session": True,
+        **popen,
+    }
     return subprocess.Popen(
         [
             sys.executable,
@@ -40,10 +54,9 @@ def start_view(
             "0",
             *extra,
         ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, **(env or {})},
+        **options,
     )
 
 
@@ -121,6 +134,7 @@ def test_token_banner_and_enforced(tmp_path: Path) -> None:
     try:
         urls = read_banner(proc)
         assert urls["ui"].endswith("/")
+        assert "token=" not in urls["ui"]
         assert requests.get(urls["ui"] + "api/services", timeout=10).status_code == 401
         ok = requests.get(
             urls["ui"] + "api/services", headers={"Authorization": "Bearer abc"}, timeout=10
@@ -131,6 +145,108 @@ def test_token_banner_and_enforced(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=20)
+
+
+def stop(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=20)
+    return out, err
+
+
+class TestToken:
+    """Issue 11, 11: the token stays out of ps and of logs; the URL goes to a terminal."""
+
+    def test_token_on_the_command_line_warns(self, tmp_path: Path) -> None:
+        proc = start_view(tmp_path, "--token", "s3cret")
+        read_banner(proc)
+        out, err = stop(proc)
+        assert "--token puts the token on the command line" in err
+        assert "--token-file or CVTRACE_VIEWER_TOKEN" in err
+        assert "s3cret" not in out + err
+
+    def test_token_file(self, tmp_path: Path) -> None:
+        token_file = tmp_path / "token"
+        token_file.write_text("from-a-file\n")
+        proc = start_view(tmp_path, "--token-file", str(token_file), "--host", "0.0.0.0")
+        try:
+            urls = read_banner(proc)
+            services = urls["ui"].replace("0.0.0.0", "127.0.0.1") + "api/services"
+            assert requests.get(services, timeout=10).status_code == 401
+            bearer = {"Authorization": "Bearer from-a-file"}
+            assert requests.get(services, headers=bearer, timeout=10).status_code == 200
+        finally:
+            out, err = stop(proc)
+        assert "warning" not in err
+        assert "from-a-file" not in out + err
+
+    @pytest.mark.parametrize(
+        ("content", "extra", "message"),
+        [
+            (None, (), "--token-file: cannot read"),
+            ("\n", (), "--token-file: "),
+            ("t", ("--token", "t"), "give one of them"),
+        ],
+        ids=["missing", "empty", "both"],
+    )
+    def test_bad_token_options_are_clear_errors(
+        self, tmp_path: Path, content: str | None, extra: tuple[str, ...], message: str
+    ) -> None:
+        token_file = tmp_path / "token"
+        if content is not None:
+            token_file.write_text(content)
+        proc = start_view(tmp_path, "--token-file", str(token_file), *extra)
+        _out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 2
+        assert message in err
+        assert "Traceback" not in err
+
+    def test_url_with_token_on_stdout_when_it_is_a_terminal(self, tmp_path: Path) -> None:
+        leader, follower = pty.openpty()
+        proc = start_view(tmp_path, env={"CVTRACE_VIEWER_TOKEN": "t/ok"}, stdout=follower)
+        os.close(follower)
+        try:
+            seen = read_terminal(leader, "OTLP/gRPC")
+        finally:
+            stop(proc)
+            os.close(leader)
+        assert re.search(r"viewer on http://127\.0\.0\.1:\d+/\?token=t%2Fok\r?\n", seen)
+
+    def test_url_with_token_to_the_controlling_terminal_only(self, tmp_path: Path) -> None:
+        """stdout is a pipe (a log file, say): the URL goes to the terminal, not the log."""
+        leader, follower = pty.openpty()
+
+        def take_terminal() -> None:  # the child's controlling terminal: the pty
+            fcntl.ioctl(follower, termios.TIOCSCTTY, 0)
+
+        proc = start_view(
+            tmp_path,
+            env={"CVTRACE_VIEWER_TOKEN": "t0k"},
+            preexec_fn=take_terminal,
+            pass_fds=(follower,),
+        )
+        os.close(follower)
+        try:
+            urls = read_banner(proc)
+            seen = read_terminal(leader, "token=t0k")
+        finally:
+            out, err = stop(proc)
+            os.close(leader)
+        assert "?token=t0k" in seen
+        assert "t0k" not in urls["ui"] + out + err
+
+
+def read_terminal(fd: int, until: str, timeout_s: float = 30.0) -> str:
+    """Read what a process wrote to the terminal ``fd`` until ``until`` shows."""
+    seen = b""
+    deadline = time.monotonic() + timeout_s
+    while until.encode() not in seen and time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.5)
+        if ready:
+            try:
+                seen += os.read(fd, 4096)
+            except OSError:  # the other end closed
+                break
+    return seen.decode(errors="replace")
 
 
 @pytest.mark.parametrize(
