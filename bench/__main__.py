@@ -24,10 +24,21 @@ BENCHMARKS = {
     "search": "viewer search p50/p99 of /api/traces at 1M spans",
     "bigtrace": "1k/10k/50k-span traces: server time and drawing in headless Chromium",
     "hostile": "gzip members, 200k-span responses, 8 x 60 MB requests: time and viewer RSS",
+    "serving": "the UI's search and trace pages: waitress vs Werkzeug's development server",
 }
 
-REPORT_ORDER = ("request", "server", "loss", "ingest", "search", "bigtrace", "memory", "hostile")
-"""The issue's numbering (1-7), used for ``results/ALL.md``; runs go in the order above."""
+REPORT_ORDER = (
+    "request",
+    "server",
+    "loss",
+    "ingest",
+    "search",
+    "bigtrace",
+    "memory",
+    "hostile",
+    "serving",
+)
+"""The numbering of BENCHMARKS.md (1-9), used for ``results/ALL.md``; runs go in the order above."""
 
 
 def main(argv: list[str] | None = None) -> int:

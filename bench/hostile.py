@@ -42,27 +42,34 @@ ATTRIBUTE_MB = 60
 PB = {"Content-Type": "application/x-protobuf"}
 
 
-def rss_kib(pid: int) -> int:
-    """Resident set size of process ``pid``, KiB."""
+def rss_kib(pid: int, field: str = "VmRSS") -> int:
+    """Resident set size of process ``pid`` (or another ``/proc/PID/status`` field), KiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1])
     return 0
 
 
 class RssPeak:
-    """Samples a process's RSS every 10 ms in a thread, while in a ``with``."""
+    """Samples a process's RSS every 10 ms in a thread, while in a ``with``.
+
+    Also its anonymous part (``RssAnon``: the heap, not the store file's pages that
+    SQLite maps into memory, which the kernel may drop at will).
+    """
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self.before = rss_kib(pid)
         self.peak = self.before
+        self.anon_before = rss_kib(pid, "RssAnon")
+        self.anon_peak = self.anon_before
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
     def _sample(self) -> None:
         while not self._stop.wait(0.01):
             self.peak = max(self.peak, rss_kib(self.pid))
+            self.anon_peak = max(self.anon_peak, rss_kib(self.pid, "RssAnon"))
 
     def __enter__(self) -> RssPeak:
         self._thread.start()
@@ -77,6 +84,11 @@ class RssPeak:
     def growth_mb(self) -> float:
         """Highest RSS seen minus the RSS at the start, MB."""
         return (self.peak - self.before) / 1024
+
+    @property
+    def anon_growth_mb(self) -> float:
+        """The same for the anonymous part of the RSS, MB."""
+        return (self.anon_peak - self.anon_before) / 1024
 
 
 def _gzip_bodies(quick: bool) -> list[tuple[str, int, bytes]]:
@@ -197,6 +209,7 @@ def _big_responses(quick: bool) -> list[dict[str, Any]]:
                     "viewer_cpu_s": cpu,
                     "rss_before_mb": rss.before / 1024,
                     "rss_growth_mb": rss.growth_mb,
+                    "anon_growth_mb": rss.anon_growth_mb,
                     "slowest_services_s": slowest,
                 }
             )
@@ -244,6 +257,7 @@ def _concurrent_requests(quick: bool) -> list[dict[str, Any]]:
                 "s": elapsed,
                 "rss_before_mb": rss.before / 1024,
                 "rss_growth_mb": rss.growth_mb,
+                "anon_growth_mb": rss.anon_growth_mb,
             }
         )
         log(f"hostile: {clients} x {ATTRIBUTE_MB} MB: {statuses}, RSS +{rss.growth_mb:.0f} MB")
@@ -284,6 +298,7 @@ def markdown(result: dict[str, Any]) -> str:
             f"{b['viewer_cpu_s']:.1f}",
             f"{b['rss_before_mb']:.0f}",
             f"{b['rss_growth_mb']:.0f}",
+            f"{b.get('anon_growth_mb', float('nan')):.0f}",
             f"{b['slowest_services_s'] * 1000:.0f}",
         )
         for b in result["big_responses"]
@@ -295,6 +310,7 @@ def markdown(result: dict[str, Any]) -> str:
             f"{c['s']:.1f}",
             f"{c['rss_before_mb']:.0f}",
             f"{c['rss_growth_mb']:.0f}",
+            f"{c.get('anon_growth_mb', float('nan')):.0f}",
         )
         for c in result["concurrent_requests"]
     ]
@@ -319,6 +335,7 @@ def markdown(result: dict[str, Any]) -> str:
                     "viewer CPU s",
                     "RSS before MB",
                     "RSS growth MB",
+                    "of it anonymous MB",
                     "slowest /api/services ms",
                 ],
                 big_rows,
@@ -327,7 +344,14 @@ def markdown(result: dict[str, Any]) -> str:
             f"Simultaneous OTLP/HTTP requests of one span with a {ATTRIBUTE_MB} MB attribute:",
             "",
             table(
-                ["clients", "answers", "seconds", "RSS before MB", "RSS growth MB"],
+                [
+                    "clients",
+                    "answers",
+                    "seconds",
+                    "RSS before MB",
+                    "RSS growth MB",
+                    "of it anonymous MB",
+                ],
                 concurrent_rows,
             ),
         ]
