@@ -98,7 +98,9 @@ def _gzip_bodies(quick: bool) -> list[tuple[str, int, bytes]]:
     for size_mb in GZIP_SIZES_MB[:2] if quick else GZIP_SIZES_MB:
         count = size_mb * 1_000_000 // len(member)
         bodies.append((f"{size_mb} MB of empty members", count, member * count))
-    data = os.urandom(20_000)  # incompressible: 20 MB in, 20 MB out
+    # 1,000 copies of one request (a span with 20 KB of random, so incompressible, text):
+    # concatenated protobuf messages are one message, the span stored once
+    data = _request(os.urandom(10_000).hex())
     bodies.append(("20 MB in 1,000 members of 20 KB", 1000, gzip.compress(data) * 1000))
     return bodies
 
@@ -217,7 +219,8 @@ def _big_responses(quick: bool) -> list[dict[str, Any]]:
     return out
 
 
-def _big_request() -> bytes:
+def _request(blob: str) -> bytes:
+    """A request of one span whose attribute ``blob`` is ``blob``."""
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
         ExportTraceServiceRequest,
     )
@@ -231,12 +234,12 @@ def _big_request() -> bytes:
     span.end_time_unix_nano = span.start_time_unix_nano + 1000
     attribute = span.attributes.add()
     attribute.key = "blob"
-    attribute.value.string_value = "x" * (ATTRIBUTE_MB * 1_000_000)
+    attribute.value.string_value = blob
     return request.SerializeToString()
 
 
 def _concurrent_requests(quick: bool) -> list[dict[str, Any]]:
-    body = _big_request()
+    body = _request("x" * (ATTRIBUTE_MB * 1_000_000))
     out = []
     for clients in (1, 2) if quick else (1, 8):
         with Viewer(_empty_db()) as viewer:
