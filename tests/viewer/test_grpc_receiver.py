@@ -13,6 +13,7 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 
 from cvtrace.store import SpanStore
 from cvtrace.viewer.grpc_receiver import start_grpc_server
+from cvtrace.viewer.receiver import DecodeSlots
 from tests.viewer.support import SpanSpec, make_request, new_trace_id, simple_trace
 from tests.viewer.test_receiver import sdk_spans
 
@@ -88,3 +89,22 @@ def test_spans_stored_as_sent(grpc_port: int, store: SpanStore) -> None:
     conn.close()
     assert body in request.SerializeToString()
     assert store.span_count() == 3
+
+
+def test_busy_slots_are_unavailable(store: SpanStore) -> None:
+    """Issue 11, 8: gRPC decodes within the viewer's shared slots; none free: UNAVAILABLE
+    (which exporters retry), nothing stored."""
+    slots = DecodeSlots(1, wait_s=0.2)
+    server, port = start_grpc_server(store, "127.0.0.1", 0, slots=slots)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = trace_service_pb2_grpc.TraceServiceStub(channel)
+            with slots.hold():
+                with pytest.raises(grpc.RpcError) as refused:
+                    stub.Export(make_request(simple_trace()), timeout=10)
+                assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert store.span_count() == 0
+            stub.Export(make_request(simple_trace()), timeout=10)
+            assert store.span_count() == 3
+    finally:
+        server.stop(grace=None).wait()
