@@ -107,6 +107,9 @@ def test_serves_receives_and_stops(view: tuple[subprocess.Popen[str], dict[str, 
     services = requests.get(urls["ui"] + "api/services", timeout=10).json()["data"]
     assert services == ["from-grpc", "from-http"]
     assert "from-http" in requests.get(urls["ui"], timeout=10).text
+    rebound = {"Host": "evil.example"}  # DNS rebinding: the Host check holds under waitress
+    assert requests.get(urls["ui"], headers=rebound, timeout=10).status_code == 421
+    assert requests.post(urls["otlp"], headers=rebound, timeout=10).status_code == 421
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=20) == 0
 
