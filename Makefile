@@ -2,6 +2,7 @@
 #   make demo    the demo app traced into the local store, then the viewer on it
 #   make test    lint, type check and the whole test suite (what CI runs)
 #   make bench   the benchmarks behind BENCHMARKS.md
+#   make collector  build (or reuse) the OpenTelemetry Collector and Jaeger, print their paths
 
 PYTHON ?= python3
 VENV := .venv
@@ -11,7 +12,7 @@ STAMP := $(VENV)/.installed-stamp
 # validator, a load generator and jemalloc.
 SYSTEM_PACKAGES := chromium docker-compose wrk libjemalloc2
 
-.PHONY: setup system-deps node-deps demo view test lint pytest bench clean
+.PHONY: setup system-deps node-deps collector demo view test lint pytest bench clean
 NODE_STAMP := tests/node/node_modules/.package-lock.json
 
 setup: $(STAMP)
@@ -42,6 +43,12 @@ node-deps: $(NODE_STAMP)
 $(NODE_STAMP): tests/node/package-lock.json
 	npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
 
+# cvtrace's collector distribution and Jaeger v2, built from their Go modules into
+# .cache/bin/ (deploy/build.sh); a no-op until a pin in deploy/ changes. Prints their
+# paths, collector first. The tests run both for real (tests/ops/).
+collector:
+	@deploy/build.sh
+
 demo: $(STAMP)
 	$(BIN)/cvtrace demo
 
@@ -53,7 +60,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-pytest: $(STAMP) system-deps node-deps
+pytest: $(STAMP) system-deps node-deps collector
 	$(BIN)/python -m pytest
 
 test: lint pytest

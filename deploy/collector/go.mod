@@ -1,3 +1,9 @@
+// cvtrace's OpenTelemetry Collector distribution (main.go, components.go). Every
+// collector module is at one release: the core's v0.161.0 modules with their stable
+// v1.67.0 ones, and contrib v0.161.0; compose.yaml runs the contrib image of the
+// same release. To move to another release, `go get` every direct requirement below
+// at that release's versions (the core's go.mod names its stable ones), `go mod tidy`,
+// check that no collector module is left at another release, and change the image.
 module cvtrace/deploy/collector
 
 go 1.26.0
