@@ -51,8 +51,9 @@ GUNICORN_CONF = ROOT / "deploy" / "gunicorn.conf.py"
 RUNBOOK = ROOT / "docs" / "operations.md"
 
 # The component tables below describe this collector-contrib release; compose.yaml must
-# pin exactly it, so bumping the image fails here until the tables are reviewed.
-COLLECTOR_VERSION = "0.148.0"
+# pin exactly it, so bumping the image fails here until the tables are reviewed. It is
+# also the release deploy/collector builds (tests/ops/test_collector.py checks that).
+COLLECTOR_VERSION = "0.161.0"
 COLLECTOR_IMAGE = f"otel/opentelemetry-collector-contrib:{COLLECTOR_VERSION}"
 JAEGER_IMAGE = re.compile(r"^jaegertracing/jaeger:2\.\d+\.\d+(@sha256:[0-9a-f]{64})?$")
 PYTHON_BASE = re.compile(r"^python:3\.\d+\.\d+-slim-(bookworm|trixie)(@sha256:[0-9a-f]{64})?$")
@@ -349,9 +350,11 @@ def _transform_truncates(settings: dict[str, Any], limit: int) -> set[str]:
     """Return the OTTL contexts in which a transform truncates all attributes to limit."""
     contexts = set()
     for group in settings.get("trace_statements") or []:
+        context = str(group.get("context"))
         for statement in group.get("statements") or []:
-            if re.fullmatch(rf"truncate_all\(attributes,\s*{limit}\)", str(statement).strip()):
-                contexts.add(str(group.get("context")))
+            pattern = rf"truncate_all\(({re.escape(context)}\.)?attributes,\s*{limit}\)"
+            if re.fullmatch(pattern, str(statement).strip()):
+                contexts.add(context)
     return contexts
 
 
@@ -478,7 +481,8 @@ def collector_problems(
         problems.append(f"extensions.{name} is defined but not enabled in service.extensions")
 
     # Network bindings: inside a container, 0.0.0.0 for what others reach, loopback
-    # for debugging endpoints.
+    # for debugging endpoints. Addresses are ${env:NAME:-default}s whose defaults are
+    # what compose gets (it sets none of them), so the defaults are checked.
     for receiver_id, settings in sections["receivers"].items():
         if _component_type(receiver_id) != "otlp":
             continue
@@ -486,7 +490,7 @@ def collector_problems(
         if not protocols:
             problems.append(f"receivers.{receiver_id} enables no protocol")
         for protocol, proto_settings in protocols.items():
-            endpoint = str((proto_settings or {}).get("endpoint", ""))
+            endpoint = expand_env(str((proto_settings or {}).get("endpoint", "")), {})
             if _host_port(endpoint)[0] != "0.0.0.0":
                 problems.append(
                     f"receivers.{receiver_id}.protocols.{protocol}.endpoint is "
@@ -495,7 +499,7 @@ def collector_problems(
                 )
     for extension_id, settings in sections["extensions"].items():
         ctype = _component_type(extension_id)
-        endpoint = str((settings or {}).get("endpoint", ""))
+        endpoint = expand_env(str((settings or {}).get("endpoint", "")), {})
         host = _host_port(endpoint)[0]
         if ctype == "health_check" and host != "0.0.0.0":
             problems.append(
@@ -513,7 +517,11 @@ def collector_problems(
     prometheus = [
         ((r.get("pull") or {}).get("exporter") or {}).get("prometheus") or {} for r in readers
     ]
-    if not any(p.get("host") == "0.0.0.0" and p.get("port") == 8888 for p in prometheus):
+    if not any(
+        expand_env(str(p.get("host")), {}) == "0.0.0.0"
+        and expand_env(str(p.get("port")), {}) == "8888"
+        for p in prometheus
+    ):
         problems.append(
             "service.telemetry.metrics must serve Prometheus on 0.0.0.0:8888, where the "
             "runbook reads dropped-span counts"
@@ -526,7 +534,7 @@ def collector_problems(
         problems.append("no exporter sends to Jaeger")
     for exporter_id in jaeger:
         settings = exporters[exporter_id] or {}
-        host, port = _host_port(str(settings.get("endpoint", "")))
+        host, port = _host_port(expand_env(str(settings.get("endpoint", "")), {}))
         if _component_type(exporter_id) != "otlp_grpc" or port != "4317":
             problems.append(f"exporters.{exporter_id}: send OTLP/gRPC to Jaeger on port 4317")
         if compose_services is not None and host not in compose_services:
@@ -559,9 +567,9 @@ def collector_problems(
         elif _host_port(default.group(1))[0] not in NEW_RELIC_HOSTS:
             problems.append(f"exporters.{exporter_id}.endpoint is not a New Relic OTLP host")
         headers = settings.get("headers") or {}
-        if headers.get("api-key") != "${env:NEW_RELIC_LICENSE_KEY}":
+        if headers.get("api-key") != "${env:NEW_RELIC_LICENSE_KEY:-}":
             problems.append(
-                f"exporters.{exporter_id}.headers.api-key must be ${{env:NEW_RELIC_LICENSE_KEY}}"
+                f"exporters.{exporter_id}.headers.api-key must be ${{env:NEW_RELIC_LICENSE_KEY:-}}"
             )
         if settings.get("compression") != "gzip":
             problems.append(f"exporters.{exporter_id}.compression must be gzip")
@@ -922,7 +930,7 @@ class TestCollectorConfig:
     def test_newrelic_exporter_settings(self, collector_config: dict[str, Any]) -> None:
         exporter = collector_config["exporters"]["otlp_http/newrelic"]
         assert exporter["endpoint"] == "${env:NEW_RELIC_OTLP_ENDPOINT:-https://otlp.nr-data.net}"
-        assert exporter["headers"] == {"api-key": "${env:NEW_RELIC_LICENSE_KEY}"}
+        assert exporter["headers"] == {"api-key": "${env:NEW_RELIC_LICENSE_KEY:-}"}
         assert exporter["compression"] == "gzip"
 
     @pytest.mark.parametrize(("label", "environment", "must_drop"), KEY_GUARD_CASES)
