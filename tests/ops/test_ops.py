@@ -41,6 +41,16 @@ import yaml
 from docker.utils.build import exclude_paths
 from dockerfile_parse import DockerfileParser
 
+# The collector's broken-copy table is shared with tests/ops/test_collector.py, where
+# the real collector judges the same copies; its mutations build the tables here too.
+from tests.ops.broken_configs import (
+    BROKEN_COLLECTOR_CONFIGS,
+    NR_PROCESSORS,
+    BrokenConfig,
+)
+from tests.ops.broken_configs import delete_at as _delete
+from tests.ops.broken_configs import set_at as _set
+
 ROOT = Path(__file__).resolve().parents[2]
 COLLECTOR_CONFIG = ROOT / "otel-collector.yaml"
 COMPOSE_FILE = ROOT / "compose.yaml"
@@ -602,318 +612,6 @@ def compose_services() -> set[str]:
     return set(load_yaml_file(COMPOSE_FILE)["services"])
 
 
-def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
-    """Return a mutation that sets a dotted path (list items as [n]) to value."""
-
-    def mutate(config: dict[str, Any]) -> None:
-        parts = re.findall(r"[^.\[\]]+|\[\d+\]", path)
-        target: Any = config
-        for part in parts[:-1]:
-            target = target[int(part[1:-1])] if part.startswith("[") else target[part]
-        last = parts[-1]
-        if last.startswith("["):
-            target[int(last[1:-1])] = value
-        else:
-            target[last] = value
-
-    return mutate
-
-
-def _delete(path: str) -> Callable[[dict[str, Any]], None]:
-    def mutate(config: dict[str, Any]) -> None:
-        *parents, last = path.split(".")
-        target = config
-        for part in parents:
-            target = target[part]
-        del target[last]
-
-    return mutate
-
-
-def _chain(*mutations: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
-    def mutate(config: dict[str, Any]) -> None:
-        for mutation in mutations:
-            mutation(config)
-
-    return mutate
-
-
-BASE_PIPELINE = "service.pipelines.traces"
-NR_PIPELINE = "service.pipelines.traces/newrelic"
-
-GUARD = "processors.filter/newrelic_key_guard"
-NR_PROCESSORS = [
-    "memory_limiter",
-    "filter/newrelic_key_guard",
-    "filter/healthcheck",
-    "redaction",
-    "transform/newrelic",
-    "batch/newrelic",
-]
-
-# (what a person got wrong, how, what the checker must say): applied to a copy of
-# otel-collector.yaml.
-BROKEN_COLLECTOR_CONFIGS = [
-    (
-        "pipeline names an undefined processor",
-        _set(
-            f"{BASE_PIPELINE}.processors",
-            ["memory_limiter", "filter/healthcheck", "redaction", "tail_sampling", "batch"],
-        ),
-        "processor 'tail_sampling', which is not defined",
-    ),
-    (
-        "batch before memory_limiter",
-        _set(
-            f"{BASE_PIPELINE}.processors",
-            ["batch", "filter/healthcheck", "redaction", "memory_limiter"],
-        ),
-        "memory_limiter must be the first processor",
-    ),
-    (
-        "batch not last",
-        _set(
-            f"{BASE_PIPELINE}.processors",
-            ["memory_limiter", "batch", "filter/healthcheck", "redaction"],
-        ),
-        "batch must be the last processor",
-    ),
-    (
-        "a pipeline without exporters",
-        _set(f"{BASE_PIPELINE}.exporters", []),
-        "pipeline traces has no exporters",
-    ),
-    (
-        "a defined exporter that no pipeline uses",
-        _set("exporters.debug", {"verbosity": "basic"}),
-        "exporters.debug is defined but no pipeline uses it",
-    ),
-    (
-        "an extension defined but not enabled",
-        _set("service.extensions", ["health_check", "pprof"]),
-        "extensions.zpages is defined but not enabled",
-    ),
-    (
-        "the removed logging exporter",
-        _chain(
-            _set("exporters.logging", {}),
-            _set(f"{BASE_PIPELINE}.exporters", ["otlp_grpc/jaeger", "otlp_http/viewer", "logging"]),
-        ),
-        "type 'logging' removed in 0.111",
-    ),
-    (
-        "the removed jaeger exporter",
-        _chain(
-            _set("exporters.jaeger", {"endpoint": "jaeger:14250"}),
-            _set(f"{BASE_PIPELINE}.exporters", ["jaeger", "otlp_http/viewer"]),
-        ),
-        "type 'jaeger' removed in 0.85",
-    ),
-    (
-        "a deprecated exporter alias",
-        _chain(
-            _set("exporters.otlphttp/extra", {"endpoint": "http://viewer:4318"}),
-            _set(
-                f"{BASE_PIPELINE}.exporters",
-                ["otlp_grpc/jaeger", "otlp_http/viewer", "otlphttp/extra"],
-            ),
-        ),
-        "type 'otlphttp' is deprecated",
-    ),
-    (
-        "a bare $VAR",
-        _set("exporters.otlp_http/newrelic.headers.api-key", "$NEW_RELIC_LICENSE_KEY"),
-        "uses $ outside ${env:NAME}",
-    ),
-    (
-        "a ${VAR} without env:",
-        _set("exporters.otlp_http/viewer.headers.Authorization", "Bearer ${CVTRACE_VIEWER_TOKEN}"),
-        "uses $ outside ${env:NAME}",
-    ),
-    (
-        "a receiver left on the localhost default",
-        _set("receivers.otlp.protocols.grpc", None),
-        "other containers cannot reach it",
-    ),
-    (
-        "a receiver bound to localhost",
-        _set("receivers.otlp.protocols.http.endpoint", "localhost:4318"),
-        "other containers cannot reach it",
-    ),
-    (
-        "pprof on all interfaces",
-        _set("extensions.pprof.endpoint", "0.0.0.0:1777"),
-        "debugging endpoints must stay on loopback",
-    ),
-    (
-        "zpages on its default",
-        _set("extensions.zpages", None),
-        "extensions.zpages.endpoint is unset",
-    ),
-    (
-        "health check on loopback",
-        _set("extensions.health_check.endpoint", "localhost:13133"),
-        "the published health-check port needs 0.0.0.0",
-    ),
-    (
-        "New Relic endpoint with /v1/traces",
-        _set(
-            "exporters.otlp_http/newrelic.endpoint",
-            "${env:NEW_RELIC_OTLP_ENDPOINT:-https://otlp.nr-data.net/v1/traces}",
-        ),
-        "ends in /v1/traces",
-    ),
-    (
-        "New Relic endpoint hard-coded",
-        _set("exporters.otlp_http/newrelic.endpoint", "https://otlp.nr-data.net"),
-        "endpoint must be ${env:NEW_RELIC_OTLP_ENDPOINT",
-    ),
-    (
-        "New Relic key in the wrong header",
-        _set(
-            "exporters.otlp_http/newrelic.headers",
-            {"Authorization": "${env:NEW_RELIC_LICENSE_KEY}"},
-        ),
-        "headers.api-key must be",
-    ),
-    (
-        "New Relic without compression",
-        _delete("exporters.otlp_http/newrelic.compression"),
-        "compression must be gzip",
-    ),
-    (
-        "New Relic without retries",
-        _set("exporters.otlp_http/newrelic.retry_on_failure.enabled", False),
-        "enable retry_on_failure",
-    ),
-    (
-        "New Relic without the 4095 truncation",
-        _set(
-            f"{NR_PIPELINE}.processors",
-            [p for p in NR_PROCESSORS if p != "transform/newrelic"],
-        ),
-        "truncates span and resource attributes to 4095",
-    ),
-    (
-        "truncation to the wrong length",
-        _set(
-            "processors.transform/newrelic.trace_statements[1].statements",
-            ["truncate_all(attributes, 4096)"],
-        ),
-        "truncates span and resource attributes to 4095",
-    ),
-    (
-        "health-check filter on url.path only",
-        _set("processors.filter/healthcheck.traces.span", ['attributes["url.path"] == "/up"']),
-        "no filter drops /up health-check spans",
-    ),
-    (
-        "filter propagating errors",
-        _delete("processors.filter/healthcheck.error_mode"),
-        "without error_mode: ignore",
-    ),
-    (
-        "no scrubbing processor",
-        _set(f"{BASE_PIPELINE}.processors", ["memory_limiter", "filter/healthcheck", "batch"]),
-        "no redaction/attributes processor",
-    ),
-    (
-        "Jaeger endpoint host that is no compose service",
-        _set("exporters.otlp_grpc/jaeger.endpoint", "jaeger-collector:4317"),
-        "is not a compose service",
-    ),
-    (
-        "Jaeger over TLS it does not speak",
-        _delete("exporters.otlp_grpc/jaeger.tls"),
-        "set tls.insecure",
-    ),
-    (
-        "internal metrics left on localhost",
-        _set("service.telemetry.metrics.readers[0].pull.exporter.prometheus.host", "localhost"),
-        "must serve Prometheus on 0.0.0.0:8888",
-    ),
-    (
-        "an unknown component type",
-        _set("processors.memory_limitter", {}),
-        "unknown processor type 'memory_limitter'",
-    ),
-    (
-        "New Relic pipeline without the key guard",
-        _chain(
-            _set(f"{NR_PIPELINE}.processors", [p for p in NR_PROCESSORS if "guard" not in p]),
-            _delete(GUARD),
-        ),
-        "must start with the key guard",
-    ),
-    (
-        "key guard after another processor",
-        _set(
-            f"{NR_PIPELINE}.processors",
-            ["memory_limiter", "filter/healthcheck", *NR_PROCESSORS[1:2], *NR_PROCESSORS[3:]],
-        ),
-        "must start with the key guard",
-    ),
-    (
-        "key guard inverted",
-        _set(f"{GUARD}.traces.span", ['"${env:NEW_RELIC_LICENSE_KEY:-}" != ""']),
-        "with the key unset the key guard lets spans through",
-    ),
-    (
-        "key guard negated",
-        _set(f"{GUARD}.traces.span", ['not "${env:NEW_RELIC_LICENSE_KEY:-}" == ""']),
-        "with a key set the key guard drops every span",
-    ),
-    (
-        "key guard relying on a default, which an empty key does not trigger",
-        _set(f"{GUARD}.traces.span", ['"${env:NEW_RELIC_LICENSE_KEY:-none}" == "none"']),
-        "with the key set but empty the key guard lets spans through",
-    ),
-    (
-        "key guard reading another variable",
-        _set(f"{GUARD}.traces.span", ['"${env:NEW_RELIC_API_KEY:-}" == ""']),
-        "must start with the key guard: a filter right after memory_limiter that reads",
-    ),
-    (
-        "key guard reading a second variable too",
-        _set(
-            f"{GUARD}.traces.span",
-            ['"${env:NEW_RELIC_LICENSE_KEY:-}${env:NEW_RELIC_REGION:-}" == ""'],
-        ),
-        "must read ${env:NEW_RELIC_LICENSE_KEY:-}, and only it",
-    ),
-    (
-        "key guard on span events, which leaves the spans",
-        _chain(
-            _set(
-                f"{GUARD}.traces.spanevent",
-                ['"${env:NEW_RELIC_LICENSE_KEY:-}" == ""'],
-            ),
-            _delete(f"{GUARD}.traces.span"),
-        ),
-        "the key guard must be one traces.span condition and nothing else",
-    ),
-    (
-        "key guard that cannot be checked",
-        _set(f"{GUARD}.traces.span", ['IsMatch("${env:NEW_RELIC_LICENSE_KEY:-}", "^$")']),
-        "cannot check the key guard",
-    ),
-    (
-        "key guard copied into the Jaeger pipeline",
-        _set(
-            f"{BASE_PIPELINE}.processors",
-            [
-                "memory_limiter",
-                "filter/newrelic_key_guard",
-                "filter/healthcheck",
-                "redaction",
-                "batch",
-            ],
-        ),
-        "pipeline traces does not send to New Relic but its filter/newrelic_key_guard reads",
-    ),
-]
-
-
 class TestCollectorConfig:
     """otel-collector.yaml, checked as the collector would, New Relic pipeline included."""
 
@@ -975,22 +673,15 @@ class TestCollectorConfig:
         assert evaluate_literal_condition('"a"b" == ""') is None
 
     @pytest.mark.parametrize(
-        ("mistake", "mutate", "expected"),
-        BROKEN_COLLECTOR_CONFIGS,
-        ids=[case[0] for case in BROKEN_COLLECTOR_CONFIGS],
+        "case", BROKEN_COLLECTOR_CONFIGS, ids=[case.mistake for case in BROKEN_COLLECTOR_CONFIGS]
     )
     def test_broken_config_is_caught(
-        self,
-        collector_config: dict[str, Any],
-        compose_services: set[str],
-        mistake: str,
-        mutate: Callable[[dict[str, Any]], None],
-        expected: str,
+        self, collector_config: dict[str, Any], compose_services: set[str], case: BrokenConfig
     ) -> None:
         broken = copy.deepcopy(collector_config)
-        mutate(broken)
+        case.mutate(broken)
         problems = collector_problems(broken, compose_services=compose_services)
-        assert any(expected in p for p in problems), (mistake, problems)
+        assert any(case.checker_says in p for p in problems), (case.mistake, problems)
 
     def test_duplicate_keys_are_rejected(self) -> None:
         text = COLLECTOR_CONFIG.read_text(encoding="utf-8")
@@ -1553,6 +1244,10 @@ MUST_STAY_OUT = [
     "cvtrace.egg-info/PKG-INFO",
     "demo.db",
     ".cvtrace/traces.db",
+    # deploy/build.sh's binaries (160 MB) and the Go modules they are built from
+    ".cache/bin/jaeger",
+    "deploy/collector/go.sum",
+    "deploy/jaeger/go.mod",
 ]
 
 
