@@ -22,8 +22,13 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bin_dir="$root/.cache/bin"
 
+# Go's own installer puts it in /usr/local/go/bin, which a non-login shell (CI's) may
+# not have on PATH.
+if ! command -v go >/dev/null 2>&1 && [[ -x /usr/local/go/bin/go ]]; then
+    PATH=/usr/local/go/bin:$PATH
+fi
 if ! command -v go >/dev/null 2>&1; then
-    echo "deploy/build.sh: the go command is not on PATH; Go 1.26 or newer builds the collector and Jaeger" >&2
+    echo "deploy/build.sh: no go command on PATH or in /usr/local/go/bin; Go 1.26 or newer builds the collector and Jaeger" >&2
     exit 1
 fi
 

@@ -8,7 +8,10 @@ copy it rejects, or None for one it accepts. A copy it accepts is a valid config
 breaks one of this project's rules (memory_limiter first, the New Relic key guard,
 addresses that compose needs, ...): only the hand-written checker holds that rule, and
 the test of the real collector asserts that it does accept it, so a release that starts
-rejecting one shows up as a failure here and the row can move to the collector.
+rejecting one shows up as a failure and the row can move to the collector.
+``checker_says`` is None for the mistakes that only the collector can see (a setting it
+does not know, an OTTL condition that does not parse): the hand-written checker was
+never told about them.
 """
 
 from __future__ import annotations
@@ -29,8 +32,8 @@ class BrokenConfig:
     """What a person got wrong."""
     mutate: Mutation
     """How: applied to a deep copy of the parsed config."""
-    checker_says: str
-    """Text that the hand-written checker's problems must contain."""
+    checker_says: str | None
+    """Text that the hand-written checker's problems must contain; None: it cannot tell."""
     collector_says: str | None = None
     """Text of the error with which ``otelcol validate`` rejects it; None: it accepts it."""
 
@@ -341,6 +344,33 @@ BROKEN_COLLECTOR_CONFIGS = [
         "key guard that cannot be checked",
         set_at(f"{GUARD}.traces.span", ['IsMatch("${env:NEW_RELIC_LICENSE_KEY:-}", "^$")']),
         "cannot check the key guard",
+    ),
+    BrokenConfig(
+        "a misspelled setting",
+        set_at("processors.batch.timout", "2s"),
+        None,
+        collector_says="'batchprocessor.Config' has invalid keys: timout",
+    ),
+    BrokenConfig(
+        "a setting of the wrong type",
+        set_at("processors.batch.send_batch_size", "lots"),
+        None,
+        collector_says="'send_batch_size' expected type 'uint32'",
+    ),
+    BrokenConfig(
+        "an OTTL condition that does not parse",
+        set_at("processors.filter/healthcheck.traces.span[0]", 'attributes["url.path"] == "/up'),
+        None,
+        collector_says="processors::filter/healthcheck: unable to parse OTTL condition",
+    ),
+    BrokenConfig(
+        "an OTTL function that does not exist",
+        set_at(
+            "processors.transform/newrelic.trace_statements[1].statements",
+            ["truncate_al(span.attributes, 4095)"],
+        ),
+        None,
+        collector_says='undefined function "truncate_al"',
     ),
     BrokenConfig(
         "key guard copied into the Jaeger pipeline",

@@ -226,6 +226,15 @@ class TestValidate:
             assert result.returncode != 0
             assert case.collector_says in result.stderr
 
+    def test_every_copy_has_a_judge(self) -> None:
+        """No row of the table is caught by nobody."""
+        unjudged = [
+            case.mistake
+            for case in BROKEN_COLLECTOR_CONFIGS
+            if case.checker_says is None and case.collector_says is None
+        ]
+        assert unjudged == []
+
     def test_duplicate_key_is_rejected(self, binaries: Binaries, tmp_path: Path) -> None:
         """A pasted block that repeats a component id is an error, not a silent overwrite."""
         text = COLLECTOR_CONFIG.read_text(encoding="utf-8")

@@ -51,6 +51,9 @@ from tests.ops.broken_configs import (
 from tests.ops.broken_configs import delete_at as _delete
 from tests.ops.broken_configs import set_at as _set
 
+# The broken copies this checker is told about (some only the real collector can see).
+HAND_CHECKED = [case for case in BROKEN_COLLECTOR_CONFIGS if case.checker_says is not None]
+
 ROOT = Path(__file__).resolve().parents[2]
 COLLECTOR_CONFIG = ROOT / "otel-collector.yaml"
 COMPOSE_FILE = ROOT / "compose.yaml"
@@ -672,15 +675,14 @@ class TestCollectorConfig:
         assert evaluate_literal_condition('name == ""') is None
         assert evaluate_literal_condition('"a"b" == ""') is None
 
-    @pytest.mark.parametrize(
-        "case", BROKEN_COLLECTOR_CONFIGS, ids=[case.mistake for case in BROKEN_COLLECTOR_CONFIGS]
-    )
+    @pytest.mark.parametrize("case", HAND_CHECKED, ids=[case.mistake for case in HAND_CHECKED])
     def test_broken_config_is_caught(
         self, collector_config: dict[str, Any], compose_services: set[str], case: BrokenConfig
     ) -> None:
         broken = copy.deepcopy(collector_config)
         case.mutate(broken)
         problems = collector_problems(broken, compose_services=compose_services)
+        assert case.checker_says is not None
         assert any(case.checker_says in p for p in problems), (case.mistake, problems)
 
     def test_duplicate_keys_are_rejected(self) -> None:
