@@ -1,10 +1,13 @@
-"""Checks on the ops files, made without a Docker engine or a collector binary.
+"""Checks on the ops files, made without a Docker engine.
 
-Neither can run here, so these tests know the rules that the collector, compose and
-Docker apply, and check them on the real files: ``otel-collector.yaml`` (including the
-New Relic pipeline and the key guard that keeps it silent without a license key),
+No Docker engine runs here, so these tests know the rules that compose and Docker
+apply, and check them on the real files: ``otel-collector.yaml`` (including the New
+Relic pipeline and the key guard that keeps it silent without a license key),
 ``compose.yaml``, ``Dockerfile``, ``.dockerignore``, ``deploy/gunicorn.conf.py`` and the
-runbook ``docs/operations.md``.
+runbook ``docs/operations.md``. The collector does run here (tests/ops/test_collector.py
+builds it and has it judge ``otel-collector.yaml``); its checker below predates that and
+still holds the project's own rules, which the collector accepts either way
+(tests/ops/broken_configs.py records which).
 
 Each checker is a pure function that returns a list of problems. The real files must
 have none, and broken copies of them, each with one mistake that people commonly make,
