@@ -35,8 +35,8 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
+from tests.ops.binaries import Binaries
 from tests.ops.broken_configs import BROKEN_COLLECTOR_CONFIGS, BrokenConfig
-from tests.ops.conftest import Binaries
 from tests.otlp_receiver import GrpcOtlpReceiver, HttpOtlpReceiver, attributes
 
 pytestmark = pytest.mark.slow
