@@ -9,8 +9,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 # Debian packages the tests and benchmarks drive: a real browser, compose's offline
-# validator, a load generator and jemalloc.
-SYSTEM_PACKAGES := chromium docker-compose wrk libjemalloc2
+# validator, a load generator, jemalloc, and PostgreSQL's server programs (the tests
+# start a throwaway cluster of their own: cvtrace/demo/postgres.py; Debian's own
+# cluster is left alone).
+SYSTEM_PACKAGES := chromium docker-compose wrk libjemalloc2 postgresql
 
 .PHONY: setup system-deps node-deps collector demo view test lint pytest bench clean
 NODE_STAMP := tests/node/node_modules/.package-lock.json

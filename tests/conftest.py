@@ -1,4 +1,5 @@
-"""Shared fixtures: cvtrace's global state reset after every test, OTLP receivers."""
+"""Shared fixtures: cvtrace's global state reset after every test, OTLP receivers, and a
+throwaway PostgreSQL server."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from cvtrace import _guard, testing
+from cvtrace.demo.postgres import PostgresError, ThrowawayPostgres
 from cvtrace.store import SpanStore
 from tests.otlp_receiver import GrpcOtlpReceiver, HttpOtlpReceiver
 
@@ -27,6 +29,24 @@ def store(tmp_path: Path) -> Iterator[SpanStore]:
     span_store = SpanStore(tmp_path / "spans.sqlite3", max_spans=0)
     yield span_store
     span_store.close()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[ThrowawayPostgres]:
+    """A real PostgreSQL server on 127.0.0.1, started on first use, deleted at the end.
+
+    Debian's server programs (``make system-deps`` installs them); about 2 s to start.
+    Tests create their own databases in it (``create_database``).
+    """
+    server = ThrowawayPostgres()
+    try:
+        server.start()
+    except PostgresError as error:
+        pytest.fail(f"no PostgreSQL for the tests: {error}")
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

@@ -54,4 +54,4 @@ def seed_command(circuits: int, random_seed: int) -> None:
     engine = db.make_engine(current_app.config["DATABASE_URL"])  # untraced: no orphan spans
     counts = seed.seed(engine, circuits, random_seed)
     engine.dispose()
-    click.echo(f"{current_app.config['DATABASE_URL']}: {seed.describe(counts)}")
+    click.echo(f"{seed.shown_url(current_app.config['DATABASE_URL'])}: {seed.describe(counts)}")

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, make_url, select
 from sqlalchemy.orm import Session
 
 from cvtrace.demo import examples
@@ -223,6 +223,11 @@ def describe(counts: SeedCounts) -> str:
     )
 
 
+def shown_url(url: str) -> str:
+    """Return ``url`` fit to print: its password, if any, as ``***``."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m cvtrace.demo.seed``: seed the database at ``DATABASE_URL``."""
     parser = argparse.ArgumentParser(prog="python -m cvtrace.demo.seed", description=__doc__)
@@ -247,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     engine = make_engine(url)
     counts = seed(engine, args.circuits, args.random_seed)
     engine.dispose()
-    sys.stdout.write(f"{url}: {describe(counts)}\n")
+    sys.stdout.write(f"{shown_url(url)}: {describe(counts)}\n")
     return 0
 
 

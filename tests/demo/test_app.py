@@ -1,11 +1,11 @@
-"""The demo site's routes, on a real SQLite file, with a real preview service over HTTP."""
+"""The demo site's routes, on a real SQLite file and on a real PostgreSQL database (every
+test runs on both), with a real preview service over HTTP."""
 
 from __future__ import annotations
 
 import itertools
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -37,11 +37,11 @@ def preview_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def app(tmp_path: Path, preview_url: str, clean_env: pytest.MonkeyPatch) -> Iterator[Flask]:
-    """The site on a fresh, seeded SQLite file."""
+def app(database_url: str, preview_url: str, clean_env: pytest.MonkeyPatch) -> Iterator[Flask]:
+    """The site on a fresh, seeded database (a SQLite file, a PostgreSQL database)."""
     app = create_app(
         {
-            "DATABASE_URL": f"sqlite:///{tmp_path / 'circuits.sqlite3'}",
+            "DATABASE_URL": database_url,
             "PREVIEW_URL": preview_url,
             "SECRET_KEY": "test-secret",
         }
@@ -500,7 +500,7 @@ class TestPreview:
         message = response.json["error"]["message"]
         assert message.startswith("the preview service answered 413: circuit has 320 gates")
 
-    def test_an_unreachable_preview_service_is_a_502(self, tmp_path: Path) -> None:
+    def test_an_unreachable_preview_service_is_a_502(self, database_url: str) -> None:
         import socket
 
         with socket.socket() as sock:
@@ -508,7 +508,7 @@ class TestPreview:
             closed_port = sock.getsockname()[1]
         app = create_app(
             {
-                "DATABASE_URL": f"sqlite:///{tmp_path / 'down.sqlite3'}",
+                "DATABASE_URL": database_url,
                 "PREVIEW_URL": f"http://127.0.0.1:{closed_port}",
                 "SECRET_KEY": "test-secret",
             }

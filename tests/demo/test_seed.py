@@ -1,13 +1,12 @@
-"""The seed data: hundreds of realistic circuits in a fresh database."""
+"""The seed data: hundreds of realistic circuits in a fresh database (SQLite, PostgreSQL)."""
 
 from __future__ import annotations
 
 import re
 import subprocess
 import sys
-from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import func, make_url, select
 from sqlalchemy.orm import Session
 
 from cvtrace.demo.db import make_engine
@@ -17,8 +16,8 @@ from cvtrace.demo.seed import seed
 from cvtrace.demo.simulator import compile_circuit
 
 
-def test_seed_fills_a_fresh_database_once(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'seed.sqlite3'}")
+def test_seed_fills_a_fresh_database_once(database_url: str) -> None:
+    engine = make_engine(database_url)
     counts = seed(engine, circuits=300)
     assert counts.circuits == 301  # and the oversized adder
     assert counts.users >= 30
@@ -43,10 +42,12 @@ def test_seed_fills_a_fresh_database_once(tmp_path: Path) -> None:
     engine.dispose()
 
 
-def test_seed_module_runs_from_the_command_line(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'cli.sqlite3'}"
+def test_seed_module_runs_from_the_command_line(database_url: str) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "cvtrace.demo.seed", "--circuits", "25", "--database-url", url],
+        [
+            *(sys.executable, "-m", "cvtrace.demo.seed"),
+            *("--circuits", "25", "--database-url", database_url),
+        ],
         capture_output=True,
         text=True,
         timeout=60,
@@ -54,7 +55,12 @@ def test_seed_module_runs_from_the_command_line(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     last_line = result.stdout.strip().splitlines()[-1]
-    assert re.fullmatch(
-        r".*cli\.sqlite3: \d+ users, 26 circuits, \d+ stars, \d+ comments", last_line
-    )
+    shown = make_url(database_url).render_as_string(hide_password=True)
+    assert last_line.startswith(f"{shown}: ")
+    counts = last_line.removeprefix(f"{shown}: ")
+    assert re.fullmatch(r"\d+ users, 26 circuits, \d+ stars, \d+ comments", counts)
+    password = make_url(database_url).password
+    if password:  # PostgreSQL's: printed as ***, never in clear
+        assert password not in result.stdout + result.stderr
+        assert ":***@" in last_line
     assert "RuntimeWarning" not in result.stderr

@@ -13,18 +13,18 @@ from typing import Any
 import pytest
 import requests
 from opentelemetry.trace import SpanKind, StatusCode
+from sqlalchemy import make_url
 
 from cvtrace.demo import create_app, examples, preview_service
 from cvtrace.demo.cli import Child, start_child, stop_child
-from cvtrace.demo.db import make_engine
+from cvtrace.demo.db import engine_of, make_engine
 from cvtrace.demo.seed import seed
 from cvtrace.store import SpanStore, StoredSpan
 from cvtrace.testing import CapturedSpans
 
 
-def seeded_url(tmp_path: Path, circuits: int = 10) -> str:
-    """A seeded SQLite file, filled through an untraced engine."""
-    url = f"sqlite:///{tmp_path / 'circuits.sqlite3'}"
+def seeded(url: str, circuits: int = 10) -> str:
+    """Seed the database at ``url`` through an untraced engine; return the URL."""
     engine = make_engine(url)
     seed(engine, circuits=circuits)
     engine.dispose()
@@ -34,17 +34,18 @@ def seeded_url(tmp_path: Path, circuits: int = 10) -> str:
 class TestInProcess:
     @pytest.fixture
     def client(
-        self, tmp_path: Path, cvtrace_spans: CapturedSpans, clean_env: pytest.MonkeyPatch
+        self, database_url: str, cvtrace_spans: CapturedSpans, clean_env: pytest.MonkeyPatch
     ) -> Iterator[Any]:
         app = create_app(
             {
-                "DATABASE_URL": seeded_url(tmp_path),
+                "DATABASE_URL": seeded(database_url),
                 "SECRET_KEY": "test",
                 "PREVIEW_URL": "http://127.0.0.1:9",  # nothing listens: the job fails
             }
         )
         yield app.test_client()
         app.extensions["demo_jobs"].shutdown()
+        engine_of(app).dispose()
 
     def test_health_checks_make_no_spans_not_even_their_query(
         self, client: Any, cvtrace_spans: CapturedSpans
@@ -55,6 +56,33 @@ class TestInProcess:
         names = cvtrace_spans.names()
         assert "GET /circuits/<int:circuit_id>" in names
         assert any(name.startswith("SELECT") for name in names)
+
+    def test_database_spans_name_the_database_and_its_server(
+        self, client: Any, cvtrace_spans: CapturedSpans, database_url: str
+    ) -> None:
+        client.get("/circuits/1", headers={"Accept": "application/json"})
+        queries = [s for s in cvtrace_spans.spans if s.kind == SpanKind.CLIENT]
+        assert len(queries) >= 3
+        url = make_url(database_url)
+        if url.get_backend_name() == "postgresql":
+            expected: dict[str, Any] = {
+                "db.system.name": "postgresql",
+                "db.namespace": url.database,
+                "server.address": "127.0.0.1",
+                "server.port": url.port,
+            }
+            target = url.database
+        else:
+            expected = {"db.system.name": "sqlite", "db.namespace": url.database}
+            target = "circuits.sqlite3"
+        for span in queries:
+            attributes = dict(span.attributes or {})
+            assert {key: attributes.get(key) for key in expected} == expected
+            if url.get_backend_name() == "sqlite":
+                assert "server.address" not in attributes
+            assert span.name == f"{attributes['db.operation.name']} {target}"
+        texts = " ".join(str((s.attributes or {}).get("db.query.text")) for s in queries)
+        assert "FROM circuits" in texts
 
     def test_background_job_is_its_own_trace_linked_to_the_request(
         self, client: Any, cvtrace_spans: CapturedSpans, caplog: pytest.LogCaptureFixture
@@ -99,7 +127,8 @@ class TestInProcess:
 def test_the_app_names_its_service(
     tmp_path: Path, cvtrace_spans: CapturedSpans, clean_env: pytest.MonkeyPatch
 ) -> None:
-    app = create_app({"DATABASE_URL": seeded_url(tmp_path, circuits=2), "SECRET_KEY": "t"})
+    url = seeded(f"sqlite:///{tmp_path / 'circuits.sqlite3'}", circuits=2)
+    app = create_app({"DATABASE_URL": url, "SECRET_KEY": "t"})
     app.test_client().get("/circuits")
     assert {s.resource.attributes["service.name"] for s in cvtrace_spans.spans} == {"circuits"}
 
@@ -128,7 +157,7 @@ class TestTwoServices:
     """The site and the preview service as real processes, traced into one store."""
 
     @pytest.fixture
-    def services(self, tmp_path: Path) -> Iterator[tuple[Child, Child, Path]]:
+    def services(self, tmp_path: Path, database_url: str) -> Iterator[tuple[Child, Child, Path]]:
         store = tmp_path / "traces.sqlite3"
         env = {
             k: v
@@ -138,7 +167,7 @@ class TestTwoServices:
         env |= {
             "CVTRACE_EXPORTERS": "local",
             "CVTRACE_LOCAL_DB": str(store),
-            "DATABASE_URL": seeded_url(tmp_path),
+            "DATABASE_URL": seeded(database_url),
             "SECRET_KEY": "test",
             "PYTHONUNBUFFERED": "1",
         }
