@@ -16,14 +16,19 @@ refuses SQLAlchemy 2.1.
 
 Attributes follow the stable database conventions: ``db.system.name``,
 ``db.namespace``, ``db.operation.name``, ``db.query.text`` (scrubbed of literals before
-export), ``server.address``, ``server.port``, and ``error.type`` on failure. The span is
-named ``"{db.operation.name} {target}"``, the target being the database name (a SQLite
-file's base name).
+export), ``server.address``, ``server.port``, and on failure ``error.type``,
+``db.response.status_code`` (PostgreSQL's SQLSTATE) and the driver's message without the
+values it may quote (:func:`error_message`). The span is named
+``"{db.operation.name} {target}"``, the target being the database name (a SQLite file's
+base name). On PostgreSQL ``db.namespace`` is the database name alone: the semantic
+conventions qualify it with the schema only when that is known without a query.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -45,6 +50,24 @@ DB_SYSTEMS = {
 }
 _EXECUTE_METHODS = ("do_execute", "do_execute_no_params", "do_executemany")
 _MAX_CACHED_STATEMENTS = 4096
+
+
+_QUOTED = re.compile(r""""(?:[^"]|"")*"|'(?:[^']|'')*'""")
+
+
+def error_message(error: BaseException) -> str:
+    """Return a driver's error message fit to export: its first line, quoted text as ``?``.
+
+    A database's message can hold the data a statement carried. PostgreSQL's goes on
+    with ``DETAIL:`` (a row's values), ``HINT:`` and ``LINE 1:`` (the statement as sent,
+    literals and all), and its first line quotes input values (``invalid input syntax
+    for type integer: "..."``) as it quotes names; SQLite's and MySQL's quote values
+    too (``near "...": syntax error``, ``Duplicate entry '...'``). What failed stays
+    readable: the error type, ``db.response.status_code`` (PostgreSQL's SQLSTATE) and
+    the statement, scrubbed of literals, on the same span.
+    """
+    first_line = str(error).split("\n", 1)[0].strip()
+    return _QUOTED.sub(lambda quoted: f"{quoted.group(0)[0]}?{quoted.group(0)[0]}", first_line)
 
 
 class QueryTracer:
@@ -126,9 +149,20 @@ class QueryTracer:
 
     def _fail(self, span: trace.Span, error: BaseException) -> None:
         try:
-            span.record_exception(error)
-            span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+            message = error_message(error)
+            stack = "".join(traceback.format_tb(error.__traceback__))
+            span.record_exception(
+                error,
+                attributes={
+                    "exception.message": message,
+                    "exception.stacktrace": f"{stack}{type(error).__qualname__}: {message}",
+                },
+            )
+            span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {message}"))
             span.set_attribute("error.type", type(error).__qualname__)
+            code = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
+            if isinstance(code, str) and code:
+                span.set_attribute("db.response.status_code", code)
             span.end()
         except Exception:
             internal_error("recording a database error")

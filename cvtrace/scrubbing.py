@@ -8,7 +8,8 @@ A span is scrubbed once, in the export thread, before any exporter sees it:
 - in URLs and query strings (``url.full``, ``url.query``, ``http.url``, ``http.target``)
   only the values of sensitive parameters, and any password in the user-info part, are
   redacted; the rest of the URL is kept;
-- string and number literals in SQL (``db.query.text``, ``db.statement``) become ``?``.
+- string and number literals in SQL (``db.query.text``, ``db.statement``) become ``?``,
+  in SQLite's and PostgreSQL's syntax (:func:`scrub_sql`).
 
 Keys are classified once and remembered, so a span whose attributes are all ordinary
 costs a dictionary lookup per attribute.
@@ -52,16 +53,59 @@ SQL_KEYS = frozenset({"db.query.text", "db.statement"})
 
 _PLAIN, _SENSITIVE, _URL, _SQL = range(4)
 
-_SQL_STRING = r"'(?:[^']|'')*'"
-_SQL_NUMBER = r"(?<![\w.$?:@])-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?(?![\w])"
-_SQL_LITERAL = re.compile(f"{_SQL_STRING}|{_SQL_NUMBER}")
+# SQL literals, in the syntax of SQLite and PostgreSQL. One pass, left to right: whichever
+# token starts first wins, so a quote inside a comment, a quoted identifier or another
+# literal never starts a literal of its own. A literal cut short (an attribute length
+# limit cuts the statement before it is scrubbed) runs to the end and is replaced too.
+# Where the cost is: the scan tries the pattern at every character of every new
+# statement. The leading lookahead turns most characters away with one class test, and
+# a string is matched from its quote (an ``E``, ``U&``, ``B``, ``X`` or ``N`` prefix is
+# checked behind it and stays: ``E?``), not from a letter, which would let every
+# letter in; this keeps the pass cheaper than the SQLite-only one it replaced
+# (BENCHMARKS.md, "SQL scrubbing").
+_SQL_TOKEN = re.compile(
+    r"""
+    (?=[-/"'$.\d])                              # a token starts with one of these
+    (?:
+        (?P<keep>                               # kept as they are:
+            --[^\n]*                            #   a line comment
+          | /\*[\s\S]*?(?:\*/|\Z)              #   a block comment
+          | "(?:[^"]|"")*(?:"|\Z)               #   a quoted identifier
+        )
+      | (?<=[eE])(?<![\w$][eE])                  # E'...' (backslash escapes)
+        '(?:[^'\\]|\\[\s\S]|'')*(?:'|\\?\Z)
+      | '(?:[^']|'')*(?:'|\Z)                    # '...', and U&'', B'', X'', N''
+      | (?<![\w$])\$(?P<tag>(?:[^\W\d]\w*)?)\$  # $$...$$, $tag$...$tag$
+        [\s\S]*?(?:\$(?P=tag)\$|\Z)
+      | (?<![\w.$?:@])-?                         # a number, not a parameter ($1, ?1, :1)
+        (?:0[xX][0-9a-fA-F_]+|0[oO][0-7_]+|0[bB][01_]+
+          |(?:\d[\d_]*(?:\.[\d_]*)?|\.\d[\d_]*)(?:[eE][+-]?\d+)?)
+        (?!\w)
+    )
+    """,
+    re.VERBOSE,
+)
+
+
 _URL_USERINFO = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://[^/@:?#]*):[^/@?#]*@")
+
+
+def _placeholder(match: re.Match[str]) -> str:
+    return match.group("keep") or "?"
 
 
 @lru_cache(maxsize=2048)
 def scrub_sql(statement: str) -> str:
-    """Replace the string and number literals in a SQL statement with ``?``."""
-    return _SQL_LITERAL.sub("?", statement)
+    """Replace the string and number literals in a SQL statement with ``?``.
+
+    Strings in every form SQLite and PostgreSQL write them (``'...'`` with ``''``,
+    ``E'...'`` with backslash escapes, ``U&'...'``, ``B'...'``, ``X'...'``, dollar-quoted
+    ``$$...$$`` and ``$tag$...$tag$``; a prefix letter stays: ``E?``), so casts
+    (``'...'::type``) and arrays (``ARRAY['a']``, ``'{a,b}'``) lose their values too, and
+    numbers (decimal, hex, octal, binary, with ``_`` separators). Parameters (``$1``,
+    ``?``, ``:name``, ``%(name)s``), identifiers, quoted identifiers and comments are kept.
+    """
+    return _SQL_TOKEN.sub(_placeholder, statement)
 
 
 class Scrubber:

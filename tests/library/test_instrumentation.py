@@ -9,9 +9,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from opentelemetry.trace import SpanKind, StatusCode, format_span_id, format_trace_id
 
 import cvtrace
+from cvtrace.db_spans import error_message
+from cvtrace.demo.postgres import ThrowawayPostgres
 from cvtrace.testing import CapturedSpans
 from tests.sample_app import create_app, create_engine
 
@@ -140,6 +143,72 @@ class TestSQLAlchemy:
         finally:
             context.detach(token)
         assert cvtrace_spans.spans == []
+
+    def test_error_messages_lose_the_values_they_quote(self) -> None:
+        assert error_message(RuntimeError("no such table: t")) == "no such table: t"
+        assert (
+            error_message(RuntimeError('near "s3cret": syntax error')) == 'near "?": syntax error'
+        )
+        assert (
+            error_message(RuntimeError("Duplicate entry 'ada@x.io' for key 'email'\nmore"))
+            == "Duplicate entry '?' for key '?'"
+        )
+
+
+@pytest.mark.slow
+class TestPostgres:
+    """Query spans on a real PostgreSQL, through psycopg 3."""
+
+    @pytest.fixture
+    def engine(self, postgres: ThrowawayPostgres) -> Iterator[sa.Engine]:
+        engine = sa.create_engine(postgres.create_database("shop"))
+        with engine.begin() as connection:
+            connection.exec_driver_sql("CREATE TABLE users (name text PRIMARY KEY)")
+            connection.exec_driver_sql("INSERT INTO users VALUES ('grace_hopper')")
+        yield engine
+        engine.dispose()
+        postgres.drop_database("shop")
+
+    def test_spans_name_the_system_database_and_server(
+        self, engine: sa.Engine, postgres: ThrowawayPostgres, cvtrace_spans: CapturedSpans
+    ) -> None:
+        cvtrace.init(engine=engine)
+        with engine.connect() as connection:
+            name = connection.execute(
+                sa.text("SELECT name FROM users WHERE name = :name"), {"name": "grace_hopper"}
+            ).scalar()
+        assert name == "grace_hopper"
+        query = cvtrace_spans.by_name("SELECT shop")[-1]
+        assert query.kind == SpanKind.CLIENT
+        assert dict(query.attributes or {}) == {
+            "db.system.name": "postgresql",
+            "db.namespace": "shop",
+            "server.address": "127.0.0.1",
+            "server.port": postgres.port,
+            "db.operation.name": "SELECT",
+            "db.query.text": "SELECT name FROM users WHERE name = %(name)s",
+        }
+
+    def test_a_failed_statement_carries_its_sqlstate_and_no_values(
+        self, engine: sa.Engine, cvtrace_spans: CapturedSpans
+    ) -> None:
+        cvtrace.init(engine=engine)
+        with engine.connect() as connection, pytest.raises(sa.exc.IntegrityError) as raised:
+            connection.execute(
+                sa.text("INSERT INTO users VALUES (:name)"), {"name": "grace_hopper"}
+            )
+        assert "Key (name)=(grace_hopper)" in str(raised.value)  # what psycopg says, DETAIL and all
+        (query,) = [s for s in cvtrace_spans.spans if s.name == "INSERT shop"]
+        attributes = dict(query.attributes or {})
+        assert attributes["error.type"] == "UniqueViolation"
+        assert attributes["db.response.status_code"] == "23505"
+        message = 'duplicate key value violates unique constraint "?"'
+        assert query.status.description == f"UniqueViolation: {message}"
+        (event,) = query.events
+        assert dict(event.attributes or {})["exception.message"] == message
+        stack = str(dict(event.attributes or {})["exception.stacktrace"])
+        assert stack.endswith(f"UniqueViolation: {message}")
+        assert "grace_hopper" not in repr(query.to_json())
 
 
 class TestRequests:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.trace import SpanContext, TraceFlags
 
 import cvtrace
+from cvtrace.demo.postgres import ThrowawayPostgres
 from cvtrace.scrubbing import REDACTED, Scrubber, scrub_sql
 from cvtrace.testing import CapturedSpans
-from tests.otlp_receiver import HttpOtlpReceiver
+from tests.otlp_receiver import HttpOtlpReceiver, attributes
 from tests.sample_app import create_app, create_engine
 
 
@@ -172,3 +175,229 @@ def test_scrubbed_copy_keeps_the_dropped_counts() -> None:
     assert scrubbed is not original
     assert (scrubbed.dropped_attributes, scrubbed.dropped_events) == (1, 1)
     assert dict(scrubbed.events[0].attributes or {}) == {"token": REDACTED}
+
+
+class TestPostgresSql:
+    """Literals in PostgreSQL's syntax become ``?``; parameters and names stay."""
+
+    @pytest.mark.parametrize(
+        ("statement", "scrubbed"),
+        [
+            # E'...': a backslash escapes the quote, which would otherwise end the string
+            (r"SELECT E'it\'s s3cret' AS a", "SELECT E? AS a"),
+            (r"SELECT E'a\\', 's3cret'", "SELECT E?, ?"),
+            ("SELECT e'x\\ny' || 'z'", "SELECT e? || ?"),
+            # dollar quoting: nothing inside is special, not even quotes or $
+            ("SELECT $$it's s3cret$$, 1", "SELECT ?, ?"),
+            ("SELECT $tag$it's $$ s3cret$tag$ AS a", "SELECT ? AS a"),
+            ("SELECT $a$ $b$ s3cret $b$ $a$", "SELECT ?"),
+            (
+                "CREATE FUNCTION f() RETURNS int AS $body$ SELECT 42 $body$ LANGUAGE sql",
+                "CREATE FUNCTION f() RETURNS int AS ? LANGUAGE sql",
+            ),
+            # casts and arrays
+            (
+                "SELECT 's3cret'::text, 42::int, CAST('7' AS int)",
+                "SELECT ?::text, ?::int, CAST(? AS int)",
+            ),
+            ("SELECT ARRAY['s3cret', 'b'], ARRAY[1, 2.5]", "SELECT ARRAY[?, ?], ARRAY[?, ?]"),
+            ("SELECT '{s3cret,b}'::text[]", "SELECT ?::text[]"),
+            # other string forms keep their prefix letter, not their value
+            (r"SELECT U&'d\0061t\+000061 s3cret', B'1010', X'1F', N'n'", "SELECT U&?, B?, X?, N?"),
+            # numbers in every notation
+            ("SELECT .5, 5., 1e-3, 0x1F, 0o17, 0b101, 1_000_000", "SELECT ?, ?, ?, ?, ?, ?, ?"),
+            # parameters, names with digits and dollars, and operators stay
+            ("SELECT * FROM t1 WHERE id = $1 AND n = $2", None),
+            ("SELECT a$b, f$$x, t.c2 FROM t WHERE x = %(x_1)s AND y = :y1 AND z = ?", None),
+            ("SELECT x::numeric - y FROM t", None),
+        ],
+    )
+    def test_literals(self, statement: str, scrubbed: str | None) -> None:
+        expected = statement if scrubbed is None else scrubbed
+        assert scrub_sql(statement) == expected
+
+    @pytest.mark.parametrize(
+        ("statement", "scrubbed"),
+        [
+            (
+                "SELECT 1 -- don't\nFROM t WHERE a = 's3cret'",
+                "SELECT ? -- don't\nFROM t WHERE a = ?",
+            ),
+            (
+                "SELECT /* it's */ a FROM t WHERE b = 's3cret'",
+                "SELECT /* it's */ a FROM t WHERE b = ?",
+            ),
+            ("SELECT \"it's\" FROM t WHERE a = 's3cret'", 'SELECT "it\'s" FROM t WHERE a = ?'),
+            ("SELECT '-- not a comment', 's3cret'", "SELECT ?, ?"),
+        ],
+    )
+    def test_a_quote_in_a_comment_or_a_name_starts_no_literal(
+        self, statement: str, scrubbed: str
+    ) -> None:
+        """Before, the quote in ``don't`` paired with the next one and left ``s3cret`` bare."""
+        assert scrub_sql(statement) == scrubbed
+
+    @pytest.mark.parametrize(
+        "cut",
+        [
+            "SELECT * FROM t WHERE p = 's3cret-cut-off",
+            r"SELECT * FROM t WHERE p = E's3cret\'-cut",
+            "SELECT * FROM t WHERE p = $x$s3cret-cut",
+        ],
+    )
+    def test_a_literal_cut_short_is_replaced_to_the_end(self, cut: str) -> None:
+        assert "s3cret" not in scrub_sql(cut)
+        assert scrub_sql(cut).startswith("SELECT * FROM t WHERE p = ")
+
+    @given(
+        secret=st.text(
+            st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=40
+        ),
+        form=st.sampled_from(["plain", "escape", "dollar", "tagged", "cast", "array"]),
+    )
+    @settings(max_examples=300, deadline=None)
+    def test_any_value_in_any_form_is_replaced(self, secret: str, form: str) -> None:
+        """Whatever the value holds (quotes, backslashes, $, --, /*, newlines), it goes."""
+        plain = "'" + secret.replace("'", "''") + "'"
+        literal = {
+            "plain": plain,
+            "escape": "E'" + secret.replace("\\", "\\\\").replace("'", "\\'") + "'",
+            "dollar": f"$${secret}$$",
+            "tagged": f"$v1$${secret}$v1$",
+            "cast": f"{plain}::text",
+            "array": f"ARRAY[{plain}, {plain}]",
+        }[form]
+        assume("$$" not in secret or form != "dollar")
+        assume("$v1$" not in f"${secret}$" or form != "tagged")
+        placeholder = {"escape": "E?", "cast": "?::text", "array": "ARRAY[?, ?]"}.get(form, "?")
+        statement = f"SELECT a FROM t WHERE b = {literal} AND c = $1 -- done"
+        assert scrub_sql(statement) == f"SELECT a FROM t WHERE b = {placeholder} AND c = $1 -- done"
+
+    def test_a_statement_cut_by_the_length_limit_leaks_nothing(
+        self, cvtrace_spans: CapturedSpans, clean_env: pytest.MonkeyPatch
+    ) -> None:
+        """The SDK cuts attribute values when they are set; scrubbing comes after, at export."""
+        import sqlalchemy as sa
+
+        clean_env.setenv("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "48")
+        engine = create_engine()
+        cvtrace.init(engine=engine)
+        with engine.connect() as connection:
+            connection.execute(sa.text("select name from users where name = 'hunter2-canary-long'"))
+        (query,) = cvtrace_spans.spans
+        text = str((query.attributes or {})["db.query.text"])
+        assert text == "select name from users where name = ?"
+        engine.dispose()
+
+
+@pytest.mark.slow
+class TestPostgresCanary:
+    """Real queries on a real PostgreSQL, each with a secret in one of its literal forms:
+    no secret reaches the wire, whatever the form, and whether the query fails or not.
+
+    The secrets end in letters: a trailing digit would be replaced as a number and hide
+    a leak of the rest.
+    """
+
+    QUERIES = (
+        ("SELECT 'canary-plain-alpha' AS v", "canary-plain-alpha"),
+        (r"SELECT E'canary-escape-bravo\'s' AS v", "canary-escape-bravo's"),
+        ("SELECT $$canary-dollar-charlie it's$$ AS v", "canary-dollar-charlie it's"),
+        ("SELECT $q$canary-tagged-delta $$ $q$ AS v", "canary-tagged-delta $$ "),
+        ("SELECT 'canary-cast-echo'::text AS v", "canary-cast-echo"),
+        ("SELECT ARRAY['canary-array-foxtrot', 'x'] AS v", ["canary-array-foxtrot", "x"]),
+        ("SELECT '{canary-arrayliteral-golf,x}'::text[] AS v", ["canary-arrayliteral-golf", "x"]),
+        (r"SELECT U&'canary-unicode-hotel\0021' AS v", "canary-unicode-hotel!"),
+        ("SELECT 5150888 AS v", 5150888),
+        # a parameter stays ($1); the value given to EXECUTE goes
+        ("PREPARE canary_statement (text) AS SELECT $1 || '-9' AS v", None),
+        ("EXECUTE canary_statement('canary-execute-mike')", "canary-execute-mike-9"),
+    )
+    FAILING = (
+        # PostgreSQL quotes the value in its message, and the whole statement after LINE 1:
+        "SELECT 'canary-badint-india'::int",
+        # and the row's values after DETAIL:
+        "INSERT INTO accounts VALUES ('canary-duplicate-juliet')",
+        "SELECT $$canary-syntax-kilo$$ $$canary-syntax-lima$$",
+    )
+    SECRETS = (
+        "canary-plain-alpha",
+        "canary-escape-bravo",
+        "canary-dollar-charlie",
+        "canary-tagged-delta",
+        "canary-cast-echo",
+        "canary-array-foxtrot",
+        "canary-arrayliteral-golf",
+        "canary-unicode-hotel",
+        "5150888",
+        "canary-execute-mike",
+        "canary-badint-india",
+        "canary-duplicate-juliet",
+        "canary-syntax-kilo",
+        "canary-syntax-lima",
+    )
+
+    def test_no_secret_reaches_the_wire(
+        self,
+        postgres: ThrowawayPostgres,
+        otlp_http: HttpOtlpReceiver,
+        clean_env: pytest.MonkeyPatch,
+    ) -> None:
+        import sqlalchemy as sa
+
+        url = postgres.create_database("canary")
+        setup = sa.create_engine(url)
+        with setup.begin() as connection:  # untraced: made before init
+            connection.exec_driver_sql("CREATE TABLE accounts (name text PRIMARY KEY)")
+            connection.exec_driver_sql("INSERT INTO accounts VALUES ('canary-duplicate-juliet')")
+        setup.dispose()
+        clean_env.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", otlp_http.endpoint)
+        engine = sa.create_engine(url)
+        cvtrace.init(engine=engine, service_name="canary")
+        with engine.connect() as connection:
+            for statement, expected in self.QUERIES:
+                result = connection.exec_driver_sql(statement)
+                if expected is not None:  # the database saw the real literal
+                    assert result.scalar() == expected, statement
+            for statement in self.FAILING:
+                with pytest.raises(sa.exc.DBAPIError):
+                    connection.exec_driver_sql(statement)
+                connection.rollback()
+        cvtrace.shutdown()
+        engine.dispose()
+        postgres.drop_database("canary")
+
+        spans = otlp_http.spans()
+        wire = b"".join(item.request.SerializeToString() for item in otlp_http.received)
+        for secret in self.SECRETS:
+            assert secret.encode() not in wire, secret
+        # SQLAlchemy's first-connect queries, then ours, with their values gone
+        texts = [attributes(span)["db.query.text"] for span in spans]
+        assert texts[3:] == [
+            "SELECT ? AS v",
+            "SELECT E? AS v",
+            "SELECT ? AS v",
+            "SELECT ? AS v",
+            "SELECT ?::text AS v",
+            "SELECT ARRAY[?, ?] AS v",
+            "SELECT ?::text[] AS v",
+            "SELECT U&? AS v",
+            "SELECT ? AS v",
+            "PREPARE canary_statement (text) AS SELECT $1 || ? AS v",
+            "EXECUTE canary_statement(?)",
+            "SELECT ?::int",
+            "INSERT INTO accounts VALUES (?)",
+            "SELECT ? ?",
+        ]
+        assert {attributes(span)["db.system.name"] for span in spans} == {"postgresql"}
+        failed = [span for span in spans if span.status.code == span.status.STATUS_CODE_ERROR]
+        assert len(failed) == len(self.FAILING)
+        assert {attributes(span)["db.response.status_code"] for span in failed} == {
+            "22P02",  # invalid_text_representation
+            "23505",  # unique_violation
+            "42601",  # syntax_error
+        }
+        assert (
+            failed[0].status.message
+            == 'InvalidTextRepresentation: invalid input syntax for type integer: "?"'
+        )
