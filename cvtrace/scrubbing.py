@@ -61,8 +61,8 @@ _PLAIN, _SENSITIVE, _URL, _SQL = range(4)
 # statement. The leading lookahead turns most characters away with one class test, and
 # a string is matched from its quote (an ``E``, ``U&``, ``B``, ``X`` or ``N`` prefix is
 # checked behind it and stays: ``E?``), not from a letter, which would let every
-# letter in; this keeps the pass cheaper than the SQLite-only one it replaced
-# (BENCHMARKS.md, "SQL scrubbing").
+# letter in. Measured: 0.82x the SQLite-only pattern it replaced on the demo's
+# statements, 1.03x on short literal-heavy ones (BENCHMARKS.md, "SQL scrubbing").
 _SQL_TOKEN = re.compile(
     r"""
     (?=[-/"'$.\d])                              # a token starts with one of these
@@ -91,7 +91,7 @@ _URL_USERINFO = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://[^/@:?#]*):[^/@?#]*@")
 
 
 def _placeholder(match: re.Match[str]) -> str:
-    return match.group("keep") or "?"
+    return match[1] or "?"  # group 1 is "keep" (by number: a name costs a look-up)
 
 
 @lru_cache(maxsize=2048)
