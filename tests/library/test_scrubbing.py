@@ -267,8 +267,10 @@ class TestPostgresSql:
             "cast": f"{plain}::text",
             "array": f"ARRAY[{plain}, {plain}]",
         }[form]
-        assume("$$" not in secret or form != "dollar")
-        assume("$v1$" not in f"${secret}$" or form != "tagged")
+        # a dollar-quoted body ends at the first closing tag: a value holding one (or
+        # ending in half of one) cannot be written that way, in PostgreSQL either
+        tag = {"dollar": "$$", "tagged": "$v1$"}.get(form)
+        assume(tag is None or (secret + tag).find(tag) == len(secret))
         placeholder = {"escape": "E?", "cast": "?::text", "array": "ARRAY[?, ?]"}.get(form, "?")
         statement = f"SELECT a FROM t WHERE b = {literal} AND c = $1 -- done"
         assert scrub_sql(statement) == f"SELECT a FROM t WHERE b = {placeholder} AND c = $1 -- done"
