@@ -1047,7 +1047,7 @@ def docker_compose() -> str:
     return path
 
 
-SECRETS = {"CVTRACE_VIEWER_TOKEN": "test-viewer-token"}
+SECRETS = {"CVTRACE_VIEWER_TOKEN": "test-viewer-token", "POSTGRES_PASSWORD": "test-db-password"}
 
 
 def _compose_config(
@@ -1099,9 +1099,30 @@ class TestComposeValidation:
     def test_refuses_to_start_without_the_viewer_token(
         self, docker_compose: str, tmp_path: Path
     ) -> None:
-        result = _compose_config(docker_compose, tmp_path, [COMPOSE_FILE], {})
+        env = {k: v for k, v in SECRETS.items() if k != "CVTRACE_VIEWER_TOKEN"}
+        result = _compose_config(docker_compose, tmp_path, [COMPOSE_FILE], env)
         assert result.returncode != 0
         assert "set CVTRACE_VIEWER_TOKEN to a random secret" in result.stderr + result.stdout
+
+    def test_the_demo_runs_on_postgresql_with_a_required_password(
+        self, docker_compose: str, tmp_path: Path
+    ) -> None:
+        env = {k: v for k, v in SECRETS.items() if k != "POSTGRES_PASSWORD"}
+        refused = _compose_config(docker_compose, tmp_path, [COMPOSE_FILE], env)
+        assert refused.returncode != 0
+        assert "set POSTGRES_PASSWORD to a random secret" in refused.stderr + refused.stdout
+        result = _compose_config(docker_compose, tmp_path, [COMPOSE_FILE], SECRETS)
+        assert result.returncode == 0, result.stderr
+        services = load_yaml(result.stdout)["services"]
+        demo, postgres = services["demo"], services["postgres"]
+        assert demo["environment"]["DATABASE_URL"] == (
+            "postgresql+psycopg://circuits@postgres:5432/circuits"  # no password in the URL
+        )
+        assert demo["environment"]["PGPASSWORD"] == "test-db-password"
+        assert postgres["environment"]["POSTGRES_PASSWORD"] == "test-db-password"
+        assert demo["depends_on"]["postgres"] == {"condition": "service_healthy"}
+        assert postgres["healthcheck"]["test"][:3] == ["CMD", "pg_isready", "--host=127.0.0.1"]
+        assert not postgres.get("ports")  # on the compose network only
 
     def test_secret_key_is_passed_when_set(self, docker_compose: str, tmp_path: Path) -> None:
         env = {**SECRETS, "SECRET_KEY": "s3cret"}
