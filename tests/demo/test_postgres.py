@@ -69,8 +69,11 @@ def test_a_server_of_its_own_then_nothing_left() -> None:
             server._admin("DROP DATABASE {}", "shop")
     assert not directory.exists()
     assert not _alive(pid)
-    with socket.socket() as sock:  # the port is free again
+    with socket.socket() as sock:  # nothing listens on the port any more
+        # (SO_REUSEADDR: the closed sessions may leave TIME_WAIT entries, which are fine)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", server.port))
+        sock.listen()
 
 
 @pytest.mark.slow
