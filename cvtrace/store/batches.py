@@ -60,6 +60,8 @@ class Prepared:
     """Valid spans, counting a span sent twice in the request twice."""
     rejected: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
+    new_spans: int = 0
+    """Spans written (not stored before); set by the write transaction."""
 
 
 StoredSummary = tuple[int, int, int, int, int, int, str, str, str]

@@ -13,7 +13,7 @@ the file, writes the batches, and reads and searches.
 Usage::
 
     store = SpanStore(default_db_path())
-    result = store.write_request(request)   # WriteResult(accepted, rejected, message)
+    result = store.write_request(request)   # WriteResult(accepted, rejected, message, new)
     store.search(TraceQuery(service="shop", tags={"http.route": "/cart"}))
     store.get_trace(trace_id)               # list[StoredSpan], or [] when unknown
     store.close()
@@ -248,6 +248,9 @@ class WriteResult(NamedTuple):
     """Spans refused as invalid (bad or all-zero ids)."""
     error_message: str
     """Why spans were refused; empty when none were."""
+    new_spans: int = 0
+    """Accepted spans that were not stored before (the others were already there,
+    or came twice in the request)."""
 
 
 @dataclass(frozen=True)
@@ -588,7 +591,7 @@ class SpanStore:
                         self._apply_retention()
             if ticket.error is not None:
                 raise ticket.error
-        return WriteResult(prepared.accepted, prepared.rejected, message)
+        return WriteResult(prepared.accepted, prepared.rejected, message, prepared.new_spans)
 
     def _services_json(self, services: dict[str, int]) -> str:
         """Return spans per service as JSON (``json.dumps`` costs ~1 µs per trace)."""
@@ -918,6 +921,7 @@ class SpanStore:
         ):
             _insert_rows(conn, f"INSERT OR IGNORE INTO {table} ({column}, trace_key)", 2, rows)
         conn.execute("UPDATE meta SET value = value + ? WHERE key = 'span_count'", (written,))
+        prepared.new_spans = written
 
     # -- retention ---------------------------------------------------------
 

@@ -69,7 +69,7 @@ class TestWrite:
         specs = simple_trace(attrs={"password_hint": "x", "n": 3, "f": 1.5, "b": True})
         specs[0].events = [("exception", T0_NS + 5, {"exception.type": "ValueError"})]
         request = make_request(specs)
-        assert store.write_request(request) == WriteResult(3, 0, "")
+        assert store.write_request(request) == WriteResult(3, 0, "", 3)
         stored = store.get_trace(specs[0].trace_id)
         assert [s.span.name for s in stored] == ["GET /", "child 0", "child 1"]
         data = spans_to_traces_data(stored)
@@ -108,9 +108,11 @@ class TestWrite:
 
     def test_duplicates_are_stored_once(self, store: SpanStore) -> None:
         specs = simple_trace(children=3)
-        store.write_request(make_request(specs[:2]))
+        assert store.write_request(make_request(specs[:2])).new_spans == 2
         # resend one old span with the rest; and one span twice in one request
-        store.write_request(make_request([specs[1], specs[2], specs[3], specs[3]]))
+        result = store.write_request(make_request([specs[1], specs[2], specs[3], specs[3]]))
+        assert (result.accepted_spans, result.new_spans) == (4, 2)
+        assert store.write_request(make_request(specs)).new_spans == 0
         summary = store.get_summary(specs[0].trace_id)
         assert summary is not None
         assert summary.span_count == 4
