@@ -9,6 +9,7 @@ scope becomes ``otel.scope.name`` / ``otel.scope.version``, the parent becomes a
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 from array import array
@@ -73,7 +74,9 @@ def jaeger_tag(key: str, value: AnyValue) -> dict[str, Any]:
     if which == "string_value":
         return {"key": key, "type": "string", "value": value.string_value}
     if which == "bytes_value":
-        return {"key": key, "type": "binary", "value": value.bytes_value.hex()}
+        # base64, as Jaeger's own JSON has it (Go encodes a []byte so)
+        value_b64 = base64.b64encode(value.bytes_value).decode("ascii")
+        return {"key": key, "type": "binary", "value": value_b64}
     return {"key": key, "type": "string", "value": json.dumps(any_value_python(value))}
 
 

@@ -427,3 +427,17 @@ class TestStreamedTraces:
         store.close()  # no more reads: a clear error, not a half-written answer
         with pytest.raises(RuntimeError, match="closed"):
             list(jaeger_trace_json(pieces))
+
+
+def test_binary_tags_are_base64_as_jaeger_writes_them(
+    client: FlaskClient, store: SpanStore
+) -> None:
+    """Jaeger's JSON carries a binary tag as base64 (a Go []byte); so must ours."""
+    specs = simple_trace(children=0)
+    request = make_request(specs)
+    span = request.resource_spans[0].scope_spans[0].spans[0]
+    span.attributes.add(key="digest").value.bytes_value = b"\x00\xffhi"
+    store.write_request(request)
+    (trace,) = client.get(f"/api/traces/{specs[0].trace_id.hex()}").get_json()["data"]
+    tags = {t["key"]: t for t in trace["spans"][0]["tags"]}
+    assert tags["digest"] == {"key": "digest", "type": "binary", "value": "AP9oaQ=="}
