@@ -29,6 +29,8 @@ class Command(NamedTuple):
 
 COMMANDS = {
     "demo": Command("cvtrace.demo.cli", "demo", ("plotly",)),
+    # reads trace files without plotly; zstd input asks for the viewer extra itself
+    "import": Command("cvtrace.viewer.importing", "viewer", ()),
     "view": Command("cvtrace.viewer.cli", "viewer", ("plotly",)),
 }
 

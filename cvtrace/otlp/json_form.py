@@ -17,7 +17,13 @@ from typing import Any, TypeVar
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-__all__ = ["OtlpJsonError", "message_to_otlp_dict", "otlp_json_bytes", "parse_otlp_json"]
+__all__ = [
+    "OtlpJsonError",
+    "message_to_otlp_dict",
+    "otlp_json_bytes",
+    "parse_otlp_dict",
+    "parse_otlp_json",
+]
 
 M = TypeVar("M", bound=Message)
 
@@ -93,6 +99,17 @@ def parse_otlp_json(body: bytes | str, message: M) -> M:
     if not isinstance(data, dict):
         msg = "body is not a JSON object"
         raise OtlpJsonError(msg)
+    return parse_otlp_dict(data, message)
+
+
+def parse_otlp_dict(data: dict[str, Any], message: M) -> M:
+    """Parse OTLP JSON already read by ``json.loads`` into ``message``.
+
+    ``data`` is changed in place (its ids are rewritten for protobuf's parser).
+
+    Raises:
+        OtlpJsonError: ``data`` is not OTLP JSON of that message.
+    """
     _convert_ids(data, _b64_to_hex, parsing=True)
     try:
         json_format.ParseDict(data, message, ignore_unknown_fields=True)

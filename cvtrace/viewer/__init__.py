@@ -18,6 +18,7 @@ key                                meaning                                     d
 ``OTLP_MAX_CONCURRENT_REQUESTS``   OTLP requests decoded at once (others wait, 2
                                    then get 503): bounds their memory
 ``ALLOWED_HOSTS``                  Host header names answered (others: 421)    any
+``IMPORT_MAX_BODY_BYTES``          largest file ``POST /api/import`` takes     256 MiB
 =================================  ==========================================  =====================
 """
 
@@ -44,6 +45,7 @@ def _configure(app: Flask, config: Mapping[str, Any] | None) -> None:
         OTLP_MAX_BODY_BYTES=DEFAULT_OTLP_MAX_BODY_BYTES,
         ALLOWED_HOSTS=None,
         OTLP_MAX_CONCURRENT_REQUESTS=None,
+        IMPORT_MAX_BODY_BYTES=256 * 1024 * 1024,
     )
     app.config.from_prefixed_env("CVTRACE_VIEWER")
     if config:
@@ -87,7 +89,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     Args:
         config: Overrides of the settings in the module docstring.
     """
-    from cvtrace.viewer import auth, jaeger_api, receiver, ui
+    from cvtrace.viewer import auth, jaeger_api, receiver, ui, uploads
 
     app = Flask(__name__)
     _configure(app, config)
@@ -95,6 +97,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.after_request(_security_headers)
     app.register_blueprint(receiver.bp)
     app.register_blueprint(jaeger_api.bp)
+    app.register_blueprint(uploads.bp)
     app.register_blueprint(ui.bp)
     return app
 

@@ -3,8 +3,13 @@
 // Usage: node send_spans.mjs ENDPOINT PROTOCOL SERVICE [TOKEN]
 //
 //   ENDPOINT  base URL of the receiver, e.g. http://127.0.0.1:4318 (the HTTP
-//             exporters post to ENDPOINT/v1/traces) or http://127.0.0.1:4317 (gRPC)
-//   PROTOCOL  http/protobuf, http/json or grpc (the values of OTEL_EXPORTER_OTLP_PROTOCOL)
+//             exporters post to ENDPOINT/v1/traces) or http://127.0.0.1:4317 (gRPC);
+//             for the file protocols, the file to append to
+//   PROTOCOL  http/protobuf, http/json or grpc (the values of OTEL_EXPORTER_OTLP_PROTOCOL),
+//             or file/json or file/protobuf: each export request serialized by the
+//             SDK's own serializers (@opentelemetry/otlp-transformer, what its OTLP/HTTP
+//             exporters send) and appended to the file: JSON one request per line,
+//             protobuf as is (requests appended are one request: their fields add up)
 //   SERVICE   the resource's service.name
 //   TOKEN     sent as "Authorization: Bearer TOKEN" (an HTTP header, or gRPC metadata)
 //
@@ -37,10 +42,40 @@ import {
 } from "@opentelemetry/semantic-conventions";
 
 const USAGE = "usage: node send_spans.mjs ENDPOINT PROTOCOL SERVICE [TOKEN]";
-const PROTOCOLS = ["http/protobuf", "http/json", "grpc"];
+const PROTOCOLS = ["http/protobuf", "http/json", "grpc", "file/json", "file/protobuf"];
+
+/** An exporter that appends each request, serialized as the OTLP exporters do, to a file. */
+async function makeFileExporter(path, protocol) {
+  const { appendFileSync } = await import("node:fs");
+  const { JsonTraceSerializer, ProtobufTraceSerializer } = await import("@opentelemetry/otlp-transformer");
+  return {
+    export(spans, resultCallback) {
+      try {
+        if (protocol === "file/json") {
+          const body = JsonTraceSerializer.serializeRequest(spans);
+          appendFileSync(path, Buffer.concat([Buffer.from(body), Buffer.from("\n")]));
+        } else {
+          appendFileSync(path, ProtobufTraceSerializer.serializeRequest(spans));
+        }
+        resultCallback({ code: 0 });
+      } catch (error) {
+        resultCallback({ code: 1, error });
+      }
+    },
+    shutdown() {
+      return Promise.resolve();
+    },
+    forceFlush() {
+      return Promise.resolve();
+    },
+  };
+}
 
 /** Return the stock exporter of a PROTOCOL (one of PROTOCOLS). */
 async function makeExporter(endpoint, protocol, token) {
+  if (protocol.startsWith("file/")) {
+    return makeFileExporter(endpoint, protocol);
+  }
   const base = endpoint.replace(/\/+$/, "");
   if (protocol === "http/protobuf" || protocol === "http/json") {
     const module =
