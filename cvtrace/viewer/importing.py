@@ -76,6 +76,7 @@ PROGRESS_MIN_BYTES = 4 * 1024 * 1024
 PROBLEMS_SHOWN = 20
 """Problems printed per file; the summary counts them all."""
 _CHUNK = 1024 * 1024
+_ZSTD_STEP = 4096
 _GZIP_MAGIC = b"\x1f\x8b"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _WHITESPACE = b" \t\r\n"
@@ -217,31 +218,77 @@ def _decompressed(stream: IO[bytes]) -> tuple[IO[bytes], str]:
     if head[:2] == _GZIP_MAGIC:
         return _buffered(gzip.GzipFile(fileobj=whole, mode="rb")), "gzip"
     if head == _ZSTD_MAGIC:
-        return _buffered(_zstd_reader(whole)), "zstd"
+        return _buffered(_Zstd(whole)), "zstd"
     return whole, ""
 
 
-def _zstd_reader(stream: IO[bytes]) -> Any:
-    try:
-        import zstandard
-    except ImportError:
-        msg = (
-            "zstd-compressed, and the zstandard package is missing: "
-            "pip install 'cvtrace[viewer]' (or decompress it with zstd -d)"
-        )
-        raise UnreadableInput(msg) from None
-    return zstandard.ZstdDecompressor().stream_reader(stream, read_across_frames=True)
+class _Zstd(io.RawIOBase):
+    """A zstd stream decompressed: one frame after another, a cut-off frame an error.
+
+    (``zstandard``'s ``stream_reader`` ends quietly where the input does.)
+
+    Raises:
+        UnreadableInput: ``zstandard`` is not installed, or the stream is not valid zstd.
+    """
+
+    def __init__(self, source: Any) -> None:
+        try:
+            import zstandard
+        except ImportError:
+            msg = (
+                "zstd-compressed, and the zstandard package is missing: "
+                "pip install 'cvtrace[viewer]' (or decompress it with zstd -d)"
+            )
+            raise UnreadableInput(msg) from None
+        self._source = source
+        self._error: type[Exception] = zstandard.ZstdError
+        self._context = zstandard.ZstdDecompressor()
+        self._frame = self._context.decompressobj()
+        self._in_frame = False
+        self._out = b""
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while self._pos >= len(self._out):
+            # small input steps bound the output of each (zstd packs up to ~32,000:1)
+            chunk = self._source.read(_ZSTD_STEP)
+            if not chunk:
+                if self._in_frame:
+                    msg = "not valid zstd: the input ends inside a frame"
+                    raise UnreadableInput(msg)
+                return 0
+            self._out, self._pos = self._decompress(chunk), 0
+        n = min(len(buffer), len(self._out) - self._pos)
+        buffer[:n] = self._out[self._pos : self._pos + n]
+        self._pos += n
+        return n
+
+    def _decompress(self, data: bytes) -> bytes:
+        out = []
+        while data:
+            if self._frame.eof:  # frames laid end to end are one stream
+                self._frame = self._context.decompressobj()
+            self._in_frame = True
+            try:
+                out.append(self._frame.decompress(data))
+            except self._error as exc:
+                msg = f"not valid zstd: {exc}"
+                raise UnreadableInput(msg) from None
+            data = self._frame.unused_data if self._frame.eof else b""
+            self._in_frame = not self._frame.eof
+        return b"".join(out)
 
 
 def _decompress_record(payload: bytes, limit: int) -> bytes:
     """Decompress one record compressed on its own (the collector's zstd), if it is."""
     if payload[:4] == _ZSTD_MAGIC:
-        reader = _zstd_reader(io.BytesIO(payload))
         try:
-            data: bytes = reader.read(limit + 1)
-        except Exception as exc:  # zstandard.ZstdError
-            msg = f"not valid zstd: {exc}"
-            raise _BadRecord(msg) from None
+            data = _buffered(_Zstd(io.BytesIO(payload))).read(limit + 1)
+        except UnreadableInput as exc:
+            raise _BadRecord(str(exc)) from None
     elif payload[:2] == _GZIP_MAGIC:
         try:
             data = zlib.decompressobj(wbits=31).decompress(payload, limit + 1)
@@ -460,6 +507,7 @@ def read_records(stream: IO[bytes], limit: int = MAX_RECORD_BYTES) -> tuple[str,
         return "OTLP protobuf" + suffix, iter([_from_protobuf(data, "message")])
     if head[:1] < b"\x0a":  # a length prefix under 160 MiB starts with 0x00..0x09
         return "OTLP protobuf, length-prefixed" + suffix, _length_prefixed(stream, limit)
+    head = stream.read(16)  # the stream gives the head again
     msg = (
         "not a trace file read here: expected OTLP JSON, OTLP JSON lines, OTLP protobuf "
         f"(one message or length-prefixed) or Jaeger JSON; it starts with {head[:16]!r}"
@@ -525,11 +573,6 @@ class Importer:
         except (OSError, EOFError, zlib.error) as exc:  # a corrupt gzip stream, say
             self.summary.rejected_records += 1
             self._problem("file", f"cannot be read: {exc}")
-        except Exception as exc:
-            if type(exc).__name__ != "ZstdError":
-                raise
-            self.summary.rejected_records += 1
-            self._problem("file", f"not valid zstd: {exc}")
         finally:
             self.flush()
 
