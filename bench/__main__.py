@@ -25,6 +25,7 @@ BENCHMARKS = {
     "bigtrace": "1k/10k/50k-span traces: server time and drawing in headless Chromium",
     "hostile": "gzip members, 200k-span responses, 8 x 60 MB requests: time and viewer RSS",
     "serving": "the UI's search and trace pages: waitress vs Werkzeug's development server",
+    "importing": "cvtrace import of big OTLP JSON lines, Jaeger JSON and protobuf files",
 }
 
 REPORT_ORDER = (
@@ -37,8 +38,9 @@ REPORT_ORDER = (
     "memory",
     "hostile",
     "serving",
+    "importing",
 )
-"""The numbering of BENCHMARKS.md (1-9), used for ``results/ALL.md``; runs go in the order above."""
+"""The numbering of BENCHMARKS.md (1-10), used for ``results/ALL.md``; runs go in the order above."""
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -125,3 +125,18 @@ def test_tracing_calls_are_classified_by_package_not_by_path() -> None:
     assert not is_tracing_code(cvtrace.viewer.ui.__file__)
     assert not is_tracing_code("/home/me/cvtrace/bench/worker.py")
     assert not is_tracing_code("/usr/lib/python3/flask/app.py")
+
+
+@pytest.mark.slow
+def test_importing_measures_every_format() -> None:
+    result, text = run_quick("importing")
+    assert set(result["formats"]) == {
+        "OTLP JSON lines",
+        "Jaeger JSON",
+        "OTLP protobuf, length-prefixed",
+    }
+    for label, cell in result["formats"].items():
+        assert positive(cell["spans_per_s"]), label
+        assert cell["bytes"] > 0, label
+    assert result["spans"] >= 5_000
+    assert "cvtrace import" in text
