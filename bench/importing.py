@@ -30,7 +30,7 @@ from bench.common import PYTHON, clean_env, log, spread, table
 from bench.spandata import demo_batches, to_request
 
 ROUNDS = 3
-SPANS = 200_000
+SPANS = 100_000
 QUICK_SPANS = 5_000
 JSON_LINES = "OTLP JSON lines"
 JAEGER = "Jaeger JSON"

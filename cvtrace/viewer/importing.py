@@ -506,7 +506,7 @@ def read_records(stream: IO[bytes], limit: int = MAX_RECORD_BYTES) -> tuple[str,
             raise UnreadableInput(msg)
         return "OTLP protobuf" + suffix, iter([_from_protobuf(data, "message")])
     if head[:1] < b"\x0a":  # a length prefix under 160 MiB starts with 0x00..0x09
-        return "OTLP protobuf, length-prefixed" + suffix, _length_prefixed(stream, limit)
+        return "length-prefixed records" + suffix, _length_prefixed(stream, limit)
     head = stream.read(16)  # the stream gives the head again
     msg = (
         "not a trace file read here: expected OTLP JSON, OTLP JSON lines, OTLP protobuf "

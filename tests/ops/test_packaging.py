@@ -8,6 +8,7 @@ they do for users (pip's cache keeps repeated runs short).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -116,6 +117,26 @@ def test_view_without_the_extra_says_how_to_install_it(base_install: Path) -> No
     )
     assert result.returncode == 2
     assert "pip install 'cvtrace[viewer]'" in result.stderr
+
+
+def test_import_without_the_extra(base_install: Path, tmp_path: Path) -> None:
+    """``cvtrace import`` needs no plotly: plain files import; zstd ones name the extra."""
+    import zstandard
+
+    trace_id, span_id = "5f0c0a0e0b0d0c0a5f0c0a0e0b0d0c0a", "5f0c0a0e0b0d0c0a"
+    span = {"traceId": trace_id, "spanId": span_id, "name": "GET /", "startTimeUnixNano": "1"}
+    body = json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}).encode()
+    plain = tmp_path / "trace.json"
+    plain.write_bytes(body)
+    packed = tmp_path / "trace.json.zst"
+    packed.write_bytes(zstandard.ZstdCompressor().compress(body))
+    command = [base_install / "cvtrace", "import", "--db", tmp_path / "s.sqlite3"]
+    done = subprocess.run([*command, plain], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "1 spans (1 new" in done.stdout
+    done = subprocess.run([*command, packed], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "pip install 'cvtrace[viewer]'" in done.stderr
 
 
 @pytest.fixture
