@@ -137,6 +137,7 @@ def test_importing_measures_every_format() -> None:
     }
     for label, cell in result["formats"].items():
         assert positive(cell["spans_per_s"]), label
+        assert positive(cell["cpu_us_per_span"]), label
         assert cell["bytes"] > 0, label
     assert result["spans"] >= 5_000
     assert "cvtrace import" in text
