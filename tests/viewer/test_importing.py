@@ -304,6 +304,19 @@ class TestRoundTrip:
         assert root.status.message == "boom"
         assert root.trace_state == "congo=t61rcWkgMzE"
 
+    def test_the_viewers_own_warnings_are_not_imported(self, tmp_path: Path) -> None:
+        """Orphan and clock-skew warnings are derived on export, and again on display."""
+        request = jaeger_request(new_trace_id())
+        spans = request.resource_spans[0].scope_spans[0].spans
+        spans[1].start_time_unix_nano = T0_NS - 1_000_000  # before its parent: skewed
+        request.resource_spans[1].scope_spans[0].spans[0].parent_span_id = new_span_id()
+        source = Source(tmp_path, request)
+        document = json.loads(source.jaeger_json())
+        assert document["data"][0]["warnings"]  # the export did warn
+        summary, target = import_bytes(tmp_path, source.jaeger_json())
+        assert summary.ok, summary.problems
+        assert canonical(target.get_trace(source.trace_id)) == canonical(source.spans())
+
 
 class TestRecords:
     def test_reimporting_adds_nothing(self, tmp_path: Path, source: Source) -> None:
