@@ -619,6 +619,7 @@ class Importer:
         try:
             result = self.store.write_request(merged, encoded)
         except Exception as exc:  # the store is busy past its timeout, the disk is full
+            self.summary.records -= len(pending)
             self.summary.rejected_records += len(pending)
             for where, _, _ in pending:
                 self._problem(where, f"not stored: {exc}")
@@ -633,7 +634,6 @@ class Importer:
                 trace_ids.update(s.trace_id for s in ss.spans)
         if result.rejected_spans:
             trace_ids.difference_update({t for t in trace_ids if len(t) != 16 or not any(t)})
-        if result.rejected_spans:
             # which records had them: each is checked as the store checks (rarely run)
             for where, request, _ in pending:
                 prepared = prepare_request(request, None, self.store.tag_keys)
