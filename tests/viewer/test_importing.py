@@ -424,6 +424,16 @@ class TestRecords:
         (problem,) = summary.problems
         assert "pip install 'cvtrace[viewer]'" in problem.reason
 
+    def test_a_failed_write_is_reported(self, tmp_path: Path, source: Source) -> None:
+        store = SpanStore(tmp_path / "closed.sqlite3")
+        store.close()
+        importer = Importer(store)
+        importer.import_stream(io.BytesIO(source.otlp_json()), "t.json")
+        (problem,) = importer.summary.problems
+        assert problem.where == "document"
+        assert problem.reason.startswith("not stored: the span store")
+        assert (importer.summary.records, importer.summary.rejected_records) == (0, 1)
+
     def test_many_small_records_are_written_in_groups(self, tmp_path: Path) -> None:
         """Records of one span each still import whole, in order, whatever the grouping."""
         lines = []
