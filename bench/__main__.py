@@ -40,7 +40,8 @@ REPORT_ORDER = (
     "serving",
     "importing",
 )
-"""The numbering of BENCHMARKS.md (1-10), used for ``results/ALL.md``; runs go in the order above."""
+"""The numbering of BENCHMARKS.md (1-10), used for ``results/ALL.md``; runs go in the order
+above."""
 
 
 def main(argv: list[str] | None = None) -> int:

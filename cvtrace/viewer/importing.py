@@ -50,6 +50,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
 )
 
+from cvtrace.otlp.decoding import PROTOBUF, BadBody, BodyTooLarge, decode_request, gunzip
 from cvtrace.otlp.jaeger_json import (
     JaegerJsonError,
     is_jaeger_json,
@@ -293,9 +294,11 @@ def _decompress_record(payload: bytes, limit: int) -> bytes:
             raise _BadRecord(str(exc)) from None
     elif payload[:2] == _GZIP_MAGIC:
         try:
-            data = zlib.decompressobj(wbits=31).decompress(payload, limit + 1)
-        except zlib.error as exc:
-            msg = f"not valid gzip: {exc}"
+            data = gunzip(payload, limit)
+        except BadBody as exc:
+            raise _BadRecord(str(exc)) from None
+        except BodyTooLarge:
+            msg = f"over {limit:,} bytes decompressed"
             raise _BadRecord(msg) from None
     else:
         return payload
@@ -341,9 +344,9 @@ def _from_json_object(data: object, where: str) -> Iterator[Decoded]:
 
 def _from_protobuf(payload: bytes, where: str) -> Decoded:
     try:
-        return where, ExportTraceServiceRequest.FromString(payload), payload
-    except Exception as exc:  # DecodeError, or whatever upb raises on garbage
-        return where, _BadRecord(f"not an OTLP ExportTraceServiceRequest: {exc}"), None
+        return where, decode_request(payload, PROTOBUF), payload
+    except BadBody as exc:
+        return where, _BadRecord(str(exc)), None
 
 
 def _from_payload(payload: bytes, where: str, limit: int) -> Iterator[Decoded]:

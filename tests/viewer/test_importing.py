@@ -246,6 +246,9 @@ FORMATS: dict[str, Callable[[Source], bytes]] = {
             for r in _requests_of(s.otlp_json())
         )
     ),
+    "length-prefixed, gzip per record": lambda s: _framed(
+        *(gzip.compress(r.SerializeToString()) for r in _requests_of(s.otlp_json()))
+    ),
     "length-prefixed JSON, zstd per record": lambda s: _framed(
         *(zstandard.ZstdCompressor().compress(line) for line in _lines(s.otlp_json()).splitlines())
     ),
@@ -396,7 +399,7 @@ class TestRecords:
         summary, _ = import_bytes(tmp_path, _framed(payloads[0], b"\x0a\xff\xff", payloads[1]))
         (problem,) = summary.problems
         assert problem.where == f"record 2 (byte {4 + len(payloads[0]):,})"
-        assert problem.reason.startswith("not an OTLP ExportTraceServiceRequest")
+        assert problem.reason.startswith("the body is not an ExportTraceServiceRequest")
         assert summary.spans == 3
 
     @pytest.mark.parametrize(
