@@ -6,7 +6,7 @@ traces, about five spans each):
 - **OTLP JSON lines**: a request of ~512 spans per line, as the collector's ``file``
   exporter writes its batches (``cvtrace.otlp.json_form.otlp_json_bytes`` of each);
 - **Jaeger JSON**: one ``{"data": [...]}`` document of every trace, as the viewer's
-  ``/api/traces`` writes them (``cvtrace.viewer.jaeger.jaeger_trace`` of the traces
+  ``/api/traces`` writes them (``cvtrace.viewer.jaeger.jaeger_trace_json`` of the traces
   read back from a store);
 - **OTLP protobuf, length-prefixed**: the same requests in the file exporter's
   ``format: proto`` framing (for comparison: no JSON to parse).
@@ -43,7 +43,7 @@ def write_files(directory: Path, spans: int) -> tuple[dict[str, Path], int]:
     """Write the three files of ``spans`` demo spans; return them and the span count."""
     from cvtrace.otlp.json_form import otlp_json_bytes
     from cvtrace.store import SpanStore
-    from cvtrace.viewer.jaeger import jaeger_trace
+    from cvtrace.viewer.jaeger import jaeger_trace_json
 
     now = time.time_ns()
     requests = [to_request(b) for b in demo_batches(8, spans, now - 3600 * 10**9, 3600 * 10**9)]
@@ -70,19 +70,15 @@ def write_files(directory: Path, spans: int) -> tuple[dict[str, Path], int]:
             for i in range(0, len(ids), 1000):
                 traces = store.get_traces(ids[i : i + 1000])
                 body = ",".join(
-                    _json(jaeger_trace(traces[t])) for t in ids[i : i + 1000] if traces.get(t)
+                    "".join(jaeger_trace_json([traces[t]]))
+                    for t in ids[i : i + 1000]
+                    if traces.get(t)
                 )
                 out.write(("," if i else "") + body)
             out.write("]}")
     finally:
         store.close()
     return paths, total
-
-
-def _json(data: Any) -> str:
-    import json
-
-    return json.dumps(data, separators=(",", ":"))
 
 
 def _import(path: Path, db: Path) -> tuple[float, float]:

@@ -128,6 +128,7 @@ PARAMETERS: dict[str, list[str]] = {
     "/static/<path:filename>": [],
     "/static/plotly.min.js": ["v"],
     "/v1/traces": [],
+    "/api/import": ["name"],
 }
 """Each route's query parameters, as the code reads them ('token' is added to all)."""
 
@@ -177,7 +178,7 @@ def check(response: requests.Response, path: str) -> None:
         assert errors[0]["msg"]
 
 
-GET_ROUTES = [rule for rule in PARAMETERS if rule != "/v1/traces"]
+GET_ROUTES = [rule for rule in PARAMETERS if rule not in ("/v1/traces", "/api/import")]
 FUZZ = settings(
     max_examples=40,
     deadline=None,
@@ -266,3 +267,23 @@ def test_otlp_receivers_never_answer_5xx(
         f"{base}/v1/traces", params=params, data=body, headers=headers, timeout=30
     )
     check(response, "/v1/traces")
+
+
+@FUZZ
+@given(
+    params=st.lists(st.tuples(st.sampled_from(["name", "token", "x"]), VALUES), max_size=3),
+    body=BODIES,
+    content_type=st.sampled_from(["application/octet-stream", "text/plain", ""]),
+)
+def test_import_never_answers_5xx(
+    viewer: Viewer, params: list[tuple[str, str]], body: bytes, content_type: str
+) -> None:
+    """The search page's import (``POST /api/import``) with any file: a summary or a 4xx."""
+    response = viewer.session.post(
+        f"{viewer.ui.url}/api/import",
+        params=params,
+        data=body,
+        headers={"Content-Type": content_type},
+        timeout=30,
+    )
+    assert response.status_code < 500, (response.status_code, response.text[:300])
