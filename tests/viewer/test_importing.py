@@ -1,13 +1,11 @@
 """``cvtrace import`` and ``POST /api/import``: trace files from real producers back in.
 
-The files come from the producers themselves where they run here: the viewer's own
-downloads (``/trace/<id>/otlp.json`` and ``/api/traces/<id>``), the Python SDK's OTLP
-encoder and the Node.js SDK's serializers (``tests/node/send_spans.mjs``). The
-OpenTelemetry Collector's ``file`` exporter output is built by hand following its
-documentation and ``file_writer.go`` (a line per request; with ``format: proto``,
-or ``compression: zstd``, each record zstd-compressed on its own when compressed,
-behind a 4-byte big-endian length) until the collector is built for the pipeline
-work: those tests say so.
+The files come from the producers themselves: the viewer's own downloads
+(``/trace/<id>/otlp.json`` and ``/api/traces/<id>``), the Python SDK's OTLP encoder, the
+Node.js SDK's serializers (``tests/node/send_spans.mjs``) and the OpenTelemetry
+Collector's ``file`` exporter (the distribution ``deploy/build.sh`` builds) in each of
+its formats and compressions. The other variants of the formats (the viewer's download
+split into lines, framed, compressed) are built from the viewer's download.
 """
 
 from __future__ import annotations
@@ -17,13 +15,17 @@ import io
 import json
 import os
 import pty
+import signal
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 import zstandard
 from flask import Flask
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
@@ -41,6 +43,7 @@ from cvtrace.otlp.json_form import otlp_json_bytes, parse_otlp_json
 from cvtrace.store import SpanStore, StoredSpan
 from cvtrace.viewer import create_app
 from cvtrace.viewer.importing import Importer, ImportSummary
+from tests.ops.binaries import build
 from tests.viewer.support import T0_NS, new_span_id, new_trace_id, store_snapshot
 
 # -- the traces ------------------------------------------------------------------
@@ -546,22 +549,189 @@ def test_nodejs_sdk_files(tmp_path: Path, protocol: str) -> None:
         )
 
 
-def test_collector_file_exporter_json_lines(tmp_path: Path, source: Source) -> None:
-    """Hand-built to the file exporter's documented format (one OTLP JSON request per
-    line, pdata's JSON: 64-bit integers as strings, enums as numbers) until the
-    collector is built here; then its real output replaces this file."""
-    lines = []
-    for rs in json.loads(source.otlp_json())["resourceSpans"]:
-        for ss in rs["scopeSpans"]:
-            for span in ss["spans"]:
-                span["startTimeUnixNano"] = str(span["startTimeUnixNano"])
-                span["kind"] = int(span.get("kind", 0))
-        lines.append(json.dumps({"resourceSpans": [rs]}, separators=(",", ":")))
-    data = ("\n".join(lines) + "\n").encode()
-    summary, target = import_bytes(tmp_path, data, "otel-traces.json")
-    assert summary.formats["otel-traces.json"] == "JSON lines"
+COLLECTOR_FILES = {
+    # exporter name: (path, settings, format read without / with the native-compression gate)
+    "file/json": ("out.jsonl", {}, ("JSON lines", "JSON lines")),
+    "file/proto": ("out.pb", {"format": "proto"}, ("length-prefixed records",) * 2),
+    "file/proto_zstd": (
+        "out.pb.zst",
+        {"format": "proto", "compression": "zstd"},
+        ("length-prefixed records", "length-prefixed records, zstd"),
+    ),
+    "file/json_zstd": (
+        "out.json.zst",
+        {"compression": "zstd"},
+        ("length-prefixed records", "JSON lines, zstd"),
+    ),
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("native", [False, True], ids=["per-record zstd", "native zstd"])
+def test_real_collector_file_exporter(tmp_path: Path, native: bool) -> None:
+    """The collector built from deploy/collector (contrib 0.161.0) receives the Python
+    SDK's requests over OTLP/HTTP and writes them with its file exporter in every format
+    and compression; each file imports to the same spans as the requests themselves."""
+    collector = build().collector
+    port = _free_port()
+    exporters = {
+        name: {"path": str(tmp_path / path), **settings}
+        for name, (path, settings, _) in COLLECTOR_FILES.items()
+    }
+    config = {
+        "receivers": {"otlp": {"protocols": {"http": {"endpoint": f"127.0.0.1:{port}"}}}},
+        "exporters": exporters,
+        "service": {
+            "telemetry": {"metrics": {"level": "none"}},
+            "pipelines": {"traces": {"receivers": ["otlp"], "exporters": list(exporters)}},
+        },
+    }
+    config_path = tmp_path / "collector.json"  # YAML is a superset of JSON
+    config_path.write_text(json.dumps(config))
+    gate = ["--feature-gates=exporter.file.nativeCompression"] if native else []
+    log = (tmp_path / "collector.log").open("wb")
+    process = subprocess.Popen(
+        [str(collector), f"--config={config_path}", *gate], stdout=log, stderr=log
+    )
+    bodies = [encode_spans(_sdk_spans()).SerializeToString() for _ in range(3)]
+    try:
+        deadline = time.monotonic() + 30
+        sent = 0
+        while sent < len(bodies):
+            assert process.poll() is None, (tmp_path / "collector.log").read_text()
+            try:
+                response = requests.post(
+                    f"http://127.0.0.1:{port}/v1/traces",
+                    data=bodies[sent],
+                    headers={"Content-Type": "application/x-protobuf"},
+                    timeout=10,
+                )
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline, "the collector did not start listening"
+                time.sleep(0.1)
+                continue
+            assert response.status_code == 200, response.text
+            sent += 1
+        process.send_signal(signal.SIGTERM)  # flushes and closes the files
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+        log.close()
+    want_store = SpanStore(tmp_path / "want.sqlite3")
+    for body in bodies:
+        want_store.write_request(ExportTraceServiceRequest.FromString(body))
+    trace_ids = list(want_store.iter_trace_ids())
+    assert len(trace_ids) == 3
+    want = {t: canonical(want_store.get_trace(t)) for t in trace_ids}
+    for name, (path, _, formats) in COLLECTOR_FILES.items():
+        summary, store = import_bytes(
+            tmp_path, (tmp_path / path).read_bytes(), path, db=f"{name[5:]}.sqlite3"
+        )
+        assert summary.ok, (name, summary.problems)
+        assert summary.formats[path] == formats[native], name
+        assert (summary.traces, summary.new_spans) == (3, 6), name
+        assert {t: canonical(store.get_trace(t)) for t in trace_ids} == want, name
+
+
+def _jaeger_form(stored: StoredSpan) -> tuple[Any, ...]:
+    """What of a span Jaeger JSON carries (see cvtrace.otlp.jaeger_json)."""
+    span = stored.span
+
+    def attrs(kvs: Any) -> dict[str, bytes]:
+        return {kv.key: kv.value.SerializeToString(deterministic=True) for kv in kvs}
+
+    return (
+        span.trace_id,
+        span.parent_span_id,
+        span.name,
+        span.kind,
+        span.status.SerializeToString(deterministic=True),
+        span.trace_state,
+        span.start_time_unix_nano // 1000,
+        # Jaeger keeps the start and the duration, each in whole microseconds
+        (span.end_time_unix_nano - span.start_time_unix_nano) // 1000,
+        attrs(span.attributes),
+        [(e.name, e.time_unix_nano // 1000, attrs(e.attributes)) for e in span.events],
+        [(link.trace_id, link.span_id) for link in span.links],
+        attrs(stored.resource.attributes),
+        (stored.scope.name, stored.scope.version),
+    )
+
+
+@pytest.mark.slow
+def test_real_jaeger_download(tmp_path: Path) -> None:
+    """Jaeger v2.12.0 (built from deploy/jaeger) stores the Python SDK's spans; the JSON
+    its /api/traces/<id> answers (what Jaeger UI downloads) imports to the same spans, as
+    far as Jaeger JSON carries them."""
+    jaeger = build().jaeger
+    ports = {name: _free_port() for name in ("HEALTH", "QUERY_HTTP", "QUERY_GRPC", "GRPC", "HTTP")}
+    environment = {
+        "CVTRACE_JAEGER_HEALTH_ENDPOINT": f"127.0.0.1:{ports['HEALTH']}",
+        "CVTRACE_JAEGER_QUERY_HTTP_ENDPOINT": f"127.0.0.1:{ports['QUERY_HTTP']}",
+        "CVTRACE_JAEGER_QUERY_GRPC_ENDPOINT": f"127.0.0.1:{ports['QUERY_GRPC']}",
+        "CVTRACE_JAEGER_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{ports['GRPC']}",
+        "CVTRACE_JAEGER_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{ports['HTTP']}",
+    }
+    config = Path(__file__).resolve().parents[2] / "deploy" / "jaeger-local.yaml"
+    spans = _sdk_spans()
+    body = encode_spans(spans).SerializeToString()
+    trace_id = spans[0].context.trace_id.to_bytes(16, "big")
+    log = (tmp_path / "jaeger.log").open("wb")
+    process = subprocess.Popen(
+        [str(jaeger), f"--config={config}"],
+        stdout=log,
+        stderr=log,
+        env={**os.environ, **environment},
+    )
+    try:
+        deadline = time.monotonic() + 30
+        base = f"http://127.0.0.1:{ports['QUERY_HTTP']}"
+        while True:
+            assert process.poll() is None, (tmp_path / "jaeger.log").read_text()
+            try:
+                posted = requests.post(
+                    f"http://127.0.0.1:{ports['HTTP']}/v1/traces",
+                    data=body,
+                    headers={"Content-Type": "application/x-protobuf"},
+                    timeout=10,
+                )
+                if posted.status_code == 200:
+                    answer = requests.get(f"{base}/api/traces/{trace_id.hex()}", timeout=10)
+                    if answer.status_code == 200:
+                        break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, "Jaeger did not store the trace in 30 s"
+            time.sleep(0.2)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+    summary, store = import_bytes(tmp_path, answer.content, "jaeger.json")
     assert summary.ok, summary.problems
-    assert canonical(target.get_trace(source.trace_id)) == canonical(source.spans())
+    assert summary.formats["jaeger.json"] == "Jaeger JSON"
+    want_store = SpanStore(tmp_path / "want.sqlite3")
+    want_store.write_request(ExportTraceServiceRequest.FromString(body))
+    got_spans = store.get_trace(trace_id)
+    outer = next(s.span for s in got_spans if s.span.name == "outer")
+    tags = next(kv.value for kv in outer.attributes if kv.key == "tags")
+    assert json.loads(tags.string_value) == ["a", "b"]  # an array: Jaeger JSON writes text
+    want_spans = want_store.get_trace(trace_id)
+    for stored in [*got_spans, *want_spans]:
+        keep = [kv for kv in stored.span.attributes if kv.key != "tags"]
+        del stored.span.attributes[:]
+        stored.span.attributes.extend(keep)
+    got = {s.span.span_id: _jaeger_form(s) for s in got_spans}
+    want = {s.span.span_id: _jaeger_form(s) for s in want_spans}
+    assert got == want
 
 
 # -- the command -----------------------------------------------------------------
