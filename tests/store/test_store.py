@@ -309,7 +309,7 @@ class TestTraceIdIndex:
 
     @pytest.fixture(autouse=True)
     def _small_batches(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.setattr("cvtrace.store.spanstore._INDEX_BATCH", 4)
+        monkeypatch.setattr("cvtrace.store.writing._INDEX_BATCH", 4)
 
     @staticmethod
     def _indexed(path: Path) -> tuple[int, int]:
@@ -378,13 +378,13 @@ class TestTraceIdIndex:
     def test_a_failed_write_forgets_its_new_traces(self, store: SpanStore) -> None:
         """After a rollback, the store does not believe in traces it never wrote."""
         specs = simple_trace()
-        store._writer.execute(
+        store._writer.conn.execute(
             "CREATE TRIGGER fail_groups BEFORE INSERT ON span_groups "
             "BEGIN SELECT RAISE(ABORT, 'disk full'); END"
         )
         with pytest.raises(sqlite3.IntegrityError, match="disk full"):
             store.write_request(make_request(specs))
-        store._writer.execute("DROP TRIGGER fail_groups")
+        store._writer.conn.execute("DROP TRIGGER fail_groups")
         store.write_request(make_request(specs))
         assert store.trace_count() == 1
         assert len(store.get_trace(specs[0].trace_id)) == 3
