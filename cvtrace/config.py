@@ -164,6 +164,29 @@ SETTINGS: tuple[Setting, ...] = (
         "(default ~/.local/share/cvtrace/traces.sqlite3).",
     ),
     Setting(
+        "local_max_spans",
+        "CVTRACE_LOCAL_MAX_SPANS",
+        1_000_000,
+        parse_non_negative_int,
+        "Spans the `local` exporter keeps in its store; above it the oldest whole traces "
+        "are deleted (0: no limit).",
+    ),
+    Setting(
+        "local_max_age_hours",
+        "CVTRACE_LOCAL_MAX_AGE_HOURS",
+        0.0,
+        parse_float,
+        "Hours after which the `local` exporter deletes traces from its store (0: never).",
+    ),
+    Setting(
+        "store_tag_keys",
+        "CVTRACE_STORE_TAG_KEYS",
+        (),
+        parse_list,
+        "More attribute keys (comma-separated) that the span store indexes for fast tag "
+        "search, beyond the built-in ones; read by the `local` exporter and the viewer.",
+    ),
+    Setting(
         "jaeger_endpoint",
         "CVTRACE_JAEGER_ENDPOINT",
         "http://localhost:4318",
@@ -264,6 +287,12 @@ class Settings:
     """Whether log records carry trace and span ids."""
     local_db: str | None
     """SQLite file of the ``local`` exporter (None: the store's default)."""
+    local_max_spans: int
+    """Spans the ``local`` exporter's store keeps (0: no limit)."""
+    local_max_age_hours: float
+    """Age after which the ``local`` exporter deletes traces (0: never)."""
+    store_tag_keys: tuple[str, ...]
+    """Attribute keys indexed for tag search beyond the store's defaults."""
     jaeger_endpoint: str
     """Jaeger's OTLP endpoint."""
     shutdown_timeout_s: float
@@ -313,6 +342,9 @@ def resolve(arguments: Mapping[str, Any], environ: Mapping[str, str] | None = No
         scrub_patterns=tuple(values["scrub_patterns"] or ()),
         log_correlation=bool(values["log_correlation"]),
         local_db=values["local_db"],
+        local_max_spans=int(values["local_max_spans"]),
+        local_max_age_hours=float(values["local_max_age_hours"]),
+        store_tag_keys=tuple(values["store_tag_keys"] or ()),
         jaeger_endpoint=values["jaeger_endpoint"],
         shutdown_timeout_s=float(values["shutdown_timeout_s"]),
         batch=BatchSettings.from_env(env),
