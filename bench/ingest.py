@@ -6,7 +6,7 @@
   (``CVTRACE_VIEWER_MAX_SPANS=0``), and with the default 1M cap, where each write
   that crosses it deletes the oldest traces down to 900,000.
 - **local exporter**: ``LocalSpanExporter.export`` of SDK spans in batches of 512 into
-  another copy, in this process (encoding included).
+  another copy, in this process (encoding included), with retention off.
 
 Each path has its own store copy (and viewer) for the whole run; after a warm-up
 second each, the paths take turns for ``ROUNDS`` interleaved rounds of a few seconds,
@@ -101,7 +101,7 @@ class _LocalRun:
     def __init__(self, db: Path, spans_per_round: int) -> None:
         from cvtrace.exporters.local import LocalSpanExporter
 
-        self.exporter = LocalSpanExporter(db)
+        self.exporter = LocalSpanExporter(db, max_spans=0)
         self.spans_per_round = spans_per_round
         self.seed = 100
 
@@ -147,15 +147,6 @@ def _encode_time(batches: list[list[Any]]) -> float:
     return time.perf_counter() - t0
 
 
-@contextlib.contextmanager
-def _retention_off() -> Iterator[None]:
-    os.environ["CVTRACE_VIEWER_MAX_SPANS"] = "0"
-    try:
-        yield
-    finally:
-        del os.environ["CVTRACE_VIEWER_MAX_SPANS"]
-
-
 def run(quick: bool = False) -> tuple[dict[str, Any], str]:
     """Measure; return the results and their Markdown."""
     rounds, seconds = (2, 1.0) if quick else (ROUNDS, 3.5)
@@ -180,26 +171,23 @@ def run(quick: bool = False) -> tuple[dict[str, Any], str]:
             session = stack.enter_context(requests.Session())
             session.get(viewer.url + "/api/services", timeout=30)
             senders[label] = (viewer, iter(bodies), session)
-        with _retention_off():
-            local = _LocalRun(
-                copy_store(source, Path(tmp) / "local.sqlite3"), int(seconds * MAX_SPANS_PER_S)
-            )
+        local = _LocalRun(
+            copy_store(source, Path(tmp) / "local.sqlite3"), int(seconds * MAX_SPANS_PER_S)
+        )
         # the copies' dirty pages written out now, not during the first rounds; then one
         # short round per path, not counted: the viewers' and the store's caches warm up
         os.sync()
         labels = list(rounds_of)
         for label in labels:
             if label == LOCAL:
-                with _retention_off():
-                    local.round(WARM_UP_S)
+                local.round(WARM_UP_S)
             else:
                 viewer, stream, session = senders[label]
                 _post_all(viewer.otlp_url, stream, WARM_UP_S, viewer.proc.pid, session)
         for r in range(rounds):
             for label in labels[r % len(labels) :] + labels[: r % len(labels)]:
                 if label == LOCAL:
-                    with _retention_off():
-                        cell = local.round(seconds)
+                    cell = local.round(seconds)
                 else:
                     viewer, stream, session = senders[label]
                     cell = _post_all(viewer.otlp_url, stream, seconds, viewer.proc.pid, session)

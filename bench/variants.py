@@ -97,7 +97,7 @@ def variant_env(variant: str, endpoint: str, local_db: Path | None) -> dict[str,
     elif variant.startswith("cvtrace-local"):
         env["CVTRACE_EXPORTERS"] = "local"
         env["CVTRACE_LOCAL_DB"] = str(local_db)
-        env["CVTRACE_VIEWER_MAX_SPANS"] = "0"
+        env["CVTRACE_LOCAL_MAX_SPANS"] = "0"
     elif variant.startswith("vanilla"):
         env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = endpoint
         if variant == "vanilla-excluded":

@@ -32,7 +32,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
-from cvtrace.store import default_db_path
+from cvtrace.exporters.local import default_db_path
 
 DEFAULT_REQUESTS = 300
 SEED_CIRCUITS = 300

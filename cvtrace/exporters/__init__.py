@@ -34,9 +34,17 @@ def create_exporters(
 
             exporters.append(create_newrelic_exporter(env))
         elif name == "local":
+            from ..store import DEFAULT_TAG_KEYS
             from .local import LocalSpanExporter
 
-            exporters.append(LocalSpanExporter(settings.local_db))
+            exporters.append(
+                LocalSpanExporter(
+                    settings.local_db,
+                    max_spans=settings.local_max_spans,
+                    max_age_s=settings.local_max_age_hours * 3600.0,
+                    tag_keys=DEFAULT_TAG_KEYS.union(settings.store_tag_keys),
+                )
+            )
         elif name == "console":
             from .console import ConsoleSpanExporter
 

@@ -9,7 +9,7 @@ instead of decoding a request again). Both store the same rows for the same span
 
 Usage::
 
-    store = SpanStore(default_db_path())
+    store = SpanStore(path, max_spans=0, tag_keys=DEFAULT_TAG_KEYS | {"app.tenant"})
     result = store.write_request(request)   # WriteResult(accepted, rejected, message, new)
     store.search(TraceQuery(service="shop", tags={"http.route": "/cart"}))
     store.get_trace(trace_id)               # list[StoredSpan], or [] when unknown
@@ -30,12 +30,12 @@ The package's parts, each with its design notes:
 
 from __future__ import annotations
 
-from .connections import default_db_path as default_db_path
 from .reading import StoredSpan as StoredSpan
 from .reading import TracePieces as TracePieces
 from .reading import TraceSummary as TraceSummary
 from .reading import span_tag_texts as span_tag_texts
 from .reading import spans_to_traces_data as spans_to_traces_data
+from .retention import DEFAULT_MAX_SPANS as DEFAULT_MAX_SPANS
 from .schema import SCHEMA_VERSION as SCHEMA_VERSION
 from .search import DEFAULT_TAG_KEYS as DEFAULT_TAG_KEYS
 from .search import TraceQuery as TraceQuery

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -25,20 +24,6 @@ PAGE_SIZE = 8192
 SQL_VARS = 500
 """Ids per ``IN (...)`` query."""
 _MAX_IDLE_READERS = 8
-
-
-def default_db_path() -> Path:
-    """Return the store file the ``local`` exporter and ``cvtrace view`` share.
-
-    ``$CVTRACE_LOCAL_DB`` if set, else ``$XDG_DATA_HOME/cvtrace/traces.sqlite3``
-    (``XDG_DATA_HOME`` defaults to ``~/.local/share``).
-    """
-    explicit = os.environ.get("CVTRACE_LOCAL_DB", "").strip()
-    if explicit:
-        return Path(explicit).expanduser()
-    data_home = os.environ.get("XDG_DATA_HOME", "").strip()
-    base = Path(data_home).expanduser() if data_home else Path.home() / ".local" / "share"
-    return base / "cvtrace" / "traces.sqlite3"
 
 
 @contextlib.contextmanager

@@ -17,7 +17,6 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
 )
 
-from cvtrace.config import parse_float, parse_non_negative_int
 from cvtrace.exceptions import CvtraceConfigError
 from cvtrace.otlp.encoding import EncodedResource
 from cvtrace.store.batches import prepare_encoded, prepare_request
@@ -29,22 +28,6 @@ from cvtrace.store.search import DEFAULT_TAG_KEYS, Searcher, TraceQuery
 from cvtrace.store.writing import Writer, WriteResult
 
 
-def _tag_keys_from_env() -> frozenset[str]:
-    extra = os.environ.get("CVTRACE_STORE_TAG_KEYS", "")
-    keys = {k.strip() for k in extra.split(",") if k.strip()}
-    return DEFAULT_TAG_KEYS | keys
-
-
-def _int_env(name: str, default: int) -> int:
-    raw = os.environ.get(name, "").strip()
-    return parse_non_negative_int(name, raw) if raw else default
-
-
-def _float_env(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    return parse_float(name, raw) if raw else default
-
-
 class SpanStore:
     """A SQLite file of spans, written by exporters and receivers, read by the viewer.
 
@@ -53,7 +36,7 @@ class SpanStore:
 
     Usage::
 
-        store = SpanStore(default_db_path())
+        store = SpanStore(path, max_spans=0, tag_keys=DEFAULT_TAG_KEYS | {"app.tenant"})
         result = store.write_request(request)   # WriteResult(accepted, rejected, message, new)
         store.search(TraceQuery(service="shop", tags={"http.route": "/cart"}))
         store.get_trace(trace_id)               # list[StoredSpan], or [] when unknown
@@ -61,45 +44,39 @@ class SpanStore:
 
     Args:
         path: The database file; created, with its parent directories, if missing.
-        max_spans: Retention by span count; ``None`` reads ``CVTRACE_VIEWER_MAX_SPANS``
-            (default 1,000,000); 0 means no limit.
-        max_age_s: Retention by age; ``None`` reads ``CVTRACE_VIEWER_MAX_AGE_HOURS``
-            (default 0, no limit).
-        tag_keys: Attribute keys indexed for tag search; ``None`` means
-            ``DEFAULT_TAG_KEYS`` plus ``CVTRACE_STORE_TAG_KEYS``.
+        max_spans: Retention by span count, applied by this store's writes
+            (:mod:`cvtrace.store.retention`); 0 means no limit.
+        max_age_s: Retention by age; 0 means no limit.
+        tag_keys: Attribute keys indexed for tag search (every writer of a file
+            should index the same ones).
         busy_timeout_s: How long a write waits for another writer.
         checkpoint_interval_s: If set, copy the write-ahead log into the database
             from a background thread this often, instead of in the writing
             thread every few thousand pages (the viewer does this: it takes
             several milliseconds of I/O off every few requests).
 
+    The store reads no environment variable: its callers do (the ``local``
+    exporter through :mod:`cvtrace.config`, the viewer through its own config).
+
     Raises:
-        CvtraceConfigError: A retention setting is malformed, or the file was
-            written by a newer cvtrace.
+        CvtraceConfigError: The file cannot be opened as a store, or was written
+            by a newer cvtrace.
     """
 
     def __init__(
         self,
         path: str | os.PathLike[str],
         *,
-        max_spans: int | None = None,
-        max_age_s: float | None = None,
-        tag_keys: Iterable[str] | None = None,
+        max_spans: int = DEFAULT_MAX_SPANS,
+        max_age_s: float = 0.0,
+        tag_keys: Iterable[str] = DEFAULT_TAG_KEYS,
         busy_timeout_s: float = 10.0,
         checkpoint_interval_s: float | None = None,
     ) -> None:
         self.path = Path(path)
-        self.max_spans = (
-            max_spans
-            if max_spans is not None
-            else _int_env("CVTRACE_VIEWER_MAX_SPANS", DEFAULT_MAX_SPANS)
-        )
-        self.max_age_s = (
-            max_age_s
-            if max_age_s is not None
-            else _float_env("CVTRACE_VIEWER_MAX_AGE_HOURS", 0.0) * 3600.0
-        )
-        self.tag_keys = frozenset(tag_keys) if tag_keys is not None else _tag_keys_from_env()
+        self.max_spans = max_spans
+        self.max_age_s = max_age_s
+        self.tag_keys = frozenset(tag_keys)
         self._connections = Connections(self.path, busy_timeout_s=busy_timeout_s)
         self._retention = Retention(self.max_spans, self.max_age_s)
         try:

@@ -13,6 +13,9 @@ key                                meaning                                     d
 =================================  ==========================================  =====================
 ``STORE``                          a :class:`cvtrace.store.SpanStore` to use   none
 ``DB_PATH``                        store file, when no ``STORE`` is given      ``default_db_path()``
+``MAX_SPANS``                      spans the store keeps (0: no limit)         1,000,000
+``MAX_AGE_HOURS``                  age after which traces go (0: never)        0
+``CHECKPOINT_INTERVAL_S``          WAL checkpoints from a thread, this often   none (SQLite's)
 ``TOKEN``                          bearer token required by UI, API and OTLP   none
 ``OTLP_MAX_BODY_BYTES``            largest OTLP body, after decompression      64 MiB
 ``OTLP_MAX_CONCURRENT_REQUESTS``   OTLP requests decoded at once (others wait, 2
@@ -20,16 +23,24 @@ key                                meaning                                     d
 ``ALLOWED_HOSTS``                  Host header names answered (others: 421)    any
 ``IMPORT_MAX_BODY_BYTES``          largest file ``POST /api/import`` takes     256 MiB
 =================================  ==========================================  =====================
+
+``MAX_SPANS``, ``MAX_AGE_HOURS`` and ``CHECKPOINT_INTERVAL_S`` apply to the store the
+viewer opens (not to a given ``STORE``), which also indexes the tag keys of
+``CVTRACE_STORE_TAG_KEYS`` (:data:`cvtrace.config.SETTINGS`: the ``local`` exporter
+reads the same variable, so both writers of a file index the same keys).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask, Response, current_app
 
-from cvtrace.store import SpanStore, default_db_path
+from cvtrace.config import SETTINGS, parse_float, parse_non_negative_int
+from cvtrace.exporters.local import default_db_path
+from cvtrace.store import DEFAULT_MAX_SPANS, DEFAULT_TAG_KEYS, SpanStore
 
 __all__ = ["DEFAULT_OTLP_MAX_BODY_BYTES", "create_app", "create_receiver_app", "get_store"]
 
@@ -46,6 +57,9 @@ def _configure(app: Flask, config: Mapping[str, Any] | None) -> None:
         ALLOWED_HOSTS=None,
         OTLP_MAX_CONCURRENT_REQUESTS=None,
         IMPORT_MAX_BODY_BYTES=256 * 1024 * 1024,
+        MAX_SPANS=DEFAULT_MAX_SPANS,
+        MAX_AGE_HOURS=0,
+        CHECKPOINT_INTERVAL_S=None,
     )
     app.config.from_prefixed_env("CVTRACE_VIEWER")
     if config:
@@ -55,8 +69,28 @@ def _configure(app: Flask, config: Mapping[str, Any] | None) -> None:
     app.config["TOKEN"] = str(token) if token not in (None, "") else None
     store = app.config.get("STORE")
     if store is None:
-        store = SpanStore(app.config.get("DB_PATH") or default_db_path())
+        store = _open_store(app.config)
     app.extensions[_STORE_KEY] = store
+
+
+def _open_store(config: Mapping[str, Any]) -> SpanStore:
+    """Open the store the viewer's config names, with the viewer's own retention.
+
+    Raises:
+        CvtraceConfigError: a setting is malformed, or the file is no store.
+    """
+    # from_prefixed_env parses JSON: numbers arrive as numbers, anything else as text
+    max_spans = parse_non_negative_int("CVTRACE_VIEWER_MAX_SPANS", str(config["MAX_SPANS"]))
+    max_age_hours = parse_float("CVTRACE_VIEWER_MAX_AGE_HOURS", str(config["MAX_AGE_HOURS"]))
+    (tag_keys,) = (s for s in SETTINGS if s.env_var == "CVTRACE_STORE_TAG_KEYS")
+    extra_keys = tag_keys.parse(tag_keys.env_var, os.environ.get(tag_keys.env_var, ""))
+    return SpanStore(
+        config.get("DB_PATH") or default_db_path(),
+        max_spans=max_spans,
+        max_age_s=max_age_hours * 3600.0,
+        tag_keys=DEFAULT_TAG_KEYS.union(extra_keys),
+        checkpoint_interval_s=config.get("CHECKPOINT_INTERVAL_S"),
+    )
 
 
 CONTENT_SECURITY_POLICY = (

@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import quote
 
 from cvtrace.exceptions import CvtraceConfigError
-from cvtrace.store import SpanStore, default_db_path
+from cvtrace.exporters.local import default_db_path
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ def show_token_url(url: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Serve until interrupted; return the exit code."""
-    from cvtrace.viewer import DEFAULT_OTLP_MAX_BODY_BYTES, create_app
+    from cvtrace.viewer import DEFAULT_OTLP_MAX_BODY_BYTES, create_app, get_store
     from cvtrace.viewer.grpc_receiver import start_grpc_server
     from cvtrace.viewer.otlp_http import OtlpHttpServer
     from cvtrace.viewer.receiver import decode_slots
@@ -167,18 +167,22 @@ def run(args: argparse.Namespace) -> int:
     )
     logging.getLogger("waitress").setLevel(logging.WARNING)
     db_path = args.db or default_db_path()
-    try:
-        store = SpanStore(db_path, checkpoint_interval_s=CHECKPOINT_INTERVAL_S)
-    except CvtraceConfigError as exc:
-        print(f"cvtrace view: {exc}", file=sys.stderr)
-        return 2
     max_body = args.otlp_max_body_bytes
-    config: dict[str, Any] = {"STORE": store, "TOKEN": token}
+    config: dict[str, Any] = {
+        "DB_PATH": db_path,
+        "TOKEN": token,
+        "CHECKPOINT_INTERVAL_S": CHECKPOINT_INTERVAL_S,
+    }
     if token is None:  # only on loopback, see above: refuse other Host names
         config["ALLOWED_HOSTS"] = sorted({"localhost", "127.0.0.1", "::1", args.host.strip("[]")})
     if max_body is not None:
         config["OTLP_MAX_BODY_BYTES"] = max_body
-    app = create_app(config)
+    try:  # opens the store, with the CVTRACE_VIEWER_* settings
+        app = create_app(config)
+    except CvtraceConfigError as exc:
+        print(f"cvtrace view: {exc}", file=sys.stderr)
+        return 2
+    store = get_store(app)
     limit = int(app.config.get("OTLP_MAX_BODY_BYTES") or DEFAULT_OTLP_MAX_BODY_BYTES)
     slots = decode_slots(app)  # one bound on decoding for all three receivers
     servers: list[WsgiServer | OtlpHttpServer] = []

@@ -18,11 +18,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from cvtrace.exceptions import CvtraceConfigError
 from cvtrace.store import (
+    DEFAULT_MAX_SPANS,
+    DEFAULT_TAG_KEYS,
     SCHEMA_VERSION,
     SpanStore,
     TraceQuery,
     WriteResult,
-    default_db_path,
     spans_to_traces_data,
 )
 from cvtrace.store.batches import duration_bucket
@@ -37,22 +38,7 @@ def store(tmp_path: Path) -> Iterator[SpanStore]:
     s.close()
 
 
-class TestDefaultPath:
-    def test_env_wins(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-        monkeypatch.setenv("CVTRACE_LOCAL_DB", str(tmp_path / "x.db"))
-        assert default_db_path() == tmp_path / "x.db"
-
-    def test_xdg_data_home(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-        monkeypatch.delenv("CVTRACE_LOCAL_DB", raising=False)
-        monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
-        assert default_db_path() == tmp_path / "cvtrace" / "traces.sqlite3"
-
-    def test_home_default(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-        monkeypatch.delenv("CVTRACE_LOCAL_DB", raising=False)
-        monkeypatch.delenv("XDG_DATA_HOME", raising=False)
-        monkeypatch.setenv("HOME", str(tmp_path))
-        assert default_db_path() == tmp_path / ".local/share/cvtrace/traces.sqlite3"
-
+class TestOpen:
     def test_parent_dirs_created_and_wal(self, tmp_path: Path) -> None:
         path = tmp_path / "a" / "b" / "t.sqlite3"
         with SpanStore(path):
@@ -507,13 +493,16 @@ class TestRetention:
             # search tables were cleaned too
             assert len(store.search(TraceQuery(service="svc", limit=100))) == len(remaining)
 
-    def test_max_spans_from_env(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    def test_the_store_reads_no_environment(
+        self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        """Its writers pass their own settings (CVTRACE_VIEWER_* set the viewer's only)."""
         monkeypatch.setenv("CVTRACE_VIEWER_MAX_SPANS", "5")
+        monkeypatch.setenv("CVTRACE_VIEWER_MAX_AGE_HOURS", "lots")
+        monkeypatch.setenv("CVTRACE_STORE_TAG_KEYS", "app.tenant")
         with SpanStore(tmp_path / "e.sqlite3") as store:
-            assert store.max_spans == 5
-        monkeypatch.setenv("CVTRACE_VIEWER_MAX_SPANS", "lots")
-        with pytest.raises(CvtraceConfigError, match="CVTRACE_VIEWER_MAX_SPANS: 'lots'"):
-            SpanStore(tmp_path / "e.sqlite3")
+            assert (store.max_spans, store.max_age_s) == (DEFAULT_MAX_SPANS, 0)
+            assert store.tag_keys == DEFAULT_TAG_KEYS
 
     def test_max_age(self, tmp_path: Path) -> None:
         import time
