@@ -40,4 +40,7 @@ from .schema import SCHEMA_VERSION as SCHEMA_VERSION
 from .search import DEFAULT_TAG_KEYS as DEFAULT_TAG_KEYS
 from .search import TraceQuery as TraceQuery
 from .spanstore import SpanStore as SpanStore
+from .writing import StoreFullError as StoreFullError
+from .writing import StoreReadOnlyError as StoreReadOnlyError
+from .writing import StoreWriteError as StoreWriteError
 from .writing import WriteResult as WriteResult

@@ -34,8 +34,23 @@ def write_transaction(conn: sqlite3.Connection) -> Iterator[None]:
         yield
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        rollback(conn)
         raise
+
+
+def rollback(conn: sqlite3.Connection) -> None:
+    """Roll back the open transaction, if SQLite has not already.
+
+    After some errors (a full disk, for one) SQLite rolls the transaction back
+    itself: a ROLLBACK then fails with "cannot rollback - no transaction is
+    active", which must not replace the error that says what happened.
+    """
+    if not conn.in_transaction:
+        return
+    try:
+        conn.execute("ROLLBACK")
+    except sqlite3.Error:
+        logger.warning("rolling back a failed write failed", exc_info=True)
 
 
 class Connections:

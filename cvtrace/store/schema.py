@@ -226,7 +226,8 @@ def migrate(conn: sqlite3.Connection, path: Path) -> None:
             conn.execute(f"PRAGMA user_version = {target}")
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # SQLite rolls some failures back itself (a full disk)
+            conn.execute("ROLLBACK")
         raise
     finally:
         conn.execute("PRAGMA temp_store = MEMORY")

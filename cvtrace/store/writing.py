@@ -19,6 +19,9 @@ A request is read into per-trace batches first, outside the transaction
 - **The writer's caches mirror the file**: the ids of dictionary rows (services,
   operations, resources, scopes, tags) and the recent traces. They are cleared
   together whenever a write transaction rolls back.
+- **Failures of the store are named**: a full disk raises :class:`StoreFullError`
+  (logged once, until a write succeeds again), a file that cannot be written
+  :class:`StoreReadOnlyError`; the receivers answer each with its own status.
 
 Where a write's cost goes (``bench.ingest`` and ``bench.profile ingest`` have
 the numbers): the viewer spends ~15-18 µs of CPU per span of a 512-span demo
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
@@ -42,6 +46,8 @@ from typing import Any, NamedTuple
 from cvtrace.store.batches import Prepared, StoredSummary, TraceBatch, duration_bucket
 from cvtrace.store.connections import SQL_VARS, write_transaction
 from cvtrace.store.schema import ORDINAL_BITS
+
+logger = logging.getLogger(__name__)
 
 _ROWS_PER_INSERT = 100  # rows per multi-row INSERT statement
 _INDEX_BATCH = 10_000
@@ -60,6 +66,33 @@ class WriteResult(NamedTuple):
     new_spans: int = 0
     """Accepted spans that were not stored before (the others were already there,
     or came twice in the request)."""
+
+
+class StoreWriteError(sqlite3.OperationalError):
+    """The store cannot take spans now, for a reason of its own (not of the request)."""
+
+
+class StoreFullError(StoreWriteError):
+    """The store's disk is full: nothing more fits until space is freed.
+
+    Writes resume by themselves once it is.
+    """
+
+
+class StoreReadOnlyError(StoreWriteError):
+    """The store is open read-only, or its file cannot be written by this user."""
+
+
+_SQLITE_READONLY = 8
+_SQLITE_FULL = 13
+
+
+def _is_error(exc: sqlite3.Error, code: int, message: str) -> bool:
+    """Return whether ``exc`` is SQLite's error ``code`` (its message before Python 3.11)."""
+    extended = getattr(exc, "sqlite_errorcode", None)
+    if extended is not None:
+        return int(extended) & 0xFF == code
+    return message in str(exc)
 
 
 class _Ticket:
@@ -362,6 +395,8 @@ class Writer:
         self._ids = _Ids()
         self._recent = _RecentTraces()
         self._json_names: dict[str, str] = {}
+        self._full = False
+        """Whether the last write found the disk full (logged once until one succeeds)."""
 
     def close(self) -> None:
         """Wait for the write in progress, then refuse new ones."""
@@ -382,8 +417,11 @@ class Writer:
                 if not ticket.done:
                     self._write_pending()
                     if ticket.error is None:
-                        self._index_recent_traces()
-                        self._after_write()
+                        try:
+                            self._index_recent_traces()
+                            self._after_write()
+                        except sqlite3.OperationalError as exc:
+                            raise self._named(exc) from exc
             if ticket.error is not None:
                 raise ticket.error
         return WriteResult(prepared.accepted, prepared.rejected, message, prepared.new_spans)
@@ -392,16 +430,48 @@ class Writer:
         """Write every waiting request in one transaction (the lock is held)."""
         with self._pending_lock:
             group, self._pending = self._pending, []
+        error: BaseException | None = None
         try:
             if self._closed:
                 msg = f"the span store {self.path} is closed"
                 raise RuntimeError(msg)
             self._write_group([t.prepared for t in group])
+        except sqlite3.OperationalError as exc:
+            error = self._named(exc)
+            if error is not exc:
+                error.__cause__ = exc
         except BaseException as exc:
-            for t in group:
-                t.error = exc
+            error = exc
+        else:
+            if self._full:
+                logger.info("writes to the span store %s resumed", self.path)
+                self._full = False
         for t in group:
+            t.error = error
             t.done = True
+
+    def _named(self, exc: sqlite3.OperationalError) -> sqlite3.OperationalError:
+        """Return the store's own error for a full disk or a read-only file, else ``exc``."""
+        if isinstance(exc, StoreWriteError):
+            return exc
+        if _is_error(exc, _SQLITE_FULL, "database or disk is full"):
+            if not self._full:
+                logger.warning(
+                    "the span store %s is full (%s): spans are refused until space is "
+                    "freed on its disk",
+                    self.path,
+                    exc,
+                )
+                self._full = True
+            return StoreFullError(
+                f"the span store {self.path} is full ({exc}): free space on its disk; "
+                "writes resume by themselves"
+            )
+        if _is_error(exc, _SQLITE_READONLY, "attempt to write a readonly database"):
+            return StoreReadOnlyError(
+                f"the span store {self.path} cannot be written ({exc}): it takes no spans"
+            )
+        return exc
 
     def _write_group(self, group: Sequence[Prepared]) -> None:
         """Write prepared requests in one transaction."""

@@ -30,7 +30,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from cvtrace.store import SpanStore
+from cvtrace.store import SpanStore, StoreFullError, StoreReadOnlyError
 from cvtrace.viewer.auth import header_authorized
 from cvtrace.viewer.receiver import DecodeSlots, export_response, store_request
 
@@ -82,6 +82,10 @@ class TraceReceiver(trace_service_pb2_grpc.TraceServiceServicer):
             message = request
         try:
             result = store_request(self._store, message, encoded)
+        except StoreFullError as exc:  # the store logs it, once
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+        except StoreReadOnlyError as exc:
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
         except sqlite3.OperationalError as exc:
             logger.warning("the span store is busy: %s", exc)
             context.abort(grpc.StatusCode.UNAVAILABLE, "the span store is busy")

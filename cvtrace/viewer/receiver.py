@@ -10,7 +10,9 @@ Follows opentelemetry-proto's ``docs/specification.md``:
 - 400 with a ``google.rpc.Status`` for a body that cannot be decoded, 413 for a
   body over ``OTLP_MAX_BODY_BYTES`` (as sent or decompressed), 401 without the
   token when one is set, 503 with ``Retry-After`` when the store is busy or
-  :data:`DEFAULT_MAX_CONCURRENT_REQUESTS` requests are being decoded already;
+  :data:`DEFAULT_MAX_CONCURRENT_REQUESTS` requests are being decoded already,
+  507 when the store's disk is full and 403 when it is read-only (neither
+  retryable: the status's message says why and what to do);
 - bad input never changes what is stored: a request is decoded in full before
   anything is written, and its valid spans are written in one transaction.
 
@@ -46,7 +48,7 @@ from cvtrace.otlp.decoding import (
     decode_request,
     read_body,
 )
-from cvtrace.store import SpanStore, WriteResult
+from cvtrace.store import SpanStore, StoreFullError, StoreReadOnlyError, WriteResult
 from cvtrace.viewer import get_store
 from cvtrace.viewer.auth import _host_name as host_name
 from cvtrace.viewer.auth import header_authorized
@@ -257,6 +259,10 @@ def _decode_and_store(
         return _reply(400, code_pb2.INVALID_ARGUMENT, str(exc), reply_type)
     try:
         result = store_request(store, message, body if mimetype == PROTOBUF else None)
+    except StoreFullError as exc:  # the store logs it, once
+        return _reply(507, code_pb2.RESOURCE_EXHAUSTED, str(exc), reply_type)
+    except StoreReadOnlyError as exc:
+        return _reply(403, code_pb2.PERMISSION_DENIED, str(exc), reply_type)
     except sqlite3.OperationalError as exc:
         logger.warning("the span store is busy: %s", exc)
         reply = _reply(503, code_pb2.UNAVAILABLE, "the span store is busy", reply_type)

@@ -1,0 +1,77 @@
+"""What the OTLP receivers answer when the store cannot take spans (real HTTP and gRPC)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import grpc
+import pytest
+import requests
+from google.rpc import code_pb2, status_pb2
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+
+from cvtrace.store import SpanStore
+from cvtrace.viewer import create_app
+from cvtrace.viewer.grpc_receiver import start_grpc_server
+from cvtrace.viewer.receiver import OtlpHttpServer
+from tests.store.test_writing import NO_PAGE_LIMIT, big_request, fill_to_page_limit
+from tests.viewer.support import ServedInThread, ViewerServer, make_request, simple_trace
+
+PB = {"Content-Type": "application/x-protobuf"}
+
+
+@pytest.fixture(params=["otlp-http-server", "flask-route"])
+def otlp_url(request: pytest.FixtureRequest, store: SpanStore) -> Iterator[str]:
+    """``/v1/traces`` both ways it is served: cvtrace view's OTLP port, the Flask route."""
+    if request.param == "otlp-http-server":
+        with ServedInThread(OtlpHttpServer(("127.0.0.1", 0), store)) as server:
+            yield f"{server.url}/v1/traces"
+    else:
+        with ViewerServer(create_app({"STORE": store})) as server:
+            yield f"{server.url}/v1/traces"
+
+
+def store_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+class TestFullDisk:
+    """SQLite's page limit stands in for a full disk (see tests/store/test_writing.py)."""
+
+    def test_http_answers_507_with_the_cause_logged_once(
+        self, otlp_url: str, store: SpanStore, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        fill_to_page_limit(store)
+        body = big_request().SerializeToString()
+        with caplog.at_level(logging.INFO, logger="cvtrace"):
+            for _ in range(3):
+                response = requests.post(otlp_url, data=body, headers=PB, timeout=10)
+                assert response.status_code == 507
+                assert "Retry-After" not in response.headers
+                status = status_pb2.Status.FromString(response.content)
+                assert status.code == code_pb2.RESOURCE_EXHAUSTED
+                assert "database or disk is full" in status.message
+                assert "free space" in status.message
+            (warning,) = store_warnings(caplog)
+            assert "is full" in warning
+            store._writer.conn.execute(f"PRAGMA max_page_count = {NO_PAGE_LIMIT}")
+            response = requests.post(otlp_url, data=body, headers=PB, timeout=10)
+            assert response.status_code == 200
+        assert store.span_count() == 3
+
+    def test_grpc_answers_resource_exhausted(self, store: SpanStore) -> None:
+        fill_to_page_limit(store)
+        server, port = start_grpc_server(store, "127.0.0.1", 0)
+        try:
+            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+                stub = trace_service_pb2_grpc.TraceServiceStub(channel)
+                with pytest.raises(grpc.RpcError) as info:
+                    stub.Export(big_request(), timeout=10)
+                assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                assert "database or disk is full" in (info.value.details() or "")
+                store._writer.conn.execute(f"PRAGMA max_page_count = {NO_PAGE_LIMIT}")
+                stub.Export(make_request(simple_trace()), timeout=10)
+        finally:
+            server.stop(grace=None).wait()
+        assert store.span_count() == 3
