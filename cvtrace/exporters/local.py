@@ -24,7 +24,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from ..otlp.encoding import SpanEncoder
-from ..store import DEFAULT_MAX_SPANS, DEFAULT_TAG_KEYS, SpanStore
+from ..store import DEFAULT_MAX_SPANS, DEFAULT_TAG_KEYS, SpanStore, check_file
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +55,10 @@ class LocalSpanExporter(SpanExporter):
             (``CVTRACE_LOCAL_MAX_AGE_HOURS``); 0: never.
         tag_keys: attribute keys indexed for tag search (``CVTRACE_STORE_TAG_KEYS``
             adds to the defaults).
+
+    Raises:
+        CvtraceConfigError: ``path`` is a file but no span store (another
+            application's database, say); nothing is written to it.
     """
 
     def __init__(
@@ -69,6 +73,7 @@ class LocalSpanExporter(SpanExporter):
         self.max_spans = max_spans
         self.max_age_s = max_age_s
         self.tag_keys = frozenset(tag_keys)
+        check_file(self.path)  # reads only: the store is opened on the first export
         self._store: SpanStore | None = None
         self._store_pid = 0
         self._encoder = SpanEncoder()

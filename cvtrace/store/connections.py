@@ -5,18 +5,26 @@ The file is in WAL mode with a busy timeout, so an app writing through the
 writes (:mod:`cvtrace.store.writing`), reads use connections lent from a small
 pool (threads come and go) and never block the writer. The viewer checkpoints the
 WAL from a background thread (``checkpoint_interval_s``), off the request path.
+
+Nothing is written to a file before it is known to be a span store or empty
+(:func:`check_file`, which only reads): a file of another application given as
+``CVTRACE_LOCAL_DB`` or ``--db`` is left byte for byte as it was, with no
+``-wal`` or ``-shm`` file beside it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sqlite3
 import threading
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
-from cvtrace.store.schema import register_functions
+from cvtrace.exceptions import CvtraceConfigError
+from cvtrace.store.schema import check_not_newer, register_functions, store_version
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +32,81 @@ PAGE_SIZE = 8192
 SQL_VARS = 500
 """Ids per ``IN (...)`` query."""
 _MAX_IDLE_READERS = 8
+
+
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def refusal(path: Path, reason: str) -> CvtraceConfigError:
+    """Return the error that refuses ``path`` as a store, naming the settings and the fix."""
+    msg = (
+        f"CVTRACE_LOCAL_DB: cannot open the span store {str(path)!r}: {reason}; nothing was "
+        "written to it. Point CVTRACE_LOCAL_DB (or cvtrace view --db) at a cvtrace store, "
+        "or at a file that does not exist yet"
+    )
+    return CvtraceConfigError(msg)
+
+
+def read_only_uri(path: Path) -> str:
+    """Return a URI that opens ``path`` for reading, creating no file beside it.
+
+    While another connection has the file open in WAL mode (its ``-wal`` and ``-shm``
+    exist), SQLite reads through them (``mode=ro``); otherwise the file is read as
+    immutable, as even a read-only connection to a WAL-mode file creates them.
+    """
+    in_use = Path(f"{path}-wal").exists() and Path(f"{path}-shm").exists()
+    quoted = urllib.parse.quote(os.fspath(path.absolute()))
+    return f"file:{quoted}?{'mode=ro' if in_use else 'immutable=1'}"
+
+
+def check_file(path: Path) -> int:
+    """Return the schema version of the store at ``path`` (0: none yet), writing nothing.
+
+    A missing or empty file is a new store; a SQLite database with no tables an
+    empty one.
+
+    Raises:
+        CvtraceConfigError: The file cannot be read, is not a SQLite database, is
+            another application's database, or a store of a newer cvtrace.
+    """
+    try:
+        with path.open("rb") as f:
+            header = f.read(len(_SQLITE_HEADER))
+    except FileNotFoundError:
+        return 0
+    except IsADirectoryError:
+        raise refusal(path, "it is a directory") from None
+    except OSError as exc:
+        raise refusal(path, f"cannot read it ({exc})") from exc
+    if not header:
+        return 0
+    if header != _SQLITE_HEADER:
+        raise refusal(path, "it is not a SQLite database")
+    try:
+        conn = sqlite3.connect(read_only_uri(path), uri=True)
+        try:
+            user_version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            tables = frozenset(
+                name
+                for (name,) in conn.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' "
+                    "AND name NOT LIKE 'sqlite%'"
+                )
+            )
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise refusal(path, f"SQLite cannot read it ({exc})") from exc
+    version = store_version(user_version, tables)
+    if version is None:
+        names = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+        raise refusal(
+            path,
+            f"it is another application's SQLite database (tables: {names or 'none'}; "
+            f"user_version {user_version}), not a cvtrace span store",
+        )
+    check_not_newer(version, path)
+    return version
 
 
 @contextlib.contextmanager

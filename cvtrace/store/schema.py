@@ -31,6 +31,9 @@ p99 at the same size):
 - **Search tables, one row per trace and value**, not per span:
   ``trace_services``, ``trace_operations`` and ``trace_tags`` (how a search uses
   them: :mod:`cvtrace.store.search`).
+
+A file is recognised as a store by its tables (:func:`store_version`), before
+anything is written to it.
 """
 
 from __future__ import annotations
@@ -190,6 +193,53 @@ def group_id_range(trace_key: int) -> tuple[int, int]:
     return trace_key << ORDINAL_BITS, (trace_key + 1) << ORDINAL_BITS
 
 
+STORE_TABLES = frozenset(
+    {
+        "meta",
+        "services",
+        "operations",
+        "resources",
+        "scopes",
+        "tags",
+        "traces",
+        "trace_services",
+        "trace_operations",
+        "trace_tags",
+    }
+)
+"""The tables every version of the schema has: what makes a file a span store."""
+
+
+def store_version(user_version: int, tables: frozenset[str]) -> int | None:
+    """Return the schema version of a database with these tables, if it is a store.
+
+    Returns:
+        0 for an empty database (no tables, ``user_version`` 0): a new store;
+        ``user_version`` for a span store (it may be newer than
+        :data:`SCHEMA_VERSION`); None for a database of another application.
+    """
+    if not tables and user_version == 0:
+        return 0
+    if user_version > 0 and tables >= STORE_TABLES:
+        return user_version
+    return None
+
+
+def check_not_newer(version: int, path: Path) -> None:
+    """Refuse a store written by a newer cvtrace.
+
+    Raises:
+        CvtraceConfigError: ``version`` is above :data:`SCHEMA_VERSION`.
+    """
+    if version > SCHEMA_VERSION:
+        msg = (
+            f"CVTRACE_LOCAL_DB: the store {path} has schema version {version}, "
+            f"newer than this cvtrace reads ({SCHEMA_VERSION}); nothing was written to it. "
+            "Upgrade cvtrace, or point CVTRACE_LOCAL_DB (or cvtrace view --db) at another file"
+        )
+        raise CvtraceConfigError(msg)
+
+
 def register_functions(conn: sqlite3.Connection) -> None:
     """Define the SQL functions the migration scripts call on ``conn``."""
     conn.create_function("cvtrace_duration_bucket", 1, duration_bucket, deterministic=True)
@@ -205,13 +255,7 @@ def migrate(conn: sqlite3.Connection, path: Path) -> None:
     version = int(conn.execute("PRAGMA user_version").fetchone()[0])
     if version == SCHEMA_VERSION:
         return
-    if version > SCHEMA_VERSION:
-        msg = (
-            f"CVTRACE_LOCAL_DB: the store {path} has schema version {version}, "
-            f"newer than this cvtrace reads ({SCHEMA_VERSION}); upgrade cvtrace or "
-            "point CVTRACE_LOCAL_DB / --db at another file"
-        )
-        raise CvtraceConfigError(msg)
+    check_not_newer(version, path)
     # temporary structures of the copies on disk: in memory they held every
     # span of the store (~440 MB for a million spans)
     conn.execute("PRAGMA temp_store = FILE")

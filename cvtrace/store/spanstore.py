@@ -17,10 +17,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
 )
 
-from cvtrace.exceptions import CvtraceConfigError
 from cvtrace.otlp.encoding import EncodedResource
 from cvtrace.store.batches import prepare_encoded, prepare_request
-from cvtrace.store.connections import Connections
+from cvtrace.store.connections import Connections, check_file, refusal
 from cvtrace.store.reading import Reader, StoredSpan, TracePieces, TraceSummary
 from cvtrace.store.retention import DEFAULT_MAX_SPANS, Retention
 from cvtrace.store.schema import migrate
@@ -79,18 +78,14 @@ class SpanStore:
         self.tag_keys = frozenset(tag_keys)
         self._connections = Connections(self.path, busy_timeout_s=busy_timeout_s)
         self._retention = Retention(self.max_spans, self.max_age_s)
+        check_file(self.path)  # before anything is written to it
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = self._connections.open_writer()
             migrate(conn, self.path)
         except (sqlite3.DatabaseError, OSError) as exc:
             self._connections.close()
-            msg = (
-                f"CVTRACE_LOCAL_DB: cannot open the span store {str(self.path)!r}: {exc}; "
-                "point CVTRACE_LOCAL_DB (or cvtrace view --db) at a writable file that "
-                "is a cvtrace store or does not exist yet"
-            )
-            raise CvtraceConfigError(msg) from exc
+            raise refusal(self.path, str(exc)) from exc
         except BaseException:
             self._connections.close()
             raise

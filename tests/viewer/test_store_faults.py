@@ -1,9 +1,10 @@
-"""What the OTLP receivers answer when the store cannot take spans (real HTTP and gRPC)."""
+"""The store's faults as the viewer meets them (real HTTP, gRPC and CLI)."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import pytest
@@ -15,8 +16,10 @@ from cvtrace.store import SpanStore
 from cvtrace.viewer import create_app
 from cvtrace.viewer.grpc_receiver import start_grpc_server
 from cvtrace.viewer.receiver import OtlpHttpServer
+from tests.store.test_connections import app_database, fingerprint
 from tests.store.test_writing import NO_PAGE_LIMIT, big_request, fill_to_page_limit
 from tests.viewer.support import ServedInThread, ViewerServer, make_request, simple_trace
+from tests.viewer.test_cli import start_view
 
 PB = {"Content-Type": "application/x-protobuf"}
 
@@ -75,3 +78,17 @@ class TestFullDisk:
         finally:
             server.stop(grace=None).wait()
         assert store.span_count() == 3
+
+
+@pytest.mark.slow
+def test_view_refuses_another_applications_database(tmp_path: Path) -> None:
+    db = tmp_path / "cli.sqlite3"  # the file start_view passes as --db
+    app_database(user_version=2)(db)
+    before = fingerprint(db)
+    proc = start_view(tmp_path)
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert "another application's SQLite database (tables: users" in err
+    assert "cvtrace view --db" in err
+    assert "Traceback" not in err
+    assert fingerprint(db) == before
