@@ -24,7 +24,8 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from ..otlp.encoding import SpanEncoder
-from ..store import DEFAULT_MAX_SPANS, DEFAULT_TAG_KEYS, SpanStore, check_file
+from ..store import DEFAULT_MAX_SPANS, DEFAULT_TAG_KEYS, SpanStore, check_file, is_writable
+from ..store.connections import refusal
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +59,8 @@ class LocalSpanExporter(SpanExporter):
 
     Raises:
         CvtraceConfigError: ``path`` is a file but no span store (another
-            application's database, say); nothing is written to it.
+            application's database, say), or one this user cannot write; nothing
+            is written to it.
     """
 
     def __init__(
@@ -73,7 +75,10 @@ class LocalSpanExporter(SpanExporter):
         self.max_spans = max_spans
         self.max_age_s = max_age_s
         self.tag_keys = frozenset(tag_keys)
-        check_file(self.path)  # reads only: the store is opened on the first export
+        # reads only: the store is opened on the first export
+        check_file(self.path)
+        if self.path.exists() and not is_writable(self.path):
+            raise refusal(self.path, "this user cannot write it")
         self._store: SpanStore | None = None
         self._store_pid = 0
         self._encoder = SpanEncoder()

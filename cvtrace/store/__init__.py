@@ -31,6 +31,7 @@ The package's parts, each with its design notes:
 from __future__ import annotations
 
 from .connections import check_file as check_file
+from .connections import is_writable as is_writable
 from .reading import StoredSpan as StoredSpan
 from .reading import TracePieces as TracePieces
 from .reading import TraceSummary as TraceSummary

@@ -9,7 +9,10 @@ WAL from a background thread (``checkpoint_interval_s``), off the request path.
 Nothing is written to a file before it is known to be a span store or empty
 (:func:`check_file`, which only reads): a file of another application given as
 ``CVTRACE_LOCAL_DB`` or ``--db`` is left byte for byte as it was, with no
-``-wal`` or ``-shm`` file beside it.
+``-wal`` or ``-shm`` file beside it. A store this user cannot write
+(:func:`is_writable`) is opened read-only, or not at all: SQLite would open it
+read-only by itself, create ``-wal`` and ``-shm`` files beside it, and fail each
+write.
 """
 
 from __future__ import annotations
@@ -45,6 +48,11 @@ def refusal(path: Path, reason: str) -> CvtraceConfigError:
         "or at a file that does not exist yet"
     )
     return CvtraceConfigError(msg)
+
+
+def is_writable(path: Path) -> bool:
+    """Return whether this user can write ``path`` and create its WAL files beside it."""
+    return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
 
 
 def read_only_uri(path: Path) -> str:
@@ -142,10 +150,12 @@ class Connections:
     Args:
         path: The database file.
         busy_timeout_s: How long a statement waits for another connection's lock.
+        read_only: Open readers only, through :func:`read_only_uri`.
     """
 
-    def __init__(self, path: Path, *, busy_timeout_s: float) -> None:
+    def __init__(self, path: Path, *, busy_timeout_s: float, read_only: bool = False) -> None:
         self.path = path
+        self.read_only = read_only
         self._busy_timeout_s = busy_timeout_s
         self._lock = threading.Lock()
         self._all: list[sqlite3.Connection] = []
@@ -155,11 +165,13 @@ class Connections:
         self._checkpointer: threading.Thread | None = None
 
     def _connect(self, *, write: bool) -> sqlite3.Connection:
+        read_only = self.read_only and not write
         conn = sqlite3.connect(
-            str(self.path),
+            read_only_uri(self.path) if read_only else str(self.path),
             timeout=self._busy_timeout_s,
             isolation_level=None,
             check_same_thread=False,
+            uri=read_only,
         )
         conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
         if write:
@@ -183,6 +195,9 @@ class Connections:
 
     def open_writer(self) -> sqlite3.Connection:
         """Open the connection that writes (WAL mode, larger cache)."""
+        if self.read_only:
+            msg = f"the span store {self.path} is open read-only"
+            raise RuntimeError(msg)
         return self._connect(write=True)
 
     @contextlib.contextmanager

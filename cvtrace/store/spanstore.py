@@ -19,12 +19,12 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 from cvtrace.otlp.encoding import EncodedResource
 from cvtrace.store.batches import prepare_encoded, prepare_request
-from cvtrace.store.connections import Connections, check_file, refusal
+from cvtrace.store.connections import Connections, check_file, is_writable, refusal
 from cvtrace.store.reading import Reader, StoredSpan, TracePieces, TraceSummary
 from cvtrace.store.retention import DEFAULT_MAX_SPANS, Retention
-from cvtrace.store.schema import migrate
+from cvtrace.store.schema import SCHEMA_VERSION, migrate
 from cvtrace.store.search import DEFAULT_TAG_KEYS, Searcher, TraceQuery
-from cvtrace.store.writing import Writer, WriteResult
+from cvtrace.store.writing import StoreReadOnlyError, Writer, WriteResult
 
 
 class SpanStore:
@@ -53,13 +53,18 @@ class SpanStore:
             from a background thread this often, instead of in the writing
             thread every few thousand pages (the viewer does this: it takes
             several milliseconds of I/O off every few requests).
+        read_only: Open an existing store to read only, writing nothing to it or
+            beside it (the viewer does this for a file it cannot write, see
+            :func:`cvtrace.store.is_writable`); writes raise
+            :class:`cvtrace.store.StoreReadOnlyError`.
 
     The store reads no environment variable: its callers do (the ``local``
     exporter through :mod:`cvtrace.config`, the viewer through its own config).
 
     Raises:
-        CvtraceConfigError: The file cannot be opened as a store, or was written
-            by a newer cvtrace.
+        CvtraceConfigError: The file is no span store (nothing is written to it),
+            was written by a newer cvtrace, cannot be written (unless
+            ``read_only``), or, with ``read_only``, holds no store of this version.
     """
 
     def __init__(
@@ -71,14 +76,29 @@ class SpanStore:
         tag_keys: Iterable[str] = DEFAULT_TAG_KEYS,
         busy_timeout_s: float = 10.0,
         checkpoint_interval_s: float | None = None,
+        read_only: bool = False,
     ) -> None:
         self.path = Path(path)
         self.max_spans = max_spans
         self.max_age_s = max_age_s
         self.tag_keys = frozenset(tag_keys)
-        self._connections = Connections(self.path, busy_timeout_s=busy_timeout_s)
+        self.read_only = read_only
+        version = check_file(self.path)  # before anything is written to it
+        self._connections = Connections(
+            self.path, busy_timeout_s=busy_timeout_s, read_only=read_only
+        )
         self._retention = Retention(self.max_spans, self.max_age_s)
-        check_file(self.path)  # before anything is written to it
+        self._writer: Writer | None = None
+        if read_only:
+            _check_readable(self.path, version)
+        else:
+            self._writer = self._open_writer(checkpoint_interval_s)
+        self._reader = Reader(self._connections)
+        self._searcher = Searcher(self._connections, self._reader, self.tag_keys)
+
+    def _open_writer(self, checkpoint_interval_s: float | None) -> Writer:
+        if self.path.exists() and not is_writable(self.path):
+            raise refusal(self.path, "this user cannot write it (cvtrace view opens it read-only)")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = self._connections.open_writer()
@@ -89,16 +109,15 @@ class SpanStore:
         except BaseException:
             self._connections.close()
             raise
-        self._writer = Writer(conn, self.path, lambda: self._retention.apply(conn))
-        self._reader = Reader(self._connections)
-        self._searcher = Searcher(self._connections, self._reader, self.tag_keys)
         if checkpoint_interval_s:
             self._connections.start_checkpointer(conn, checkpoint_interval_s)
+        return Writer(conn, self.path, lambda: self._retention.apply(conn))
 
     def close(self) -> None:
         """Close every connection this store opened; idempotent."""
         self._connections.stop_checkpointer()
-        self._writer.close()
+        if self._writer is not None:
+            self._writer.close()
         self._connections.close()
 
     def __enter__(self) -> SpanStore:
@@ -133,7 +152,7 @@ class SpanStore:
         Returns:
             How many spans were accepted and rejected, and why.
         """
-        return self._writer.write(prepare_request(request, encoded, self.tag_keys))
+        return self._writing().write(prepare_request(request, encoded, self.tag_keys))
 
     def write_encoded(self, resources: Sequence[EncodedResource]) -> WriteResult:
         """Store SDK spans encoded by :class:`cvtrace.otlp.encoding.SpanEncoder`.
@@ -143,10 +162,22 @@ class SpanStore:
         (``tests/store/test_local_vs_otlp.py`` compares every table), without decoding
         that request again: the span fields come from the SDK's objects.
         """
-        return self._writer.write(prepare_encoded(resources, self.tag_keys))
+        return self._writing().write(prepare_encoded(resources, self.tag_keys))
+
+    def _writing(self) -> Writer:
+        if self._writer is None:
+            msg = (
+                f"the span store {self.path} is open read-only (this user cannot write "
+                "it): it takes no spans; run cvtrace view as a user who can write it, "
+                "or on another file"
+            )
+            raise StoreReadOnlyError(msg)
+        return self._writer
 
     def enforce_retention(self) -> None:
         """Apply both retention limits now (every write also does this)."""
+        if self._writer is None:  # read-only: nothing to apply
+            return
         with self._writer.lock:
             self._retention.apply(self._writer.conn, check_age_now=True)
 
@@ -205,3 +236,20 @@ class SpanStore:
         See :mod:`cvtrace.store.search` for what matches.
         """
         return self._searcher.search(query)
+
+
+def _check_readable(path: Path, version: int) -> None:
+    """Refuse to open read-only what holds no store of this version.
+
+    Raises:
+        CvtraceConfigError: There is no store yet, or one that needs migrating.
+    """
+    if version == 0:
+        raise refusal(path, "it holds no span store yet, and this user cannot write it")
+    if version < SCHEMA_VERSION:
+        raise refusal(
+            path,
+            f"it has schema version {version}, older than this cvtrace reads "
+            f"({SCHEMA_VERSION}), and this user cannot write it to migrate it: open it "
+            "once as a user who can",
+        )

@@ -34,13 +34,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, current_app
 
 from cvtrace.config import SETTINGS, parse_float, parse_non_negative_int
 from cvtrace.exporters.local import default_db_path
-from cvtrace.store import DEFAULT_MAX_SPANS, DEFAULT_TAG_KEYS, SpanStore
+from cvtrace.store import DEFAULT_MAX_SPANS, DEFAULT_TAG_KEYS, SpanStore, is_writable
 
 __all__ = ["DEFAULT_OTLP_MAX_BODY_BYTES", "create_app", "create_receiver_app", "get_store"]
 
@@ -76,6 +77,9 @@ def _configure(app: Flask, config: Mapping[str, Any] | None) -> None:
 def _open_store(config: Mapping[str, Any]) -> SpanStore:
     """Open the store the viewer's config names, with the viewer's own retention.
 
+    A store this user cannot write is opened read-only: searches and pages work,
+    the OTLP receivers refuse spans with a status that says why.
+
     Raises:
         CvtraceConfigError: a setting is malformed, or the file is no store.
     """
@@ -84,12 +88,15 @@ def _open_store(config: Mapping[str, Any]) -> SpanStore:
     max_age_hours = parse_float("CVTRACE_VIEWER_MAX_AGE_HOURS", str(config["MAX_AGE_HOURS"]))
     (tag_keys,) = (s for s in SETTINGS if s.env_var == "CVTRACE_STORE_TAG_KEYS")
     extra_keys = tag_keys.parse(tag_keys.env_var, os.environ.get(tag_keys.env_var, ""))
+    path = Path(config.get("DB_PATH") or default_db_path())
     return SpanStore(
-        config.get("DB_PATH") or default_db_path(),
+        path,
         max_spans=max_spans,
         max_age_s=max_age_hours * 3600.0,
         tag_keys=DEFAULT_TAG_KEYS.union(extra_keys),
         checkpoint_interval_s=config.get("CHECKPOINT_INTERVAL_S"),
+        # a store this user cannot write is shown, not written (OTLP gets 403)
+        read_only=path.exists() and not is_writable(path),
     )
 
 

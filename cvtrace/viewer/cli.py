@@ -219,7 +219,8 @@ def run(args: argparse.Namespace) -> int:
     shown = show_token_url(f"{url}?token={quote(token, safe='')}") if token else url
     lines = [
         f"cvtrace viewer on {shown}",
-        f"  store: {db_path}",
+        f"  store: {db_path}"
+        + (" (read-only: this user cannot write it; OTLP is refused)" if store.read_only else ""),
         f"  OTLP/HTTP: http://{host}:{otlp_server.server_port}/v1/traces",
     ]
     if grpc_server is not None:

@@ -1,17 +1,20 @@
-"""Opening a store file: a file that is not a store is refused before anything is written."""
+"""Opening a store file: nothing is written to a file that is no store, or cannot be written."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import sqlite3
-from collections.abc import Callable
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 import cvtrace
 from cvtrace.exceptions import CvtraceConfigError
-from cvtrace.store import SCHEMA_VERSION, SpanStore
+from cvtrace.store import SCHEMA_VERSION, SpanStore, StoreReadOnlyError, TraceQuery
 from tests.viewer.support import make_request, simple_trace
 
 
@@ -115,3 +118,112 @@ def test_a_store_in_use_by_another_writer_is_recognised(tmp_path: Path) -> None:
 def test_a_directory_is_refused(tmp_path: Path) -> None:
     with pytest.raises(CvtraceConfigError, match=r"CVTRACE_LOCAL_DB: .*is a directory"):
         SpanStore(tmp_path)
+
+
+@contextlib.contextmanager
+def unwritable(path: Path) -> Iterator[None]:
+    """Make ``path`` a file this process cannot write, as another user's file is.
+
+    Tests run as root here, and root writes any file whatever its mode bits. The
+    immutable attribute (``chattr +i``) stops root too: ``access(2)`` answers "not
+    writable" and SQLite opens the file read-only, as it does for a user without
+    write permission (checked with ``setpriv`` as ``nobody`` on a 0444 file in a
+    writable directory: the same read-only open, and before the fix the same
+    ``-wal``/``-shm`` files created beside it). Any other user gets mode 0444.
+    """
+    if os.geteuid() == 0:
+        done = subprocess.run(["chattr", "+i", str(path)], capture_output=True, check=False)
+        if done.returncode != 0:
+            pytest.skip(f"chattr +i is not possible here: {done.stderr.decode().strip()}")
+    else:
+        path.chmod(0o444)
+    try:
+        assert not os.access(path, os.W_OK)
+        yield
+    finally:
+        if os.geteuid() == 0:
+            subprocess.run(["chattr", "-i", str(path)], check=True)
+        else:
+            path.chmod(0o644)
+
+
+def stored_store(path: Path) -> bytes:
+    """Write a store with one trace of three spans; return the trace id."""
+    specs = simple_trace("shop")
+    with SpanStore(path) as store:
+        store.write_request(make_request(specs))
+    return specs[0].trace_id
+
+
+def older_store(path: Path) -> None:
+    stored_store(path)
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION - 1}")
+    conn.close()
+
+
+class TestReadOnly:
+    def test_an_unwritable_store_opens_read_only_and_writes_nothing(self, tmp_path: Path) -> None:
+        path = tmp_path / "theirs.sqlite3"
+        trace_id = stored_store(path)
+        before = fingerprint(path)
+        with unwritable(path), SpanStore(path, read_only=True) as store:
+            assert store.read_only
+            assert [s.trace_id for s in store.search(TraceQuery(service="shop"))] == [trace_id]
+            assert len(store.get_trace(trace_id)) == 3
+            assert store.services() == ["shop"]
+            with pytest.raises(StoreReadOnlyError, match="read-only"):
+                store.write_request(make_request(simple_trace()))
+            store.enforce_retention()  # nothing to do, and no error
+            assert fingerprint(path) == before  # no -wal or -shm beside it
+        assert fingerprint(path) == before
+
+    def test_read_only_reads_through_the_wal_of_a_writer_at_work(self, tmp_path: Path) -> None:
+        """While its owner writes the store, its -wal and -shm exist: read through them."""
+        path = tmp_path / "theirs.sqlite3"
+        with SpanStore(path) as owner:
+            first = simple_trace("shop")
+            owner.write_request(make_request(first))  # in the WAL, not yet in the file
+            names = fingerprint(path)[1]
+            with unwritable(path), SpanStore(path, read_only=True) as viewer:
+                assert len(viewer.get_trace(first[0].trace_id)) == 3
+                later = simple_trace("shop")
+                owner.write_request(make_request(later))
+                assert len(viewer.get_trace(later[0].trace_id)) == 3
+                assert viewer.trace_count() == 2
+                assert fingerprint(path)[1] == names
+
+    def test_opening_an_unwritable_file_to_write_is_refused(self, tmp_path: Path) -> None:
+        path = tmp_path / "theirs.sqlite3"
+        stored_store(path)
+        before = fingerprint(path)
+        with unwritable(path):
+            with pytest.raises(CvtraceConfigError, match="this user cannot write it"):
+                SpanStore(path)
+            assert fingerprint(path) == before
+
+    def test_the_local_exporter_refuses_an_unwritable_file_at_init(
+        self, clean_env: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        path = tmp_path / "theirs.sqlite3"
+        stored_store(path)
+        with unwritable(path):
+            with pytest.raises(CvtraceConfigError, match=r"CVTRACE_LOCAL_DB: .*cannot write"):
+                cvtrace.init(exporters="local", local_db=path)
+            assert cvtrace.get_handle() is None
+
+    @pytest.mark.parametrize(
+        ("make", "reason"),
+        [
+            (lambda path: path.touch(), "holds no span store yet"),
+            (app_database(), "another application's SQLite database"),
+            (older_store, "to migrate it"),
+        ],
+    )
+    def test_read_only_needs_a_store(
+        self, tmp_path: Path, make: Callable[[Path], None], reason: str
+    ) -> None:
+        path = tmp_path / "theirs.sqlite3"
+        make(path)
+        with unwritable(path), pytest.raises(CvtraceConfigError, match=reason):
+            SpanStore(path, read_only=True)

@@ -74,10 +74,17 @@ def read_banner(proc: subprocess.Popen[str]) -> dict[str, str]:
     ui = re.search(r"viewer on (http://\S+/)", text)
     otlp = re.search(r"OTLP/HTTP: (http://\S+)", text)
     grpc_addr = re.search(r"OTLP/gRPC: (\S+)", text)
+    store = re.search(r"store: (.+)", text)
     assert ui, text
     assert otlp, text
     assert grpc_addr, text
-    return {"ui": ui.group(1), "otlp": otlp.group(1), "grpc": grpc_addr.group(1)}
+    assert store, text
+    return {
+        "ui": ui.group(1),
+        "otlp": otlp.group(1),
+        "grpc": grpc_addr.group(1),
+        "store": store.group(1),
+    }
 
 
 @pytest.fixture
