@@ -9,8 +9,9 @@ span fields from the SDK's objects instead of decoding a request again. The file
 (:func:`default_db_path`); its retention is the exporter's own
 (``CVTRACE_LOCAL_MAX_SPANS``, ``CVTRACE_LOCAL_MAX_AGE_HOURS``), whatever the viewer's
 is. The store is opened on first export in each process (a SQLite connection must not
-cross a fork). Only the span processor's worker thread calls
-:meth:`LocalSpanExporter.export`.
+cross a fork), and again if its file is deleted or replaced while the app runs
+(logged once): what could not be written counts as failed in ``handle.stats()``. Only
+the span processor's worker thread calls :meth:`LocalSpanExporter.export`.
 """
 
 from __future__ import annotations
@@ -88,7 +89,10 @@ class LocalSpanExporter(SpanExporter):
         """Store the spans in one transaction."""
         encoded = self._encoder.encode_grouped(spans)
         try:
-            result = self._open().write_encoded(encoded)
+            store = self._open()
+            result = store.write_encoded(encoded)
+            if store.file_changed():  # deleted while they were written: write them again
+                result = self._open().write_encoded(encoded)
         except Exception as error:  # sqlite3 errors, a full disk, a locked file
             self.last_error = f"{type(error).__name__}: {error}"
             logger.debug("writing spans to %s failed", self.path, exc_info=True)
@@ -109,6 +113,19 @@ class LocalSpanExporter(SpanExporter):
         return True
 
     def _open(self) -> SpanStore:
+        """Return the store, opened in this process, on the file its path names now."""
+        if (
+            self._store is not None
+            and self._store_pid == os.getpid()
+            and self._store.file_changed()
+        ):
+            logger.warning(
+                "the span store %s was deleted or replaced while this process wrote to "
+                "it; writing to a new store there",
+                self.path,
+            )
+            self._store.close()  # its -wal and -shm go with it, if no one else has it open
+            self._store = None
         if self._store is None or self._store_pid != os.getpid():
             # Checkpoints (and their fsync) in the store's own thread, not in the
             # export thread between two batches: a stalled checkpoint there let the

@@ -67,11 +67,20 @@ def read_only_uri(path: Path) -> str:
     return f"file:{quoted}?{'mode=ro' if in_use else 'immutable=1'}"
 
 
+def file_identity(path: Path) -> tuple[int, int] | None:
+    """Return the device and inode ``path`` names now; None if nothing is there."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
 def check_file(path: Path) -> int:
     """Return the schema version of the store at ``path`` (0: none yet), writing nothing.
 
-    A missing or empty file is a new store; a SQLite database with no tables an
-    empty one.
+    A missing or empty file is a new store (unless the ``-wal`` and ``-shm`` of a
+    deleted one remain); a SQLite database with no tables an empty one.
 
     Raises:
         CvtraceConfigError: The file cannot be read, is not a SQLite database, is
@@ -81,6 +90,14 @@ def check_file(path: Path) -> int:
         with path.open("rb") as f:
             header = f.read(len(_SQLITE_HEADER))
     except FileNotFoundError:
+        leftovers = [f"{path.name}{x}" for x in ("-wal", "-shm") if Path(f"{path}{x}").exists()]
+        if leftovers:  # SQLite would read them as the new file's
+            raise refusal(
+                path,
+                f"it was deleted but {' and '.join(leftovers)} remain beside it (SQLite "
+                "keeps them while a process has the deleted file open, and after); "
+                "remove them once no process (a viewer, an app) has it open",
+            ) from None
         return 0
     except IsADirectoryError:
         raise refusal(path, "it is a directory") from None

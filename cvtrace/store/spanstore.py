@@ -19,7 +19,13 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 from cvtrace.otlp.encoding import EncodedResource
 from cvtrace.store.batches import prepare_encoded, prepare_request
-from cvtrace.store.connections import Connections, check_file, is_writable, refusal
+from cvtrace.store.connections import (
+    Connections,
+    check_file,
+    file_identity,
+    is_writable,
+    refusal,
+)
 from cvtrace.store.reading import Reader, StoredSpan, TracePieces, TraceSummary
 from cvtrace.store.retention import DEFAULT_MAX_SPANS, Retention
 from cvtrace.store.schema import SCHEMA_VERSION, migrate
@@ -95,6 +101,15 @@ class SpanStore:
             self._writer = self._open_writer(checkpoint_interval_s)
         self._reader = Reader(self._connections)
         self._searcher = Searcher(self._connections, self._reader, self.tag_keys)
+        self._identity = file_identity(self.path)
+
+    def file_changed(self) -> bool:
+        """Return whether the path no longer names the file this store opened.
+
+        True once the file was deleted (with its directory or not) or replaced: what
+        is written then goes to the old file, which nothing will read again.
+        """
+        return file_identity(self.path) != self._identity
 
     def _open_writer(self, checkpoint_interval_s: float | None) -> Writer:
         if self.path.exists() and not is_writable(self.path):

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+import shutil
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import cvtrace
 from cvtrace.exporters.local import default_db_path
-from cvtrace.store import SpanStore
+from cvtrace.store import SpanStore, WriteResult
 
 
 def make_spans(count: int, **span_attributes: str) -> cvtrace.Handle:
@@ -95,3 +98,102 @@ class TestSettings:
         conn.close()
         assert {"app.tenant", "app.plan"} <= keys
         assert "app.other" not in keys
+
+
+def deletion_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "deleted or replaced" in r.getMessage()]
+
+
+class TestStoreFileDeleted:
+    """The store's files (or their directory) removed while the app runs."""
+
+    @pytest.mark.parametrize("removed", ["the files", "the directory"])
+    def test_later_spans_go_to_a_new_store_logged_once(
+        self,
+        clean_env: pytest.MonkeyPatch,
+        tmp_path: Path,
+        caplog: pytest.LogCaptureFixture,
+        removed: str,
+    ) -> None:
+        db = tmp_path / "store" / "t.sqlite3"
+        cvtrace.init(exporters="local", local_db=db)
+        make_spans(3)
+        if removed == "the files":
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{db}{suffix}").unlink()
+        else:
+            shutil.rmtree(db.parent)
+        with caplog.at_level(logging.INFO, logger="cvtrace"):
+            make_spans(4)
+            stats = make_spans(2).stats()
+        cvtrace.shutdown()
+        assert len(deletion_warnings(caplog)) == 1
+        assert (stats.spans_exported, stats.spans_failed) == (9, 0)
+        assert stored_spans(db) == 6  # the first 3 went with the deleted file
+
+    def test_spans_written_as_the_file_goes_are_written_again(
+        self, clean_env: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        """The deletion lands while a batch is written (after the check before it).
+
+        No real timing can be forced: wrapping ``write_encoded`` puts the deletion
+        right after the write, where a concurrent ``rm`` could land.
+        """
+        db = tmp_path / "t.sqlite3"
+        write_encoded = SpanStore.write_encoded
+        deleted: list[Path] = []
+
+        def write_then_delete(self: SpanStore, resources: Any) -> WriteResult:
+            result = write_encoded(self, resources)
+            if not deleted:
+                deleted.extend(Path(f"{db}{suffix}") for suffix in ("", "-wal", "-shm"))
+                for path in deleted:
+                    path.unlink()
+            return result
+
+        clean_env.setattr(SpanStore, "write_encoded", write_then_delete)
+        cvtrace.init(exporters="local", local_db=db)
+        stats = make_spans(3).stats()
+        cvtrace.shutdown()
+        assert deleted
+        assert (stats.spans_exported, stats.spans_failed) == (3, 0)
+        assert stored_spans(db) == 3
+
+    def test_what_cannot_be_written_counts_as_failed(
+        self, clean_env: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        db = tmp_path / "store" / "t.sqlite3"
+        cvtrace.init(exporters="local", local_db=db)
+        make_spans(3)
+        shutil.rmtree(db.parent)
+        db.parent.write_text("a file where the store's directory was")
+        with caplog.at_level(logging.INFO, logger="cvtrace"):
+            make_spans(4)
+            stats = make_spans(2).stats()
+        cvtrace.shutdown()
+        assert len(deletion_warnings(caplog)) == 1
+        assert (stats.spans_exported, stats.spans_failed) == (3, 6)
+
+    def test_no_new_store_beside_the_wal_of_the_deleted_one(
+        self, clean_env: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Only the main file deleted while another process (a viewer) has it open: its
+        -wal and -shm remain, and a new file beside them would be read through them."""
+        db = tmp_path / "t.sqlite3"
+        cvtrace.init(exporters="local", local_db=db)
+        make_spans(3)
+        with SpanStore(db) as viewer, caplog.at_level(logging.WARNING, logger="cvtrace"):
+            viewer.services()
+            db.unlink()
+            stats = make_spans(2).stats()
+        assert (stats.spans_exported, stats.spans_failed) == (3, 2)
+        assert not db.exists()
+        assert any(
+            "t.sqlite3-wal and t.sqlite3-shm remain" in r.getMessage() for r in caplog.records
+        )
+        for suffix in ("-wal", "-shm"):  # what the message says to do
+            Path(f"{db}{suffix}").unlink()
+        stats = make_spans(1).stats()
+        cvtrace.shutdown()
+        assert (stats.spans_exported, stats.spans_failed) == (4, 2)
+        assert stored_spans(db) == 1

@@ -214,6 +214,18 @@ class TestWrite:
             t.join()
         assert len(os.listdir("/proc/self/fd")) <= fds_before + 8 * 3  # a few pooled
 
+    def test_file_changed_when_deleted_or_replaced(self, tmp_path: Path) -> None:
+        path = tmp_path / "t.sqlite3"
+        with SpanStore(path) as store:
+            assert not store.file_changed()
+            store.write_request(make_request(simple_trace()))
+            assert not store.file_changed()
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{path}{suffix}").unlink()
+            assert store.file_changed()
+            path.write_bytes(b"")  # another file by the same name
+            assert store.file_changed()
+
     def test_not_a_database_is_a_config_error(self, tmp_path: Path) -> None:
         path = tmp_path / "notes.txt"
         path.write_text("not sqlite at all " * 100)
