@@ -124,7 +124,7 @@ class LocalSpanExporter(SpanExporter):
                 "it; writing to a new store there",
                 self.path,
             )
-            self._store.close()  # its -wal and -shm go with it, if no one else has it open
+            self._store.close()  # the old file is gone: a new store is made below
             self._store = None
         if self._store is None or self._store_pid != os.getpid():
             # Checkpoints (and their fsync) in the store's own thread, not in the
