@@ -35,16 +35,21 @@ PAGE_SIZE = 8192
 SQL_VARS = 500
 """Ids per ``IN (...)`` query."""
 _MAX_IDLE_READERS = 8
-
-
 _SQLITE_HEADER = b"SQLite format 3\x00"
 
 
-def refusal(path: Path, reason: str) -> CvtraceConfigError:
-    """Return the error that refuses ``path`` as a store, naming the settings and the fix."""
+def refusal(path: Path, reason: str, *, untouched: bool = True) -> CvtraceConfigError:
+    """Return the error that refuses ``path`` as a store, naming the settings and the fix.
+
+    Args:
+        path: The file.
+        reason: Why it is refused.
+        untouched: Whether the message may say that nothing was written to it.
+    """
     msg = (
-        f"CVTRACE_LOCAL_DB: cannot open the span store {str(path)!r}: {reason}; nothing was "
-        "written to it. Point CVTRACE_LOCAL_DB (or cvtrace view --db) at a cvtrace store, "
+        f"CVTRACE_LOCAL_DB: cannot open the span store {str(path)!r}: {reason}"
+        + ("; nothing was written to it" if untouched else "")
+        + ". Point CVTRACE_LOCAL_DB (or cvtrace view --db) at a cvtrace store, "
         "or at a file that does not exist yet"
     )
     return CvtraceConfigError(msg)

@@ -44,6 +44,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from cvtrace.store.batches import duration_bucket
@@ -142,9 +143,15 @@ Driver = Index | DurationRange
 """What a search can walk, newest trace first."""
 
 
-@dataclass(frozen=True)
-class Lookups:
-    """A query's names as the ids the store knows them by (:meth:`Searcher.lookups`)."""
+_NO_TAGS: Mapping[str, str] = MappingProxyType({})
+
+
+class Lookups(NamedTuple):
+    """A query's names as the ids the store knows them by (:meth:`Searcher.lookups`).
+
+    Named tuples here and below: a search makes one of each, and a frozen dataclass
+    costs three times as much to make (~1.8 µs; a search of the store takes 20-400 µs).
+    """
 
     service_id: int | None = None
     operation_id: int | None = None
@@ -152,12 +159,11 @@ class Lookups:
     for, or in only one service."""
     tag_ids: tuple[int, ...] = ()
     """The ids of the indexed tags asked for."""
-    unindexed_tags: Mapping[str, str] = field(default_factory=dict)
+    unindexed_tags: Mapping[str, str] = _NO_TAGS
     """The tags whose keys are not indexed: checked on the spans."""
 
 
-@dataclass(frozen=True)
-class SearchPlan:
+class SearchPlan(NamedTuple):
     """How to run one search: SQL yielding candidate summaries, newest first."""
 
     driver: Driver | None
@@ -216,7 +222,7 @@ def plan_search(query: TraceQuery, lookups: Lookups, sizes: Callable[[Driver], i
             )
             params.append(other.ident)
     filters = "".join(f" AND {w}" for w in where)
-    unindexed = dict(lookups.unindexed_tags)
+    unindexed = lookups.unindexed_tags
     limit_sql, row_limit = ("", ()) if unindexed else (" LIMIT ?", (limit,))
     if isinstance(driver, DurationRange):
         sql = (

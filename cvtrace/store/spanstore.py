@@ -93,7 +93,6 @@ class SpanStore:
         self._connections = Connections(
             self.path, busy_timeout_s=busy_timeout_s, read_only=read_only
         )
-        self._retention = Retention(self.max_spans, self.max_age_s)
         self._writer: Writer | None = None
         if read_only:
             _check_readable(self.path, version)
@@ -120,13 +119,13 @@ class SpanStore:
             migrate(conn, self.path)
         except (sqlite3.DatabaseError, OSError) as exc:
             self._connections.close()
-            raise refusal(self.path, str(exc)) from exc
+            raise refusal(self.path, str(exc), untouched=False) from exc
         except BaseException:
             self._connections.close()
             raise
         if checkpoint_interval_s:
             self._connections.start_checkpointer(conn, checkpoint_interval_s)
-        return Writer(conn, self.path, lambda: self._retention.apply(conn))
+        return Writer(conn, self.path, Retention(self.max_spans, self.max_age_s))
 
     def close(self) -> None:
         """Close every connection this store opened; idempotent."""
@@ -191,10 +190,8 @@ class SpanStore:
 
     def enforce_retention(self) -> None:
         """Apply both retention limits now (every write also does this)."""
-        if self._writer is None:  # read-only: nothing to apply
-            return
-        with self._writer.lock:
-            self._retention.apply(self._writer.conn, check_age_now=True)
+        if self._writer is not None:  # read-only: nothing to apply
+            self._writer.enforce_retention()
 
     # -- reading -----------------------------------------------------------
 

@@ -39,12 +39,13 @@ import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from cvtrace.store.batches import Prepared, StoredSummary, TraceBatch, duration_bucket
 from cvtrace.store.connections import SQL_VARS, write_transaction
+from cvtrace.store.retention import Retention
 from cvtrace.store.schema import ORDINAL_BITS
 
 logger = logging.getLogger(__name__)
@@ -378,17 +379,14 @@ class Writer:
     Args:
         conn: The writing connection (see :class:`cvtrace.store.connections.Connections`).
         path: The store's file, for messages.
-        after_write: Called under the lock after each successful transaction
-            (retention).
+        retention: Applied after each successful transaction, under the lock.
     """
 
-    def __init__(
-        self, conn: sqlite3.Connection, path: Path, after_write: Callable[[], None]
-    ) -> None:
+    def __init__(self, conn: sqlite3.Connection, path: Path, retention: Retention) -> None:
         self.conn = conn
         self.path = path
         self.lock = threading.Lock()
-        self._after_write = after_write
+        self._retention = retention
         self._pending_lock = threading.Lock()
         self._pending: list[_Ticket] = []
         self._closed = False
@@ -402,6 +400,11 @@ class Writer:
         """Wait for the write in progress, then refuse new ones."""
         with self.lock:
             self._closed = True
+
+    def enforce_retention(self) -> None:
+        """Apply both retention limits now, between writes."""
+        with self.lock:
+            self._retention.apply(self.conn, check_age_now=True)
 
     def write(self, prepared: Prepared) -> WriteResult:
         """Store a prepared request's spans, all or none (see ``SpanStore.write_request``)."""
@@ -419,9 +422,12 @@ class Writer:
                     if ticket.error is None:
                         try:
                             self._index_recent_traces()
-                            self._after_write()
+                            self._retention.apply(self.conn)
                         except sqlite3.OperationalError as exc:
-                            raise self._named(exc) from exc
+                            named = self._named(exc)
+                            if named is exc:
+                                raise
+                            raise named from exc
             if ticket.error is not None:
                 raise ticket.error
         return WriteResult(prepared.accepted, prepared.rejected, message, prepared.new_spans)
