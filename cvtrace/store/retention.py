@@ -1,7 +1,10 @@
 """Retention: how much the span store keeps, applied by whoever writes.
 
-Whoever writes the store (the ``local`` exporter or the viewer) applies its own
-limits after each write, with the writing connection:
+Whoever writes the store applies its own limits after each write, with the writing
+connection: the viewer those of ``CVTRACE_VIEWER_MAX_SPANS`` and
+``CVTRACE_VIEWER_MAX_AGE_HOURS``, an app's ``local`` exporter those of
+``CVTRACE_LOCAL_MAX_SPANS`` and ``CVTRACE_LOCAL_MAX_AGE_HOURS`` (the store reads
+neither: each writer passes its own):
 
 - ``max_spans`` (default 1,000,000): above it, the oldest traces (by arrival)
   are deleted, whole, until the store holds 90% of the limit.
