@@ -16,10 +16,9 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 from cvtrace.store import SpanStore
 from cvtrace.viewer import create_app, get_store
 from cvtrace.viewer.grpc_receiver import start_grpc_server
-from cvtrace.viewer.receiver import OtlpHttpServer
 from tests.store.test_connections import app_database, fingerprint, stored_store, unwritable
 from tests.store.test_writing import NO_PAGE_LIMIT, big_request, fill_to_page_limit
-from tests.viewer.support import ServedInThread, ViewerServer, make_request, simple_trace
+from tests.viewer.support import OtlpServer, ViewerServer, make_request, simple_trace
 from tests.viewer.test_cli import read_banner, start_view
 
 PB = {"Content-Type": "application/x-protobuf"}
@@ -29,7 +28,7 @@ PB = {"Content-Type": "application/x-protobuf"}
 def otlp_url(request: pytest.FixtureRequest, store: SpanStore) -> Iterator[str]:
     """``/v1/traces`` both ways it is served: cvtrace view's OTLP port, the Flask route."""
     if request.param == "otlp-http-server":
-        with ServedInThread(OtlpHttpServer(("127.0.0.1", 0), store)) as server:
+        with OtlpServer(store) as server:
             yield f"{server.url}/v1/traces"
     else:
         with ViewerServer(create_app({"STORE": store})) as server:
