@@ -43,7 +43,13 @@ from cvtrace.config import SETTINGS, parse_float, parse_non_negative_int
 from cvtrace.exporters.local import default_db_path
 from cvtrace.store import DEFAULT_MAX_SPANS, DEFAULT_TAG_KEYS, SpanStore, is_writable
 
-__all__ = ["DEFAULT_OTLP_MAX_BODY_BYTES", "create_app", "create_receiver_app", "get_store"]
+__all__ = [
+    "DEFAULT_OTLP_MAX_BODY_BYTES",
+    "create_app",
+    "create_receiver_app",
+    "get_store",
+    "store_options",
+]
 
 DEFAULT_OTLP_MAX_BODY_BYTES = 64 * 1024 * 1024
 _STORE_KEY = "cvtrace.store"
@@ -74,6 +80,37 @@ def _configure(app: Flask, config: Mapping[str, Any] | None) -> None:
     app.extensions[_STORE_KEY] = store
 
 
+def store_options(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the viewer's options for its store: its retention, the indexed tag keys.
+
+    ``MAX_SPANS`` and ``MAX_AGE_HOURS`` come from ``config`` (the app's config, which
+    ``from_prefixed_env`` filled), else, outside the app (``cvtrace import``), from
+    ``CVTRACE_VIEWER_MAX_SPANS`` and ``CVTRACE_VIEWER_MAX_AGE_HOURS``; the tag keys
+    from ``CVTRACE_STORE_TAG_KEYS``, the row the ``local`` exporter reads too.
+
+    Raises:
+        CvtraceConfigError: a value is malformed.
+    """
+
+    def text(key: str, default: object) -> str:
+        value = config.get(key)
+        if value is None:
+            value = os.environ.get(f"CVTRACE_VIEWER_{key}", "").strip() or default
+        return str(value)  # from_prefixed_env parses JSON: numbers arrive as numbers
+
+    max_spans = parse_non_negative_int(
+        "CVTRACE_VIEWER_MAX_SPANS", text("MAX_SPANS", DEFAULT_MAX_SPANS)
+    )
+    max_age_hours = parse_float("CVTRACE_VIEWER_MAX_AGE_HOURS", text("MAX_AGE_HOURS", 0))
+    (tag_keys,) = (s for s in SETTINGS if s.env_var == "CVTRACE_STORE_TAG_KEYS")
+    extra_keys = tag_keys.parse(tag_keys.env_var, os.environ.get(tag_keys.env_var, ""))
+    return {
+        "max_spans": max_spans,
+        "max_age_s": max_age_hours * 3600.0,
+        "tag_keys": DEFAULT_TAG_KEYS.union(extra_keys),
+    }
+
+
 def _open_store(config: Mapping[str, Any]) -> SpanStore:
     """Open the store the viewer's config names, with the viewer's own retention.
 
@@ -83,17 +120,10 @@ def _open_store(config: Mapping[str, Any]) -> SpanStore:
     Raises:
         CvtraceConfigError: a setting is malformed, or the file is no store.
     """
-    # from_prefixed_env parses JSON: numbers arrive as numbers, anything else as text
-    max_spans = parse_non_negative_int("CVTRACE_VIEWER_MAX_SPANS", str(config["MAX_SPANS"]))
-    max_age_hours = parse_float("CVTRACE_VIEWER_MAX_AGE_HOURS", str(config["MAX_AGE_HOURS"]))
-    (tag_keys,) = (s for s in SETTINGS if s.env_var == "CVTRACE_STORE_TAG_KEYS")
-    extra_keys = tag_keys.parse(tag_keys.env_var, os.environ.get(tag_keys.env_var, ""))
     path = Path(config.get("DB_PATH") or default_db_path())
     return SpanStore(
         path,
-        max_spans=max_spans,
-        max_age_s=max_age_hours * 3600.0,
-        tag_keys=DEFAULT_TAG_KEYS.union(extra_keys),
+        **store_options(config),
         checkpoint_interval_s=config.get("CHECKPOINT_INTERVAL_S"),
         # a store this user cannot write is shown, not written (OTLP gets 403)
         read_only=path.exists() and not is_writable(path),

@@ -8,7 +8,7 @@ import pytest
 
 from cvtrace.exceptions import CvtraceConfigError
 from cvtrace.store import DEFAULT_MAX_SPANS, DEFAULT_TAG_KEYS
-from cvtrace.viewer import create_app, get_store
+from cvtrace.viewer import create_app, get_store, store_options
 
 
 def test_viewer_variables_set_the_viewers_store(
@@ -46,3 +46,16 @@ def test_malformed_settings_name_the_variable(
     with pytest.raises(CvtraceConfigError, match=f"{variable}: '{value}'"):
         create_app({"DB_PATH": tmp_path / "v.sqlite3"})
     assert not (tmp_path / "v.sqlite3").exists()
+
+
+def test_outside_the_app_the_variables_give_the_options(clean_env: pytest.MonkeyPatch) -> None:
+    """``cvtrace import`` writes the viewer's store with the viewer's settings."""
+    clean_env.setenv("CVTRACE_VIEWER_MAX_SPANS", "5")
+    clean_env.setenv("CVTRACE_VIEWER_MAX_AGE_HOURS", "0.5")
+    clean_env.setenv("CVTRACE_STORE_TAG_KEYS", "app.tenant")
+    assert store_options({}) == {
+        "max_spans": 5,
+        "max_age_s": 1800.0,
+        "tag_keys": DEFAULT_TAG_KEYS | {"app.tenant"},
+    }
+    assert store_options({"MAX_SPANS": 0})["max_spans"] == 0  # the app's config first
