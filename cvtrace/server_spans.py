@@ -145,10 +145,11 @@ class TracingMiddleware:
         try:
             result = self.wsgi_app(environ, traced_start_response)
         except BaseException as error:
-            span.record_exception(error)
-            span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
-            span.set_attribute("error.type", type(error).__qualname__)
-            span.end()
+            try:
+                _fail(span, error)
+                span.end()
+            except Exception:
+                internal_error("failing a server span")
             raise
         finally:
             context.detach(token)
@@ -236,11 +237,19 @@ def _record_route() -> None:
 
 def _record_exception(sender: Any, exception: BaseException, **extra: Any) -> None:
     """Flask handled an exception (it will answer 500): record it on the server span."""
-    span = trace.get_current_span()
-    if span.is_recording():
-        span.record_exception(exception)
-        span.set_status(Status(StatusCode.ERROR, f"{type(exception).__name__}: {exception}"))
-        span.set_attribute("error.type", type(exception).__qualname__)
+    try:
+        span = trace.get_current_span()
+        if span.is_recording():
+            _fail(span, exception)
+    except Exception:
+        internal_error("recording an exception on a server span")
+
+
+def _fail(span: trace.Span, error: BaseException) -> None:
+    """Record ``error`` on ``span``: an ``exception`` event, error status, ``error.type``."""
+    span.record_exception(error)
+    span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+    span.set_attribute("error.type", type(error).__qualname__)
 
 
 def _has_error_status(span: trace.Span) -> bool:
