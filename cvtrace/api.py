@@ -11,14 +11,13 @@ exit and on SIGTERM; forked workers restart the export thread and fix ``process.
 from __future__ import annotations
 
 import atexit
-import dataclasses
 import logging
 import os
 import signal
 import socket
 import threading
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from types import FrameType
@@ -52,6 +51,8 @@ class Handle:
     """The tracer provider, when tracing is on."""
     processor: ExportingSpanProcessor | None = None
     """The span processor feeding the exporters, when tracing is on."""
+    excluded_urls: ExcludedUrls | None = None
+    """Which requests make no span, when tracing is on."""
     apps: list[Any] = field(default_factory=list)
     """Flask apps instrumented."""
     query_tracers: list[QueryTracer] = field(default_factory=list)
@@ -86,11 +87,16 @@ class Handle:
 
 
 class _State:
-    """The global state department: the one installed handle."""
+    """The global state department: everything cvtrace keeps per process."""
 
     handle: Handle | None = None
-    capture_exporter: SpanExporter | None = None
-    """Set by :mod:`cvtrace.testing`: replaces the configured exporters."""
+    """The installed handle, when tracing is on."""
+    exporters_override: Sequence[SpanExporter] | None = None
+    """Exporters that replace the configured ones, whatever arguments and environment say.
+
+    Set by :mod:`cvtrace.testing`'s fixture, which captures spans in memory."""
+    exit_hooks_registered = False
+    """Whether the atexit and SIGTERM flushes are registered (once per process)."""
     lock = threading.RLock()
 
 
@@ -168,19 +174,30 @@ def init(
                 )
             _instrument(installed, apps, engines)
             return installed
+        # Every setting is parsed and checked before anything changes in the process:
+        # a bad one raises here and leaves the process as init() found it.
         settings = config.resolve(arguments)
-        if _state.capture_exporter is not None:
-            settings = dataclasses.replace(settings, exporters=("capture",), disabled_reason="")
-        if not settings.enabled:
+        excluded = ExcludedUrls(settings.exclude_urls)
+        scrubber = Scrubber(settings.scrub_patterns) if settings.scrub else None
+        override = _state.exporters_override
+        if not settings.enabled and override is None:
             logger.info(
                 "cvtrace: tracing is off (%s); set CVTRACE_EXPORTERS (otlp, jaeger, newrelic, "
                 "local, console) or OTEL_EXPORTER_OTLP_ENDPOINT to turn it on",
                 settings.disabled_reason,
             )
             return Handle(settings, arguments=arguments)
-        handle = _install(settings, arguments, apps)
-        _instrument(handle, apps, engines)
+        sinks = list(override) if override is not None else create_exporters(settings)
+        provider = _tracer_provider(_build_resource(settings, apps), scrubber)
+        # Side effects from here on; none of them reads a setting.
+        handle = Handle(settings, provider, excluded_urls=excluded, arguments=arguments)
+        _install(handle, sinks, scrubber, apps, engines)
         _state.handle = handle
+        logger.info(
+            "cvtrace: tracing %s to %s",
+            provider.resource.attributes.get("service.name"),
+            ", ".join(settings.exporters) if override is None else "the test's exporters",
+        )
         return handle
 
 
@@ -196,42 +213,79 @@ def get_handle() -> Handle | None:
     return _state.handle
 
 
-def _install(settings: config.Settings, arguments: dict[str, Any], apps: list[Any]) -> Handle:
-    scrubber = Scrubber(settings.scrub_patterns) if settings.scrub else None
-    exporters = (
-        [_state.capture_exporter]
-        if _state.capture_exporter is not None
-        else create_exporters(settings)
-    )
-    resource = _build_resource(settings, apps)
+def _reset() -> None:
+    """Shut down and forget the installed handle, undoing its instrumentation (for tests)."""
+    with _state.lock:
+        if _state.handle is not None:
+            _uninstall(_state.handle)
+        _state.handle = None
+        _state.exporters_override = None
+
+
+def _tracer_provider(resource: Resource, scrubber: Scrubber | None) -> TracerProvider:
+    """The provider, with the span limits and sampler of the standard variables.
+
+    Raises:
+        CvtraceConfigError: a span limit variable (``OTEL_SPAN_*_LIMIT``...) is not a number.
+    """
     if scrubber is not None:
         resource = scrubber.scrub_resource(resource)
-    processor = ExportingSpanProcessor(exporters, scrubber, settings.batch)
-    provider = TracerProvider(resource=resource, shutdown_on_exit=False)
-    provider.add_span_processor(processor)
+    try:
+        return TracerProvider(resource=resource, shutdown_on_exit=False)
+    except ValueError as error:
+        # The SDK's message names the variable and the value: "OTEL_ATTRIBUTE_COUNT_LIMIT
+        # must be a non-negative integer but got many".
+        msg = f"{error}; fix or unset the variable"
+        raise CvtraceConfigError(msg) from None
+
+
+def _install(
+    handle: Handle,
+    exporters: list[SpanExporter],
+    scrubber: Scrubber | None,
+    apps: list[Any],
+    engines: list[Any],
+) -> None:
+    """Start exporting, instrument, then make the provider the global one.
+
+    If anything fails on the way, what was done is undone before the error propagates.
+    The global provider is set last: OpenTelemetry lets it be set only once per process.
+    """
+    provider = handle.provider
+    assert provider is not None
+    handle.processor = ExportingSpanProcessor(exporters, scrubber, handle.settings.batch)
+    provider.add_span_processor(handle.processor)
+    try:
+        instrumentation.instrument_requests(provider)
+        if handle.settings.log_correlation:
+            instrumentation.instrument_logging(provider)
+        _instrument(handle, apps, engines)
+    except BaseException:
+        _uninstall(handle)
+        raise
     _keep_pid_current(provider)
     trace.set_tracer_provider(provider)
-    instrumentation.opt_in_to_stable_semconv()
-    instrumentation.instrument_requests(provider)
-    if settings.log_correlation:
-        instrumentation.instrument_logging(provider)
-    handle = Handle(settings, provider, processor, arguments=arguments)
     _register_exit_hooks()
-    logger.info(
-        "cvtrace: tracing %s to %s",
-        resource.attributes.get("service.name"),
-        ", ".join(settings.exporters),
-    )
-    return handle
+
+
+def _uninstall(handle: Handle) -> None:
+    """Stop ``handle`` and undo its instrumentation (not the global provider: see reset)."""
+    handle.shutdown()
+    for app in handle.apps:
+        instrumentation.uninstrument_flask(app)
+    for query_tracer in handle.query_tracers:
+        query_tracer.remove()
+    handle.apps.clear()
+    handle.query_tracers.clear()
+    instrumentation.uninstrument_globals()
 
 
 def _instrument(handle: Handle, apps: list[Any], engines: list[Any]) -> None:
-    if handle.provider is None:
+    if handle.provider is None or handle.excluded_urls is None:
         return
-    excluded = ExcludedUrls(handle.settings.exclude_urls)
     for app in apps:
         if app not in handle.apps:
-            instrumentation.instrument_flask(app, handle.provider, excluded)
+            instrumentation.instrument_flask(app, handle.provider, handle.excluded_urls)
             handle.apps.append(app)
     traced = {id(query_tracer.engine) for query_tracer in handle.query_tracers}
     for engine in engines:
@@ -294,15 +348,11 @@ def _keep_pid_current(provider: TracerProvider) -> None:
     os.register_at_fork(after_in_child=after_fork_in_child)
 
 
-_exit_hooks_registered = False
-
-
 def _register_exit_hooks() -> None:
     """Flush at interpreter exit and on SIGTERM (then end as the process would have)."""
-    global _exit_hooks_registered
-    if _exit_hooks_registered:
+    if _state.exit_hooks_registered:
         return
-    _exit_hooks_registered = True
+    _state.exit_hooks_registered = True
     atexit.register(shutdown)
     if threading.current_thread() is not threading.main_thread():
         return

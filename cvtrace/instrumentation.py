@@ -11,8 +11,10 @@ Nothing here runs unless tracing is on: with default settings cvtrace patches no
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Iterator
 from typing import Any
 
 from opentelemetry.metrics import NoOpMeterProvider
@@ -27,13 +29,27 @@ logger = logging.getLogger(__name__)
 
 #: The stable HTTP and database conventions (``http.request.method``, ``db.query.text``).
 SEMCONV_OPT_IN = "http,database"
+_SEMCONV_VAR = "OTEL_SEMCONV_STABILITY_OPT_IN"
 
 _NO_METRICS = NoOpMeterProvider()
 
 
-def opt_in_to_stable_semconv() -> None:
-    """Ask the instrumentors for stable conventions unless the user chose otherwise."""
-    os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", SEMCONV_OPT_IN)
+@contextlib.contextmanager
+def _stable_semconv() -> Iterator[None]:
+    """Ask the contrib instrumentors for stable conventions, unless the user chose.
+
+    They read ``OTEL_SEMCONV_STABILITY_OPT_IN`` once per process, when the first of them
+    instruments; cvtrace sets it only for that moment, and leaves the environment as it
+    found it.
+    """
+    if os.environ.get(_SEMCONV_VAR) is not None:
+        yield
+        return
+    os.environ[_SEMCONV_VAR] = SEMCONV_OPT_IN
+    try:
+        yield
+    finally:
+        os.environ.pop(_SEMCONV_VAR, None)
 
 
 def instrument_flask(app: Any, provider: TracerProvider, excluded: ExcludedUrls) -> None:
@@ -60,7 +76,8 @@ def instrument_requests(provider: TracerProvider) -> None:
     """Trace outgoing ``requests`` calls and propagate W3C ``traceparent``."""
     from opentelemetry.instrumentation.requests import RequestsInstrumentor
 
-    RequestsInstrumentor().instrument(tracer_provider=provider, meter_provider=_NO_METRICS)
+    with _stable_semconv():
+        RequestsInstrumentor().instrument(tracer_provider=provider, meter_provider=_NO_METRICS)
 
 
 def instrument_logging(provider: TracerProvider) -> None:

@@ -20,9 +20,8 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-from opentelemetry.util._once import Once
 
-from . import _guard, api, instrumentation
+from . import _guard, api
 
 
 class CapturedSpans(SpanExporter):
@@ -70,21 +69,34 @@ class CapturedSpans(SpanExporter):
 def reset() -> None:
     """Shut down and forget cvtrace's global state, undoing all instrumentation.
 
-    Also resets OpenTelemetry's global tracer provider, which otherwise can be set
-    only once per process.
+    Also forgets OpenTelemetry's global tracer provider, so that the next
+    ``cvtrace.init()`` installs its own.
     """
-    with api._state.lock:
-        handle = api._state.handle
-        if handle is not None:
-            handle.shutdown()
-            for app in handle.apps:
-                instrumentation.uninstrument_flask(app)
-            for query_tracer in handle.query_tracers:
-                query_tracer.remove()
-            instrumentation.uninstrument_globals()
-        api._state.handle = None
-        api._state.capture_exporter = None
-    trace._TRACER_PROVIDER_SET_ONCE = Once()
+    api._reset()
+    _forget_global_tracer_provider()
+
+
+def _forget_global_tracer_provider() -> None:
+    """Let the next provider become the global one again.
+
+    OpenTelemetry's API has no public way to do this: a process sets its global provider
+    once. Tests need one per test, so this resets two private names of
+    ``opentelemetry.trace`` (as OpenTelemetry's own test utilities do): the one private
+    touch cvtrace keeps, and only here, in the test plugin; production code sets the
+    provider once through the public ``set_tracer_provider``. The alternative, a proxy
+    provider that cvtrace installs once and re-points per test, would put an indirection
+    in every app's tracer look-ups and hide the SDK's ``TracerProvider`` from apps that
+    configure it. Should an SDK release rename these, this fails at once and says so
+    (``make sdk-range`` runs the tests against the newest release).
+    """
+    once = getattr(trace, "_TRACER_PROVIDER_SET_ONCE", None)
+    if once is None or not hasattr(trace, "_TRACER_PROVIDER"):
+        msg = (
+            "cvtrace.testing cannot reset the global tracer provider of this "
+            "opentelemetry-api release; please report it with the version installed"
+        )
+        raise RuntimeError(msg)
+    trace._TRACER_PROVIDER_SET_ONCE = type(once)()
     trace._TRACER_PROVIDER = None
 
 
@@ -93,7 +105,7 @@ def cvtrace_spans() -> Iterator[CapturedSpans]:
     """Capture, in memory, the spans of every ``cvtrace.init()`` made during the test."""
     reset()
     captured = CapturedSpans()
-    api._state.capture_exporter = captured
+    api._state.exporters_override = (captured,)
     raise_errors, _guard.RAISE = _guard.RAISE, True  # a cvtrace bug fails the test
     try:
         yield captured

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
+import threading
+from typing import Any
 
 import pytest
 import requests
 import sqlalchemy as sa
 import wrapt
+from flask import got_request_exception
 from opentelemetry import trace
 
 import cvtrace
 from cvtrace.testing import CapturedSpans
+from tests.otlp_receiver import HttpOtlpReceiver
 from tests.sample_app import create_app, create_engine
 
 
@@ -106,6 +111,81 @@ class TestDefaultIsOff:
             "CVTRACE_EXPORTERS: unknown exporter 'jeager'; "
             "expected one of otlp, jaeger, newrelic, local, console, none"
         )
+
+
+def _process_state(app: Any, engine: sa.Engine) -> dict[str, object]:
+    """What init() may change in the process, as far as it can be observed from outside."""
+    return {
+        "tracer provider": trace.get_tracer_provider(),
+        "requests.Session.send": requests.Session.send,
+        "log record factory": logging.getLogRecordFactory(),
+        "environment": dict(os.environ),
+        "SIGTERM handler": signal.getsignal(signal.SIGTERM),
+        "app.wsgi_app": app.wsgi_app,
+        "app.before_request_funcs": {k: list(v) for k, v in app.before_request_funcs.items()},
+        "got_request_exception receivers": list(got_request_exception.receivers_for(app)),
+        "engine dialect untouched": _dialect_is_untouched(engine),
+        "handle": cvtrace.get_handle(),
+    }
+
+
+class TestAFailedInitChangesNothing:
+    """All settings are validated before any side effect (issue 10, bug 2)."""
+
+    @pytest.mark.parametrize(
+        ("variable", "value", "message"),
+        [
+            (
+                "CVTRACE_EXCLUDE_URLS",
+                "/up,^/api/(v1",
+                r"^CVTRACE_EXCLUDE_URLS: '\^/api/\(v1' is not a valid regular expression",
+            ),
+            (
+                "OTEL_PYTHON_FLASK_EXCLUDED_URLS",
+                "health)",
+                r"^OTEL_PYTHON_FLASK_EXCLUDED_URLS: 'health\)' is not a valid regular",
+            ),
+            ("CVTRACE_SCRUB_PATTERNS", "[a-", r"^CVTRACE_SCRUB_PATTERNS: '\[a-' is not a regular"),
+            ("OTEL_ATTRIBUTE_COUNT_LIMIT", "many", "^OTEL_ATTRIBUTE_COUNT_LIMIT .*many; fix"),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "brotli", "^OTEL_EXPORTER_OTLP_COMPRESSION: unkno"),
+            ("CVTRACE_EXPORTERS", "otlp,newrelic", "^NEW_RELIC_LICENSE_KEY: not set"),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "-1", "^OTEL_BSP_MAX_QUEUE_SIZE: '-1' is not a whole"),
+        ],
+    )
+    def test_then_a_corrected_init_installs_globally(
+        self,
+        clean_env: pytest.MonkeyPatch,
+        otlp_http: HttpOtlpReceiver,
+        variable: str,
+        value: str,
+        message: str,
+    ) -> None:
+        engine = create_engine()
+        app = create_app(engine)
+        clean_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_http.base_url)
+        clean_env.setenv(variable, value)
+        before = _process_state(app, engine)
+        threads_before = set(threading.enumerate())
+
+        with pytest.raises(cvtrace.CvtraceConfigError, match=message):
+            cvtrace.init(app=app, engine=engine)
+
+        assert _process_state(app, engine) == before
+        assert [t.name for t in set(threading.enumerate()) - threads_before] == []
+
+        clean_env.delenv(variable)
+        handle = cvtrace.init(app=app, engine=engine)
+        assert handle.enabled
+        assert cvtrace.get_handle() is handle
+        assert trace.get_tracer_provider() is handle.provider
+        with trace.get_tracer("tests").start_as_current_span("through the global provider"):
+            app.test_client().get("/users/1")
+        cvtrace.shutdown()
+        assert sorted(s.name for s in otlp_http.spans()) == [
+            "GET /users/<int:user_id>",
+            "SELECT",
+            "through the global provider",
+        ]
 
 
 class TestIdempotence:

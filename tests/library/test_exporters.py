@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import pytest
 
 import cvtrace
-from cvtrace.exporters.console import ConsoleSpanExporter
 from cvtrace.exporters.newrelic import MAX_ATTRIBUTES, MAX_REQUEST_BYTES, create_newrelic_exporter
 from cvtrace.store import SpanStore
 from tests.otlp_receiver import GrpcOtlpReceiver, HttpOtlpReceiver, attributes
@@ -216,16 +214,13 @@ class TestLocal:
 
 
 class TestConsole:
-    def test_one_readable_line_per_span(self, clean_env: pytest.MonkeyPatch) -> None:
-        out = io.StringIO()
+    def test_one_readable_line_per_span(self, capsys: pytest.CaptureFixture[str]) -> None:
         engine = create_engine()
         app = create_app(engine)
-        cvtrace.testing.reset()
-        cvtrace.api._state.capture_exporter = ConsoleSpanExporter(out)
-        cvtrace.init(app=app, engine=engine, service_name="circuits")
+        cvtrace.init(app=app, engine=engine, service_name="circuits", exporters="console")
         app.test_client().get("/users/1")
         cvtrace.shutdown()
-        lines = out.getvalue().splitlines()
+        lines = capsys.readouterr().err.splitlines()
         assert len(lines) == 2
         assert "[circuits] GET /users/<int:user_id>" in lines[1]
         assert "http.response.status_code=200" in lines[1]

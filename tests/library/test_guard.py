@@ -101,6 +101,6 @@ class TestTheAppsOwnExceptionSurvives:
     ) -> None:
         """With ``PROPAGATE_EXCEPTIONS`` the exception leaves the app through the middleware."""
         app.config["PROPAGATE_EXCEPTIONS"] = True
-        with pytest.raises(RuntimeError, match="^boom$"):
+        with pytest.raises(RuntimeError, match=r"^boom$"):
             app.test_client().get("/fail")
         assert "failing a server span failed" in caplog.text

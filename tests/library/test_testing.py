@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from opentelemetry import trace
+
+import cvtrace
+from cvtrace.testing import CapturedSpans
 
 pytest_plugins = ["pytester"]
 
@@ -41,11 +45,27 @@ def test_fixture_is_available_without_import(pytester: pytest.Pytester) -> None:
 
 
 def test_fixture_overrides_configured_exporters(
-    cvtrace_spans: object, monkeypatch: pytest.MonkeyPatch
+    cvtrace_spans: CapturedSpans, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Even with an exporter configured, spans stay in memory during the test."""
-    import cvtrace
+    """Even with an exporter configured, spans stay in memory during the test.
 
-    monkeypatch.setenv("CVTRACE_EXPORTERS", "newrelic")  # would need a license key
+    The settings still say what was configured: the fixture replaces the exporters,
+    it does not rewrite the configuration. ``newrelic`` without its license key would
+    stop ``init()`` if it were built.
+    """
+    monkeypatch.setenv("CVTRACE_EXPORTERS", "newrelic")
     handle = cvtrace.init()
-    assert handle.settings.exporters == ("capture",)
+    assert handle.enabled
+    assert handle.settings.exporters == ("newrelic",)
+    trace.get_tracer("tests").start_span("kept in memory").end()
+    assert cvtrace_spans.names() == ["kept in memory"]
+
+
+def test_fixture_turns_tracing_on_when_nothing_is_configured(
+    cvtrace_spans: CapturedSpans,
+) -> None:
+    handle = cvtrace.init()
+    assert handle.enabled
+    assert handle.settings.exporters == ()
+    trace.get_tracer("tests").start_span("kept in memory").end()
+    assert cvtrace_spans.names() == ["kept in memory"]
