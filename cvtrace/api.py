@@ -5,7 +5,8 @@ not, it installs nothing and patches nothing: the app runs as if cvtrace were ab
 When it is, it builds the resource, one :class:`~cvtrace.processor.ExportingSpanProcessor`
 feeding every configured exporter, the tracer provider, and instruments the apps and
 engines it is given, plus ``requests`` and logging. Spans are flushed at interpreter
-exit and on SIGTERM; forked workers restart the export thread and fix ``process.pid``.
+exit and on SIGTERM; forked workers restart the export thread (and their spans carry
+their own ``process.pid``: see :mod:`cvtrace.otlp.encoding`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import os
 import signal
 import socket
 import threading
-import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -263,7 +263,6 @@ def _install(
     except BaseException:
         _uninstall(handle)
         raise
-    _keep_pid_current(provider)
     trace.set_tracer_provider(provider)
     _register_exit_hooks()
 
@@ -329,23 +328,6 @@ def _package_version(apps: list[Any]) -> str | None:
         except (metadata.PackageNotFoundError, ValueError):
             continue
     return None
-
-
-def _keep_pid_current(provider: TracerProvider) -> None:
-    """Make ``process.pid`` right in forked children (gunicorn workers).
-
-    The SDK's provider already re-applies its process-dependent resource detectors
-    after a fork and hands the new resource to every tracer; cvtrace sets
-    ``process.pid`` through the same path, since it does not run those detectors.
-    """
-    weak_provider = weakref.ref(provider)
-
-    def after_fork_in_child() -> None:
-        current = weak_provider()
-        if current is not None:
-            current._update_resource(Resource({"process.pid": os.getpid()}))
-
-    os.register_at_fork(after_in_child=after_fork_in_child)
 
 
 def _register_exit_hooks() -> None:

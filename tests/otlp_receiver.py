@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import Any
 
 import grpc
+from google.rpc.error_details_pb2 import RetryInfo
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
@@ -142,10 +143,22 @@ class HttpOtlpReceiver(_Receiver):
 
 
 class GrpcOtlpReceiver(_Receiver):
-    """OTLP/gRPC on ``127.0.0.1:<port>`` (plaintext)."""
+    """OTLP/gRPC on ``127.0.0.1:<port>``, plaintext unless given TLS credentials.
 
-    def __init__(self) -> None:
+    It can be told to fail the next requests with a status code, optionally saying
+    when to retry (a ``google.rpc.RetryInfo``), to play a failing collector.
+    """
+
+    def __init__(self, credentials: grpc.ServerCredentials | None = None) -> None:
         super().__init__()
+        self.fail_next = 0
+        """How many of the next requests to fail."""
+        self.fail_code = grpc.StatusCode.UNAVAILABLE
+        """The status code they fail with."""
+        self.retry_delay_s: float | None = None
+        """The delay to ask for in a RetryInfo, if any."""
+        self.attempts = 0
+        """Requests received, failed ones included."""
         receiver = self
 
         class Service(trace_service_pb2_grpc.TraceServiceServicer):
@@ -154,15 +167,31 @@ class GrpcOtlpReceiver(_Receiver):
             ) -> trace_service_pb2.ExportTraceServiceResponse:
                 headers = dict(context.invocation_metadata())
                 with receiver.lock:
-                    receiver.received.append(
-                        Received("Export", headers, request.ByteSize(), request)
-                    )
+                    receiver.attempts += 1
+                    fail = receiver.fail_next > 0
+                    receiver.fail_next -= fail
+                    if not fail:
+                        receiver.received.append(
+                            Received("Export", headers, request.ByteSize(), request)
+                        )
+                if fail:
+                    if receiver.retry_delay_s is not None:
+                        info = RetryInfo()
+                        info.retry_delay.FromNanoseconds(int(receiver.retry_delay_s * 1e9))
+                        context.set_trailing_metadata(
+                            [("google.rpc.retryinfo-bin", info.SerializeToString())]
+                        )
+                    context.abort(receiver.fail_code, "told to fail")
                 return trace_service_pb2.ExportTraceServiceResponse()
 
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Service(), self._server)
-        self.port = self._server.add_insecure_port("127.0.0.1:0")
-        self.endpoint = f"http://127.0.0.1:{self.port}"
+        if credentials is None:
+            self.port = self._server.add_insecure_port("127.0.0.1:0")
+            self.endpoint = f"http://127.0.0.1:{self.port}"
+        else:
+            self.port = self._server.add_secure_port("127.0.0.1:0", credentials)
+            self.endpoint = f"https://localhost:{self.port}"
 
     def __enter__(self) -> GrpcOtlpReceiver:
         self._server.start()

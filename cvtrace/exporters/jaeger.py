@@ -13,14 +13,18 @@ from urllib.parse import urlsplit
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from ..exceptions import CvtraceConfigError
+from ._otlp_grpc import OtlpGrpcSpanExporter
 from ._otlp_http import OtlpHttpSpanExporter
-from .otlp import GrpcOtlpSpanExporter, quiet_sdk_exporter_logs
 
 TRACES_PATH = "/v1/traces"
 
 
 class JaegerSpanExporter(OtlpHttpSpanExporter):
     """OTLP/HTTP protobuf to a Jaeger collector."""
+
+
+class JaegerGrpcSpanExporter(OtlpGrpcSpanExporter):
+    """OTLP/gRPC to a Jaeger collector (plaintext)."""
 
 
 def create_jaeger_exporter(endpoint: str, timeout_s: float = 10.0) -> SpanExporter:
@@ -37,10 +41,7 @@ def create_jaeger_exporter(endpoint: str, timeout_s: float = 10.0) -> SpanExport
         )
         raise CvtraceConfigError(msg)
     if parts.scheme == "grpc":
-        quiet_sdk_exporter_logs()
-        return GrpcOtlpSpanExporter(
-            endpoint=f"http://{parts.netloc}", insecure=True, headers={}, timeout=timeout_s
-        )
+        return JaegerGrpcSpanExporter(parts.netloc, timeout_s=timeout_s)
     path = parts.path.rstrip("/")
     if not path.endswith(TRACES_PATH):
         path += TRACES_PATH

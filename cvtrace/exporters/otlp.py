@@ -7,35 +7,30 @@ default, or ``grpc``); ``_HEADERS``; ``_COMPRESSION`` (``gzip``, ``deflate``, ``
 ``_TIMEOUT`` (seconds); ``_CERTIFICATE``, ``_CLIENT_KEY``, ``_CLIENT_CERTIFICATE``; and
 ``_INSECURE`` for gRPC. Each has a ``OTEL_EXPORTER_OTLP_TRACES_*`` form that wins.
 
-OTLP/HTTP goes through cvtrace's own exporter and encoder. OTLP/gRPC uses the SDK's
-exporter with cvtrace's encoder; its log line per failed batch is cut down to one
-per message per :data:`QUIET_INTERVAL_S`, as cvtrace's processor reports outages
-itself when they start and end.
+Both protocols go through cvtrace's own exporters (:mod:`._otlp_http`,
+:mod:`._otlp_grpc`) and encoder. For gRPC, as in the SDK, an ``https://`` endpoint
+means TLS and ``http://`` plaintext; an endpoint without a scheme uses TLS unless
+``_INSECURE`` is true.
 """
 
 from __future__ import annotations
 
-import logging
 import os
-import time
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping
+from urllib.parse import urlsplit
 
-from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.util.re import parse_env_headers
 
+from ..config import parse_bool
 from ..exceptions import CvtraceConfigError
-from ..otlp.encoding import SpanEncoder
+from ._otlp_grpc import OtlpGrpcSpanExporter, read_credentials
 from ._otlp_http import COMPRESSIONS, OtlpHttpSpanExporter
 
 PROTOCOLS = ("http/protobuf", "grpc")
 DEFAULT_HTTP_ENDPOINT = "http://localhost:4318"
+DEFAULT_GRPC_ENDPOINT = "http://localhost:4317"
 DEFAULT_TIMEOUT_S = 10.0
-QUIET_INTERVAL_S = 300.0
-SDK_EXPORTER_LOGGERS = ("opentelemetry.exporter.otlp.proto.grpc.exporter",)
 
 
 def setting(environ: Mapping[str, str], name: str) -> tuple[str, str | None]:
@@ -63,11 +58,30 @@ def otlp_protocol(environ: Mapping[str, str] | None = None) -> str:
 
 
 def create_otlp_exporter(environ: Mapping[str, str] | None = None) -> SpanExporter:
-    """Return the OTLP span exporter the standard variables describe."""
+    """Return the OTLP span exporter the standard variables describe.
+
+    Raises:
+        CvtraceConfigError: a variable's value is unusable; the message names it.
+    """
     env = os.environ if environ is None else environ
     if otlp_protocol(env) == "grpc":
-        quiet_sdk_exporter_logs()
-        return GrpcOtlpSpanExporter()
+        target, secure = _grpc_target(env)
+        credentials = (
+            read_credentials(
+                setting(env, "CERTIFICATE"),
+                setting(env, "CLIENT_KEY"),
+                setting(env, "CLIENT_CERTIFICATE"),
+            )
+            if secure
+            else None
+        )
+        return OtlpGrpcSpanExporter(
+            target,
+            credentials,
+            _headers(env),
+            compression=_compression(env),
+            timeout_s=_timeout_s(env),
+        )
     return OtlpHttpSpanExporter(
         _http_endpoint(env),
         _headers(env),
@@ -76,6 +90,25 @@ def create_otlp_exporter(environ: Mapping[str, str] | None = None) -> SpanExport
         verify=setting(env, "CERTIFICATE")[1] or True,
         client_cert=_client_cert(env),
     )
+
+
+def _grpc_target(env: Mapping[str, str]) -> tuple[str, bool]:
+    """The ``host:port`` to dial, and whether over TLS."""
+    variable, endpoint = setting(env, "ENDPOINT")
+    endpoint = endpoint or DEFAULT_GRPC_ENDPOINT
+    scheme, target = "", endpoint
+    if "://" in endpoint:
+        parts = urlsplit(endpoint)
+        scheme, target = parts.scheme.lower(), parts.netloc
+    if not target:
+        msg = f"{variable}: {endpoint!r} has no host; use for example http://collector:4317"
+        raise CvtraceConfigError(msg)
+    insecure_variable, insecure = setting(env, "INSECURE")
+    if scheme == "https":
+        return target, True
+    if insecure is not None:
+        return target, not parse_bool(insecure_variable, insecure)
+    return target, scheme != "http"
 
 
 def _http_endpoint(env: Mapping[str, str]) -> str:
@@ -120,44 +153,3 @@ def _client_cert(env: Mapping[str, str]) -> str | tuple[str, str] | None:
     if certificate and key:
         return (certificate, key)
     return certificate
-
-
-class GrpcOtlpSpanExporter(OTLPSpanExporter):
-    """The SDK's OTLP/gRPC exporter, encoding with :class:`SpanEncoder`."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._cvtrace_encoder = SpanEncoder()
-
-    def _translate_data(self, data: Sequence[ReadableSpan]) -> ExportTraceServiceRequest:
-        return ExportTraceServiceRequest.FromString(self._cvtrace_encoder.encode(data))
-
-
-class RepeatedRecordFilter(logging.Filter):
-    """Let one record per message template through per ``interval_s``."""
-
-    def __init__(self, interval_s: float = QUIET_INTERVAL_S) -> None:
-        super().__init__()
-        self.interval_s = interval_s
-        self._last_seen: dict[tuple[str, object], float] = {}
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        """Whether ``record`` is the first of its kind in the interval."""
-        key = (record.name, record.msg)
-        now = time.monotonic()
-        last = self._last_seen.get(key)
-        if last is not None and now - last < self.interval_s:
-            return False
-        self._last_seen[key] = now
-        return True
-
-
-_FILTER = RepeatedRecordFilter()
-
-
-def quiet_sdk_exporter_logs() -> None:
-    """Install the repeated-record filter on the SDK exporters' loggers (once)."""
-    for name in SDK_EXPORTER_LOGGERS:
-        sdk_logger = logging.getLogger(name)
-        if _FILTER not in sdk_logger.filters:
-            sdk_logger.addFilter(_FILTER)

@@ -8,12 +8,18 @@ GET``, ``db.system.name: sqlite``, a repeated SQL statement), so a typical span 
 fraction of that. Its output parses to a message equal to ``encode_spans``'s
 (``tests/otlp/test_encoding.py`` checks it field by field, and on the wire).
 
+A resource's ``process.pid`` is encoded as the encoding process's own. The SDK fixes a
+provider's resource when the provider is made, so in a process forked after that (a
+gunicorn worker, when tracing starts in the master) it still names the parent; spans
+are encoded in the process that made them, which is the one they should name.
+
 Wire format: https://protobuf.dev/programming-guides/encoding/ applied to
 opentelemetry-proto's ``trace.proto``, ``common.proto`` and ``resource.proto``.
 """
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
@@ -98,6 +104,7 @@ class EncodedResource(NamedTuple):
     """The encoded spans of one resource."""
 
     resource: Resource
+    """The resource as encoded (``process.pid`` this process's)."""
     body: bytes
     """The ``Resource`` message."""
     scopes: list[EncodedScope]
@@ -129,7 +136,7 @@ class SpanEncoder:
 
     def __init__(self) -> None:
         self._attributes: dict[tuple[str, type, Any], bytes] = {}
-        self._resources: dict[int, tuple[Resource, bytes]] = {}
+        self._resources: dict[int, tuple[int, Resource, Resource, bytes]] = {}
         self._scopes: dict[int, tuple[InstrumentationScope | None, bytes]] = {}
 
     def encode(self, spans: Sequence[ReadableSpan]) -> bytes:
@@ -147,7 +154,7 @@ class SpanEncoder:
             resource = grouped.get(id(span.resource))
             if resource is None:
                 resource = grouped[id(span.resource)] = EncodedResource(
-                    span.resource, self._resource_body(span.resource), []
+                    *self._resource(span.resource), []
                 )
             scope = span.instrumentation_scope
             for encoded_scope in resource.scopes:
@@ -159,15 +166,19 @@ class SpanEncoder:
             encoded_scope.spans.append((span, self._span(span)))
         return list(grouped.values())
 
-    def _resource_body(self, resource: Resource) -> bytes:
+    def _resource(self, resource: Resource) -> tuple[Resource, bytes]:
+        """The resource as this process encodes it, and its ``Resource`` message."""
         key = id(resource)
+        pid = os.getpid()
         cached = self._resources.get(key)
-        if cached is None:
+        if cached is None or cached[0] != pid:
             if len(self._resources) > 64:
                 self._resources.clear()
-            body = self._attribute_list(b"\x0a", resource.attributes)
-            cached = self._resources[key] = (resource, body)  # holds it: its id stays its own
-        return cached[1]
+            current = _as_process(resource, pid)
+            body = self._attribute_list(b"\x0a", current.attributes)
+            # holds the original too: its id stays its own while cached
+            cached = self._resources[key] = (pid, resource, current, body)
+        return cached[2], cached[3]
 
     def _scope_body(self, scope: InstrumentationScope | None) -> bytes:
         key = id(scope)
@@ -275,6 +286,14 @@ _STATUS_FIELDS = {
 }
 _FLAGS_LOCAL = b"\x85\x01" + _pack_fixed32(_SPAN_FLAGS_HAS_IS_REMOTE)
 _FLAGS_REMOTE = b"\x85\x01" + _pack_fixed32(_SPAN_FLAGS_HAS_IS_REMOTE | _SPAN_FLAGS_IS_REMOTE)
+
+
+def _as_process(resource: Resource, pid: int) -> Resource:
+    """``resource`` with its ``process.pid`` (if it has one) made ``pid``."""
+    recorded = resource.attributes.get("process.pid")
+    if recorded is None or recorded == pid:
+        return resource
+    return Resource({**resource.attributes, "process.pid": pid}, resource.schema_url)
 
 
 def _span_flags(parent: SpanContext | None) -> int:

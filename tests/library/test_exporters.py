@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import time
 from pathlib import Path
 
+import grpc
 import pytest
 
 import cvtrace
@@ -65,6 +69,89 @@ class TestOtlp:
         assert [s.name for s in otlp_grpc.spans()] == ["span-0", "span-1"]
         assert otlp_grpc.received[0].headers["x-team"] == "circuits"
 
+    def test_grpc_retries_after_the_delay_the_server_asks_for(
+        self, clean_env: pytest.MonkeyPatch, otlp_grpc: GrpcOtlpReceiver
+    ) -> None:
+        """RESOURCE_EXHAUSTED is retryable only with a RetryInfo (the OTLP spec)."""
+        otlp_grpc.fail_next, otlp_grpc.fail_code = 2, grpc.StatusCode.RESOURCE_EXHAUSTED
+        otlp_grpc.retry_delay_s = 0.1
+        clean_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_grpc.endpoint)
+        clean_env.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+        handle = cvtrace.init()
+        _make_spans(2)
+        started = time.monotonic()
+        assert handle.force_flush(timeout_s=10)
+        assert time.monotonic() - started >= 0.2
+        assert (otlp_grpc.attempts, len(otlp_grpc.spans())) == (3, 2)
+        assert handle.stats().spans_exported == 2
+
+    @pytest.mark.parametrize(
+        ("code", "retry_delay_s"),
+        [
+            (grpc.StatusCode.INVALID_ARGUMENT, None),
+            (grpc.StatusCode.RESOURCE_EXHAUSTED, None),
+            (grpc.StatusCode.UNAUTHENTICATED, 0.1),
+        ],
+    )
+    def test_grpc_failure_that_is_not_retryable_is_counted_at_once(
+        self,
+        clean_env: pytest.MonkeyPatch,
+        otlp_grpc: GrpcOtlpReceiver,
+        caplog: pytest.LogCaptureFixture,
+        code: grpc.StatusCode,
+        retry_delay_s: float | None,
+    ) -> None:
+        otlp_grpc.fail_next, otlp_grpc.fail_code = 1, code
+        otlp_grpc.retry_delay_s = retry_delay_s
+        clean_env.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", otlp_grpc.endpoint)
+        clean_env.setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grpc")
+        handle = cvtrace.init()
+        _make_spans(1)
+        assert handle.force_flush(timeout_s=10)
+        assert otlp_grpc.attempts == 1
+        assert handle.stats().spans_failed == 1
+        assert f"({code.name} told to fail)" in caplog.text
+
+    def test_grpc_over_tls_with_the_certificate_variable(
+        self, clean_env: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        key, certificate = tmp_path / "key.pem", tmp_path / "cert.pem"
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+             "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+             "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", certificate],
+            check=True,
+            capture_output=True,
+        )  # fmt: skip
+        credentials = grpc.ssl_server_credentials([(key.read_bytes(), certificate.read_bytes())])
+        with GrpcOtlpReceiver(credentials) as receiver:
+            endpoint = f"https://127.0.0.1:{receiver.port}"
+            clean_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+            clean_env.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+            clean_env.setenv("OTEL_EXPORTER_OTLP_CERTIFICATE", str(certificate))
+            cvtrace.init()
+            _make_spans(1)
+            cvtrace.shutdown()
+            assert [s.name for s in receiver.spans()] == ["span-0"]
+
+    @pytest.mark.parametrize(
+        ("variable", "value", "message"),
+        [
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/no/such.pem", "cannot read '/no/such.pem'"),
+            ("OTEL_EXPORTER_OTLP_INSECURE", "perhaps", "'perhaps' is not a boolean"),
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://", "'http://' has no host"),
+        ],
+    )
+    def test_grpc_bad_values_name_the_variable(
+        self, clean_env: pytest.MonkeyPatch, variable: str, value: str, message: str
+    ) -> None:
+        clean_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317")  # TLS: no scheme
+        clean_env.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+        clean_env.setenv(variable, value)
+        pattern = f"^{variable}: .*{re.escape(message)}"
+        with pytest.raises(cvtrace.CvtraceConfigError, match=pattern):
+            cvtrace.init()
+
     def test_unsupported_protocol_is_a_clear_error(self, clean_env: pytest.MonkeyPatch) -> None:
         clean_env.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
         with pytest.raises(
@@ -88,28 +175,34 @@ class TestOtlp:
 
 
 class TestJaeger:
-    def test_http_endpoint_gets_no_collector_headers(
-        self, clean_env: pytest.MonkeyPatch, otlp_http: HttpOtlpReceiver
+    @pytest.mark.parametrize("transport", ["http", "grpc"])
+    def test_jaeger_gets_no_collector_headers(
+        self,
+        clean_env: pytest.MonkeyPatch,
+        otlp_http: HttpOtlpReceiver,
+        otlp_grpc: GrpcOtlpReceiver,
+        transport: str,
     ) -> None:
+        """``OTEL_EXPORTER_OTLP_*HEADERS`` are the collector's (issue 10, bug 3)."""
+        receiver: HttpOtlpReceiver | GrpcOtlpReceiver
+        if transport == "http":
+            receiver, endpoint = otlp_http, otlp_http.base_url
+        else:
+            receiver, endpoint = otlp_grpc, f"grpc://127.0.0.1:{otlp_grpc.port}"
         clean_env.setenv("CVTRACE_EXPORTERS", "jaeger")
-        clean_env.setenv("CVTRACE_JAEGER_ENDPOINT", otlp_http.base_url)
-        clean_env.setenv("OTEL_EXPORTER_OTLP_HEADERS", "authorization=collector-only")
+        clean_env.setenv("CVTRACE_JAEGER_ENDPOINT", endpoint)
+        clean_env.setenv("OTEL_EXPORTER_OTLP_HEADERS", "authorization=collector-only,x-a=1")
+        clean_env.setenv("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "x-tenant=collector-only")
         cvtrace.init()
         _make_spans(2)
         cvtrace.shutdown()
-        (received,) = otlp_http.received
-        assert received.path == "/v1/traces"
-        assert "authorization" not in received.headers
-        assert received.headers["content-type"] == "application/x-protobuf"
-        assert len(otlp_http.spans()) == 2
-
-    def test_grpc_endpoint(
-        self, clean_env: pytest.MonkeyPatch, otlp_grpc: GrpcOtlpReceiver
-    ) -> None:
-        cvtrace.init(exporters=["jaeger"], jaeger_endpoint=f"grpc://127.0.0.1:{otlp_grpc.port}")
-        _make_spans(1)
-        cvtrace.shutdown()
-        assert len(otlp_grpc.spans()) == 1
+        (received,) = receiver.received
+        assert "collector-only" not in str(received.headers)
+        assert not {"authorization", "x-a", "x-tenant"} & set(received.headers)
+        assert [s.name for s in receiver.spans()] == ["span-0", "span-1"]
+        if transport == "http":
+            assert received.path == "/v1/traces"
+            assert received.headers["content-type"] == "application/x-protobuf"
 
     def test_bad_endpoint_names_the_setting(self, clean_env: pytest.MonkeyPatch) -> None:
         clean_env.setenv("CVTRACE_JAEGER_ENDPOINT", "jaeger:4318")

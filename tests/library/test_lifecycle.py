@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.otlp_receiver import HttpOtlpReceiver, attributes
+from tests.otlp_receiver import GrpcOtlpReceiver, HttpOtlpReceiver, attributes
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -96,6 +96,49 @@ class TestExit:
             assert process.wait(timeout=30) == 3
             assert process.stdout.read().strip() == "previous handler ran"
         assert [s.name for s in otlp_http.spans()] == ["before-term"]
+
+
+FORKING_SCRIPT = textwrap.dedent(
+    """
+    import os
+    import cvtrace
+    tracer = cvtrace.init(service_name="forking").provider.get_tracer("script")
+    child = os.fork()
+    if child == 0:
+        tracer.start_span("in the child").end()
+        cvtrace.shutdown()
+        os._exit(0)
+    os.waitpid(child, 0)
+    tracer.start_span("in the parent").end()
+    print(os.getpid(), child)
+    """
+)
+
+
+@pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
+def test_a_forked_child_exports_with_its_own_pid(
+    otlp_http: HttpOtlpReceiver, otlp_grpc: GrpcOtlpReceiver, protocol: str
+) -> None:
+    """Initialised before a fork, the child exports on its own connection, as itself."""
+    receiver = otlp_grpc if protocol == "grpc" else otlp_http
+    env = _env(otlp_http, OTEL_EXPORTER_OTLP_PROTOCOL=protocol)
+    env["OTEL_EXPORTER_OTLP_ENDPOINT"] = (
+        otlp_grpc.endpoint if protocol == "grpc" else otlp_http.base_url
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", FORKING_SCRIPT], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    parent, child = result.stdout.split()
+    exported = {
+        span.name: str(resource["process.pid"])
+        for item in receiver.received
+        for resource_spans in item.request.resource_spans
+        for resource in [{kv.key: kv.value.int_value for kv in resource_spans.resource.attributes}]
+        for scope_spans in resource_spans.scope_spans
+        for span in scope_spans.spans
+    }
+    assert exported == {"in the child": child, "in the parent": parent}
 
 
 GUNICORN_APP = textwrap.dedent(

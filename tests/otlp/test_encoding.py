@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -120,3 +125,56 @@ def test_many_resources_and_scopes_in_one_batch() -> None:
     for _ in range(2):  # the second time with the caches full and cleared on the way
         decoded = ExportTraceServiceRequest.FromString(encoder.encode(spans))
         assert decoded == encode_spans(spans)
+
+
+FORKING_SCRIPT = """
+import os
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from cvtrace.otlp.encoding import SpanEncoder
+
+memory = InMemorySpanExporter()
+provider = TracerProvider(resource=Resource({"service.name": "s", "process.pid": os.getpid()}))
+provider.add_span_processor(SimpleSpanProcessor(memory))
+provider.get_tracer("t").start_span("made before the fork").end()
+spans = memory.get_finished_spans()
+encoder = SpanEncoder()
+in_parent = encoder.encode(spans)  # the encoder remembers the resource's encoding
+read_end, write_end = os.pipe()
+child = os.fork()
+if child == 0:
+    (grouped,) = encoder.encode_grouped(spans)
+    reported = grouped.resource.attributes["process.pid"]
+    os.write(write_end, f"{reported} {encoder.encode(spans).hex()}".encode())
+    os._exit(0)
+os.waitpid(child, 0)
+print(os.getpid(), child, in_parent.hex(), os.read(read_end, 1 << 20).decode())
+"""
+
+
+def test_process_pid_is_the_encoding_processs_own() -> None:
+    """A resource made before a fork names the child in the child's exports."""
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run(
+        [sys.executable, "-c", FORKING_SCRIPT],
+        env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    parent, child, in_parent, reported, in_child = result.stdout.split()
+
+    def pid(encoded: str) -> int:
+        request = ExportTraceServiceRequest.FromString(bytes.fromhex(encoded))
+        (resource_spans,) = request.resource_spans
+        (pid,) = [
+            kv.value.int_value
+            for kv in resource_spans.resource.attributes
+            if kv.key == "process.pid"
+        ]
+        return pid
+
+    assert (pid(in_parent), pid(in_child), int(reported)) == (int(parent), int(child), int(child))
