@@ -7,8 +7,9 @@ default"; ``False`` turns a feature off.
 The standard ``OTEL_*`` variables keep their meaning and are read where the
 OpenTelemetry SDK reads them (resource, sampler, span limits, the OTLP exporters);
 this module reads the few that decide whether tracing is on at all
-(``OTEL_SDK_DISABLED``, ``OTEL_TRACES_EXPORTER``, ``OTEL_EXPORTER_OTLP_ENDPOINT``)
-and the batch settings (``OTEL_BSP_*``) that cvtrace's own span processor honours.
+(``OTEL_SDK_DISABLED``, ``OTEL_TRACES_EXPORTER``, ``OTEL_EXPORTER_OTLP_ENDPOINT``),
+and the table holds the batch settings (``OTEL_BSP_*``) that cvtrace's own span
+processor honours.
 """
 
 from __future__ import annotations
@@ -201,6 +202,35 @@ SETTINGS: tuple[Setting, ...] = (
         parse_float,
         "Seconds that shutdown (and exit) may spend flushing spans before giving up on them.",
     ),
+    # The standard batch settings, which cvtrace's span processor honours (no init() argument).
+    Setting(
+        "schedule_delay_millis",
+        "OTEL_BSP_SCHEDULE_DELAY",
+        5000.0,
+        parse_float,
+        "Longest wait between two exports, in milliseconds.",
+    ),
+    Setting(
+        "max_queue_size",
+        "OTEL_BSP_MAX_QUEUE_SIZE",
+        2048,
+        parse_positive_int,
+        "Spans held for export before new ones are dropped (and counted).",
+    ),
+    Setting(
+        "max_export_batch_size",
+        "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+        None,
+        parse_positive_int,
+        "Spans per export: 512, or the queue size if smaller; at most the queue size.",
+    ),
+    Setting(
+        "export_timeout_millis",
+        "OTEL_BSP_EXPORT_TIMEOUT",
+        30000.0,
+        parse_float,
+        "Longest time an export may take, in milliseconds.",
+    ),
 )
 
 _BY_FIELD = {setting.field: setting for setting in SETTINGS}
@@ -208,59 +238,16 @@ _BY_FIELD = {setting.field: setting for setting in SETTINGS}
 
 @dataclass(frozen=True)
 class BatchSettings:
-    """How the span processor batches, from the standard ``OTEL_BSP_*`` variables."""
+    """How the span processor batches (from the ``OTEL_BSP_*`` rows of :data:`SETTINGS`)."""
 
     schedule_delay_s: float = 5.0
-    """Longest wait between two exports (``OTEL_BSP_SCHEDULE_DELAY``, ms)."""
+    """Longest wait between two exports."""
     max_queue_size: int = 2048
-    """Spans held before new ones are dropped (``OTEL_BSP_MAX_QUEUE_SIZE``)."""
+    """Spans held before new ones are dropped."""
     max_export_batch_size: int = 512
-    """Spans per export call (``OTEL_BSP_MAX_EXPORT_BATCH_SIZE``)."""
+    """Spans per export call."""
     export_timeout_s: float = 30.0
-    """Longest time one export may take (``OTEL_BSP_EXPORT_TIMEOUT``, ms)."""
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> BatchSettings:
-        """Read the ``OTEL_BSP_*`` variables, keeping the spec's defaults."""
-        defaults = cls()
-        delay_ms = environ.get("OTEL_BSP_SCHEDULE_DELAY")
-        timeout_ms = environ.get("OTEL_BSP_EXPORT_TIMEOUT")
-        queue = environ.get("OTEL_BSP_MAX_QUEUE_SIZE")
-        batch = environ.get("OTEL_BSP_MAX_EXPORT_BATCH_SIZE")
-        settings = cls(
-            schedule_delay_s=(
-                parse_float("OTEL_BSP_SCHEDULE_DELAY", delay_ms) / 1000
-                if delay_ms
-                else defaults.schedule_delay_s
-            ),
-            max_queue_size=(
-                parse_positive_int("OTEL_BSP_MAX_QUEUE_SIZE", queue)
-                if queue
-                else defaults.max_queue_size
-            ),
-            max_export_batch_size=(
-                parse_positive_int("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", batch)
-                if batch
-                else min(
-                    defaults.max_export_batch_size,
-                    parse_positive_int("OTEL_BSP_MAX_QUEUE_SIZE", queue)
-                    if queue
-                    else defaults.max_queue_size,
-                )
-            ),
-            export_timeout_s=(
-                parse_float("OTEL_BSP_EXPORT_TIMEOUT", timeout_ms) / 1000
-                if timeout_ms
-                else defaults.export_timeout_s
-            ),
-        )
-        if settings.max_export_batch_size > settings.max_queue_size:
-            msg = (
-                f"OTEL_BSP_MAX_EXPORT_BATCH_SIZE: {settings.max_export_batch_size} is larger "
-                f"than OTEL_BSP_MAX_QUEUE_SIZE ({settings.max_queue_size}); make it at most that"
-            )
-            raise CvtraceConfigError(msg)
-        return settings
+    """Longest time one export may take."""
 
 
 @dataclass(frozen=True)
@@ -298,7 +285,7 @@ class Settings:
     shutdown_timeout_s: float
     """Time budget of the final flush."""
     batch: BatchSettings
-    """Batching, from ``OTEL_BSP_*``."""
+    """Batching, from the ``OTEL_BSP_*`` variables."""
 
     @property
     def enabled(self) -> bool:
@@ -347,7 +334,27 @@ def resolve(arguments: Mapping[str, Any], environ: Mapping[str, str] | None = No
         store_tag_keys=tuple(values["store_tag_keys"] or ()),
         jaeger_endpoint=values["jaeger_endpoint"],
         shutdown_timeout_s=float(values["shutdown_timeout_s"]),
-        batch=BatchSettings.from_env(env),
+        batch=_batch_settings(values),
+    )
+
+
+def _batch_settings(values: Mapping[str, Any]) -> BatchSettings:
+    """The processor's batching: milliseconds become seconds, the batch fits the queue."""
+    queue = int(values["max_queue_size"])
+    batch = values["max_export_batch_size"]
+    if batch is None:
+        batch = min(BatchSettings.max_export_batch_size, queue)
+    elif batch > queue:
+        msg = (
+            f"OTEL_BSP_MAX_EXPORT_BATCH_SIZE: {batch} is larger than "
+            f"OTEL_BSP_MAX_QUEUE_SIZE ({queue}); make it at most that"
+        )
+        raise CvtraceConfigError(msg)
+    return BatchSettings(
+        schedule_delay_s=float(values["schedule_delay_millis"]) / 1000,
+        max_queue_size=queue,
+        max_export_batch_size=int(batch),
+        export_timeout_s=float(values["export_timeout_millis"]) / 1000,
     )
 
 

@@ -60,25 +60,36 @@ def test_bad_values_name_setting_value_and_fix(variable: str, value: str, messag
 
 
 class TestBatchSettings:
+    """The standard OTEL_BSP_* variables, rows of the settings table."""
+
     def test_spec_defaults(self) -> None:
-        assert BatchSettings.from_env({}) == BatchSettings(5.0, 2048, 512, 30.0)
+        assert resolve({}, {}).batch == BatchSettings(5.0, 2048, 512, 30.0)
 
     def test_milliseconds_become_seconds(self) -> None:
-        settings = BatchSettings.from_env(
-            {"OTEL_BSP_SCHEDULE_DELAY": "250", "OTEL_BSP_EXPORT_TIMEOUT": "1500"}
-        )
+        settings = resolve(
+            {}, {"OTEL_BSP_SCHEDULE_DELAY": "250", "OTEL_BSP_EXPORT_TIMEOUT": "1500"}
+        ).batch
         assert settings.schedule_delay_s == 0.25
         assert settings.export_timeout_s == 1.5
 
     def test_a_small_queue_shrinks_the_default_batch(self) -> None:
-        assert (
-            BatchSettings.from_env({"OTEL_BSP_MAX_QUEUE_SIZE": "100"}).max_export_batch_size == 100
-        )
+        batch = resolve({}, {"OTEL_BSP_MAX_QUEUE_SIZE": "100"}).batch
+        assert (batch.max_queue_size, batch.max_export_batch_size) == (100, 100)
 
     def test_a_batch_larger_than_the_queue_is_an_error(self) -> None:
         with pytest.raises(
-            CvtraceConfigError, match="OTEL_BSP_MAX_EXPORT_BATCH_SIZE: 600 is larger"
+            CvtraceConfigError, match=r"^OTEL_BSP_MAX_EXPORT_BATCH_SIZE: 600 is larger"
         ):
-            BatchSettings.from_env(
-                {"OTEL_BSP_MAX_QUEUE_SIZE": "500", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "600"}
-            )
+            resolve({}, {"OTEL_BSP_MAX_QUEUE_SIZE": "500", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "600"})
+
+    @pytest.mark.parametrize(
+        ("variable", "value", "message"),
+        [
+            ("OTEL_BSP_SCHEDULE_DELAY", "soon", "'soon' is not a non-negative number"),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "0", "'0' is not a whole number above zero"),
+            ("OTEL_BSP_EXPORT_TIMEOUT", "-5", "'-5' is not a non-negative number"),
+        ],
+    )
+    def test_bad_values_name_the_variable(self, variable: str, value: str, message: str) -> None:
+        with pytest.raises(CvtraceConfigError, match=f"^{variable}: {message}"):
+            resolve({}, {variable: value})
