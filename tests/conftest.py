@@ -1,8 +1,9 @@
-"""Shared fixtures: cvtrace's global state reset after every test, OTLP receivers, and a
-throwaway PostgreSQL server."""
+"""Shared fixtures: a clean environment and a reset cvtrace around every test; OTLP
+receivers, and a throwaway PostgreSQL server."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,17 @@ from cvtrace import _guard, testing
 from cvtrace.demo.postgres import PostgresError, ThrowawayPostgres
 from cvtrace.store import SpanStore
 from tests.otlp_receiver import GrpcOtlpReceiver, HttpOtlpReceiver
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No OTEL_*, CVTRACE_* or NEW_RELIC_* variable from the outside leaks into a test.
+
+    Tests set the ones they need with ``monkeypatch``, undone after the test.
+    """
+    for name in list(os.environ):
+        if name.startswith(("OTEL_", "CVTRACE_", "NEW_RELIC_")):
+            monkeypatch.delenv(name)
 
 
 @pytest.fixture(autouse=True)
@@ -61,14 +73,3 @@ def otlp_grpc() -> Iterator[GrpcOtlpReceiver]:
     """A real OTLP/gRPC receiver on 127.0.0.1 that decodes and keeps what it gets."""
     with GrpcOtlpReceiver() as receiver:
         yield receiver
-
-
-@pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    """No OTEL_*, CVTRACE_* or NEW_RELIC_* variable from the outside leaks into a test."""
-    import os
-
-    for name in list(os.environ):
-        if name.startswith(("OTEL_", "CVTRACE_", "NEW_RELIC_")):
-            monkeypatch.delenv(name)
-    return monkeypatch

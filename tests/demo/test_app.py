@@ -37,7 +37,7 @@ def preview_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def app(database_url: str, preview_url: str, clean_env: pytest.MonkeyPatch) -> Iterator[Flask]:
+def app(database_url: str, preview_url: str) -> Iterator[Flask]:
     """The site on a fresh, seeded database (a SQLite file, a PostgreSQL database)."""
     app = create_app(
         {

@@ -15,7 +15,7 @@ SVG = "{http://www.w3.org/2000/svg}"
 
 
 @pytest.fixture
-def client(clean_env: pytest.MonkeyPatch) -> FlaskClient:
+def client() -> FlaskClient:
     return preview_service.create_app().test_client()
 
 

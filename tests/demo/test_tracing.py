@@ -33,9 +33,7 @@ def seeded(url: str, circuits: int = 10) -> str:
 
 class TestInProcess:
     @pytest.fixture
-    def client(
-        self, database_url: str, cvtrace_spans: CapturedSpans, clean_env: pytest.MonkeyPatch
-    ) -> Iterator[Any]:
+    def client(self, database_url: str, cvtrace_spans: CapturedSpans) -> Iterator[Any]:
         app = create_app(
             {
                 "DATABASE_URL": seeded(database_url),
@@ -124,9 +122,7 @@ class TestInProcess:
         assert server.attributes["http.response.status_code"] == 400
 
 
-def test_the_app_names_its_service(
-    tmp_path: Path, cvtrace_spans: CapturedSpans, clean_env: pytest.MonkeyPatch
-) -> None:
+def test_the_app_names_its_service(tmp_path: Path, cvtrace_spans: CapturedSpans) -> None:
     url = seeded(f"sqlite:///{tmp_path / 'circuits.sqlite3'}", circuits=2)
     app = create_app({"DATABASE_URL": url, "SECRET_KEY": "t"})
     app.test_client().get("/circuits")
@@ -134,9 +130,9 @@ def test_the_app_names_its_service(
 
 
 def test_a_deployment_may_rename_a_service(
-    cvtrace_spans: CapturedSpans, clean_env: pytest.MonkeyPatch
+    cvtrace_spans: CapturedSpans, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    clean_env.setenv("OTEL_SERVICE_NAME", "cvtrace-demo-preview")
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "cvtrace-demo-preview")
     preview_service.create_app().test_client().post(
         "/render", json={"circuit": examples.majority()}
     )

@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -42,7 +43,7 @@ def _is_patched(function: object) -> bool:
 
 class TestDefaultIsOff:
     def test_no_exporter_means_nothing_installed_or_patched(
-        self, clean_env: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+        self, caplog: pytest.LogCaptureFixture
     ) -> None:
         engine = create_engine()
         app = create_app(engine)
@@ -80,31 +81,31 @@ class TestDefaultIsOff:
         ],
     )
     def test_what_turns_tracing_on(
-        self, clean_env: pytest.MonkeyPatch, variable: str, value: str, enabled: bool
+        self, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, enabled: bool
     ) -> None:
-        clean_env.setenv(variable, value)
+        monkeypatch.setenv(variable, value)
         handle = cvtrace.init()
         assert handle.enabled is enabled
         cvtrace.shutdown()
 
-    def test_sdk_disabled_always_wins(self, clean_env: pytest.MonkeyPatch) -> None:
-        clean_env.setenv("OTEL_SDK_DISABLED", "true")
-        clean_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+    def test_sdk_disabled_always_wins(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
         handle = cvtrace.init(exporters=["console"])
         assert handle.enabled is False
         assert "OTEL_SDK_DISABLED" in handle.settings.disabled_reason
 
-    def test_argument_beats_environment(self, clean_env: pytest.MonkeyPatch) -> None:
-        clean_env.setenv("CVTRACE_EXPORTERS", "console")
+    def test_argument_beats_environment(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("CVTRACE_EXPORTERS", "console")
         assert cvtrace.init(exporters=False).enabled is False
-        clean_env.setenv("CVTRACE_EXPORTERS", "none")
+        monkeypatch.setenv("CVTRACE_EXPORTERS", "none")
         handle = cvtrace.init(exporters="console")
         assert handle.settings.exporters == ("console",)
 
     def test_unknown_exporter_names_setting_value_and_choices(
-        self, clean_env: pytest.MonkeyPatch
+        self, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        clean_env.setenv("CVTRACE_EXPORTERS", "otlp,jeager")
+        monkeypatch.setenv("CVTRACE_EXPORTERS", "otlp,jeager")
         with pytest.raises(cvtrace.CvtraceConfigError) as error:
             cvtrace.init()
         assert str(error.value) == (
@@ -154,7 +155,7 @@ class TestAFailedInitChangesNothing:
     )
     def test_then_a_corrected_init_installs_globally(
         self,
-        clean_env: pytest.MonkeyPatch,
+        monkeypatch: pytest.MonkeyPatch,
         otlp_http: HttpOtlpReceiver,
         variable: str,
         value: str,
@@ -162,8 +163,8 @@ class TestAFailedInitChangesNothing:
     ) -> None:
         engine = create_engine()
         app = create_app(engine)
-        clean_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_http.base_url)
-        clean_env.setenv(variable, value)
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_http.base_url)
+        monkeypatch.setenv(variable, value)
         before = _process_state(app, engine)
         threads_before = set(threading.enumerate())
 
@@ -173,7 +174,7 @@ class TestAFailedInitChangesNothing:
         assert _process_state(app, engine) == before
         assert [t.name for t in set(threading.enumerate()) - threads_before] == []
 
-        clean_env.delenv(variable)
+        monkeypatch.delenv(variable)
         handle = cvtrace.init(app=app, engine=engine)
         assert handle.enabled
         assert cvtrace.get_handle() is handle
@@ -189,20 +190,26 @@ class TestAFailedInitChangesNothing:
 
 
 class TestIdempotence:
-    def test_second_init_returns_the_same_handle_and_one_exporter(
-        self, clean_env: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    def test_second_init_returns_the_same_handle_and_adds_no_exporter(
+        self,
+        caplog: pytest.LogCaptureFixture,
+        capsys: pytest.CaptureFixture[str],
+        tmp_path: Path,
     ) -> None:
         first = cvtrace.init(exporters=["console"])
         second = cvtrace.init(exporters=["console"])
         assert second is first
-        assert first.processor is not None
-        assert len(first.processor._exporters) == 1
         assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
-        third = cvtrace.init(exporters=["console", "local"])
+        local_db = tmp_path / "never.sqlite3"
+        third = cvtrace.init(exporters=["console", "local"], local_db=local_db)
         assert third is first
-        assert len(first.processor._exporters) == 1
         assert any("already called with other settings" in r.getMessage() for r in caplog.records)
+
+        trace.get_tracer("tests").start_span("the-one-span").end()
+        cvtrace.shutdown()
+        assert capsys.readouterr().err.count(" the-one-span ") == 1  # one console exporter
+        assert not local_db.exists()  # and no local one
 
     def test_second_init_instruments_a_new_app_with_the_same_provider(
         self, cvtrace_spans: CapturedSpans
@@ -227,7 +234,7 @@ class TestIdempotence:
         assert len([s for s in spans if s.kind is trace.SpanKind.SERVER]) == 2
         assert len([s for s in spans if s.kind is trace.SpanKind.CLIENT]) == 2
 
-    def test_shutdown_then_init_starts_afresh(self, clean_env: pytest.MonkeyPatch) -> None:
+    def test_shutdown_then_init_starts_afresh(self) -> None:
         first = cvtrace.init(exporters=["console"])
         cvtrace.shutdown()
         assert first.enabled is False
@@ -242,33 +249,33 @@ class TestResource:
         assert handle.provider is not None
         return dict(handle.provider.resource.attributes)
 
-    def test_defaults_from_the_app(self, clean_env: pytest.MonkeyPatch) -> None:
+    def test_defaults_from_the_app(self) -> None:
         resource = self._resource(app=create_app(create_engine()))
         assert resource["service.name"] == "sample_app"
         assert resource["host.name"] == socket.gethostname()
         assert resource["process.pid"] == os.getpid()
         assert "deployment.environment.name" not in resource
 
-    def test_otel_service_name_beats_the_app_name(self, clean_env: pytest.MonkeyPatch) -> None:
-        clean_env.setenv("OTEL_SERVICE_NAME", "from-env")
-        clean_env.setenv("OTEL_RESOURCE_ATTRIBUTES", "team=circuits,service.version=9.9")
+    def test_otel_service_name_beats_the_app_name(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("OTEL_SERVICE_NAME", "from-env")
+        monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "team=circuits,service.version=9.9")
         resource = self._resource(app=create_app(create_engine()))
         assert resource["service.name"] == "from-env"
         assert resource["team"] == "circuits"
         assert resource["service.version"] == "9.9"
 
-    def test_arguments_beat_the_environment(self, clean_env: pytest.MonkeyPatch) -> None:
-        clean_env.setenv("OTEL_SERVICE_NAME", "from-env")
-        clean_env.setenv("CVTRACE_ENVIRONMENT", "staging")
+    def test_arguments_beat_the_environment(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("OTEL_SERVICE_NAME", "from-env")
+        monkeypatch.setenv("CVTRACE_ENVIRONMENT", "staging")
         resource = self._resource(service_name="from-arg", service_version="1.2.3")
         assert resource["service.name"] == "from-arg"
         assert resource["service.version"] == "1.2.3"
         assert resource["deployment.environment.name"] == "staging"
 
     def test_sensitive_resource_attributes_are_scrubbed(
-        self, clean_env: pytest.MonkeyPatch
+        self, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        clean_env.setenv("OTEL_RESOURCE_ATTRIBUTES", "deploy.token=s3cr3t,team=a")
+        monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "deploy.token=s3cr3t,team=a")
         resource = self._resource()
         assert resource["deploy.token"] == "[REDACTED]"
         assert resource["team"] == "a"
@@ -276,9 +283,9 @@ class TestResource:
 
 class TestStandardSdkVariables:
     def test_sampler_from_the_environment(
-        self, clean_env: pytest.MonkeyPatch, cvtrace_spans: CapturedSpans
+        self, monkeypatch: pytest.MonkeyPatch, cvtrace_spans: CapturedSpans
     ) -> None:
-        clean_env.setenv("OTEL_TRACES_SAMPLER", "always_off")
+        monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")
         engine = create_engine()
         app = create_app(engine)
         cvtrace.init(app=app, engine=engine)
@@ -301,9 +308,9 @@ class TestStandardSdkVariables:
         assert server.context.trace_id == 0x0AF7651916CD43DD8448EB211C80319C
 
     def test_attribute_limits_from_the_environment(
-        self, clean_env: pytest.MonkeyPatch, cvtrace_spans: CapturedSpans
+        self, monkeypatch: pytest.MonkeyPatch, cvtrace_spans: CapturedSpans
     ) -> None:
-        clean_env.setenv("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "4")
+        monkeypatch.setenv("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "4")
         engine = create_engine()
         app = create_app(engine)
         cvtrace.init(app=app, engine=engine)
@@ -313,18 +320,16 @@ class TestStandardSdkVariables:
 
 
 class TestArgumentErrors:
-    def test_app_must_be_a_flask_app(self, clean_env: pytest.MonkeyPatch) -> None:
+    def test_app_must_be_a_flask_app(self) -> None:
         with pytest.raises(cvtrace.CvtraceConfigError, match=r"^app='nope': expected a Flask app"):
             cvtrace.init(app="nope", exporters=["console"])
 
-    def test_engine_must_be_a_sqlalchemy_engine(self, clean_env: pytest.MonkeyPatch) -> None:
+    def test_engine_must_be_a_sqlalchemy_engine(self) -> None:
         with pytest.raises(cvtrace.CvtraceConfigError, match=r"^engine=42: expected a SQLAlchemy"):
             cvtrace.init(engine=42, exporters=["console"])
 
 
-def test_service_version_defaults_to_the_apps_installed_distribution(
-    clean_env: pytest.MonkeyPatch,
-) -> None:
+def test_service_version_defaults_to_the_apps_installed_distribution() -> None:
     import flask
 
     app = flask.Flask("cvtrace")  # an app whose package is an installed distribution

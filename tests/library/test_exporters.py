@@ -30,12 +30,12 @@ def _make_spans(count: int = 1, **span_attributes: object) -> cvtrace.Handle:
 
 class TestOtlp:
     def test_http_protobuf_with_standard_variables(
-        self, clean_env: pytest.MonkeyPatch, otlp_http: HttpOtlpReceiver
+        self, monkeypatch: pytest.MonkeyPatch, otlp_http: HttpOtlpReceiver
     ) -> None:
-        clean_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_http.base_url)
-        clean_env.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-team=circuits,authorization=Bearer%20t")
-        clean_env.setenv("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")
-        clean_env.setenv("OTEL_SERVICE_NAME", "checkout")
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_http.base_url)
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-team=circuits,authorization=Bearer%20t")
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")
+        monkeypatch.setenv("OTEL_SERVICE_NAME", "checkout")
         handle = cvtrace.init()
         assert handle.settings.exporters == ("otlp",)
         _make_spans(3)
@@ -49,20 +49,20 @@ class TestOtlp:
         assert otlp_http.resources()[0]["service.name"] == "checkout"
 
     def test_traces_specific_endpoint_wins(
-        self, clean_env: pytest.MonkeyPatch, otlp_http: HttpOtlpReceiver
+        self, monkeypatch: pytest.MonkeyPatch, otlp_http: HttpOtlpReceiver
     ) -> None:
-        clean_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
-        clean_env.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", otlp_http.endpoint)
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", otlp_http.endpoint)
         cvtrace.init()
         _make_spans()
         cvtrace.shutdown()
         assert len(otlp_http.spans()) == 1
 
-    def test_grpc(self, clean_env: pytest.MonkeyPatch, otlp_grpc: GrpcOtlpReceiver) -> None:
-        clean_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_grpc.endpoint)
-        clean_env.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
-        clean_env.setenv("OTEL_EXPORTER_OTLP_INSECURE", "true")
-        clean_env.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-team=circuits")
+    def test_grpc(self, monkeypatch: pytest.MonkeyPatch, otlp_grpc: GrpcOtlpReceiver) -> None:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_grpc.endpoint)
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_INSECURE", "true")
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-team=circuits")
         cvtrace.init()
         _make_spans(2)
         cvtrace.shutdown()
@@ -70,13 +70,13 @@ class TestOtlp:
         assert otlp_grpc.received[0].headers["x-team"] == "circuits"
 
     def test_grpc_retries_after_the_delay_the_server_asks_for(
-        self, clean_env: pytest.MonkeyPatch, otlp_grpc: GrpcOtlpReceiver
+        self, monkeypatch: pytest.MonkeyPatch, otlp_grpc: GrpcOtlpReceiver
     ) -> None:
         """RESOURCE_EXHAUSTED is retryable only with a RetryInfo (the OTLP spec)."""
         otlp_grpc.fail_next, otlp_grpc.fail_code = 2, grpc.StatusCode.RESOURCE_EXHAUSTED
         otlp_grpc.retry_delay_s = 0.1
-        clean_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_grpc.endpoint)
-        clean_env.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_grpc.endpoint)
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
         handle = cvtrace.init()
         _make_spans(2)
         started = time.monotonic()
@@ -95,7 +95,7 @@ class TestOtlp:
     )
     def test_grpc_failure_that_is_not_retryable_is_counted_at_once(
         self,
-        clean_env: pytest.MonkeyPatch,
+        monkeypatch: pytest.MonkeyPatch,
         otlp_grpc: GrpcOtlpReceiver,
         caplog: pytest.LogCaptureFixture,
         code: grpc.StatusCode,
@@ -103,8 +103,8 @@ class TestOtlp:
     ) -> None:
         otlp_grpc.fail_next, otlp_grpc.fail_code = 1, code
         otlp_grpc.retry_delay_s = retry_delay_s
-        clean_env.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", otlp_grpc.endpoint)
-        clean_env.setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grpc")
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", otlp_grpc.endpoint)
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grpc")
         handle = cvtrace.init()
         _make_spans(1)
         assert handle.force_flush(timeout_s=10)
@@ -113,7 +113,7 @@ class TestOtlp:
         assert f"({code.name} told to fail)" in caplog.text
 
     def test_grpc_over_tls_with_the_certificate_variable(
-        self, clean_env: pytest.MonkeyPatch, tmp_path: Path
+        self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     ) -> None:
         key, certificate = tmp_path / "key.pem", tmp_path / "cert.pem"
         subprocess.run(
@@ -126,9 +126,9 @@ class TestOtlp:
         credentials = grpc.ssl_server_credentials([(key.read_bytes(), certificate.read_bytes())])
         with GrpcOtlpReceiver(credentials) as receiver:
             endpoint = f"https://127.0.0.1:{receiver.port}"
-            clean_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
-            clean_env.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
-            clean_env.setenv("OTEL_EXPORTER_OTLP_CERTIFICATE", str(certificate))
+            monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+            monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+            monkeypatch.setenv("OTEL_EXPORTER_OTLP_CERTIFICATE", str(certificate))
             cvtrace.init()
             _make_spans(1)
             cvtrace.shutdown()
@@ -143,26 +143,26 @@ class TestOtlp:
         ],
     )
     def test_grpc_bad_values_name_the_variable(
-        self, clean_env: pytest.MonkeyPatch, variable: str, value: str, message: str
+        self, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, message: str
     ) -> None:
-        clean_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317")  # TLS: no scheme
-        clean_env.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
-        clean_env.setenv(variable, value)
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317")  # TLS: no scheme
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+        monkeypatch.setenv(variable, value)
         pattern = f"^{variable}: .*{re.escape(message)}"
         with pytest.raises(cvtrace.CvtraceConfigError, match=pattern):
             cvtrace.init()
 
-    def test_unsupported_protocol_is_a_clear_error(self, clean_env: pytest.MonkeyPatch) -> None:
-        clean_env.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
+    def test_unsupported_protocol_is_a_clear_error(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
         with pytest.raises(
             cvtrace.CvtraceConfigError, match="OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json'"
         ):
             cvtrace.init(exporters=["otlp"])
 
     def test_a_whole_request_arrives_as_one_trace(
-        self, clean_env: pytest.MonkeyPatch, otlp_http: HttpOtlpReceiver
+        self, monkeypatch: pytest.MonkeyPatch, otlp_http: HttpOtlpReceiver
     ) -> None:
-        clean_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_http.base_url)
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_http.base_url)
         engine = create_engine()
         app = create_app(engine)
         cvtrace.init(app=app, engine=engine)
@@ -178,7 +178,7 @@ class TestJaeger:
     @pytest.mark.parametrize("transport", ["http", "grpc"])
     def test_jaeger_gets_no_collector_headers(
         self,
-        clean_env: pytest.MonkeyPatch,
+        monkeypatch: pytest.MonkeyPatch,
         otlp_http: HttpOtlpReceiver,
         otlp_grpc: GrpcOtlpReceiver,
         transport: str,
@@ -189,10 +189,10 @@ class TestJaeger:
             receiver, endpoint = otlp_http, otlp_http.base_url
         else:
             receiver, endpoint = otlp_grpc, f"grpc://127.0.0.1:{otlp_grpc.port}"
-        clean_env.setenv("CVTRACE_EXPORTERS", "jaeger")
-        clean_env.setenv("CVTRACE_JAEGER_ENDPOINT", endpoint)
-        clean_env.setenv("OTEL_EXPORTER_OTLP_HEADERS", "authorization=collector-only,x-a=1")
-        clean_env.setenv("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "x-tenant=collector-only")
+        monkeypatch.setenv("CVTRACE_EXPORTERS", "jaeger")
+        monkeypatch.setenv("CVTRACE_JAEGER_ENDPOINT", endpoint)
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "authorization=collector-only,x-a=1")
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "x-tenant=collector-only")
         cvtrace.init()
         _make_spans(2)
         cvtrace.shutdown()
@@ -204,8 +204,8 @@ class TestJaeger:
             assert received.path == "/v1/traces"
             assert received.headers["content-type"] == "application/x-protobuf"
 
-    def test_bad_endpoint_names_the_setting(self, clean_env: pytest.MonkeyPatch) -> None:
-        clean_env.setenv("CVTRACE_JAEGER_ENDPOINT", "jaeger:4318")
+    def test_bad_endpoint_names_the_setting(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("CVTRACE_JAEGER_ENDPOINT", "jaeger:4318")
         with pytest.raises(
             cvtrace.CvtraceConfigError, match="CVTRACE_JAEGER_ENDPOINT: 'jaeger:4318'"
         ):
@@ -217,11 +217,11 @@ class TestNewRelic:
     through NEW_RELIC_OTLP_ENDPOINT, and the test checks what New Relic requires."""
 
     def test_path_key_gzip_and_limits(
-        self, clean_env: pytest.MonkeyPatch, otlp_http: HttpOtlpReceiver
+        self, monkeypatch: pytest.MonkeyPatch, otlp_http: HttpOtlpReceiver
     ) -> None:
-        clean_env.setenv("NEW_RELIC_LICENSE_KEY", "nr-license-123")
-        clean_env.setenv("NEW_RELIC_OTLP_ENDPOINT", otlp_http.base_url + "/")
-        clean_env.setenv("OTEL_EXPORTER_OTLP_HEADERS", "authorization=collector-only")
+        monkeypatch.setenv("NEW_RELIC_LICENSE_KEY", "nr-license-123")
+        monkeypatch.setenv("NEW_RELIC_OTLP_ENDPOINT", otlp_http.base_url + "/")
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "authorization=collector-only")
         cvtrace.init(exporters=["newrelic"])
         many = {f"app.attr{i:03}": i for i in range(100)}
         _make_spans(1, **{"app.long": "x" * 10_000, "app.list": ["y" * 5000, "z"]}, **many)
@@ -238,10 +238,10 @@ class TestNewRelic:
         assert [len(v.string_value) for v in span_attributes["app.list"].values] == [4095, 1]
 
     def test_batches_are_split_under_one_megabyte(
-        self, clean_env: pytest.MonkeyPatch, otlp_http: HttpOtlpReceiver
+        self, monkeypatch: pytest.MonkeyPatch, otlp_http: HttpOtlpReceiver
     ) -> None:
-        clean_env.setenv("NEW_RELIC_LICENSE_KEY", "k")
-        clean_env.setenv("NEW_RELIC_OTLP_ENDPOINT", otlp_http.base_url)
+        monkeypatch.setenv("NEW_RELIC_LICENSE_KEY", "k")
+        monkeypatch.setenv("NEW_RELIC_OTLP_ENDPOINT", otlp_http.base_url)
         cvtrace.init(exporters=["newrelic"])
         # 400 spans x 4 KB of attributes: about 1.6 MB in one batch.
         _make_spans(400, **{"app.a": "a" * 4000})
@@ -251,7 +251,7 @@ class TestNewRelic:
             assert item.request.ByteSize() < MAX_REQUEST_BYTES
         assert len(otlp_http.spans()) == 400
 
-    def test_no_license_key_names_the_variable(self, clean_env: pytest.MonkeyPatch) -> None:
+    def test_no_license_key_names_the_variable(self) -> None:
         with pytest.raises(cvtrace.CvtraceConfigError, match=r"^NEW_RELIC_LICENSE_KEY: not set"):
             cvtrace.init(exporters=["newrelic"])
 
@@ -278,11 +278,11 @@ class TestNewRelic:
 
 class TestLocal:
     def test_spans_land_in_the_sqlite_store(
-        self, clean_env: pytest.MonkeyPatch, tmp_path: Path
+        self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     ) -> None:
         db = tmp_path / "traces.sqlite3"
-        clean_env.setenv("CVTRACE_EXPORTERS", "local")
-        clean_env.setenv("CVTRACE_LOCAL_DB", str(db))
+        monkeypatch.setenv("CVTRACE_EXPORTERS", "local")
+        monkeypatch.setenv("CVTRACE_LOCAL_DB", str(db))
         engine = create_engine()
         app = create_app(engine)
         cvtrace.init(app=app, engine=engine, service_name="circuits")
@@ -297,9 +297,9 @@ class TestLocal:
             store.close()
 
     def test_default_path_is_the_viewers_default(
-        self, clean_env: pytest.MonkeyPatch, tmp_path: Path
+        self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     ) -> None:
-        clean_env.setenv("XDG_DATA_HOME", str(tmp_path))
+        monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
         cvtrace.init(exporters=["local"])
         _make_spans(1)
         cvtrace.shutdown()
@@ -319,9 +319,7 @@ class TestConsole:
         assert "http.response.status_code=200" in lines[1]
         assert "db.query.text='select name from users where id = ?'" in lines[0]
 
-    def test_writes_to_stderr_by_default(
-        self, capsys: pytest.CaptureFixture[str], clean_env: pytest.MonkeyPatch
-    ) -> None:
+    def test_writes_to_stderr_by_default(self, capsys: pytest.CaptureFixture[str]) -> None:
         cvtrace.init(exporters=["console"], service_name="svc")
         _make_spans(1)
         cvtrace.shutdown()
@@ -329,9 +327,9 @@ class TestConsole:
 
 
 def test_several_exporters_at_once(
-    clean_env: pytest.MonkeyPatch, otlp_http: HttpOtlpReceiver, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, otlp_http: HttpOtlpReceiver, tmp_path: Path
 ) -> None:
-    clean_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_http.base_url)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_http.base_url)
     cvtrace.init(exporters="otlp,local", local_db=tmp_path / "t.sqlite3")
     _make_spans(2)
     cvtrace.shutdown()
@@ -351,20 +349,20 @@ class TestOtlpSettings:
         ],
     )
     def test_bad_values_name_the_variable(
-        self, clean_env: pytest.MonkeyPatch, variable: str, value: str, message: str
+        self, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, message: str
     ) -> None:
-        clean_env.setenv(variable, value)
+        monkeypatch.setenv(variable, value)
         with pytest.raises(cvtrace.CvtraceConfigError, match=f"^{variable}: .*{message}"):
             cvtrace.init(exporters=["otlp"])
 
     def test_traces_variables_win_over_generic_ones(
-        self, clean_env: pytest.MonkeyPatch, otlp_http: HttpOtlpReceiver
+        self, monkeypatch: pytest.MonkeyPatch, otlp_http: HttpOtlpReceiver
     ) -> None:
-        clean_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_http.base_url)
-        clean_env.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-which=generic")
-        clean_env.setenv("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "x-which=traces,x-space=a%20b")
-        clean_env.setenv("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")
-        clean_env.setenv("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "deflate")
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_http.base_url)
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-which=generic")
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "x-which=traces,x-space=a%20b")
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "deflate")
         cvtrace.init()
         _make_spans(1)
         cvtrace.shutdown()

@@ -247,7 +247,7 @@ class TestLogging:
         assert f"trace_id={record.otelTraceID} span_id={record.otelSpanID}" in line
         assert line.endswith("looked up user 1")
 
-    def test_log_format_works_with_tracing_off(self, clean_env: pytest.MonkeyPatch) -> None:
+    def test_log_format_works_with_tracing_off(self) -> None:
         cvtrace.init()
         record = logging.LogRecord("x", logging.INFO, __file__, 1, "hello", None, None)
         assert "[trace_id=0 span_id=0] hello" in cvtrace.log_formatter().format(record)

@@ -54,16 +54,16 @@ def test_full_queue_drops_and_counts_without_blocking() -> None:
         [exporter], batch=BatchSettings(max_queue_size=100, max_export_batch_size=10)
     )
     tracer = _tracer(processor)
-    started = time.perf_counter()
     for _ in range(1000):
         with tracer.start_as_current_span("s"):  # type: ignore[attr-defined]
             pass
-    elapsed_s = time.perf_counter() - started
+    # Every span ended while the exporter was still holding its first batch: ending a
+    # span never waited for it.
+    assert exporter.exported == []
     stats = processor.stats()
     assert stats.spans_dropped >= 1000 - 100 - 10
     assert stats.spans_queued <= 100
     assert stats.spans_ended == 1000
-    assert elapsed_s < 5  # never waited for the blocked exporter
     exporter.release.set()
     assert processor.force_flush(5000)
     assert len(exporter.exported) == 1000 - processor.stats().spans_dropped
@@ -97,7 +97,7 @@ def test_one_failing_exporter_does_not_cost_the_other_its_spans() -> None:
     with tracer.start_as_current_span("s"):  # type: ignore[attr-defined]
         pass
     assert processor.force_flush(2000)
-    assert [s.name for s in captured._spans] == ["s"]
+    assert [s.name for s in captured.spans] == ["s"]
     processor.shutdown(1)
 
 
@@ -105,14 +105,14 @@ class TestDeadCollector:
     """With nothing listening, requests run at normal speed and shutdown is quick."""
 
     def test_requests_unaffected_and_shutdown_fast(
-        self, clean_env: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+        self, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
     ) -> None:
         # A port that was just free: connection refused, like a collector that is down.
         with HttpOtlpReceiver() as receiver:
             dead_endpoint = receiver.endpoint
-        clean_env.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", dead_endpoint)
-        clean_env.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
-        clean_env.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "256")
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", dead_endpoint)
+        monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
+        monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "256")
         engine = create_engine()
         app = create_app(engine)
         handle = cvtrace.init(app=app, engine=engine, shutdown_timeout_s=2)
@@ -137,11 +137,11 @@ class TestDeadCollector:
         assert 1 <= len(lines) <= 6, [r.getMessage() for r in lines]
 
     def test_slow_collector_costs_requests_nothing(
-        self, clean_env: pytest.MonkeyPatch, otlp_http: HttpOtlpReceiver
+        self, monkeypatch: pytest.MonkeyPatch, otlp_http: HttpOtlpReceiver
     ) -> None:
         otlp_http.delay_s = 2.0
-        clean_env.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", otlp_http.endpoint)
-        clean_env.setenv("OTEL_BSP_SCHEDULE_DELAY", "20")
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", otlp_http.endpoint)
+        monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "20")
         engine = create_engine()
         app = create_app(engine)
         cvtrace.init(app=app, engine=engine, shutdown_timeout_s=1)
@@ -156,12 +156,12 @@ class TestDeadCollector:
 
     def test_recovery_is_logged(
         self,
-        clean_env: pytest.MonkeyPatch,
+        monkeypatch: pytest.MonkeyPatch,
         otlp_http: HttpOtlpReceiver,
         caplog: pytest.LogCaptureFixture,
     ) -> None:
         otlp_http.status = 400  # not retryable: fails at once
-        clean_env.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", otlp_http.endpoint)
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", otlp_http.endpoint)
         handle = cvtrace.init(exporters=["otlp"])
         tracer = handle.provider.get_tracer("t")  # type: ignore[union-attr]
         for _ in range(3):

@@ -129,11 +129,11 @@ class TestCanary:
         )
 
     def test_no_secret_reaches_the_wire(
-        self, clean_env: pytest.MonkeyPatch, otlp_http: HttpOtlpReceiver
+        self, monkeypatch: pytest.MonkeyPatch, otlp_http: HttpOtlpReceiver
     ) -> None:
-        clean_env.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", otlp_http.endpoint)
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", otlp_http.endpoint)
         # Capture request headers too: the scrubber must redact those attributes.
-        clean_env.setenv(
+        monkeypatch.setenv(
             "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST", "authorization,cookie"
         )
         engine = create_engine()
@@ -276,12 +276,12 @@ class TestPostgresSql:
         assert scrub_sql(statement) == f"SELECT a FROM t WHERE b = {placeholder} AND c = $1 -- done"
 
     def test_a_statement_cut_by_the_length_limit_leaks_nothing(
-        self, cvtrace_spans: CapturedSpans, clean_env: pytest.MonkeyPatch
+        self, cvtrace_spans: CapturedSpans, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """The SDK cuts attribute values when they are set; scrubbing comes after, at export."""
         import sqlalchemy as sa
 
-        clean_env.setenv("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "48")
+        monkeypatch.setenv("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "48")
         engine = create_engine()
         cvtrace.init(engine=engine)
         with engine.connect() as connection:
@@ -343,7 +343,7 @@ class TestPostgresCanary:
         self,
         postgres: ThrowawayPostgres,
         otlp_http: HttpOtlpReceiver,
-        clean_env: pytest.MonkeyPatch,
+        monkeypatch: pytest.MonkeyPatch,
     ) -> None:
         import sqlalchemy as sa
 
@@ -353,7 +353,7 @@ class TestPostgresCanary:
             connection.exec_driver_sql("CREATE TABLE accounts (name text PRIMARY KEY)")
             connection.exec_driver_sql("INSERT INTO accounts VALUES ('canary-duplicate-juliet')")
         setup.dispose()
-        clean_env.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", otlp_http.endpoint)
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", otlp_http.endpoint)
         engine = sa.create_engine(url)
         cvtrace.init(engine=engine, service_name="canary")
         with engine.connect() as connection:

@@ -1729,8 +1729,11 @@ class TestRunbook:
             "otelcol_processor_refused_spans",
             "otelcol_exporter_enqueue_failed_spans",
             "handle.stats()",
-            "rotat",
-            "scal",
+            # the procedures, not just the words: "scal" would match "at scale"
+            "### Rotating the license key",
+            "`docker compose up -d otel-collector`",
+            "## Scaling out",
+            "`docker compose up -d --scale demo=3`",
         ],
     )
     def test_covers(self, runbook: str, needle: str) -> None:

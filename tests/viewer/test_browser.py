@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -246,13 +245,10 @@ def test_ten_thousand_spans_interactive(page: Page, server: ViewerServer, store:
         parents.append(span)
     for i in range(0, len(specs), 2000):
         store.write_request(make_request(specs[i : i + 2000]))
-    started = time.perf_counter()
     open_trace(page, server, trace_id)
     click_row(page, 3)
-    elapsed = time.perf_counter() - started
     assert page.locator("#span-count").inner_text() == "10000"
-    # the benchmark issue measures this precisely; here: no pathological slowness
-    assert elapsed < 30, f"10,000-span trace took {elapsed:.1f}s to become interactive"
+    # how fast: `python -m bench bigtrace` (BENCHMARKS.md), not a timed test
     # only the rows around the view are drawn (as SVG), not 10,000
     window = page.evaluate(WINDOW)
     assert window["first"] == 0

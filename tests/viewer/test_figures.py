@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from array import array
 from typing import Any
 
@@ -134,7 +133,7 @@ class TestWaterfall:
         low, high = sorted(figure.layout.yaxis.range)
         assert low <= 149 <= high  # row of the 150th child (row 0 is the root)
 
-    def test_big_trace_stays_a_few_traces_and_fast(self, store: SpanStore) -> None:
+    def test_big_trace_stays_a_few_traces(self, store: SpanStore) -> None:
         trace_id = new_trace_id()
         root = SpanSpec("root", trace_id, duration_ns=10**9)
         specs = [root] + [
@@ -147,13 +146,9 @@ class TestWaterfall:
             )
             for i in range(20_000)
         ]
-        spans = stored(store, specs)
-        started = time.perf_counter()
-        figure = waterfall_figure(spans)
-        elapsed = time.perf_counter() - started
+        figure = waterfall_figure(stored(store, specs))
         assert len(figure.data) == 7  # six services and the markers
         assert len(markers(figure).customdata) == 20_001  # type: ignore[attr-defined]
-        assert elapsed < 20  # generous: shared CI machines; measured ~1 s here
 
 
 def column(data: dict[str, Any], name: str) -> list[float] | list[int]:
@@ -241,7 +236,7 @@ class TestWaterfallData:
         assert "<b>svc" not in text
         assert "&lt;script&gt;" in text
 
-    def test_big_trace_is_compact_and_fast(self, store: SpanStore) -> None:
+    def test_big_trace_is_compact(self, store: SpanStore) -> None:
         trace_id = new_trace_id()
         root = SpanSpec("root", trace_id, duration_ns=10**9)
         specs = [root] + [
@@ -255,13 +250,9 @@ class TestWaterfallData:
             )
             for i in range(20_000)
         ]
-        spans = stored(store, specs)
-        started = time.perf_counter()
-        text = json.dumps(waterfall_data(spans))
-        elapsed = time.perf_counter() - started
+        text = json.dumps(waterfall_data(stored(store, specs)))
         # strings once each; numbers as typed arrays: about 55 bytes a span
         assert len(text) < 60 * 20_001
-        assert elapsed < 20  # generous: shared CI machines; measured ~0.15 s here
 
     def test_empty(self) -> None:
         assert waterfall_data([])["rowCount"] == 0
