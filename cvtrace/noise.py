@@ -22,12 +22,23 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from opentelemetry import context
-from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 
 from .exceptions import CvtraceConfigError
 
+
+def _suppressed() -> context.Context:
+    """The context that OpenTelemetry's ``suppress_instrumentation()`` sets, alone."""
+    token = context.attach(context.Context())
+    try:
+        with suppress_instrumentation():
+            return context.get_current()
+    finally:
+        context.detach(token)
+
+
 #: The context under which excluded requests run: every instrumentation stands aside.
-SUPPRESSED = context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True)
+SUPPRESSED = _suppressed()
 
 
 class ExcludedUrls:

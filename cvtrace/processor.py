@@ -24,6 +24,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from .config import BatchSettings
+from .noise import SUPPRESSED
 from .scrubbing import Scrubber
 
 logger = logging.getLogger(__name__)
@@ -211,7 +212,7 @@ class ExportingSpanProcessor(SpanProcessor):
 
     def _run(self) -> None:
         # Nothing the exporters do (HTTP requests, SQLite writes) may become a span.
-        context.attach(context.set_value(context._SUPPRESS_INSTRUMENTATION_KEY, True))
+        context.attach(SUPPRESSED)
         while True:
             self._wake.wait(self._batch.schedule_delay_s)
             self._wake.clear()
