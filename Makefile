@@ -1,6 +1,7 @@
 # One command sets up and runs each job; the virtualenv is made on first use.
 #   make demo    the demo app traced into the local store, then the viewer on it
-#   make test    lint, type check and the whole test suite (what CI runs)
+#   make test    lint, type check, the whole test suite, and the library's tests at both
+#                ends of the OpenTelemetry range it claims (what CI runs)
 #   make bench   the benchmarks behind BENCHMARKS.md
 #   make collector  build (or reuse) the OpenTelemetry Collector and Jaeger, print their paths
 
@@ -14,7 +15,7 @@ STAMP := $(VENV)/.installed-stamp
 # cluster is left alone).
 SYSTEM_PACKAGES := chromium docker-compose wrk libjemalloc2 postgresql
 
-.PHONY: setup system-deps node-deps collector demo view test lint pytest bench clean
+.PHONY: setup system-deps node-deps collector demo view test lint pytest sdk-range bench clean
 NODE_STAMP := tests/node/node_modules/.package-lock.json
 
 setup: $(STAMP)
@@ -65,10 +66,46 @@ lint: $(STAMP)
 pytest: $(STAMP) system-deps node-deps collector
 	$(BIN)/python -m pytest
 
-test: lint pytest
+test: lint pytest sdk-range
+
+# The OpenTelemetry releases pyproject.toml claims, tested at both ends: the library's
+# and the OTLP encoder's tests in one venv with the lowest releases pinned, and in one
+# with the newest that pip finds in range (looked up again on every run). The drift
+# check compares with the contrib instrumentations pinned in the dev extra, so it runs
+# in .venv only.
+SDK_VENVS := .venv-sdk
+OTEL_LOWEST := $(shell sed -n 's/^ *"opentelemetry-sdk>=\([0-9.]*\),.*/\1/p' pyproject.toml)
+OTEL_INSTRUMENTATION_LOWEST := $(shell sed -n \
+  's/^ *"opentelemetry-instrumentation-requests>=\([0-9a-z.]*\),.*/\1/p' pyproject.toml)
+GRPCIO_LOWEST := $(shell sed -n 's/^ *"grpcio>=\([0-9.]*\)".*/\1/p' pyproject.toml)
+SDK_RANGE_TOOLS := pytest pytest-timeout gunicorn googleapis-common-protos
+SDK_RANGE_TESTS := tests/library tests/otlp --ignore=tests/library/test_drift.py
+SDK_RANGE_REPORT := from importlib.metadata import version as v; \
+  print(*(f"{p} {v(p)}" for p in ("opentelemetry-sdk", "opentelemetry-instrumentation-requests", "grpcio", "protobuf")), sep=", ")
+
+sdk-range: $(SDK_VENVS)/lowest/.stamp
+	@echo "OpenTelemetry, lowest claimed: $$($(SDK_VENVS)/lowest/bin/python -c '$(SDK_RANGE_REPORT)')"
+	$(SDK_VENVS)/lowest/bin/python -m pytest -q $(SDK_RANGE_TESTS)
+	@test -x $(SDK_VENVS)/newest/bin/python || $(PYTHON) -m venv $(SDK_VENVS)/newest
+	$(SDK_VENVS)/newest/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager \
+	  -e . --config-settings editable_mode=compat opentelemetry-exporter-otlp-proto-common \
+	  $(SDK_RANGE_TOOLS)
+	@echo "OpenTelemetry, newest in range: $$($(SDK_VENVS)/newest/bin/python -c '$(SDK_RANGE_REPORT)')"
+	$(SDK_VENVS)/newest/bin/python -m pytest -q $(SDK_RANGE_TESTS)
+
+$(SDK_VENVS)/lowest/.stamp: pyproject.toml
+	rm -rf $(SDK_VENVS)/lowest
+	$(PYTHON) -m venv $(SDK_VENVS)/lowest
+	$(SDK_VENVS)/lowest/bin/python -m pip install --quiet -e . --config-settings editable_mode=compat \
+	  opentelemetry-api==$(OTEL_LOWEST) opentelemetry-sdk==$(OTEL_LOWEST) \
+	  opentelemetry-proto==$(OTEL_LOWEST) opentelemetry-exporter-otlp-proto-common==$(OTEL_LOWEST) \
+	  opentelemetry-instrumentation-requests==$(OTEL_INSTRUMENTATION_LOWEST) \
+	  opentelemetry-instrumentation-logging==$(OTEL_INSTRUMENTATION_LOWEST) \
+	  grpcio==$(GRPCIO_LOWEST) $(SDK_RANGE_TOOLS)
+	touch $@
 
 bench: $(STAMP) system-deps
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info tests/node/node_modules .cache
+	rm -rf $(VENV) $(SDK_VENVS) .pytest_cache .mypy_cache .ruff_cache *.egg-info tests/node/node_modules .cache

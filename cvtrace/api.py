@@ -223,20 +223,10 @@ def _reset() -> None:
 
 
 def _tracer_provider(resource: Resource, scrubber: Scrubber | None) -> TracerProvider:
-    """The provider, with the span limits and sampler of the standard variables.
-
-    Raises:
-        CvtraceConfigError: a span limit variable (``OTEL_SPAN_*_LIMIT``...) is not a number.
-    """
+    """The provider, with the sampler and span limits of the standard variables."""
     if scrubber is not None:
         resource = scrubber.scrub_resource(resource)
-    try:
-        return TracerProvider(resource=resource, shutdown_on_exit=False)
-    except ValueError as error:
-        # The SDK's message names the variable and the value: "OTEL_ATTRIBUTE_COUNT_LIMIT
-        # must be a non-negative integer but got many".
-        msg = f"{error}; fix or unset the variable"
-        raise CvtraceConfigError(msg) from None
+    return TracerProvider(resource=resource, shutdown_on_exit=False)
 
 
 def _install(

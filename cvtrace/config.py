@@ -235,6 +235,19 @@ SETTINGS: tuple[Setting, ...] = (
 
 _BY_FIELD = {setting.field: setting for setting in SETTINGS}
 
+#: The SDK's span limits. The SDK reads them itself, when the tracer provider is made;
+#: cvtrace checks them first, so that a bad one stops init() before anything changes.
+SPAN_LIMIT_VARIABLES = (
+    "OTEL_ATTRIBUTE_COUNT_LIMIT",
+    "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+    "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT",
+    "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+    "OTEL_SPAN_EVENT_COUNT_LIMIT",
+    "OTEL_SPAN_LINK_COUNT_LIMIT",
+    "OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT",
+    "OTEL_LINK_ATTRIBUTE_COUNT_LIMIT",
+)
+
 
 @dataclass(frozen=True)
 class BatchSettings:
@@ -315,6 +328,7 @@ def resolve(arguments: Mapping[str, Any], environ: Mapping[str, str] | None = No
         else:
             values[setting.field] = setting.default
 
+    _check_span_limits(env)
     exporters, reason = _resolve_exporters(arguments.get("exporters"), values["exporters"], env)
     if values["scrub"] is False:
         values["scrub_patterns"] = ()
@@ -356,6 +370,24 @@ def _batch_settings(values: Mapping[str, Any]) -> BatchSettings:
         max_export_batch_size=int(batch),
         export_timeout_s=float(values["export_timeout_millis"]) / 1000,
     )
+
+
+def _check_span_limits(env: Mapping[str, str]) -> None:
+    """Raise for a span limit the SDK would refuse: a whole number >= 0, or empty (none)."""
+    for variable in SPAN_LIMIT_VARIABLES:
+        raw = env.get(variable)
+        if raw is None or not raw.strip():
+            continue
+        try:
+            valid = int(raw) >= 0
+        except ValueError:
+            valid = False
+        if not valid:
+            msg = (
+                f"{variable}: {raw!r} is not a whole number >= 0; use for example 128, "
+                "or an empty value for no limit"
+            )
+            raise CvtraceConfigError(msg)
 
 
 def _normalise_argument(setting: Setting, argument: Any) -> Any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cvtrace.config import BatchSettings, resolve
+from cvtrace.config import SPAN_LIMIT_VARIABLES, BatchSettings, resolve
 from cvtrace.exceptions import CvtraceConfigError
 
 
@@ -47,6 +47,11 @@ def test_otel_traces_exporter_unknown_value() -> None:
             "CVTRACE_SHUTDOWN_TIMEOUT: 'soon' is not a non-negative",
         ),
         (
+            "OTEL_SPAN_EVENT_COUNT_LIMIT",
+            "-1",
+            "OTEL_SPAN_EVENT_COUNT_LIMIT: '-1' is not a whole number >= 0; use for example 128",
+        ),
+        (
             "OTEL_BSP_MAX_QUEUE_SIZE",
             "0",
             "OTEL_BSP_MAX_QUEUE_SIZE: '0' is not a whole number above zero",
@@ -57,6 +62,32 @@ def test_bad_values_name_setting_value_and_fix(variable: str, value: str, messag
     with pytest.raises(CvtraceConfigError) as error:
         resolve({}, {variable: value})
     assert str(error.value).startswith(message)
+
+
+@pytest.mark.parametrize(
+    ("value", "accepted"),
+    [("128", True), ("0", True), (" ", True), ("unset", False), ("-1", False), ("1.5", False)],
+)
+def test_span_limits_are_checked_as_the_sdk_reads_them(
+    monkeypatch: pytest.MonkeyPatch, value: str, accepted: bool
+) -> None:
+    """cvtrace refuses exactly the values that would make the SDK raise later."""
+    from opentelemetry.sdk.trace import SpanLimits
+
+    for variable in SPAN_LIMIT_VARIABLES:
+        monkeypatch.setenv(variable, value)
+        sdk_accepts = True
+        try:
+            SpanLimits()
+        except ValueError:
+            sdk_accepts = False
+        try:
+            resolve({}, {variable: value})
+        except CvtraceConfigError:
+            assert (sdk_accepts, accepted) == (False, False), variable
+        else:
+            assert (sdk_accepts, accepted) == (True, True), variable
+        monkeypatch.delenv(variable)
 
 
 class TestBatchSettings:
