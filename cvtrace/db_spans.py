@@ -15,13 +15,16 @@ the connection pool on every checkout and checkin for its metrics, wraps
 refuses SQLAlchemy 2.1.
 
 Attributes follow the stable database conventions: ``db.system.name``,
-``db.namespace``, ``db.operation.name``, ``db.query.text`` (scrubbed of literals before
-export), ``server.address``, ``server.port``, and on failure ``error.type``,
-``db.response.status_code`` (PostgreSQL's SQLSTATE) and the driver's message without the
-values it may quote (:func:`error_message`). The span is named
-``"{db.operation.name} {target}"``, the target being the database name (a SQLite file's
-base name). On PostgreSQL ``db.namespace`` is the database name alone: the semantic
-conventions qualify it with the schema only when that is known without a query.
+``db.namespace``, ``db.operation.name`` (the statement's first word, as written),
+``db.query.text`` (scrubbed of literals before export), ``server.address``,
+``server.port``, and on failure ``error.type``, ``db.response.status_code``
+(PostgreSQL's SQLSTATE) and the driver's message without the values it may quote
+(:func:`error_message`). The span is named ``"{db.operation.name} {target}"``, the
+target being the database name (a SQLite file's base name). On PostgreSQL
+``db.namespace`` is the database name alone: the semantic conventions qualify it with
+the schema only when that is known without a query. ``tests/library/test_drift.py``
+compares these spans with OpenTelemetry's SQLAlchemy instrumentation's and lists every
+difference.
 """
 
 from __future__ import annotations
@@ -173,7 +176,7 @@ class QueryTracer:
         if known is not None:
             return known
         words = statement.split(None, 1)
-        operation = words[0].upper() if words else ""
+        operation = words[0] if words else ""  # as written: the conventions ask no case change
         name = " ".join(part for part in (operation, self._target) if part) or "query"
         if len(self._names) >= _MAX_CACHED_STATEMENTS:
             self._names.clear()

@@ -184,7 +184,7 @@ class TestAFailedInitChangesNothing:
         cvtrace.shutdown()
         assert sorted(s.name for s in otlp_http.spans()) == [
             "GET /users/<int:user_id>",
-            "SELECT",
+            "select",
             "through the global provider",
         ]
 

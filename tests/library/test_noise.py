@@ -82,7 +82,7 @@ class TestNoSpans:
         client = _traced_app().test_client()  # type: ignore[attr-defined]
         client.get("/users/1")
         client.get("/up")
-        assert cvtrace_spans.names() == ["SELECT", "GET /up"]
+        assert cvtrace_spans.names() == ["select", "GET /up"]
 
     def test_standard_flask_variable_is_honoured(
         self, cvtrace_spans: CapturedSpans, monkeypatch: pytest.MonkeyPatch
