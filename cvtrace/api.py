@@ -57,6 +57,8 @@ class Handle:
     """Flask apps instrumented."""
     query_tracers: list[QueryTracer] = field(default_factory=list)
     """One per SQLAlchemy engine instrumented."""
+    instrumentors: list[Any] = field(default_factory=list)
+    """The OpenTelemetry instrumentors (requests, logging) this handle turned on."""
     arguments: dict[str, Any] = field(default_factory=dict)
     """The settings arguments ``init()`` was called with, to spot a differing second call."""
     is_shut_down: bool = False
@@ -190,6 +192,8 @@ def init(
         sinks = list(override) if override is not None else create_exporters(settings)
         provider = _tracer_provider(_build_resource(settings, apps), scrubber)
         # Side effects from here on; none of them reads a setting.
+        if installed is not None:  # shut down: its instrumentation feeds a dead provider
+            _uninstall(installed)
         handle = Handle(settings, provider, excluded_urls=excluded, arguments=arguments)
         _install(handle, sinks, scrubber, apps, engines)
         _state.handle = handle
@@ -246,9 +250,10 @@ def _install(
     handle.processor = ExportingSpanProcessor(exporters, scrubber, handle.settings.batch)
     provider.add_span_processor(handle.processor)
     try:
-        instrumentation.instrument_requests(provider)
+        instrumentors = [instrumentation.instrument_requests(provider)]
         if handle.settings.log_correlation:
-            instrumentation.instrument_logging(provider)
+            instrumentors.append(instrumentation.instrument_logging(provider))
+        handle.instrumentors = [i for i in instrumentors if i is not None]
         _instrument(handle, apps, engines)
     except BaseException:
         _uninstall(handle)
@@ -264,9 +269,11 @@ def _uninstall(handle: Handle) -> None:
         instrumentation.uninstrument_flask(app)
     for query_tracer in handle.query_tracers:
         query_tracer.remove()
+    for instrumentor in handle.instrumentors:
+        instrumentor.uninstrument()
     handle.apps.clear()
     handle.query_tracers.clear()
-    instrumentation.uninstrument_globals()
+    handle.instrumentors.clear()
 
 
 def _instrument(handle: Handle, apps: list[Any], engines: list[Any]) -> None:

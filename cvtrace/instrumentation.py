@@ -72,31 +72,38 @@ def instrument_engine(engine: Any, provider: TracerProvider) -> QueryTracer:
     return QueryTracer(engine, provider.get_tracer("cvtrace.db_spans", __version__))
 
 
-def instrument_requests(provider: TracerProvider) -> None:
-    """Trace outgoing ``requests`` calls and propagate W3C ``traceparent``."""
+def instrument_requests(provider: TracerProvider) -> Any | None:
+    """Trace outgoing ``requests`` calls and propagate W3C ``traceparent``.
+
+    Returns:
+        The instrumentor, to undo it with; ``None`` if ``requests`` was instrumented
+        already (by the app), which is then left as it is.
+    """
     from opentelemetry.instrumentation.requests import RequestsInstrumentor
 
+    instrumentor = RequestsInstrumentor()
+    if instrumentor.is_instrumented_by_opentelemetry:
+        return None
     with _stable_semconv():
-        RequestsInstrumentor().instrument(tracer_provider=provider, meter_provider=_NO_METRICS)
+        instrumentor.instrument(tracer_provider=provider, meter_provider=_NO_METRICS)
+    return instrumentor
 
 
-def instrument_logging(provider: TracerProvider) -> None:
-    """Give log records ``otelTraceID`` and ``otelSpanID`` (see :data:`cvtrace.LOG_FORMAT`)."""
+def instrument_logging(provider: TracerProvider) -> Any | None:
+    """Give log records ``otelTraceID`` and ``otelSpanID`` (see :data:`cvtrace.LOG_FORMAT`).
+
+    Returns:
+        The instrumentor, to undo it with; ``None`` if logging was instrumented already.
+    """
     from opentelemetry.instrumentation.logging import LoggingInstrumentor
 
-    LoggingInstrumentor().instrument(
+    instrumentor = LoggingInstrumentor()
+    if instrumentor.is_instrumented_by_opentelemetry:
+        return None
+    instrumentor.instrument(
         tracer_provider=provider,
         inject_trace_context=True,
         set_logging_format=False,
         enable_log_auto_instrumentation=False,
     )
-
-
-def uninstrument_globals() -> None:
-    """Undo the process-wide instrumentation (requests, logging)."""
-    from opentelemetry.instrumentation.logging import LoggingInstrumentor
-    from opentelemetry.instrumentation.requests import RequestsInstrumentor
-
-    for instrumentor in (RequestsInstrumentor(), LoggingInstrumentor()):
-        if instrumentor.is_instrumented_by_opentelemetry:
-            instrumentor.uninstrument()
+    return instrumentor

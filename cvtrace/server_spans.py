@@ -94,6 +94,7 @@ class TracingMiddleware:
         }
         # First of the app's before_request functions, so that no other one can answer
         # before it runs; cheaper per request than a receiver of request_started.
+        self._made_funcs_list = None not in app.before_request_funcs
         app.before_request_funcs.setdefault(None, []).insert(0, _record_route)
         got_request_exception.connect(_record_exception, app, weak=False)
 
@@ -104,6 +105,8 @@ class TracingMiddleware:
         funcs = self.app.before_request_funcs.get(None, [])
         if _record_route in funcs:
             funcs.remove(_record_route)
+        if self._made_funcs_list and not funcs:
+            self.app.before_request_funcs.pop(None, None)
         got_request_exception.disconnect(_record_exception, self.app)
 
     def __call__(

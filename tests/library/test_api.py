@@ -189,6 +189,30 @@ class TestAFailedInitChangesNothing:
         ]
 
 
+def test_a_failure_while_instrumenting_is_undone(otlp_http: HttpOtlpReceiver) -> None:
+    """Only what cvtrace did is undone: an instrumentation the app made itself stays."""
+    from opentelemetry.instrumentation.requests import RequestsInstrumentor
+
+    class AlmostFlask:  # a WSGI callable, but no Flask app to hook into
+        def wsgi_app(self, environ: object, start_response: object) -> list[bytes]:
+            return []
+
+    engine = create_engine()
+    app = create_app(engine)
+    apps_own = RequestsInstrumentor()
+    apps_own.instrument()  # the app traces requests itself, before cvtrace.init()
+    try:
+        before = _process_state(app, engine)
+        threads_before = set(threading.enumerate())
+        with pytest.raises(AttributeError, match="before_request_funcs"):
+            cvtrace.init(app=[app, AlmostFlask()], engine=engine, exporters="console")
+        assert _process_state(app, engine) == before
+        assert [t.name for t in set(threading.enumerate()) - threads_before] == []
+        assert apps_own.is_instrumented_by_opentelemetry
+    finally:
+        apps_own.uninstrument()
+
+
 class TestIdempotence:
     def test_second_init_returns_the_same_handle_and_adds_no_exporter(
         self,
@@ -234,13 +258,22 @@ class TestIdempotence:
         assert len([s for s in spans if s.kind is trace.SpanKind.SERVER]) == 2
         assert len([s for s in spans if s.kind is trace.SpanKind.CLIENT]) == 2
 
-    def test_shutdown_then_init_starts_afresh(self) -> None:
-        first = cvtrace.init(exporters=["console"])
+    def test_shutdown_then_init_starts_afresh(
+        self, monkeypatch: pytest.MonkeyPatch, otlp_http: HttpOtlpReceiver
+    ) -> None:
+        """The same app and engine, traced again by the new handle, not the stopped one."""
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_http.base_url)
+        engine = create_engine()
+        app = create_app(engine)
+        first = cvtrace.init(app=app, engine=engine)
         cvtrace.shutdown()
         assert first.enabled is False
-        second = cvtrace.init(exporters=["console"])
+        second = cvtrace.init(app=app, engine=engine)
         assert second is not first
         assert second.enabled
+        app.test_client().get("/users/1")
+        cvtrace.shutdown()
+        assert sorted(s.name for s in otlp_http.spans()) == ["GET /users/<int:user_id>", "select"]
 
 
 class TestResource:
