@@ -24,7 +24,6 @@ from opentelemetry.util.re import parse_env_headers
 
 from ..config import parse_bool
 from ..exceptions import CvtraceConfigError
-from ._otlp_grpc import OtlpGrpcSpanExporter, read_credentials
 from ._otlp_http import COMPRESSIONS, OtlpHttpSpanExporter
 
 PROTOCOLS = ("http/protobuf", "grpc")
@@ -65,6 +64,8 @@ def create_otlp_exporter(environ: Mapping[str, str] | None = None) -> SpanExport
     """
     env = os.environ if environ is None else environ
     if otlp_protocol(env) == "grpc":
+        from ._otlp_grpc import OtlpGrpcSpanExporter, read_credentials  # grpc: ~0.1 s to import
+
         target, secure = _grpc_target(env)
         credentials = (
             read_credentials(
