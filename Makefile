@@ -69,8 +69,9 @@ pytest: $(STAMP) system-deps node-deps collector
 test: lint pytest sdk-range
 
 # The OpenTelemetry releases pyproject.toml claims, tested at both ends: the library's
-# and the OTLP encoder's tests in one venv with the lowest releases pinned, and in one
-# with the newest that pip finds in range (looked up again on every run). The drift
+# and the OTLP wire code's tests in one venv with the lowest releases pinned, and in one
+# with the newest that pip finds in range (looked up again on every run). The `demo`
+# extra (the viewer's decoding, psycopg for the PostgreSQL tests) comes along. The drift
 # check compares with the contrib instrumentations pinned in the dev extra, so it runs
 # in .venv only.
 SDK_VENVS := .venv-sdk
@@ -78,7 +79,7 @@ OTEL_LOWEST := $(shell sed -n 's/^ *"opentelemetry-sdk>=\([0-9.]*\),.*/\1/p' pyp
 OTEL_INSTRUMENTATION_LOWEST := $(shell sed -n \
   's/^ *"opentelemetry-instrumentation-requests>=\([0-9a-z.]*\),.*/\1/p' pyproject.toml)
 GRPCIO_LOWEST := $(shell sed -n 's/^ *"grpcio>=\([0-9.]*\)".*/\1/p' pyproject.toml)
-SDK_RANGE_TOOLS := pytest pytest-timeout gunicorn googleapis-common-protos
+SDK_RANGE_TOOLS := pytest pytest-timeout gunicorn hypothesis
 SDK_RANGE_TESTS := tests/library tests/otlp --ignore=tests/library/test_drift.py
 SDK_RANGE_REPORT := from importlib.metadata import version as v; \
   print(*(f"{p} {v(p)}" for p in ("opentelemetry-sdk", "opentelemetry-instrumentation-requests", "grpcio", "protobuf")), sep=", ")
@@ -88,15 +89,15 @@ sdk-range: $(SDK_VENVS)/lowest/.stamp
 	$(SDK_VENVS)/lowest/bin/python -m pytest -q $(SDK_RANGE_TESTS)
 	@test -x $(SDK_VENVS)/newest/bin/python || $(PYTHON) -m venv $(SDK_VENVS)/newest
 	$(SDK_VENVS)/newest/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager \
-	  -e . --config-settings editable_mode=compat opentelemetry-exporter-otlp-proto-common \
+	  -e '.[demo]' --config-settings editable_mode=compat opentelemetry-exporter-otlp-proto-common \
 	  $(SDK_RANGE_TOOLS)
 	@echo "OpenTelemetry, newest in range: $$($(SDK_VENVS)/newest/bin/python -c '$(SDK_RANGE_REPORT)')"
 	$(SDK_VENVS)/newest/bin/python -m pytest -q $(SDK_RANGE_TESTS)
 
-$(SDK_VENVS)/lowest/.stamp: pyproject.toml
+$(SDK_VENVS)/lowest/.stamp: pyproject.toml Makefile
 	rm -rf $(SDK_VENVS)/lowest
 	$(PYTHON) -m venv $(SDK_VENVS)/lowest
-	$(SDK_VENVS)/lowest/bin/python -m pip install --quiet -e . --config-settings editable_mode=compat \
+	$(SDK_VENVS)/lowest/bin/python -m pip install --quiet -e '.[demo]' --config-settings editable_mode=compat \
 	  opentelemetry-api==$(OTEL_LOWEST) opentelemetry-sdk==$(OTEL_LOWEST) \
 	  opentelemetry-proto==$(OTEL_LOWEST) opentelemetry-exporter-otlp-proto-common==$(OTEL_LOWEST) \
 	  opentelemetry-instrumentation-requests==$(OTEL_INSTRUMENTATION_LOWEST) \
