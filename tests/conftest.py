@@ -16,14 +16,16 @@ from tests.otlp_receiver import GrpcOtlpReceiver, HttpOtlpReceiver
 
 
 @pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     """No OTEL_*, CVTRACE_* or NEW_RELIC_* variable from the outside leaks into a test.
 
-    Tests set the ones they need with ``monkeypatch``, undone after the test.
+    Tests set the ones they need with ``monkeypatch``, undone after the test. (It is
+    also returned, so that a test written when this fixture had to be asked for runs.)
     """
     for name in list(os.environ):
         if name.startswith(("OTEL_", "CVTRACE_", "NEW_RELIC_")):
             monkeypatch.delenv(name)
+    return monkeypatch
 
 
 @pytest.fixture(autouse=True)

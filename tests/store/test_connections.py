@@ -85,9 +85,7 @@ class TestNotAStore:
         assert "--db" in message
         assert fingerprint(path) == before  # no -wal or -shm beside it either
 
-    def test_local_exporter_refuses_at_init(
-        self, clean_env: pytest.MonkeyPatch, tmp_path: Path, name: str
-    ) -> None:
+    def test_local_exporter_refuses_at_init(self, tmp_path: Path, name: str) -> None:
         make, reason = BROKEN_FILES[name]
         path = tmp_path / "app.db"
         make(path)
@@ -202,9 +200,7 @@ class TestReadOnly:
                 SpanStore(path)
             assert fingerprint(path) == before
 
-    def test_the_local_exporter_refuses_an_unwritable_file_at_init(
-        self, clean_env: pytest.MonkeyPatch, tmp_path: Path
-    ) -> None:
+    def test_the_local_exporter_refuses_an_unwritable_file_at_init(self, tmp_path: Path) -> None:
         path = tmp_path / "theirs.sqlite3"
         stored_store(path)
         with unwritable(path):

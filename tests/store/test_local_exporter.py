@@ -34,17 +34,17 @@ def stored_spans(path: Path) -> int:
 
 
 class TestDefaultPath:
-    def test_env_wins(self, clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
-        clean_env.setenv("CVTRACE_LOCAL_DB", str(tmp_path / "x.db"))
+    def test_env_wins(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+        monkeypatch.setenv("CVTRACE_LOCAL_DB", str(tmp_path / "x.db"))
         assert default_db_path() == tmp_path / "x.db"
 
-    def test_xdg_data_home(self, clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
-        clean_env.setenv("XDG_DATA_HOME", str(tmp_path))
+    def test_xdg_data_home(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+        monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
         assert default_db_path() == tmp_path / "cvtrace" / "traces.sqlite3"
 
-    def test_home_default(self, clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
-        clean_env.delenv("XDG_DATA_HOME", raising=False)
-        clean_env.setenv("HOME", str(tmp_path))
+    def test_home_default(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+        monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+        monkeypatch.setenv("HOME", str(tmp_path))
         assert default_db_path() == tmp_path / ".local/share/cvtrace/traces.sqlite3"
 
 
@@ -52,24 +52,26 @@ class TestSettings:
     """The exporter's store settings are its own, from the settings table."""
 
     def test_a_viewer_variable_does_not_set_the_exporters_retention(
-        self, clean_env: pytest.MonkeyPatch, tmp_path: Path
+        self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     ) -> None:
-        clean_env.setenv("CVTRACE_VIEWER_MAX_SPANS", "5")
-        clean_env.setenv("CVTRACE_VIEWER_MAX_AGE_HOURS", "0.000001")
+        monkeypatch.setenv("CVTRACE_VIEWER_MAX_SPANS", "5")
+        monkeypatch.setenv("CVTRACE_VIEWER_MAX_AGE_HOURS", "0.000001")
         cvtrace.init(exporters="local", local_db=tmp_path / "t.sqlite3")
         make_spans(12)
         cvtrace.shutdown()
         assert stored_spans(tmp_path / "t.sqlite3") == 12
 
-    def test_local_retention_settings(self, clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
-        clean_env.setenv("CVTRACE_LOCAL_MAX_SPANS", "10")
+    def test_local_retention_settings(
+        self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        monkeypatch.setenv("CVTRACE_LOCAL_MAX_SPANS", "10")
         cvtrace.init(exporters="local", local_db=tmp_path / "t.sqlite3")
         make_spans(12)
         cvtrace.shutdown()
         assert stored_spans(tmp_path / "t.sqlite3") == 9  # down to 90% of the limit
 
-    def test_local_age_limit(self, clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
-        clean_env.setenv("CVTRACE_LOCAL_MAX_AGE_HOURS", "0.000001")  # 3.6 ms
+    def test_local_age_limit(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+        monkeypatch.setenv("CVTRACE_LOCAL_MAX_AGE_HOURS", "0.000001")  # 3.6 ms
         cvtrace.init(exporters="local", local_db=tmp_path / "t.sqlite3")
         make_spans(3)
         cvtrace.shutdown()
@@ -80,16 +82,16 @@ class TestSettings:
         [("CVTRACE_LOCAL_MAX_SPANS", "lots"), ("CVTRACE_LOCAL_MAX_AGE_HOURS", "-1")],
     )
     def test_malformed_settings_name_the_variable(
-        self, clean_env: pytest.MonkeyPatch, tmp_path: Path, variable: str, value: str
+        self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, variable: str, value: str
     ) -> None:
-        clean_env.setenv(variable, value)
+        monkeypatch.setenv(variable, value)
         with pytest.raises(cvtrace.CvtraceConfigError, match=f"{variable}: '{value}'"):
             cvtrace.init(exporters="local", local_db=tmp_path / "t.sqlite3")
 
     def test_extra_tag_keys_are_indexed(
-        self, clean_env: pytest.MonkeyPatch, tmp_path: Path
+        self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     ) -> None:
-        clean_env.setenv("CVTRACE_STORE_TAG_KEYS", "app.tenant, app.plan")
+        monkeypatch.setenv("CVTRACE_STORE_TAG_KEYS", "app.tenant, app.plan")
         cvtrace.init(exporters="local", local_db=tmp_path / "t.sqlite3")
         make_spans(2, **{"app.tenant": "acme", "app.plan": "gold", "app.other": "x"})
         cvtrace.shutdown()
@@ -110,7 +112,6 @@ class TestStoreFileDeleted:
     @pytest.mark.parametrize("removed", ["the files", "the directory"])
     def test_later_spans_go_to_a_new_store_logged_once(
         self,
-        clean_env: pytest.MonkeyPatch,
         tmp_path: Path,
         caplog: pytest.LogCaptureFixture,
         removed: str,
@@ -132,7 +133,7 @@ class TestStoreFileDeleted:
         assert stored_spans(db) == 6  # the first 3 went with the deleted file
 
     def test_spans_written_as_the_file_goes_are_written_again(
-        self, clean_env: pytest.MonkeyPatch, tmp_path: Path
+        self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     ) -> None:
         """The deletion lands while a batch is written (after the check before it).
 
@@ -151,7 +152,7 @@ class TestStoreFileDeleted:
                     path.unlink()
             return result
 
-        clean_env.setattr(SpanStore, "write_encoded", write_then_delete)
+        monkeypatch.setattr(SpanStore, "write_encoded", write_then_delete)
         cvtrace.init(exporters="local", local_db=db)
         stats = make_spans(3).stats()
         cvtrace.shutdown()
@@ -160,7 +161,7 @@ class TestStoreFileDeleted:
         assert stored_spans(db) == 3
 
     def test_what_cannot_be_written_counts_as_failed(
-        self, clean_env: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
     ) -> None:
         db = tmp_path / "store" / "t.sqlite3"
         cvtrace.init(exporters="local", local_db=db)
@@ -175,7 +176,7 @@ class TestStoreFileDeleted:
         assert (stats.spans_exported, stats.spans_failed) == (3, 6)
 
     def test_no_new_store_beside_the_wal_of_the_deleted_one(
-        self, clean_env: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
     ) -> None:
         """Only the main file deleted while another process (a viewer) has it open: its
         -wal and -shm remain, and a new file beside them would be read through them."""

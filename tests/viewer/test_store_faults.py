@@ -98,9 +98,7 @@ class TestReadOnlyStore:
     """A store this user cannot write (see ``unwritable``): pages and search work, OTLP is
     refused for good, and no -wal or -shm appears beside it."""
 
-    def test_pages_and_search_work_and_otlp_is_refused(
-        self, clean_env: pytest.MonkeyPatch, tmp_path: Path
-    ) -> None:
+    def test_pages_and_search_work_and_otlp_is_refused(self, tmp_path: Path) -> None:
         path = tmp_path / "theirs.sqlite3"
         trace_id = stored_store(path)
         before = fingerprint(path)

@@ -12,12 +12,12 @@ from cvtrace.viewer import create_app, get_store, store_options
 
 
 def test_viewer_variables_set_the_viewers_store(
-    clean_env: pytest.MonkeyPatch, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    clean_env.setenv("CVTRACE_VIEWER_MAX_SPANS", "5")
-    clean_env.setenv("CVTRACE_VIEWER_MAX_AGE_HOURS", "2")
-    clean_env.setenv("CVTRACE_LOCAL_MAX_SPANS", "7")  # the app exporter's, not the viewer's
-    clean_env.setenv("CVTRACE_STORE_TAG_KEYS", "app.tenant")
+    monkeypatch.setenv("CVTRACE_VIEWER_MAX_SPANS", "5")
+    monkeypatch.setenv("CVTRACE_VIEWER_MAX_AGE_HOURS", "2")
+    monkeypatch.setenv("CVTRACE_LOCAL_MAX_SPANS", "7")  # the app exporter's, not the viewer's
+    monkeypatch.setenv("CVTRACE_STORE_TAG_KEYS", "app.tenant")
     store = get_store(create_app({"DB_PATH": tmp_path / "v.sqlite3"}))
     try:
         assert (store.max_spans, store.max_age_s) == (5, 7200.0)
@@ -26,7 +26,7 @@ def test_viewer_variables_set_the_viewers_store(
         store.close()
 
 
-def test_defaults(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_defaults(tmp_path: Path) -> None:
     store = get_store(create_app({"DB_PATH": tmp_path / "v.sqlite3"}))
     try:
         assert (store.max_spans, store.max_age_s) == (DEFAULT_MAX_SPANS, 0)
@@ -40,19 +40,19 @@ def test_defaults(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
     [("CVTRACE_VIEWER_MAX_SPANS", "lots"), ("CVTRACE_VIEWER_MAX_AGE_HOURS", "-3")],
 )
 def test_malformed_settings_name_the_variable(
-    clean_env: pytest.MonkeyPatch, tmp_path: Path, variable: str, value: str
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, variable: str, value: str
 ) -> None:
-    clean_env.setenv(variable, value)
+    monkeypatch.setenv(variable, value)
     with pytest.raises(CvtraceConfigError, match=f"{variable}: '{value}'"):
         create_app({"DB_PATH": tmp_path / "v.sqlite3"})
     assert not (tmp_path / "v.sqlite3").exists()
 
 
-def test_outside_the_app_the_variables_give_the_options(clean_env: pytest.MonkeyPatch) -> None:
+def test_outside_the_app_the_variables_give_the_options(monkeypatch: pytest.MonkeyPatch) -> None:
     """``cvtrace import`` writes the viewer's store with the viewer's settings."""
-    clean_env.setenv("CVTRACE_VIEWER_MAX_SPANS", "5")
-    clean_env.setenv("CVTRACE_VIEWER_MAX_AGE_HOURS", "0.5")
-    clean_env.setenv("CVTRACE_STORE_TAG_KEYS", "app.tenant")
+    monkeypatch.setenv("CVTRACE_VIEWER_MAX_SPANS", "5")
+    monkeypatch.setenv("CVTRACE_VIEWER_MAX_AGE_HOURS", "0.5")
+    monkeypatch.setenv("CVTRACE_STORE_TAG_KEYS", "app.tenant")
     assert store_options({}) == {
         "max_spans": 5,
         "max_age_s": 1800.0,
