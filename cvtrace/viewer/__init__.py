@@ -1,7 +1,8 @@
 """The cvtrace trace viewer: a Flask app over the SQLite span store.
 
-``create_app()`` builds the app: the UI (search and trace pages), the
-Jaeger-compatible JSON API and the analyses under ``/api``, and the OTLP/HTTP receiver at ``/v1/traces``.
+``create_app()`` builds the app: the UI (search and trace pages, and the
+compare, service map and RED metrics pages), the Jaeger-compatible JSON API and the
+analyses under ``/api``, and the OTLP/HTTP receiver at ``/v1/traces``.
 ``cvtrace view`` (``viewer.cli``) serves it, the receiver again on the OTLP port,
 and the gRPC receiver.
 
@@ -160,7 +161,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     Args:
         config: Overrides of the settings in the module docstring.
     """
-    from cvtrace.viewer import analyses_api, auth, jaeger_api, receiver, ui, uploads
+    from cvtrace.viewer import analyses_api, analyses_ui, auth, jaeger_api, receiver, ui, uploads
 
     app = Flask(__name__)
     _configure(app, config)
@@ -171,6 +172,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(uploads.bp)
     app.register_blueprint(analyses_api.bp)
     app.register_blueprint(ui.bp)
+    app.register_blueprint(analyses_ui.bp)
     return app
 
 
