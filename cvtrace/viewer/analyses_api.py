@@ -50,7 +50,7 @@ from cvtrace.viewer.analyses.calls import Call
 from cvtrace.viewer.analyses.compare import Side, compare_traces
 from cvtrace.viewer.analyses.critical_path import critical_path
 from cvtrace.viewer.analyses.dependencies import Link
-from cvtrace.viewer.analyses.paths import path_tree
+from cvtrace.viewer.analyses.paths import depth_first, path_tree
 from cvtrace.viewer.analyses.red import MAX_POINTS, MetricsQuery, call_rates, error_rates
 from cvtrace.viewer.analyses.red import latencies as latency_family
 from cvtrace.viewer.analyses.search import SpanFilter, find_spans, span_texts
@@ -239,29 +239,22 @@ def trace_flamegraph(trace_id: str) -> Response:
     """The spans merged by path (service, operation), depth first, in start order."""
     trace, _ = load_trace(trace_id)
     tree = path_tree(trace)
-
-    def in_start_order(ids: list[int]) -> list[int]:
-        return sorted(ids, key=lambda n: (trace.starts[tree.nodes[n].first_span], n))
-
-    data = []
-    stack = list(reversed(in_start_order(tree.tops())))
-    while stack:
-        node = tree.nodes[stack.pop()]
-        data.append(
-            {
-                "id": node.id,
-                "parent": node.parent,
-                "service": node.service,
-                "operation": node.operation,
-                "depth": node.depth,
-                "count": node.count,
-                "totalDuration": _us(node.total_ns),
-                "selfDuration": _us(node.self_ns),
-                "errors": node.errors,
-                "spanID": trace.span_ids[node.first_span].hex(),
-            }
-        )
-        stack.extend(reversed(in_start_order(node.children)))
+    starts, first = trace.starts, tree.first_span
+    data = [
+        {
+            "id": n,
+            "parent": tree.parent[n],
+            "service": tree.service[n],
+            "operation": tree.operation[n],
+            "depth": tree.depth[n],
+            "count": tree.count[n],
+            "totalDuration": _us(tree.total_ns[n]),
+            "selfDuration": _us(tree.self_ns[n]),
+            "errors": tree.errors[n],
+            "spanID": trace.span_ids[first[n]].hex(),
+        }
+        for n in depth_first(tree.parent, lambda n: (starts[first[n]], n))
+    ]
     return envelope(data)
 
 

@@ -8,9 +8,9 @@ difference, so reading the tree top down answers "where did the time go".
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from cvtrace.viewer.analyses.paths import PathNode, path_tree
+from cvtrace.viewer.analyses.paths import TOP, PathTree, depth_first, path_tree
 from cvtrace.viewer.analyses.spans import TraceSpans
 
 __all__ = ["CompareNode", "Side", "compare_traces"]
@@ -28,18 +28,18 @@ class Side:
     """Index of the path's earliest span in that trace."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class CompareNode:
     """A path in the merged tree."""
 
     id: int
     parent: int
+    """The id of the node one step up, or -1 at the top."""
     service: str
     operation: str
     depth: int
-    a: Side | None = None
-    b: Side | None = None
-    children: list[int] = field(default_factory=list)
+    a: Side | None
+    b: Side | None
 
     @property
     def presence(self) -> str:
@@ -59,45 +59,62 @@ class CompareNode:
         return (self.b.self_ns if self.b else 0) - (self.a.self_ns if self.a else 0)
 
 
-def _side(node: PathNode) -> Side:
-    return Side(node.count, node.total_ns, node.self_ns, node.errors, node.first_span)
+def _side(tree: PathTree, node: int) -> Side | None:
+    if node < 0:
+        return None
+    return Side(
+        tree.count[node],
+        tree.total_ns[node],
+        tree.self_ns[node],
+        tree.errors[node],
+        tree.first_span[node],
+    )
 
 
 def compare_traces(a: TraceSpans, b: TraceSpans) -> list[CompareNode]:
     """Return the merged tree of two traces, depth first.
 
     Siblings are ordered by the absolute difference of their total time, biggest
-    first (then by service and operation).
+    first (then by service and operation). Node ids are positions in the merged tree
+    before that ordering; ``parent`` refers to them.
     """
-    merged: list[CompareNode] = []
-    ids: dict[tuple[int, str, str], int] = {}
-    for side, trace in (("a", a), ("b", b)):
-        tree = path_tree(trace)
-        mapping: dict[int, int] = {}
-        for node in tree.nodes:  # parents come before their children
-            parent = mapping[node.parent] if node.parent >= 0 else -1
-            key = (parent, node.service, node.operation)
-            merged_id = ids.get(key)
-            if merged_id is None:
-                merged_id = ids[key] = len(merged)
-                merged.append(
-                    CompareNode(merged_id, parent, node.service, node.operation, node.depth)
-                )
-                if parent >= 0:
-                    merged[parent].children.append(merged_id)
-            mapping[node.id] = merged_id
-            setattr(merged[merged_id], side, _side(node))
+    merged = PathTree()  # the union of the paths; its counts are not used
+    in_a: list[int] = []
+    in_b: list[int] = []
+    trees = (path_tree(a), path_tree(b))
+    for side, tree in enumerate(trees):
+        mapping = [TOP] * len(tree)
+        for node in range(len(tree)):  # parents come before their children
+            parent = tree.parent[node]
+            merged_id = merged.intern(
+                mapping[parent] if parent != TOP else TOP,
+                tree.service[node],
+                tree.operation[node],
+            )
+            mapping[node] = merged_id
+            while len(in_a) <= merged_id:
+                in_a.append(-1)
+                in_b.append(-1)
+            (in_a if side == 0 else in_b)[merged_id] = node
+    tree_a, tree_b = trees
 
-    def order(node_ids: list[int]) -> list[int]:
-        return sorted(
-            node_ids,
-            key=lambda n: (-abs(merged[n].total_diff_ns), merged[n].service, merged[n].operation),
+    def total_diff(m: int) -> int:
+        return (tree_b.total_ns[in_b[m]] if in_b[m] >= 0 else 0) - (
+            tree_a.total_ns[in_a[m]] if in_a[m] >= 0 else 0
         )
 
-    out: list[CompareNode] = []
-    stack = list(reversed(order([n.id for n in merged if n.parent < 0])))
-    while stack:
-        done = merged[stack.pop()]
-        out.append(done)
-        stack.extend(reversed(order(done.children)))
-    return out
+    order = depth_first(
+        merged.parent, lambda m: (-abs(total_diff(m)), merged.service[m], merged.operation[m])
+    )
+    return [
+        CompareNode(
+            m,
+            merged.parent[m],
+            merged.service[m],
+            merged.operation[m],
+            merged.depth[m],
+            _side(tree_a, in_a[m]),
+            _side(tree_b, in_b[m]),
+        )
+        for m in order
+    ]

@@ -23,6 +23,10 @@ Choices, where traces are not tidy:
   sequential children). Of children ending at the same moment, the one that started
   first is taken, then the lower span id.
 - Zero-length sections are left out, and consecutive sections of one span merged.
+
+Cost: only the spans the path enters have their children clipped and sorted (the
+path of a 100,000-span trace enters a handful), so it is about a walk over those
+children, O(n log n) at worst (a chain), without recursion.
 """
 
 from __future__ import annotations
@@ -43,59 +47,60 @@ class Section(NamedTuple):
 
 
 def critical_path(trace: TraceSpans, root: int | None = None) -> list[Section]:
-    """Return the critical path of ``root`` (default: the main root), in time order.
-
-    Runs in O(n log n) for n spans, without recursion (traces may be deep).
-    """
+    """Return the critical path of ``root`` (default: the main root), in time order."""
     if root is None:
         root = trace.main_root()
     if root is None:
         return []
-    children = trace.children
-    span_ids = trace.span_ids
-    # clip every span of the root's subtree to its parent's clipped time, top down
-    starts: dict[int, int] = {root: trace.starts[root]}
-    ends: dict[int, int] = {root: trace.ends[root]}
-    kept: dict[int, list[int]] = {}
-    stack = [root]
-    while stack:
-        parent = stack.pop()
-        low, high = starts[parent], ends[parent]
+    children, starts, ends, span_ids = trace.children, trace.starts, trace.ends, trace.span_ids
+    # clipped times of the spans entered and of their children (the candidates)
+    low = {root: starts[root]}
+    high = {root: ends[root]}
+    candidates: dict[int, list[int]] = {}
+    taken: dict[int, int] = {}
+
+    def enter(span: int) -> None:
+        """Clip ``span``'s children to its time; sort them last-finishing first."""
+        floor, ceiling = low[span], high[span]
         inside = []
-        for child in children[parent]:
-            start = max(trace.starts[child], low)
-            end = min(trace.ends[child], high)
+        for child in children[span]:
+            start = starts[child]
+            end = ends[child]
+            if start < floor:
+                start = floor
+            if end > ceiling:
+                end = ceiling
             if start > end:  # entirely outside its parent: not on the path
                 continue
-            starts[child], ends[child] = start, end
+            low[child], high[child] = start, end
             inside.append(child)
-            stack.append(child)
-        # last-finishing first; on equal ends the earlier start, then the lower id
-        inside.sort(key=lambda c: (-ends[c], starts[c], span_ids[c]))
-        kept[parent] = inside
+        # on equal ends the earlier start, then the lower id
+        inside.sort(key=lambda c: (-high[c], low[c], span_ids[c]))
+        candidates[span] = inside
+        taken[span] = 0
 
     backwards: list[Section] = []
-    boundary = ends[root]
+    boundary = high[root]
     path = [root]
-    next_child = {root: 0}
+    enter(root)
     while path:
         current = path[-1]
-        candidates = kept[current]
-        position = next_child[current]
-        # children ending after the boundary overlap the part already walked: never taken
-        while position < len(candidates) and ends[candidates[position]] > boundary:
+        inside = candidates[current]
+        position = taken[current]
+        # children ending after the boundary overlap the part walked: never taken
+        while position < len(inside) and high[inside[position]] > boundary:
             position += 1
-        if position < len(candidates):
-            child = candidates[position]
-            next_child[current] = position + 1
-            _add(backwards, current, ends[child], boundary)
-            boundary = ends[child]
+        if position < len(inside):
+            child = inside[position]
+            taken[current] = position + 1
+            _add(backwards, current, high[child], boundary)
+            boundary = high[child]
             path.append(child)
-            next_child[child] = 0
+            enter(child)
         else:
-            next_child[current] = position
-            _add(backwards, current, starts[current], boundary)
-            boundary = starts[current]
+            taken[current] = position
+            _add(backwards, current, low[current], boundary)
+            boundary = low[current]
             path.pop()
     backwards.reverse()
     return backwards

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cvtrace.viewer.analyses.compare import compare_traces
-from cvtrace.viewer.analyses.paths import path_tree
+from cvtrace.viewer.analyses.paths import TOP, depth_first, path_tree
 from tests.viewer.analyses.build import MS, TraceBuilder, sid
 
 
@@ -27,17 +27,17 @@ def slow() -> TraceBuilder:
 
 def test_spans_on_one_path_merge() -> None:
     tree = path_tree(slow().trace())
-    nodes = {(n.service, n.operation): n for n in tree.nodes}
+    nodes = {(n.service, n.operation): n for n in map(tree.node, range(len(tree)))}
     select = nodes["web", "SELECT circuits"]
-    assert (select.count, select.total_ns, select.self_ns, select.depth) == (
+    assert (select.spans, select.total_ns, select.self_ns, select.depth) == (
         10,
         10 * MS,
         10 * MS,
         1,
     )
     render = nodes["preview", "POST /render"]
-    assert (render.depth, tree.nodes[render.parent].operation) == (2, "POST")
-    assert tree.nodes[0].self_ns == (50 - 10 - 30) * MS
+    assert (render.depth, tree.operation[render.parent]) == (2, "POST")
+    assert tree.self_ns[0] == (50 - 10 - 30) * MS
     assert select.first_span == 1  # the earliest of the ten
 
 
@@ -47,16 +47,15 @@ def test_the_same_operation_under_different_parents_is_two_paths() -> None:
     a = t.add("a", 0, 5, root)
     t.add("query", 1, 2, a)
     t.add("query", 6, 7, root)
-    queries = [n for n in path_tree(t.trace()).nodes if n.operation == "query"]
-    assert sorted(n.depth for n in queries) == [1, 2]
+    tree = path_tree(t.trace())
+    assert sorted(tree.depth[n] for n in range(len(tree)) if tree.operation[n] == "query") == [1, 2]
 
 
 def test_orphans_start_paths_of_their_own() -> None:
     t = TraceBuilder()
     t.add("root", 0, 10)
     t.add("lost", 1, 2, sid(99))
-    tops = path_tree(t.trace()).tops()
-    assert len(tops) == 2
+    assert path_tree(t.trace()).parent == [TOP, TOP]
 
 
 def test_comparison_presence_counts_and_differences() -> None:
@@ -92,3 +91,10 @@ def test_a_trace_compared_with_itself_differs_nowhere() -> None:
     nodes = compare_traces(trace, trace)
     assert all(n.presence == "both" and n.total_diff_ns == 0 for n in nodes)
     assert sum(n.a.count for n in nodes) == len(trace)  # type: ignore[union-attr]
+
+
+def test_depth_first_puts_parents_before_children_siblings_by_key() -> None:
+    parents = [TOP, 0, 0, 1, TOP, 2, 1]
+    assert depth_first(parents, lambda n: -n) == [4, 0, 2, 5, 1, 6, 3]
+    assert depth_first(parents, lambda n: n) == [0, 1, 3, 6, 2, 5, 4]
+    assert depth_first([], lambda n: n) == []
