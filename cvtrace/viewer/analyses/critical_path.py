@@ -52,65 +52,85 @@ def critical_path(trace: TraceSpans, root: int | None = None) -> list[Section]:
         root = trace.main_root()
     if root is None:
         return []
-    children, starts, ends, span_ids = trace.children, trace.starts, trace.ends, trace.span_ids
-    # clipped times of the spans entered and of their children (the candidates)
-    low = {root: starts[root]}
-    high = {root: ends[root]}
-    candidates: dict[int, list[int]] = {}
-    taken: dict[int, int] = {}
+    children, span_ids = trace.children, trace.span_ids
+    # clipped times; only those of the spans entered and of their children are used
+    low = list(trace.starts)
+    high = list(trace.ends)
 
-    def enter(span: int) -> None:
-        """Clip ``span``'s children to its time; sort them last-finishing first."""
+    def enter(span: int) -> list[int]:
+        """Clip ``span``'s children to its time; return them last-finishing first."""
         floor, ceiling = low[span], high[span]
         inside = []
         for child in children[span]:
-            start = starts[child]
-            end = ends[child]
+            start = low[child]
+            end = high[child]
             if start < floor:
-                start = floor
+                start = low[child] = floor
             if end > ceiling:
-                end = ceiling
-            if start > end:  # entirely outside its parent: not on the path
-                continue
-            low[child], high[child] = start, end
-            inside.append(child)
-        # on equal ends the earlier start, then the lower id
-        inside.sort(key=lambda c: (-high[c], low[c], span_ids[c]))
-        candidates[span] = inside
-        taken[span] = 0
+                end = high[child] = ceiling
+            if start <= end:  # else entirely outside its parent: not on the path
+                inside.append(child)
+        if len(inside) < 2:
+            return inside
+        # by end, latest first (no key tuple per child); ties, rare, by start then id
+        inside.sort(key=high.__getitem__, reverse=True)
+        ends = [high[c] for c in inside]
+        if len(set(ends)) < len(ends):
+            first = 0
+            for position in range(1, len(inside) + 1):
+                if position == len(inside) or ends[position] != ends[first]:
+                    if position - first > 1:
+                        inside[first:position] = sorted(
+                            inside[first:position], key=lambda c: (low[c], span_ids[c])
+                        )
+                    first = position
+        return inside
 
     backwards: list[Section] = []
+    append = backwards.append
     boundary = high[root]
-    path = [root]
-    enter(root)
-    while path:
-        current = path[-1]
-        inside = candidates[current]
-        position = taken[current]
+    current, inside, position = root, enter(root), 0
+    above: list[tuple[int, list[int], int]] = []  # the path's spans above ``current``
+    while True:
+        count = len(inside)
         # children ending after the boundary overlap the part walked: never taken
-        while position < len(inside) and high[inside[position]] > boundary:
+        while position < count and high[inside[position]] > boundary:
             position += 1
-        if position < len(inside):
+        if position < count:
             child = inside[position]
-            taken[current] = position + 1
-            _add(backwards, current, high[child], boundary)
-            boundary = high[child]
-            path.append(child)
-            enter(child)
+            position += 1
+            end = high[child]
+            if end < boundary:
+                _add(backwards, current, end, boundary)
+            boundary = end
+            if children[child]:
+                above.append((current, inside, position))
+                current, inside, position = child, enter(child), 0
+            else:  # a leaf: all of it is on the path, and back to the parent
+                start = low[child]
+                if start < end:
+                    append(_new(Section, (child, start, end)))
+                boundary = start
         else:
-            taken[current] = position
             _add(backwards, current, low[current], boundary)
             boundary = low[current]
-            path.pop()
+            if not above:
+                break
+            current, inside, position = above.pop()
     backwards.reverse()
     return backwards
+
+
+_new = tuple.__new__  # Section(...) without NamedTuple's argument handling
 
 
 def _add(sections: list[Section], index: int, start: int, end: int) -> None:
     """Add a section walking backwards: skip empty ones, merge with the same span's last."""
     if end <= start:
         return
-    if sections and sections[-1].span == index and sections[-1].start_ns == end:
-        sections[-1] = Section(index, start, sections[-1].end_ns)
-    else:
-        sections.append(Section(index, start, end))
+    if sections:
+        last = sections[-1]
+        if last[0] == index and last[1] == end:
+            sections[-1] = _new(Section, (index, start, last[2]))
+            return
+    sections.append(_new(Section, (index, start, end)))
