@@ -60,7 +60,7 @@ def trace_calls(trace: TraceSpans) -> list[Call]:
                     trace.errors[i],
                     entry,
                     parent_service,
-                    trace.stored[i].span.trace_id if trace.stored else b"",
+                    trace.trace_id,
                 )
             )
     return out

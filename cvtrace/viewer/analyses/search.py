@@ -4,16 +4,18 @@ A span matches when it matches every filter given: ``text`` (case-insensitive, i
 its name, its service, or any attribute key or value of the span or its resource,
 or an event name), ``service`` (exactly), ``status`` (``error``, ``ok`` or
 ``unset``) and ``min_duration_ns``. The text of each span is gathered once per
-trace and kept with it (:func:`span_texts`), so each keystroke is one pass of
-substring tests.
+trace, from its stored spans (the columns leave attributes out), and kept with it
+(:func:`span_texts`), so each keystroke is one pass of substring tests.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
+from cvtrace.store import StoredSpan
 from cvtrace.viewer.analyses.spans import TraceSpans
 from cvtrace.viewer.jaeger import any_value_python
 
@@ -41,11 +43,16 @@ def _text(value: object) -> str:
     return value if isinstance(value, str) else str(value)
 
 
-def span_texts(trace: TraceSpans) -> list[str]:
-    """Return each span's searchable text, lowercased: name, service, attributes, events."""
+def span_texts(trace: TraceSpans, spans: Sequence[StoredSpan]) -> list[str]:
+    """Return each span's searchable text, lowercased: name, service, attributes, events.
+
+    Args:
+        trace: The trace.
+        spans: The stored spans it was read from, in the same order.
+    """
     out = []
     resource_texts: dict[int, str] = {}
-    for i, stored in enumerate(trace.stored):
+    for i, stored in enumerate(spans):
         resource = resource_texts.get(id(stored.resource))
         if resource is None:
             resource = resource_texts[id(stored.resource)] = "\n".join(
@@ -80,7 +87,7 @@ def find_spans(trace: TraceSpans, texts: list[str], what: SpanFilter) -> list[in
             continue
         if what.service and trace.services[i] != what.service:
             continue
-        if status is not None and trace.stored[i].span.status.code != status:
+        if status is not None and trace.statuses[i] != status:
             continue
         if what.min_duration_ns and trace.ends[i] - trace.starts[i] < what.min_duration_ns:
             continue

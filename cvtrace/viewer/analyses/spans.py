@@ -2,7 +2,10 @@
 
 :func:`trace_spans` reads the fields the analyses use out of the stored spans once
 (reading protobuf fields is the costly part: about 1.5 µs per span) into plain lists,
-where index ``i`` is one span, and links each span to its parent by index.
+where index ``i`` is one span, and links each span to its parent by index. The
+columns hold only numbers, strings and bytes (children as tuples of indexes), so a
+cached trace costs the garbage collector nothing to walk, unlike the span objects
+it was read from (which it does not keep).
 
 The tree follows the waterfall's rules (:func:`cvtrace.viewer.tracetree.tree_rows`;
 ``tests/viewer/analyses/test_spans.py`` checks that both agree):
@@ -54,18 +57,20 @@ class TraceSpans:
         "services",
         "span_ids",
         "starts",
-        "stored",
+        "statuses",
+        "trace_id",
     )
 
-    def __init__(self, stored: Sequence[StoredSpan]) -> None:
-        self.stored = stored
-        """The spans as given (for what the columns leave out: attributes, events)."""
+    def __init__(self, trace_id: bytes = b"") -> None:
+        self.trace_id = trace_id
         self.span_ids: list[bytes] = []
         self.starts: list[int] = []
         self.ends: list[int] = []
         self.names: list[str] = []
         self.services: list[str] = []
         self.errors: list[bool] = []
+        self.statuses: list[int] = []
+        """OTLP status codes (0 unset, 1 ok, 2 error)."""
         self.kinds: list[int] = []
         self.parents: list[int] = []
         """The index of each span's parent in the tree, or :data:`ROOT` for roots and
@@ -75,20 +80,27 @@ class TraceSpans:
         names none in the trace; unlike :attr:`parents`, parent loops are not cut."""
         self.orphans: list[bool] = []
         """The span names a parent that is not in the trace (or its parents loop)."""
-        self._children: list[list[int]] | None = None
+        self._children: list[tuple[int, ...]] | None = None
 
     def __len__(self) -> int:
         return len(self.span_ids)
 
     @property
-    def children(self) -> list[list[int]]:
+    def children(self) -> list[tuple[int, ...]]:
         """Return the indexes of each span's children, in the order the spans are listed."""
         if self._children is None:
-            children: list[list[int]] = [[] for _ in self.span_ids]
+            lists: dict[int, list[int]] = {}
             for i, parent in enumerate(self.parents):
                 if parent != ROOT:
-                    children[parent].append(i)
-            self._children = children
+                    kids = lists.get(parent)
+                    if kids is None:
+                        lists[parent] = [i]
+                    else:
+                        kids.append(i)
+            none: tuple[int, ...] = ()
+            self._children = [none] * len(self.span_ids)
+            for parent, kids in lists.items():
+                self._children[parent] = tuple(kids)  # of ints: untracked by the GC
         return self._children
 
     def roots(self) -> list[int]:
@@ -130,13 +142,14 @@ class TraceSpans:
 
 def trace_spans(stored: Sequence[StoredSpan]) -> TraceSpans:
     """Return the columns and the tree of one trace's spans (see the module docstring)."""
-    trace = TraceSpans(stored)
+    trace = TraceSpans(stored[0].span.trace_id if stored else b"")
     span_ids = trace.span_ids
     starts = trace.starts
     ends = trace.ends
     names = trace.names
     services = trace.services
     errors = trace.errors
+    statuses = trace.statuses
     kinds = trace.kinds
     parent_ids: list[bytes] = []
     for s in stored:
@@ -149,7 +162,9 @@ def trace_spans(stored: Sequence[StoredSpan]) -> TraceSpans:
         ends.append(end if end > start else start)
         names.append(span.name)
         services.append(s.service)
-        errors.append(span.status.code == _ERROR)
+        status = span.status.code
+        statuses.append(status)
+        errors.append(status == _ERROR)
         kinds.append(span.kind)
     count = len(span_ids)
     by_id: dict[bytes, int] = {}

@@ -8,7 +8,7 @@ from tests.viewer.analyses.build import MS, TraceBuilder
 
 def names(t: TraceBuilder, what: SpanFilter) -> list[str]:
     trace = t.trace()
-    return [trace.names[i] for i in find_spans(trace, span_texts(trace), what)]
+    return [trace.names[i] for i in find_spans(trace, span_texts(trace, t.spans), what)]
 
 
 def sample() -> TraceBuilder:

@@ -19,7 +19,7 @@ def test_roots_orphans_and_children() -> None:
     trace = t.trace()
     assert trace.parents == [ROOT, 0, ROOT, ROOT]
     assert trace.orphans == [False, False, True, True]
-    assert trace.children[0] == [1]
+    assert trace.children[0] == (1,)
     assert trace.main_root() == 0
     assert trace.span_ids[1] == child
 
