@@ -56,7 +56,7 @@ def service_map() -> str:
 
 @bp.get("/metrics")
 def metrics() -> str:
-    """Rate, errors and latency over time of one service's operations."""
+    """Rate, errors and latency over time of one service's operations (or one of them)."""
     services = get_store().services()
     service = request.args.get("service", "")
     if service not in services:
@@ -65,6 +65,7 @@ def metrics() -> str:
         "metrics.html",
         services=services,
         service=service,
+        operation=request.args.get("operation", ""),
         windows=WINDOWS,
         window=_window(),
         colors=_colors_json(),

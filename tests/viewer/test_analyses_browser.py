@@ -38,7 +38,19 @@ def point_of(page: Page, plot: str, meta: str, index: int) -> dict[str, float]:
 
 
 def click_point(page: Page, plot: str, meta: str, index: int) -> None:
+    """Hover a point, as a mouse would on its way, then click it.
+
+    plotly's click reports the points of the last hover: a click at once at a new
+    place reports the previous hover's point.
+    """
     point = point_of(page, plot, meta, index)
+    page.mouse.move(point["x"], point["y"], steps=4)
+    page.wait_for_function(
+        """([plot, meta, index]) => (document.getElementById(plot)._hoverdata || [])
+            .some((p) => p.data.meta === meta && p.pointNumber === index)""",
+        arg=[plot, meta, index],
+        timeout=10_000,
+    )
     page.mouse.click(point["x"], point["y"])
 
 
@@ -131,7 +143,27 @@ def test_map_click_through(page: Page, server: ViewerServer, store: SpanStore) -
     index = page.evaluate(
         "() => document.getElementById('red-rate').data[0].y.findIndex((v) => v > 0)"
     )
+    latency = page.evaluate("() => document.getElementById('red-latency').data.map((t) => t.name)")
+    assert latency == ["p50", "p95", "p99"]  # of the whole service
     click_point(page, "red-rate", "POST /render", index)
     page.wait_for_url("**/?*service=preview*", timeout=20_000)
     assert "operation=POST+%2Frender" in page.url or "operation=POST%20%2Frender" in page.url
     assert page.locator("#results a.trace-link").count() >= 1
+
+
+def test_metrics_of_one_operation(page: Page, server: ViewerServer, store: SpanStore) -> None:
+    cross_service_traffic(store, time.time_ns() // MS)
+    page.goto(f"{server.url}/metrics?service=circuits&window=1h")
+    page.wait_for_function("document.body.dataset.redReady === '1'", timeout=30_000)
+    options = page.locator("#red-operation option").all_inner_texts()
+    assert options == ["all operations", "GET /circuits/<id>"]
+    with page.expect_navigation():
+        page.select_option("#red-operation", "GET /circuits/<id>")
+        page.click("form button")
+    page.wait_for_function("document.body.dataset.redReady === '1'", timeout=30_000)
+    assert page.locator("#metrics-operation").inner_text() == "GET /circuits/<id>"
+    legend = page.locator("#red-latency .legendtext").all_text_contents()
+    assert legend == [f"GET /circuits/<id> {q}" for q in ("p50", "p95", "p99")]  # as text
+    # another service forgets the operation
+    page.select_option("form select[name=service]", "preview")
+    assert page.input_value("#red-operation") == ""

@@ -310,7 +310,8 @@
       },
       hovermode: "closest", dragmode: false,
     };
-    // two quick clicks (a call, then a service) must not read as a double click: no zoom here
+    // two quick clicks (a call, then a service) must not read as a double click, which
+    // resets the axes: there is no zoom here anyway
     const config = Object.assign({}, PLOT_CONFIG, { doubleClick: false });
     Plotly.newPlot("map", traces, layoutSpec, config).then(function (gd) {
       gd.on("plotly_click", function (ev) {
@@ -380,23 +381,35 @@
 
   // -- RED metrics -------------------------------------------------------------------
   const red = document.getElementById("red");
+  const serviceChoice = document.querySelector("form select[name=service]");
+  if (red && serviceChoice) {
+    // another service: its own operations, so the operation chosen is forgotten
+    serviceChoice.addEventListener("change", function () {
+      document.getElementById("red-operation").value = "";
+    });
+  }
   if (red && red.dataset.service) {
     const service = red.dataset.service;
+    const operation = red.dataset.operation;
     const lookback = lookbackMs(red.dataset.window);
+    const endTs = Date.now();
     const step = Math.max(1000, Math.round(lookback / 120 / 1000) * 1000);
     const base = {
-      service: service, groupByOperation: "true", endTs: Date.now(), lookback: lookback, step: step, ratePer: step,
+      service: service, endTs: endTs, lookback: lookback, step: step, ratePer: step,
       spanKind: ["server", "consumer", "internal", "client", "producer", "unspecified"],
     };
+    const byOperation = Object.assign({ groupByOperation: "true" }, base);
+    // latency: the chosen operation's, or the whole service's
+    const latencyBase = operation ? byOperation : base;
     Promise.all([
-      getJSON(withQuery(red.dataset.callsApi, base)),
-      getJSON(withQuery(red.dataset.errorsApi, base)),
-      getJSON(withQuery(red.dataset.latencyApi, Object.assign({ quantile: 0.5 }, base))),
-      getJSON(withQuery(red.dataset.latencyApi, Object.assign({ quantile: 0.95 }, base))),
-      getJSON(withQuery(red.dataset.latencyApi, Object.assign({ quantile: 0.99 }, base))),
+      getJSON(withQuery(red.dataset.callsApi, byOperation)),
+      getJSON(withQuery(red.dataset.errorsApi, byOperation)),
+      getJSON(withQuery(red.dataset.latencyApi, Object.assign({ quantile: 0.5 }, latencyBase))),
+      getJSON(withQuery(red.dataset.latencyApi, Object.assign({ quantile: 0.95 }, latencyBase))),
+      getJSON(withQuery(red.dataset.latencyApi, Object.assign({ quantile: 0.99 }, latencyBase))),
     ])
       .then(function ([calls, errors, p50, p95, p99]) {
-        drawRed(service, step, calls, errors, [["p50", p50, "dot"], ["p95", p95, "dash"], ["p99", p99, "solid"]]);
+        drawRed(service, operation, step, [endTs - lookback, endTs], calls, errors, [p50, p95, p99]);
       })
       .catch(function (err) {
         const status = document.getElementById("red-status");
@@ -410,40 +423,59 @@
     return label ? label.value : "";
   }
 
-  function series(family, scale, extra) {
-    return family.metrics.map(function (m, i) {
-      const op = operationOf(m);
-      return Object.assign({
-        type: "scatter", mode: "lines+markers", name: esc(op), meta: op,
-        x: m.metricPoints.map((p) => p.timestamp.replace("Z", "")),
-        y: m.metricPoints.map((p) => p.gaugeValue.doubleValue * scale),
-        line: { color: PALETTE[i % PALETTE.length] }, marker: { size: 5 },
-      }, extra || {});
-    });
+  function utc(ms) {
+    return new Date(ms).toISOString().replace("Z", "");
   }
 
-  function drawRed(service, step, calls, errors, quantiles) {
+  // one line per series of a family (of the chosen operation only, if one is chosen)
+  function lines(family, scale, colorOf, operation) {
+    return family.metrics
+      .filter((m) => !operation || operationOf(m) === operation)
+      .map(function (m) {
+        const op = operationOf(m);
+        return {
+          type: "scatter", mode: "lines+markers", name: esc(op || "all operations"), meta: op,
+          x: m.metricPoints.map((p) => p.timestamp.replace("Z", "")),
+          y: m.metricPoints.map((p) => p.gaugeValue.doubleValue * scale),
+          line: { color: colorOf(op) }, marker: { size: 5 },
+        };
+      });
+  }
+
+  function drawRed(service, chosen, step, range, calls, errors, quantiles) {
     const status = document.getElementById("red-status");
+    const select = document.getElementById("red-operation");
+    const operations = calls.metrics.map(operationOf);
+    const operation = operations.includes(chosen) ? chosen : "";
+    for (const op of operations) {
+      const option = el("option", op);
+      option.value = op;
+      option.selected = op === operation;
+      select.appendChild(option);
+    }
     if (!calls.metrics.length) {
       status.textContent = "No entry spans of " + service + " in this window.";
       document.body.dataset.redReady = "1";
       return;
     }
     status.textContent = "Step " + step / 1000 + "s. Times in UTC.";
+    const colorOf = (op) => PALETTE[Math.max(0, operations.indexOf(op)) % PALETTE.length];
+    const shades = ["#9ecae1", "#4292c6", "#08306b"];
+    const latency = [];
+    ["p50", "p95", "p99"].forEach(function (name, q) {
+      for (const line of lines(quantiles[q], 1, () => shades[q], operation)) {
+        line.name = esc((operation ? operation + " " : "") + name);
+        latency.push(line);
+      }
+    });
     const common = {
       margin: { l: 60, r: 10, t: 30, b: 40 }, hovermode: "closest",
-      legend: { orientation: "h", y: -0.25 }, xaxis: { type: "date" },
+      legend: { orientation: "h", y: -0.25 }, xaxis: { type: "date", range: range.map(utc) },
     };
     const charts = [
-      ["red-rate", series(calls, 1), "requests per second"],
-      ["red-errors", series(errors, 100), "errors (% of requests)"],
-      ["red-latency", [].concat(...quantiles.map(function ([name, family, dash]) {
-        return series(family, 1, { line: { dash: dash } }).map(function (t, i) {
-          t.name = esc(operationOf(family.metrics[i]) + " " + name);
-          t.line.color = PALETTE[i % PALETTE.length];
-          return t;
-        });
-      })), "duration (ms): p50 dotted, p95 dashed, p99 solid"],
+      ["red-rate", lines(calls, 1, colorOf, operation), "requests per second"],
+      ["red-errors", lines(errors, 100, colorOf, operation), "errors (% of requests)"],
+      ["red-latency", latency, "duration (ms), " + (operation || "all operations") + ": p50, p95, p99"],
     ];
     let drawn = 0;
     for (const [id, data, title] of charts) {
