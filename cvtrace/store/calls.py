@@ -90,30 +90,39 @@ class CallWriter:
         """
         calls = self.calls
         waiting: list[BatchSpan] = []
+        get = spans.get
+        # most spans are children of a span of the same request and resource (the same
+        # service): a lookup and a comparison each, by index, without unpacking them
         for span in spans.values():
-            span_id, resource, _, _, start, end, error, root, name, _, parent, kind = span
-            entry = root or kind in _ENTRY_KINDS
-            parent_service = None
-            if not root:
-                above = spans.get(parent)
-                if above is None or parent == span_id:
+            if span[7]:  # a root: an entry, called by no one
+                parent_service = None
+            else:
+                above = get(span[10])
+                if above is None or above is span:  # not in this request, or itself
                     waiting.append(span)
                     continue
-                service = service_ids[resource]
-                parent_service = service_ids[above[1]]
-                if parent_service == service:
+                if above[1] == span[1]:  # same resource, same service
+                    if span[11] not in _ENTRY_KINDS:
+                        continue
                     parent_service = None
-            if entry or parent_service is not None:
-                start = min(start, MAX_I64)
-                calls += (
-                    start,
-                    span_id,
-                    key,
-                    operation_ids[service_ids[resource], name],
-                    min(max(0, end - start), MAX_I64),
-                    (ERROR if error else 0) | (ENTRY if entry else 0) | kind << KIND_SHIFT,
-                    parent_service,
-                )
+                else:
+                    parent_service = service_ids[above[1]]
+                    if parent_service == service_ids[span[1]]:
+                        parent_service = None
+                        if span[11] not in _ENTRY_KINDS:
+                            continue
+            span_id, resource, _, _, start, end, error, root, name, _, _, kind = span
+            entry = root or kind in _ENTRY_KINDS
+            start = min(start, MAX_I64)
+            calls += (
+                start,
+                span_id,
+                key,
+                operation_ids[service_ids[resource], name],
+                min(max(0, end - start), MAX_I64),
+                (ERROR if error else 0) | (ENTRY if entry else 0) | kind << KIND_SHIFT,
+                parent_service,
+            )
         stored: dict[bytes, int] = {}
         if waiting and continued:
             stored = self._stored_services(key)
