@@ -57,7 +57,13 @@ from cvtrace.viewer.analyses.search import SpanFilter, find_spans, span_texts
 from cvtrace.viewer.analyses.shape import trace_shape
 from cvtrace.viewer.analyses.spans import TraceSpans, trace_spans
 from cvtrace.viewer.analyses.stats import trace_stats
-from cvtrace.viewer.jaeger_api import BadParameter, envelope, parse_duration_ns, parse_trace_id
+from cvtrace.viewer.jaeger_api import (
+    MAX_NS,
+    BadParameter,
+    envelope,
+    parse_duration_ns,
+    parse_trace_id,
+)
 
 bp = Blueprint("analyses_api", __name__, url_prefix="/api")
 
@@ -427,20 +433,32 @@ def compare() -> Response:
 # -- the store: service map and RED metrics ----------------------------------------
 
 
-def _ms_param(name: str, default: int | None) -> int | None:
+MAX_MS = MAX_NS // MS
+"""The latest time and longest duration in ms the store's nanosecond times hold (2262)."""
+
+
+def _ms_param(name: str, default: int) -> int:
+    """Return a time or duration in ms (Jaeger's unit for these APIs), up to 2262.
+
+    Raises:
+        BadParameter: Not a whole number, or out of that range.
+    """
     raw = request.args.get(name, "").strip()
     if not raw:
         return default
     try:
-        return int(raw)
-    except ValueError:
+        value = int(raw)
+    except ValueError:  # also more than 4300 digits
         msg = f"unable to parse param '{name}': {raw[:40]!r} is not a whole number of milliseconds"
         raise BadParameter(msg) from None
+    if not -MAX_MS <= value <= MAX_MS:
+        msg = f"{name}: {raw[:40]!r} ms is out of range; at most {MAX_MS} (the year 2262)"
+        raise BadParameter(msg)
+    return value
 
 
 def _positive_ms(name: str, default: int) -> int:
     value = _ms_param(name, default)
-    assert value is not None
     if value <= 0:
         msg = f"{name}: {value} ms is not a positive duration"
         raise BadParameter(msg)
@@ -449,9 +467,7 @@ def _positive_ms(name: str, default: int) -> int:
 
 def _window_ns(default_lookback_ms: int) -> tuple[int, int]:
     """Return (start, end) in ns from ``endTs`` and ``lookback`` (ms, as Jaeger's)."""
-    now_ms = time.time_ns() // MS
-    end_ms = _ms_param("endTs", now_ms)
-    assert end_ms is not None
+    end_ms = _ms_param("endTs", time.time_ns() // MS)
     if end_ms < 0:
         msg = f"endTs: {end_ms} is before 1970"
         raise BadParameter(msg)
@@ -536,6 +552,13 @@ def metrics_query() -> MetricsQuery:
         msg = (
             f"step: {step_ms} ms over a lookback of {(end_ns - start_ns) // MS} ms makes "
             f"{points} points per series; at most {MAX_POINTS}: use a longer step"
+        )
+        raise BadParameter(msg)
+    steps = -(-rate_per_ms // step_ms)
+    if steps > MAX_POINTS:
+        msg = (
+            f"ratePer: {rate_per_ms} ms is {steps} steps of {step_ms} ms; at most "
+            f"{MAX_POINTS}: use a shorter ratePer or a longer step"
         )
         raise BadParameter(msg)
     return MetricsQuery(
