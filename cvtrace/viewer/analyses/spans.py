@@ -7,8 +7,9 @@ columns hold only numbers, strings and bytes (children as tuples of indexes), so
 cached trace costs the garbage collector nothing to walk, unlike the span objects
 it was read from (which it does not keep).
 
-The tree follows the waterfall's rules (:func:`cvtrace.viewer.tracetree.tree_rows`;
-``tests/viewer/analyses/test_spans.py`` checks that both agree):
+The tree follows the waterfall's rules, the orphans found by
+:func:`cvtrace.viewer.tracetree.tree_marks` (``tests/viewer/analyses/test_spans.py``
+checks the tree against :func:`~cvtrace.viewer.tracetree.tree_rows`):
 
 - a span without a parent is a **root**; a trace may have several;
 - a span whose parent is not in the trace (or is itself) is an **orphan**: it is
@@ -28,6 +29,7 @@ from collections.abc import Sequence
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from cvtrace.store import StoredSpan
+from cvtrace.viewer.tracetree import tree_marks
 
 __all__ = ["ROOT", "TraceSpans", "trace_spans"]
 
@@ -166,49 +168,25 @@ def trace_spans(stored: Sequence[StoredSpan]) -> TraceSpans:
         statuses.append(status)
         errors.append(status == _ERROR)
         kinds.append(span.kind)
-    count = len(span_ids)
+    # which spans are orphans (parent missing, or in a loop): the waterfall's own rules
+    orphan_set, _ = tree_marks(span_ids, parent_ids, starts, ends)
     by_id: dict[bytes, int] = {}
     for i, span_id in enumerate(span_ids):
         by_id.setdefault(span_id, i)
-    parents = [ROOT] * count
-    orphans = [False] * count
+    parents = [ROOT] * len(span_ids)
+    named = [ROOT] * len(span_ids)
+    orphans = [False] * len(span_ids)
     for i, parent_id in enumerate(parent_ids):
         if not parent_id or parent_id == _ZERO_SPAN_ID:
             continue
         parent = by_id.get(parent_id)
-        if parent is None or parent == i:
+        if parent is not None and parent != i:
+            named[i] = parent
+        if i in orphan_set:
             orphans[i] = True
-        else:
+        elif parent is not None:
             parents[i] = parent
     trace.parents = parents
-    trace.named_parents = list(parents)
+    trace.named_parents = named
     trace.orphans = orphans
-    _cut_loops(trace)
     return trace
-
-
-def _cut_loops(trace: TraceSpans) -> None:
-    """Make orphans of the spans no root reaches (parent loops), as the waterfall does."""
-    children = trace.children
-    reached = [False] * len(trace)
-
-    def reach(top: int) -> None:
-        stack = [top]
-        while stack:
-            i = stack.pop()
-            if not reached[i]:
-                reached[i] = True
-                stack.extend(children[i])
-
-    for i, parent in enumerate(trace.parents):
-        if parent == ROOT:
-            reach(i)
-    if all(reached):
-        return
-    starts, span_ids = trace.starts, trace.span_ids
-    for i in sorted(range(len(trace)), key=lambda i: (starts[i], span_ids[i])):
-        if not reached[i]:
-            trace.parents[i] = ROOT
-            trace.orphans[i] = True
-            reach(i)
-    trace._children = None
