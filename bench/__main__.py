@@ -26,6 +26,7 @@ BENCHMARKS = {
     "hostile": "gzip members, 200k-span responses, 8 x 60 MB requests: time and viewer RSS",
     "serving": "the UI's search and trace pages: waitress vs Werkzeug's development server",
     "importing": "cvtrace import of big OTLP JSON lines, Jaeger JSON and protobuf files",
+    "analyses": "critical path, stats, compare of big traces; service map and RED at 1M spans",
 }
 
 REPORT_ORDER = (
@@ -39,8 +40,9 @@ REPORT_ORDER = (
     "hostile",
     "serving",
     "importing",
+    "analyses",
 )
-"""The numbering of BENCHMARKS.md (1-10), used for ``results/ALL.md``; runs go in the order
+"""The numbering of BENCHMARKS.md (1-11), used for ``results/ALL.md``; runs go in the order
 above."""
 
 

@@ -25,6 +25,8 @@ The package's parts, each with its design notes:
 - :mod:`.reading`: traces, spans and summaries by id;
 - :mod:`.search`: the search planner (a pure function of a query) and searches;
 - :mod:`.retention`: what the store keeps;
+- :mod:`.calls`: entry spans and cross-service calls, kept as spans are written, for
+  the viewer's service map and RED metrics;
 - :mod:`.schema`: the tables, their layout, and the migrations.
 """
 

@@ -68,9 +68,9 @@ StoredSummary = tuple[int, int, int, int, int, int, str, str, str]
 """(key, start_ns, end_ns, span_count, error_count, has_root, root_name,
 root_service, services JSON) of a stored trace."""
 
-BatchSpan = tuple[bytes, int, int, bytes, int, int, bool, bool, str, str]
+BatchSpan = tuple[bytes, int, int, bytes, int, int, bool, bool, str, str, bytes, int]
 """(span_id, resource index, scope index, body, start_ns, end_ns, is_error,
-is_root, name, service) of one span of a request."""
+is_root, name, service, parent_span_id, kind) of one span of a request."""
 
 
 class TraceBatch:
@@ -400,8 +400,9 @@ def prepare_request(
                 elif span_id in batch.spans:
                     continue  # sent twice: stored once
                 status_code = span.status.code
+                kind = span.kind
                 tags = batch.tags
-                tags.update(_DERIVED_TAGS[span.kind, status_code])
+                tags.update(_DERIVED_TAGS[kind, status_code])
                 for kv in span.attributes:
                     key = kv.key
                     if key in tag_keys:
@@ -425,6 +426,8 @@ def prepare_request(
                     not parent or parent == _ZERO_SPAN_ID,
                     name,
                     service,
+                    parent,
+                    kind,
                 )
                 scope_used = True
             if scope_used:
@@ -493,8 +496,9 @@ def prepare_encoded(resources: Sequence[EncodedResource], tag_keys: frozenset[st
                 elif span_id in batch.spans:
                     continue  # sent twice: stored once
                 status_code = span.status.status_code.value
+                kind = span.kind.value + 1  # the SDK's kinds start at 0, OTLP's at 1
                 tags = batch.tags
-                tags.update(_DERIVED_TAGS[span.kind.value + 1, status_code])
+                tags.update(_DERIVED_TAGS[kind, status_code])
                 attributes = span.attributes
                 if attributes:
                     for key in tag_keys.intersection(attributes):
@@ -515,6 +519,8 @@ def prepare_encoded(resources: Sequence[EncodedResource], tag_keys: frozenset[st
                     not parent or parent == _ZERO_SPAN_ID,
                     name,
                     service,
+                    parent,
+                    kind,
                 )
                 scope_used = True
             if scope_used:

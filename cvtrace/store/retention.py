@@ -20,6 +20,7 @@ import logging
 import sqlite3
 import time
 
+from cvtrace.store import calls
 from cvtrace.store.connections import write_transaction
 from cvtrace.store.schema import ORDINAL_BITS
 
@@ -104,6 +105,7 @@ def _delete_oldest(
         )
         conn.execute("DELETE FROM span_groups WHERE id < ?", ((cutoff + 1) << ORDINAL_BITS,))
         conn.execute("DELETE FROM traces WHERE key <= ?", (cutoff,))
+        calls.delete_traces(conn, cutoff)
         for table, column, id_table in (
             ("trace_services", "service_id", "services"),
             ("trace_operations", "operation_id", "operations"),

@@ -47,7 +47,7 @@ from cvtrace.store.batches import duration_bucket, span_field
 
 logger = logging.getLogger("cvtrace.store")
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """Version of the schema this module writes (``PRAGMA user_version``)."""
 
 ORDINAL_BITS = 32
@@ -184,7 +184,42 @@ INSERT INTO meta (key, value) SELECT 'indexed_key', coalesce(max(key), 0) FROM t
 by a unique index on ``traces``; ``meta.indexed_key`` is the newest trace indexed.
 Two duration buckets per power of two instead of four."""
 
-MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4}
+_SCHEMA_V5 = """
+CREATE TABLE calls (
+    start_ns INTEGER NOT NULL,
+    span_id BLOB NOT NULL,
+    trace_key INTEGER NOT NULL,
+    operation_id INTEGER NOT NULL,
+    duration_ns INTEGER NOT NULL,
+    flags INTEGER NOT NULL,
+    parent_service_id INTEGER,
+    PRIMARY KEY (start_ns, span_id)
+) WITHOUT ROWID;
+CREATE TABLE pending_calls (
+    trace_key INTEGER NOT NULL,
+    parent_span_id BLOB NOT NULL,
+    span_id BLOB NOT NULL,
+    start_ns INTEGER NOT NULL,
+    operation_id INTEGER NOT NULL,
+    duration_ns INTEGER NOT NULL,
+    flags INTEGER NOT NULL,
+    service_id INTEGER NOT NULL,
+    PRIMARY KEY (trace_key, parent_span_id, span_id)
+) WITHOUT ROWID
+"""
+"""Version 5: the call rows of the service map and RED metrics (:mod:`.calls`): ``calls``,
+keyed by start time (the reads are time windows, and
+spans mostly arrive in time order, so inserts land near the end), and
+``pending_calls``, the spans whose parent has not arrived yet. ``parent_service_id``
+is set when the parent is in another service."""
+
+MIGRATIONS: dict[int, str] = {
+    1: _SCHEMA_V1,
+    2: _SCHEMA_V2,
+    3: _SCHEMA_V3,
+    4: _SCHEMA_V4,
+    5: _SCHEMA_V5,
+}
 """Script that brings a store from version ``n - 1`` to version ``n``."""
 
 
@@ -267,6 +302,10 @@ def migrate(conn: sqlite3.Connection, path: Path) -> None:
             for statement in MIGRATIONS[target].split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            if target == 5 and version > 0:  # the call rows of the spans stored before
+                from cvtrace.store.calls import backfill
+
+                backfill(conn)
             conn.execute(f"PRAGMA user_version = {target}")
         conn.execute("COMMIT")
     except BaseException:

@@ -18,6 +18,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from cvtrace.otlp.encoding import EncodedResource
+from cvtrace.store import calls
 from cvtrace.store.batches import prepare_encoded, prepare_request
 from cvtrace.store.connections import (
     Connections,
@@ -248,6 +249,31 @@ class SpanStore:
         See :mod:`cvtrace.store.search` for what matches.
         """
         return self._searcher.search(query)
+
+    # -- calls: the service map and RED metrics (:mod:`.calls`) --------------
+
+    def dependencies(self, start_ns: int, end_ns: int) -> list[tuple[str, str, int, int]]:
+        """Return (parent service, child service, calls, errors) of the calls between
+        services that started in ``[start_ns, end_ns)``."""
+        with self._connections.reading() as conn:
+            return calls.read_dependencies(conn, start_ns, end_ns)
+
+    def entry_calls(
+        self, after_ns: int, until_ns: int, services: Iterable[str]
+    ) -> tuple[list[tuple[int, int, int, int]], dict[int, tuple[str, str]]]:
+        """Return the entry spans of ``services`` that started in ``(after_ns, until_ns]``.
+
+        See :func:`cvtrace.store.calls.read_entry_calls`.
+        """
+        with self._connections.reading() as conn:
+            return calls.read_entry_calls(conn, after_ns, until_ns, services)
+
+    def call_traces(
+        self, parent: str, child: str, start_ns: int, end_ns: int, limit: int = 20
+    ) -> list[bytes]:
+        """Return the newest traces with a call from ``parent`` to ``child`` in the window."""
+        with self._connections.reading() as conn:
+            return calls.read_call_traces(conn, parent, child, start_ns, end_ns, limit)
 
 
 def _check_readable(path: Path, version: int) -> None:

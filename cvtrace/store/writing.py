@@ -43,6 +43,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from cvtrace.store import calls
 from cvtrace.store.batches import Prepared, StoredSummary, TraceBatch, duration_bucket
 from cvtrace.store.connections import SQL_VARS, write_transaction
 from cvtrace.store.retention import Retention
@@ -502,6 +503,7 @@ class Writer:
         existing = self._stored_summaries(conn, list(prepared.traces))
         self._store_new_tags(conn, prepared)
         rows = _Rows()
+        call_rows = calls.CallWriter(conn)
         recent = self._recent
         # new traces get keys above every key used or indexed, so the new traces
         # are all above the indexed ones
@@ -521,9 +523,13 @@ class Writer:
                         continue
             _add_span_groups(rows, key, ordinal, batch, resources, scope_ids)
             self._add_search_rows(conn, rows, key, batch, resources)
+            call_rows.add_trace(
+                key, batch.spans, resources.service_ids, self._ids.operations, old is not None
+            )
             self._add_summary(rows, trace_id, key, batch, old)
         recent.upto = next_key - 1
         rows.insert(conn)
+        calls.write_rows(conn, call_rows)
         prepared.new_spans = rows.spans
 
     def _store_resources(self, conn: sqlite3.Connection, prepared: Prepared) -> _Resources:

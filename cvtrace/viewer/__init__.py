@@ -1,9 +1,10 @@
 """The cvtrace trace viewer: a Flask app over the SQLite span store.
 
-``create_app()`` builds the app: the UI (search and trace pages), the
-Jaeger-compatible JSON API under ``/api``, and the OTLP/HTTP receiver at
-``/v1/traces``. ``cvtrace view`` (``viewer.cli``) serves it, the receiver again
-on the OTLP port, and the gRPC receiver.
+``create_app()`` builds the app: the UI (search and trace pages, and the
+compare, service map and RED metrics pages), the Jaeger-compatible JSON API and the
+analyses under ``/api``, and the OTLP/HTTP receiver at ``/v1/traces``.
+``cvtrace view`` (``viewer.cli``) serves it, the receiver again on the OTLP port,
+and the gRPC receiver.
 
 Configuration (explicit ``config`` mapping, then ``CVTRACE_VIEWER_*`` variables,
 then defaults):
@@ -160,7 +161,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     Args:
         config: Overrides of the settings in the module docstring.
     """
-    from cvtrace.viewer import auth, jaeger_api, receiver, ui, uploads
+    from cvtrace.viewer import analyses_api, analyses_ui, auth, jaeger_api, receiver, ui, uploads
 
     app = Flask(__name__)
     _configure(app, config)
@@ -169,7 +170,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(receiver.bp)
     app.register_blueprint(jaeger_api.bp)
     app.register_blueprint(uploads.bp)
+    app.register_blueprint(analyses_api.bp)
     app.register_blueprint(ui.bp)
+    app.register_blueprint(analyses_ui.bp)
     return app
 
 

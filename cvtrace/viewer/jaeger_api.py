@@ -8,7 +8,9 @@
   durations are Go durations such as ``40ms`` or ``1.5s``; times are µs since
   the epoch; ``lookback`` such as ``1h`` or ``2d`` when ``start`` is absent)
 - ``GET /api/traces/{traceID}``
-- ``GET /api/dependencies`` (always empty: the viewer computes no service graph)
+
+``/api/dependencies`` (the service map) and the analyses are in
+:mod:`cvtrace.viewer.analyses_api`.
 """
 
 from __future__ import annotations
@@ -304,9 +306,3 @@ def get_trace(trace_id: str) -> Response:
             f'attachment; filename="trace-{raw_id.hex()}.jaeger.json"'
         )
     return response
-
-
-@bp.get("/dependencies")
-def dependencies() -> Response:
-    """Return no service dependencies (not computed by this viewer)."""
-    return envelope([])

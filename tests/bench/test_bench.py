@@ -110,6 +110,24 @@ def test_bigtrace_draws_in_chromium() -> None:
     assert result["page_errors"] == []
 
 
+@pytest.mark.slow
+def test_analyses_time_trace_and_store_queries() -> None:
+    result, text = run_quick("analyses")
+    for group in ("wall_ms", "cpu_ms"):
+        for name, samples in result["pure_ms"][group].items():
+            assert samples, name
+            assert all(positive(ms) for ms in samples), name
+    for group in ("warm_ms", "cold_ms"):
+        for name, samples in result["trace"][group].items():
+            assert all(positive(ms) for ms in samples), name
+    for name, samples in result["store"]["ms"].items():
+        assert all(positive(ms) for ms in samples), name
+    # the demo-like spans call preview: the map has its edge, the metrics their series
+    assert result["store"]["series"]["dependencies, whole store"] == 1
+    assert result["store"]["series"]["latencies p95, whole store, by operation"] > 1
+    assert "critical path" in text
+
+
 def test_tracing_calls_are_classified_by_package_not_by_path() -> None:
     """A checkout in a folder named ``cvtrace`` holds the demo too: its calls are the app's."""
     import opentelemetry.trace

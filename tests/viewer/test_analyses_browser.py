@@ -1,0 +1,169 @@
+"""The compare, service map and metrics pages in a real browser (Debian's Chromium).
+
+The browser, page and server fixtures are test_browser.py's, imported (F811: the
+imported fixtures are the tests' parameters of the same name).
+"""
+# ruff: noqa: F811
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from playwright.sync_api import Page
+
+from cvtrace.store import SpanStore
+from tests.viewer.support import ViewerServer, make_request
+from tests.viewer.test_analyses_api import MS, cross_service_traffic, request_trace
+from tests.viewer.test_browser import READY, browser, page, server  # noqa: F401 - fixtures
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def point_of(page: Page, plot: str, meta: str, index: int) -> dict[str, float]:
+    """Return page coordinates of point ``index`` of the plotly trace with ``meta``."""
+    point: dict[str, Any] = page.evaluate(
+        """([plot, meta, index]) => {
+            const gd = document.getElementById(plot);
+            const box = gd.querySelector('.nsewdrag').getBoundingClientRect();
+            const trace = gd.data.find((t) => t.meta === meta);
+            const fl = gd._fullLayout;
+            return {x: box.left + fl.xaxis.l2p(fl.xaxis.d2l(trace.x[index])),
+                    y: box.top + fl.yaxis.l2p(fl.yaxis.d2l(trace.y[index]))};
+        }""",
+        [plot, meta, index],
+    )
+    return point
+
+
+def click_point(page: Page, plot: str, meta: str, index: int) -> None:
+    """Hover a point, as a mouse would on its way, then click it.
+
+    plotly's click reports the points of the last hover: a click at once at a new
+    place reports the previous hover's point.
+    """
+    point = point_of(page, plot, meta, index)
+    page.mouse.move(point["x"], point["y"], steps=4)
+    page.wait_for_function(
+        """([plot, meta, index]) => (document.getElementById(plot)._hoverdata || [])
+            .some((p) => p.data.meta === meta && p.pointNumber === index)""",
+        arg=[plot, meta, index],
+        timeout=10_000,
+    )
+    page.mouse.click(point["x"], point["y"])
+
+
+def test_compare_shows_where_the_time_went(
+    page: Page, server: ViewerServer, store: SpanStore
+) -> None:
+    typical = request_trace(2)
+    slow = request_trace(6, preview_ms=20)
+    store.write_request(make_request(typical + slow))
+    a, b = typical[0].trace_id.hex(), slow[0].trace_id.hex()
+    page.goto(f"{server.url}/compare?a={a}&b={b}")
+    page.wait_for_function("document.body.dataset.compareReady === '1'", timeout=30_000)
+    rows = page.locator("#compare-table tbody tr")
+    assert rows.count() == 4
+    texts = [rows.nth(i).locator("td.path").inner_text() for i in range(4)]
+    assert texts == [
+        "circuits: GET /circuits/<id>",
+        "circuits: POST",
+        "preview: POST /render",
+        "circuits: SELECT circuits",
+    ]
+    classes = [rows.nth(i).get_attribute("class") or "" for i in range(4)]
+    assert classes[1] == classes[2] == "only-b"  # the call to preview: only in the slow one
+    assert classes[3] == "changed"  # 2 queries in A, 6 in B
+    summary = page.locator("#compare-summary").inner_text()
+    assert "B took 24.0ms more than A (29.0ms vs 5.00ms)" in summary
+    assert "preview: POST /render +19.8ms self time (only in B)" in summary
+    assert "circuits: SELECT circuits +4.00ms self time (2 → 6 spans)" in summary
+    # each side links to its own trace, at the path's first span
+    with page.expect_navigation():
+        rows.nth(3).locator("a.side-b").click()
+    assert f"/trace/{b}" in page.url
+    assert f"span={slow[1].span_id.hex()}" in page.url
+    page.wait_for_function(READY, timeout=60_000)
+
+
+def test_compare_offers_traces_of_the_same_shape(
+    page: Page, server: ViewerServer, store: SpanStore
+) -> None:
+    outlier = request_trace(30)
+    sibling = request_trace(2)
+    store.write_request(make_request(outlier + sibling + request_trace(2, preview_ms=1)))
+    page.goto(f"{server.url}/compare?a={outlier[0].trace_id.hex()}")
+    page.wait_for_function("document.body.dataset.compareReady === '1'", timeout=30_000)
+    choices = page.locator("#same-shape a")
+    assert choices.count() == 1  # the one calling preview has another shape
+    with page.expect_navigation():
+        choices.first.click()
+    page.wait_for_function("document.body.dataset.compareReady === '1'", timeout=30_000)
+    assert page.locator("#compare-table tbody tr").count() == 2
+
+
+def test_map_click_through(page: Page, server: ViewerServer, store: SpanStore) -> None:
+    now_ms = time.time_ns() // MS
+    traces = cross_service_traffic(store, now_ms)
+    page.goto(f"{server.url}/map?window=1h")
+    page.wait_for_function("document.body.dataset.mapReady === '1'", timeout=30_000)
+    assert "2 services, 5 calls between them" in page.locator("#map-status").inner_text()
+    labels = page.locator("#map .textpoint").all_text_contents()
+    assert "5 calls, 20.0% errors" in labels
+    # a call (the dot on its arrow): the traces that contain it, newest first
+    click_point(page, "map", "calls", 0)
+    page.wait_for_selector("#map-panel[data-ready='1']", timeout=20_000)
+    assert page.locator("#map-panel h2").inner_text() == "circuits → preview"
+    links = page.locator("#map-panel a.trace-link")
+    assert links.count() == 5
+    assert traces[9][0].trace_id.hex() in (links.first.get_attribute("href") or "")
+    # a service: its calls, its metrics, its slowest traces
+    click_point(page, "map", "services", 1)  # services are sorted: circuits, preview
+    page.wait_for_function(
+        "document.querySelector('#map-panel h2')?.textContent === 'preview'", timeout=20_000
+    )
+    page.wait_for_selector("#map-panel a.slow-link", timeout=20_000)
+    assert "called by circuits: 5 (1 errors)" in page.locator("#map-panel").inner_text()
+    with page.expect_navigation():
+        page.locator("#map-panel a.slow-link").click()
+    assert "service=preview" in page.url
+    assert "min_duration=2ms" in page.url
+    assert page.locator("#results a.trace-link").count() == 5  # all five took 2.8 ms
+    page.go_back()
+    page.wait_for_function("document.body.dataset.mapReady === '1'", timeout=30_000)
+    click_point(page, "map", "services", 1)
+    with page.expect_navigation():
+        page.locator("#map-panel a.red-link").click()
+    # the service's RED charts; a point opens the traces of that moment
+    page.wait_for_function("document.body.dataset.redReady === '1'", timeout=30_000)
+    assert page.locator("#metrics-service").inner_text() == "preview"
+    for chart in ("red-rate", "red-errors", "red-latency"):
+        assert page.locator(f"#{chart} .scatterlayer .trace").count() >= 1
+    index = page.evaluate(
+        "() => document.getElementById('red-rate').data[0].y.findIndex((v) => v > 0)"
+    )
+    latency = page.evaluate("() => document.getElementById('red-latency').data.map((t) => t.name)")
+    assert latency == ["p50", "p95", "p99"]  # of the whole service
+    click_point(page, "red-rate", "POST /render", index)
+    page.wait_for_url("**/?*service=preview*", timeout=20_000)
+    assert "operation=POST+%2Frender" in page.url or "operation=POST%20%2Frender" in page.url
+    assert page.locator("#results a.trace-link").count() >= 1
+
+
+def test_metrics_of_one_operation(page: Page, server: ViewerServer, store: SpanStore) -> None:
+    cross_service_traffic(store, time.time_ns() // MS)
+    page.goto(f"{server.url}/metrics?service=circuits&window=1h")
+    page.wait_for_function("document.body.dataset.redReady === '1'", timeout=30_000)
+    options = page.locator("#red-operation option").all_inner_texts()
+    assert options == ["all operations", "GET /circuits/<id>"]
+    with page.expect_navigation():
+        page.select_option("#red-operation", "GET /circuits/<id>")
+        page.click("form button")
+    page.wait_for_function("document.body.dataset.redReady === '1'", timeout=30_000)
+    assert page.locator("#metrics-operation").inner_text() == "GET /circuits/<id>"
+    legend = page.locator("#red-latency .legendtext").all_text_contents()
+    assert legend == [f"GET /circuits/<id> {q}" for q in ("p50", "p95", "p99")]  # as text
+    # another service forgets the operation
+    page.select_option("form select[name=service]", "preview")
+    assert page.input_value("#red-operation") == ""
