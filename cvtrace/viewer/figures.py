@@ -208,13 +208,13 @@ def waterfall_data(
     """
     if rows is None:
         rows = tree_rows(spans)
-    t0_ns = min((s.span.start_time_unix_nano for s in spans), default=0)
+    t0_ns = min((r.start_ns for r in rows), default=0)
     services = list(dict.fromkeys([*service_order, *(r.stored.service for r in rows)]))
     service_index = {name: i for i, name in enumerate(services)}
     protos = [r.stored.span for r in rows]
     # one pass per column: list comprehensions are the fast path over protobufs
-    start = [(p.start_time_unix_nano - t0_ns) / 1e6 for p in protos]
-    end = [max(s, (p.end_time_unix_nano - t0_ns) / 1e6) for s, p in zip(start, protos, strict=True)]
+    start = [(r.start_ns - t0_ns) / 1e6 for r in rows]
+    end = [max(s, (r.end_ns - t0_ns) / 1e6) for s, r in zip(start, rows, strict=True)]
     names: dict[str, int] = {}
     name = [names.setdefault(n, len(names)) for n in [p.name for p in protos]]
     error_code = Status.STATUS_CODE_ERROR
@@ -242,7 +242,7 @@ def waterfall_data(
     return {
         "format": WATERFALL_FORMAT,
         "rowCount": len(rows),
-        "ids": b"".join(p.span_id for p in protos).hex(),
+        "ids": b"".join([r.span_id for r in rows]).hex(),
         "start": typed_array(start, "f8"),
         "end": typed_array(end, "f8"),
         "depth": typed_array([min(r.depth, 0xFFFF) for r in rows], "u2"),

@@ -19,6 +19,11 @@ class Row(NamedTuple):
     """The span names a parent that is not in the trace (or its parents loop)."""
     skewed: bool
     """The span starts before, or ends after, its parent (clock skew)."""
+    start_ns: int
+    end_ns: int
+    span_id: bytes
+    """The span's times and id, read once here: a protobuf field read costs more than
+    a tuple's (~100k reads of each for a 100,000-span trace)."""
 
 
 def tree_rows(spans: Sequence[StoredSpan]) -> list[Row]:
@@ -71,10 +76,11 @@ def tree_rows(spans: Sequence[StoredSpan]) -> list[Row]:
                 continue
             visited[i] = True
             if parent_index < 0:
-                add(make(Row, (i, spans[i], depth, root_orphan, False)))
+                orphan, skewed = root_orphan, False
             else:
+                orphan = False
                 skewed = starts[i] < starts[parent_index] or ends[i] > ends[parent_index]
-                add(make(Row, (i, spans[i], depth, False, skewed)))
+            add(make(Row, (i, spans[i], depth, orphan, skewed, starts[i], ends[i], span_ids[i])))
             kids = children.get(i)
             if kids:
                 below = depth + 1

@@ -7,12 +7,14 @@ what is wrong."""
 
 from __future__ import annotations
 
+import gc
 import json
 import shlex
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from importlib.metadata import version
 from importlib.resources import files
@@ -285,6 +287,23 @@ class _CachedTrace:
         self.body: str | None = None
 
 
+@contextmanager
+def _no_collection() -> Iterator[None]:
+    """Hold off the garbage collector while a trace's objects are made.
+
+    Decoding a 100,000-span trace makes a few hundred thousand objects that all
+    live on: each full collection meanwhile walks them all for nothing (the trace
+    loads in ~0.26 s instead of ~0.40 s). Collections resume, and catch up, after.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 class _TraceCache:
     """The last two traces loaded, so their waterfall and hover notes load them once.
 
@@ -315,10 +334,11 @@ class _TraceCache:
                     if hit is not None and hit.span_count == summary.span_count:
                         self._items.move_to_end(trace_id)
                         return hit, services
-                spans = get_store().get_trace(trace_id)
-                if not spans:
-                    abort(404)
-                loaded = _CachedTrace(spans, tree_rows(spans))
+                with _no_collection():
+                    spans = get_store().get_trace(trace_id)
+                    if not spans:
+                        abort(404)
+                    loaded = _CachedTrace(spans, tree_rows(spans))
                 with self._lock:
                     self._items[trace_id] = loaded
                     self._items.move_to_end(trace_id)
@@ -459,7 +479,8 @@ def _waterfall(trace_id: str) -> _CachedTrace:
     raw_id = _trace_id_or_404(trace_id)
     cached, services = _trace_cache().get(raw_id)
     if cached.body is None:
-        data = waterfall_data(cached.spans, rows=cached.rows, service_order=services)
+        with _no_collection():
+            data = waterfall_data(cached.spans, rows=cached.rows, service_order=services)
         data["tree"] = {  # facts of the tree, for the page's header
             "depth": max_depth(cached.rows),
             "orphans": sum(1 for r in cached.rows if r.orphan),
