@@ -167,21 +167,23 @@ def _interact(page: Any, size: int, rng: random.Random, cdp: Any) -> dict[str, A
         x = box["x"] + rng.uniform(0.05, 0.95) * box["width"]
         jumps.append(_input_to_frame(page, lambda x=x, y=y: page.mouse.click(x, y), _AFTER_DRAW))
     out["jump"] = jumps
-    # collapse, then expand, the biggest subtree below the root
+    # collapse, then expand, the root (every other span), then the biggest subtree below it
     page.evaluate("document.querySelector('.wf-scroller').scrollTop = 0")
     page.wait_for_timeout(100)
     chevrons = page.evaluate(
         """() => Array.from(document.querySelectorAll('.wf-row[data-row] .wf-chev:not(.leaf)'))
             .map((c) => [Number(c.closest('.wf-row').dataset.row),
-                         Number((c.title.match(/\\d+/) || [0])[0])])
-            .filter(([row]) => row > 0)"""
+                         Number((c.title.match(/\\d+/) || [0])[0])])"""
     )
-    if chevrons:
-        row, hidden = max(chevrons, key=lambda rc: rc[1])
-        chevron = page.locator(f'.wf-row[data-row="{row}"] .wf-chev')
-        out["subtree"] = hidden
-        out["collapse"] = _input_to_frame(page, chevron.click, _AFTER_DRAW)
-        out["expand"] = _input_to_frame(page, chevron.click, _AFTER_DRAW)
+    below = [rc for rc in chevrons if rc[0] > 0]
+    picks = {"root": [rc for rc in chevrons if rc[0] == 0]}
+    picks["subtree"] = [max(below, key=lambda rc: rc[1])] if below else []
+    for name, found in picks.items():
+        for row, hidden in found:
+            chevron = page.locator(f'.wf-row[data-row="{row}"] .wf-chev')
+            out[f"{name}_hidden"] = hidden
+            out[f"{name}_collapse"] = _input_to_frame(page, chevron.click, _AFTER_DRAW)
+            out[f"{name}_expand"] = _input_to_frame(page, chevron.click, _AFTER_DRAW)
     # click a row (on its bar's track) until its details are shown
     details = []
     for _ in range(3):
@@ -223,7 +225,7 @@ def _brief(sample: dict[str, Any]) -> str:
     return (
         f"scroll max {worst([s['ms'] for s in sample['scroll']])}, "
         f"jump max {worst(sample['jump'])}, "
-        f"collapse {worst([sample['collapse']] if 'collapse' in sample else [])}, "
+        f"collapse {worst([v for k, v in sample.items() if k.endswith('_collapse')])}, "
         f"details max {worst(sample['details'])}, heap {sample['heap_mb']:.0f} MB"
     )
 
@@ -292,6 +294,16 @@ def run(quick: bool = False) -> tuple[dict[str, Any], str]:
     return result, markdown(result)
 
 
+def _fold(samples: list[dict[str, Any]], name: str) -> str:
+    """``hidden / collapse ms / expand ms`` of the root or the biggest subtree."""
+    found = [s for s in samples if f"{name}_collapse" in s]
+    if not found:
+        return "-"
+    collapse = spread(s[f"{name}_collapse"] for s in found)
+    expand = spread(s[f"{name}_expand"] for s in found)
+    return f"{found[0][f'{name}_hidden']:,} / {collapse.fmt(0)} / {expand.fmt(0)}"
+
+
 def _get(mapping: dict[Any, Any], size: int) -> Any:
     """A size's entry, keyed by int (fresh) or str (read back from JSON)."""
     return mapping.get(size, mapping.get(str(size)))
@@ -323,11 +335,10 @@ def markdown(result: dict[str, Any]) -> str:
         inter_rows.append(
             (
                 f"{size:,}",
-                spread(scroll).fmt(0),
+                spread(scroll).fmt(0) if scroll else "- (fits)",
                 spread(ms for sample in samples for ms in sample["jump"]).fmt(0),
-                f"{samples[0].get('subtree', 0):,}",
-                spread(s["collapse"] for s in samples if "collapse" in s).fmt(0),
-                spread(s["expand"] for s in samples if "expand" in s).fmt(0),
+                _fold(samples, "root"),
+                _fold(samples, "subtree"),
                 spread(ms for sample in samples for ms in sample["details"]).fmt(0),
                 spread(s["heap_mb"] for s in samples).fmt(1),
                 spread(s["elements"] for s in samples).fmt(0),
@@ -339,7 +350,14 @@ def markdown(result: dict[str, Any]) -> str:
     cold_big = spread(s["ready"] for s in _get(loads["cold"], big)).median
     scroll = spread(s["ms"] for sample in big_inter for s in sample["scroll"])
     jump = spread(ms for sample in big_inter for ms in sample["jump"])
-    fold = spread(max(s["collapse"], s["expand"]) for s in big_inter if "collapse" in s)
+    fold = spread(
+        max(s[f"{name}_collapse"], s[f"{name}_expand"])
+        for s in big_inter
+        for name in ("root", "subtree")
+        if f"{name}_collapse" in s
+    )
+    hides = [big_inter[0].get(f"{name}_hidden", 0) for name in ("subtree", "root")]
+    hides = [h for h in hides if h] or [0]
     details = spread(ms for sample in big_inter for ms in sample["details"])
     heap = spread(s["heap_mb"] for s in big_inter)
     small = min(sizes)
@@ -369,8 +387,8 @@ def markdown(result: dict[str, Any]) -> str:
             verdict(jump.high <= TARGETS["jump_ms"]),
         ),
         (
-            f"{big:,} spans: collapse or expand a subtree of "
-            f"{big_inter[0].get('subtree', 0):,} spans <= 150 ms",
+            f"{big:,} spans: collapse or expand a subtree hiding {min(hides):,} to "
+            f"{max(hides):,} spans (target: 50,000) <= 150 ms",
             worst.format(fold.median, fold.high),
             verdict(fold.high <= TARGETS["collapse_ms"]),
         ),
@@ -432,9 +450,8 @@ def markdown(result: dict[str, Any]) -> str:
                     "spans",
                     "scroll to a row",
                     "minimap jump",
-                    "subtree size",
-                    "collapse",
-                    "expand",
+                    "root: hides / collapse / expand",
+                    "biggest subtree below: hides / collapse / expand",
                     "click -> details",
                     "JS heap MB",
                     "elements",

@@ -107,13 +107,15 @@ def test_bigtrace_draws_in_chromium() -> None:
     for kind, by_size in result["loads"].items():
         for size, samples in by_size.items():
             assert positive(samples[0]["ready"]), (kind, size)
-            assert positive(samples[0]["figure_bytes"]), (kind, size)
+            # warm: the rows come from the browser's cache, nothing travels
+            assert positive(samples[0]["figure_bytes"]) == (kind != "warm"), (kind, size)
     for size, samples in result["interactions"].items():
         sample = samples[0]
         assert all(positive(s["ms"]) for s in sample["scroll"]), size
         assert all(positive(ms) for ms in sample["jump"] + sample["details"]), size
-        assert positive(sample["collapse"]), size
-        assert positive(sample["expand"]), size
+        assert positive(sample["root_collapse"]), size
+        assert positive(sample["root_expand"]), size
+        assert sample["root_hidden"] == int(size) - 1, size
         assert positive(sample["heap_mb"]), size
     assert all(positive(ms) for ms in result["search_ms"]["cold"])
     assert result["page_errors"] == []
