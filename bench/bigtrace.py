@@ -332,15 +332,17 @@ def markdown(result: dict[str, Any]) -> str:
     for size in sizes:
         samples = _get(inter, size)
         scroll = [s["ms"] for sample in samples for s in sample["scroll"]]
+        jumps = [ms for sample in samples for ms in sample["jump"]]
         inter_rows.append(
             (
                 f"{size:,}",
                 spread(scroll).fmt(0) if scroll else "- (fits)",
-                spread(ms for sample in samples for ms in sample["jump"]).fmt(0),
+                spread(jumps).fmt(0) if jumps else "- (fits)",
                 _fold(samples, "root"),
                 _fold(samples, "subtree"),
                 spread(ms for sample in samples for ms in sample["details"]).fmt(0),
                 spread(s["heap_mb"] for s in samples).fmt(1),
+                spread(s.get("dom_heap_mb", float("nan")) for s in samples).fmt(1),
                 spread(s["elements"] for s in samples).fmt(0),
             )
         )
@@ -442,8 +444,9 @@ def markdown(result: dict[str, Any]) -> str:
             "",
             "Interactions on the warm page: ms from the input (its event time stamp, or the "
             "script setting `scrollTop`) to the first frame after the page drew; median "
-            "[min..max] over every sample (5 scrolls, 3 jumps, 3 clicks per round); heap = "
-            "JS heap used after a garbage collection, elements = the page's element count.",
+            "[min..max] over every sample (5 scrolls, 3 jumps, 3 clicks per round); JS heap = "
+            "V8's heap used after a garbage collection plus the typed arrays' buffers (outside "
+            "it); DOM heap = Blink's (the page's nodes); elements = the page's element count.",
             "",
             table(
                 [
@@ -454,6 +457,7 @@ def markdown(result: dict[str, Any]) -> str:
                     "biggest subtree below: hides / collapse / expand",
                     "click -> details",
                     "JS heap MB",
+                    "DOM heap MB",
                     "elements",
                 ],
                 inter_rows,
