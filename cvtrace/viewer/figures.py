@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 ERROR_COLOR = "#D62728"
-"""Errors' red: relative luminance 0.16, so 5.0:1 on white and 3.6:1 on the dark theme."""
+"""Errors' red: relative luminance 0.16, so 5.0:1 on white and 3.5:1 on the dark theme."""
 HOVER_KEYS = (
     "http.request.method",
     "http.route",
@@ -77,7 +77,7 @@ def format_duration_ns(duration_ns: int) -> str:
 LUMINANCE_TIERS = (0.15, 0.24)
 """Relative luminances of service colours (WCAG 2): between 0.15 and 0.24 a colour
 has at least 3:1 contrast on white (1.05 / 0.29 = 3.6) and on the dark theme's
-background #15191E (luminance 0.0087: 0.20 / 0.0587 = 3.4). Two tiers, picked by
+background #15191E (luminance 0.0095: 0.20 / 0.0595 = 3.4). Two tiers, picked by
 the name's hash like the hue, tell apart services whose hues are close."""
 
 
