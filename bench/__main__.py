@@ -22,7 +22,7 @@ BENCHMARKS = {
     "memory": "the demo's RSS under load under gunicorn, with and without jemalloc",
     "ingest": "viewer ingest (OTLP/HTTP and local exporter) into a store of 1M spans",
     "search": "viewer search p50/p99 of /api/traces at 1M spans",
-    "bigtrace": "1k/10k/50k-span traces: server time and drawing in headless Chromium",
+    "bigtrace": "10 to 100k-span traces in headless Chromium: loads, scrolling, details",
     "hostile": "gzip members, 200k-span responses, 8 x 60 MB requests: time and viewer RSS",
     "serving": "the UI's search and trace pages: waitress vs Werkzeug's development server",
     "importing": "cvtrace import of big OTLP JSON lines, Jaeger JSON and protobuf files",

@@ -30,7 +30,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from bench.common import data_dir, log
 
 MILLION = 1_000_000
-BIG_TRACE_SIZES = (1_000, 10_000, 50_000)
+BIG_TRACE_SIZES = (10, 1_000, 10_000, 50_000, 100_000)
 BATCH_SPANS = 512
 """Spans per request: the SDK's default export batch."""
 

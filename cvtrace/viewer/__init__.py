@@ -133,12 +133,15 @@ def _open_store(config: Mapping[str, Any]) -> SpanStore:
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; "
-    "img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
-    "frame-ancestors 'none'; form-action 'self'"
+    "img-src 'self' data:; connect-src 'self'; frame-src 'none'; worker-src 'none'; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
 )
-"""No inline scripts: an escaping mistake still could not run injected script.
-plotly.js adds inline styles (``'unsafe-inline'`` for styles only), and its WebGL
-traces (regl) generate their drawing code at run time (``'unsafe-eval'``)."""
+"""Nothing leaves for another origin: scripts, styles, images, fetches and form
+posts go to the viewer only, and no frame or worker is loaded at all. No inline
+scripts: an escaping mistake still could not run injected script. plotly.js
+(the analysis pages' charts) adds inline styles (``'unsafe-inline'`` for styles
+only), and its WebGL traces (regl) generate their drawing code at run time
+(``'unsafe-eval'``)."""
 
 
 def _security_headers(response: Response) -> Response:
@@ -161,11 +164,21 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     Args:
         config: Overrides of the settings in the module docstring.
     """
-    from cvtrace.viewer import analyses_api, analyses_ui, auth, jaeger_api, receiver, ui, uploads
+    from cvtrace.viewer import (
+        analyses_api,
+        analyses_ui,
+        auth,
+        jaeger_api,
+        receiver,
+        transfer,
+        ui,
+        uploads,
+    )
 
     app = Flask(__name__)
     _configure(app, config)
     auth.init_app(app)
+    transfer.init_app(app)
     app.after_request(_security_headers)
     app.register_blueprint(receiver.bp)
     app.register_blueprint(jaeger_api.bp)

@@ -104,9 +104,20 @@ def test_search_times_every_query() -> None:
 @pytest.mark.browser
 def test_bigtrace_draws_in_chromium() -> None:
     result, _ = run_quick("bigtrace")
-    for size, samples in result["browser"].items():
-        assert positive(samples[0]["ready"]), size
-        assert positive(samples[0]["click_ms"]), size
+    for kind, by_size in result["loads"].items():
+        for size, samples in by_size.items():
+            assert positive(samples[0]["ready"]), (kind, size)
+            # warm: the rows come from the browser's cache, nothing travels
+            assert positive(samples[0]["figure_bytes"]) == (kind != "warm"), (kind, size)
+    for size, samples in result["interactions"].items():
+        sample = samples[0]
+        assert all(positive(s["ms"]) for s in sample["scroll"]), size
+        assert all(positive(ms) for ms in sample["jump"] + sample["details"]), size
+        assert positive(sample["root_collapse"]), size
+        assert positive(sample["root_expand"]), size
+        assert sample["root_hidden"] == int(size) - 1, size
+        assert positive(sample["heap_mb"]), size
+    assert all(positive(ms) for ms in result["search_ms"]["cold"])
     assert result["page_errors"] == []
 
 

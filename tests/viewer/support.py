@@ -65,6 +65,8 @@ class SpanSpec:
     kind: int = Span.SPAN_KIND_INTERNAL
     scope: str = "tests"
     events: Sequence[tuple[str, int, Mapping[str, object]]] = ()
+    links: Sequence[tuple[bytes, bytes, Mapping[str, object]]] = ()
+    """(trace id, span id, attributes) of each span link."""
 
 
 def make_request(specs: Sequence[SpanSpec]) -> ExportTraceServiceRequest:
@@ -100,6 +102,11 @@ def make_request(specs: Sequence[SpanSpec]) -> ExportTraceServiceRequest:
             event.name = event_name
             event.time_unix_nano = event_ns
             event.attributes.extend(key_values(event_attrs))
+        for link_trace, link_span, link_attrs in spec.links:
+            link = span.links.add()
+            link.trace_id = link_trace
+            link.span_id = link_span
+            link.attributes.extend(key_values(link_attrs))
         if spec.error:
             span.status.code = Status.STATUS_CODE_ERROR
             span.status.message = "boom"

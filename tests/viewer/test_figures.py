@@ -1,4 +1,4 @@
-"""Figure functions, called without a server."""
+"""The pages' data, built by pure functions without a server."""
 
 from __future__ import annotations
 
@@ -7,148 +7,33 @@ import json
 from array import array
 from typing import Any
 
-import plotly.graph_objects as go
 import pytest
 
 from cvtrace.store import SpanStore, StoredSpan, TraceQuery
 from cvtrace.viewer.figures import (
-    FLAG_COLLAPSED,
+    ERROR_COLOR,
     FLAG_ERROR,
     FLAG_ORPHAN,
     FLAG_SKEWED,
+    MIN_TIME_PAD_MS,
     attribute_notes,
-    durations_figure,
+    contrast_ratio,
+    durations_data,
     format_duration_ns,
+    service_color,
+    service_colors,
     waterfall_data,
-    waterfall_figure,
 )
 from cvtrace.viewer.tracetree import tree_rows
 from tests.viewer.support import T0_NS, SpanSpec, make_request, new_trace_id, simple_trace
+
+LIGHT_BACKGROUND = "#FFFFFF"
+DARK_BACKGROUND = "#15191E"  # --bg of the dark theme (viewer.css)
 
 
 def stored(store: SpanStore, specs: list[SpanSpec]) -> list[StoredSpan]:
     store.write_request(make_request(specs))
     return store.get_trace(specs[0].trace_id)
-
-
-def markers(figure: object) -> object:
-    (trace,) = [t for t in figure.data if t.meta == "spans"]  # type: ignore[attr-defined]
-    return trace
-
-
-class TestWaterfall:
-    def test_rows_in_tree_order_with_indent(self, store: SpanStore) -> None:
-        trace_id = new_trace_id()
-        root = SpanSpec("root", trace_id, duration_ns=10_000_000, service="a")
-        b = SpanSpec("b", trace_id, parent_span_id=root.span_id, start_ns=T0_NS + 5, service="b")
-        a = SpanSpec(
-            "a",
-            trace_id,
-            parent_span_id=root.span_id,
-            start_ns=T0_NS + 1,
-            service="a",
-            duration_ns=5_000_000,
-        )
-        a1 = SpanSpec("a1", trace_id, parent_span_id=a.span_id, start_ns=T0_NS + 2, service="b")
-        spans = stored(store, [b, a1, root, a])
-        figure = waterfall_figure(spans)
-        points = markers(figure)
-        assert list(points.customdata) == [s.span_id.hex() for s in (root, a, a1, b)]  # type: ignore[attr-defined]
-        labels = list(figure.layout.yaxis.ticktext)
-        assert [label.strip("\u2002") for label in labels] == ["root", "a", "a1", "b"]
-        # labels are right-aligned: depth shows as less padding on the right
-        assert labels[0].endswith("\u2002" * 4)
-        assert labels[1].endswith("\u2002" * 2)
-        assert not labels[2].endswith("\u2002")
-        # one line trace per service plus the markers: not one trace per span
-        assert len(figure.data) == 3
-        assert {t.name for t in figure.data if t.mode == "lines"} == {"a", "b"}
-
-    def test_bar_spans_start_to_end_in_ms(self, store: SpanStore) -> None:
-        specs = simple_trace(children=1)
-        figure = waterfall_figure(stored(store, specs))
-        lines = figure.data[0]
-        assert list(lines.x) == [0.0, 10.0, None, 1.0, 2.0, None]
-        assert list(lines.y) == [0, 0, None, 1, 1, None]
-
-    def test_errors_marked(self, store: SpanStore) -> None:
-        specs = simple_trace(children=1, error=True)
-        figure = waterfall_figure(stored(store, specs))
-        assert any(t.name == "error" for t in figure.data)
-        assert list(markers(figure).marker.symbol) == ["x", "circle"]  # type: ignore[attr-defined]
-        assert "<b>error</b>" in markers(figure).hovertext[0]  # type: ignore[attr-defined]
-
-    def test_hostile_names_are_escaped(self, store: SpanStore) -> None:
-        trace_id = new_trace_id()
-        hostile = '<script>alert("x")</script><a href="javascript:x">link</a>'
-        spans = stored(
-            store,
-            [SpanSpec(hostile, trace_id, service="<b>svc</b>", attrs={"http.route": "<i>r</i>"})],
-        )
-        figure = waterfall_figure(spans)
-        text = figure.to_json()
-        assert "<script>" not in text
-        assert "<a href" not in text
-        assert "<i>r" not in text
-        assert "&lt;script&gt;" in figure.layout.yaxis.ticktext[0]
-        assert "&lt;b&gt;svc&lt;/b&gt;" in markers(figure).hovertext[0]  # type: ignore[attr-defined]
-
-    def test_orphans_and_skew_kept_and_marked(self, store: SpanStore) -> None:
-        trace_id = new_trace_id()
-        root = SpanSpec("root", trace_id, duration_ns=1000)
-        spans = stored(
-            store,
-            [
-                root,
-                SpanSpec("lost", trace_id, parent_span_id=b"\x07" * 8, start_ns=T0_NS + 1),
-                SpanSpec("early", trace_id, parent_span_id=root.span_id, start_ns=T0_NS - 100),
-            ],
-        )
-        figure = waterfall_figure(spans)
-        labels = list(figure.layout.yaxis.ticktext)
-        assert len(labels) == 3
-        assert any("lost" in label and "⚠" in label for label in labels)
-        assert any("early" in label and "⏱" in label for label in labels)
-
-    def test_parent_loop_is_shown_not_dropped(self, store: SpanStore) -> None:
-        trace_id = new_trace_id()
-        a = SpanSpec("a", trace_id)
-        b = SpanSpec("b", trace_id, parent_span_id=a.span_id, start_ns=T0_NS + 1)
-        a.parent_span_id = b.span_id
-        rows = tree_rows(stored(store, [a, b]))
-        assert [r.stored.span.name for r in rows] == ["a", "b"]
-        assert rows[0].orphan
-
-    def test_collapse_hides_descendants(self, store: SpanStore) -> None:
-        specs = simple_trace(children=3)
-        spans = stored(store, specs)
-        figure = waterfall_figure(spans, collapsed=[specs[0].span_id])
-        assert list(markers(figure).customdata) == [specs[0].span_id.hex()]  # type: ignore[attr-defined]
-        assert "▸3" in figure.layout.yaxis.ticktext[0]
-
-    def test_focus_scrolls_to_span(self, store: SpanStore) -> None:
-        specs = simple_trace(children=200)
-        spans = stored(store, specs)
-        figure = waterfall_figure(spans, focus_span_id=specs[150].span_id)
-        low, high = sorted(figure.layout.yaxis.range)
-        assert low <= 149 <= high  # row of the 150th child (row 0 is the root)
-
-    def test_big_trace_stays_a_few_traces(self, store: SpanStore) -> None:
-        trace_id = new_trace_id()
-        root = SpanSpec("root", trace_id, duration_ns=10**9)
-        specs = [root] + [
-            SpanSpec(
-                f"op {i % 50}",
-                trace_id,
-                parent_span_id=root.span_id,
-                start_ns=T0_NS + i * 1000,
-                service=f"s{i % 5}",
-            )
-            for i in range(20_000)
-        ]
-        figure = waterfall_figure(stored(store, specs))
-        assert len(figure.data) == 7  # six services and the markers
-        assert len(markers(figure).customdata) == 20_001  # type: ignore[attr-defined]
 
 
 def column(data: dict[str, Any], name: str) -> list[float] | list[int]:
@@ -169,17 +54,22 @@ class TestWaterfallData:
         assert data["rowCount"] == 4
         assert data["ids"] == "".join(s.span_id.hex() for s in (root, a, a1, b))
         assert [data["names"][i] for i in column(data, "name")] == ["root", "a", "a1", "b"]
+        # the page finds each subtree from the depths: the rows after a row that are deeper
         assert column(data, "depth") == [0, 1, 2, 1]
         assert [data["services"][i] for i in column(data, "service")] == ["a", "a", "b", "b"]
-        assert data["colors"] == ["#4C78A8", "#F58518"]
-        assert data["focusRow"] is None
+        assert data["colors"] == [service_color("a"), service_color("b")]
+
+    def test_service_order_comes_first(self, store: SpanStore) -> None:
+        data = waterfall_data(stored(store, simple_trace("web")), service_order=["db", "web"])
+        assert data["services"] == ["db", "web"]
+        assert column(data, "service") == [1, 1, 1]
 
     def test_start_and_end_in_ms(self, store: SpanStore) -> None:
         data = waterfall_data(stored(store, simple_trace(children=1)))
         assert column(data, "start") == [0.0, 1.0]
         assert column(data, "end") == [10.0, 2.0]
 
-    def test_flags_children_and_notes(self, store: SpanStore) -> None:
+    def test_flags_notes_and_every_span(self, store: SpanStore) -> None:
         trace_id = new_trace_id()
         root = SpanSpec("root", trace_id, duration_ns=10**9, error=True)
         kid = SpanSpec("kid", trace_id, parent_span_id=root.span_id, start_ns=T0_NS + 1)
@@ -188,7 +78,7 @@ class TestWaterfallData:
             [
                 root,
                 kid,
-                SpanSpec("grandkid", trace_id, parent_span_id=kid.span_id, start_ns=T0_NS + 2),
+                SpanSpec("grandkid", trace_id, parent_span_id=kid.span_id, start_ns=T0_NS + 1),
                 SpanSpec("lost", trace_id, parent_span_id=b"\x07" * 8, start_ns=T0_NS + 1),
                 SpanSpec(
                     "early",
@@ -199,42 +89,61 @@ class TestWaterfallData:
                 ),
             ],
         )
-        data = waterfall_data(spans, collapsed=[kid.span_id], focus_span_id=kid.span_id)
+        data = waterfall_data(spans)
         names = [data["names"][i] for i in column(data, "name")]
-        assert names == ["root", "early", "kid", "lost"]  # grandkid hidden
+        assert names == ["root", "early", "kid", "grandkid", "lost"]
         flags = dict(zip(names, column(data, "flags"), strict=True))
         assert flags == {
             "root": FLAG_ERROR,
             "early": FLAG_SKEWED,
-            "kid": FLAG_COLLAPSED,
+            "kid": 0,
+            "grandkid": 0,
             "lost": FLAG_ORPHAN,
         }
-        assert data["children"] == {2: 1}
-        assert data["focusRow"] == 2
         notes = [data["notes"][i] for i in column(data, "note")]
-        assert notes[0].startswith("<b>error</b>")
-        assert notes[1:] == ["", "", ""]
+        assert notes == ["boom", "", "", "", ""]  # the error's status message
         # key attributes, for the rows asked for (only those that have any)
-        rows = tree_rows(spans, [kid.span_id])
-        assert attribute_notes(rows, 0, 4) == {1: "http.route: /x"}
+        rows = tree_rows(spans)
+        assert attribute_notes(rows, 0, 5) == {1: [["http.route", "/x"]]}
         assert attribute_notes(rows, 2, 100) == {}
 
-    def test_hostile_strings_are_escaped(self, store: SpanStore) -> None:
+    def test_events_as_columns(self, store: SpanStore) -> None:
+        trace_id = new_trace_id()
+        root = SpanSpec("root", trace_id, duration_ns=10_000_000)
+        kid = SpanSpec(
+            "kid",
+            trace_id,
+            parent_span_id=root.span_id,
+            start_ns=T0_NS + 1_000_000,
+            events=[("exception", T0_NS + 1_500_000, {}), ("retry", T0_NS + 1_800_000, {})],
+        )
+        root.events = [("retry", T0_NS + 500_000, {})]
+        data = waterfall_data(stored(store, [root, kid]))
+        assert column(data, "eventRow") == [0, 1, 1]
+        assert column(data, "eventTime") == [0.5, 1.5, 1.8]
+        assert [data["eventNames"][i] for i in column(data, "eventName")] == [
+            "retry",
+            "exception",
+            "retry",
+        ]
+
+    def test_strings_sent_as_they_are(self, store: SpanStore) -> None:
+        """The page sets them as text only; escaping here would show entities."""
         trace_id = new_trace_id()
         hostile = '<script>alert("x")</script><a href="javascript:x">link</a>'
         spans = stored(
             store,
             [SpanSpec(hostile, trace_id, service="<b>svc</b>", attrs={"http.route": "<i>r</i>"})],
         )
-        text = json.dumps(waterfall_data(spans)) + json.dumps(
-            attribute_notes(tree_rows(spans), 0, 1)
-        )
-        assert "&lt;i&gt;r" in text
-        assert "<script>" not in text
-        assert "<a href" not in text
-        assert "<i>r" not in text
-        assert "<b>svc" not in text
-        assert "&lt;script&gt;" in text
+        data = waterfall_data(spans)
+        assert data["names"] == [hostile]
+        assert data["services"] == ["<b>svc</b>"]
+        assert attribute_notes(tree_rows(spans), 0, 1) == {0: [["http.route", "<i>r</i>"]]}
+
+    def test_long_names_are_cut(self, store: SpanStore) -> None:
+        data = waterfall_data(stored(store, [SpanSpec("x" * 5000, new_trace_id())]))
+        assert len(data["names"][0]) == 300
+        assert data["names"][0].endswith("…")
 
     def test_big_trace_is_compact(self, store: SpanStore) -> None:
         trace_id = new_trace_id()
@@ -251,11 +160,45 @@ class TestWaterfallData:
             for i in range(20_000)
         ]
         text = json.dumps(waterfall_data(stored(store, specs)))
-        # strings once each; numbers as typed arrays: about 55 bytes a span
+        # strings once each; numbers as typed arrays: about 60 bytes a span
         assert len(text) < 60 * 20_001
 
     def test_empty(self) -> None:
         assert waterfall_data([])["rowCount"] == 0
+
+
+class TestServiceColors:
+    def test_from_the_name_alone(self) -> None:
+        assert service_color("checkout") == service_color("checkout")
+        # the same whatever else is on the page (it was the order of appearance)
+        assert (
+            service_colors(["a", "checkout"])["checkout"]
+            == service_colors(["checkout"])["checkout"]
+        )
+        names = [f"service-{i}" for i in range(200)]
+        assert len({service_color(n) for n in names}) >= 25  # hues and tiers spread
+
+    @pytest.mark.parametrize("name", ["", "circuits", "preview", "jobs", "ünïcode", "x" * 500])
+    def test_readable_on_light_and_dark(self, name: str) -> None:
+        color = service_color(name)
+        assert contrast_ratio(color, LIGHT_BACKGROUND) >= 3.0
+        assert contrast_ratio(color, DARK_BACKGROUND) >= 3.0
+
+    def test_every_color_readable(self) -> None:
+        colors = {service_color(f"s{i}") for i in range(2000)}
+        worst = min(
+            min(contrast_ratio(c, LIGHT_BACKGROUND), contrast_ratio(c, DARK_BACKGROUND))
+            for c in colors
+        )
+        assert worst >= 3.0
+        assert contrast_ratio(ERROR_COLOR, LIGHT_BACKGROUND) >= 3.0
+        assert contrast_ratio(ERROR_COLOR, DARK_BACKGROUND) >= 3.0
+
+    def test_no_service_is_red(self) -> None:
+        """Red is for errors."""
+        for i in range(500):
+            r, g, b = (int(service_color(f"s{i}")[k : k + 2], 16) for k in (1, 3, 5))
+            assert not (r > 150 and g < 90 and b < 90), service_color(f"s{i}")
 
 
 class TestDurations:
@@ -265,14 +208,36 @@ class TestDurations:
                 make_request(simple_trace(start_ns=T0_NS + i, root_name=f"<i>{i}</i>"))
             )
         summaries = store.search(TraceQuery())
-        figure = durations_figure(summaries)
-        (points,) = figure.data
-        assert list(points.customdata) == [s.trace_id.hex() for s in summaries]
-        assert list(points.y) == [10.0, 10.0, 10.0]
-        assert all("&lt;i&gt;" in h for h in points.hovertext)
+        data = durations_data(summaries)
+        assert data["traceId"] == [s.trace_id.hex() for s in summaries]
+        assert data["duration"] == [10.0, 10.0, 10.0]
+        assert sorted(data["name"]) == ["<i>0</i>", "<i>1</i>", "<i>2</i>"]
+        assert data["color"] == [service_color("svc")] * 3
+        assert data["log"] is False
+
+    def test_one_result_gets_a_time_axis_of_seconds(self, store: SpanStore) -> None:
+        store.write_request(make_request(simple_trace()))
+        data = durations_data(store.search(TraceQuery()))
+        low, high = data["xRange"]
+        start = T0_NS / 1e6
+        assert low <= start - MIN_TIME_PAD_MS
+        assert high >= start + MIN_TIME_PAD_MS
+        assert data["yRange"][0] == 0
+        assert data["yRange"][1] > 10.0  # the point is inside the plot, not on its edge
+
+    def test_outliers_default_to_the_log_axis(self, store: SpanStore) -> None:
+        for i, duration_ms in enumerate([2, 3, 2, 4, 3, 5000]):
+            specs = simple_trace(start_ns=T0_NS + i * 10**9, children=0)
+            specs[0].duration_ns = duration_ms * 1_000_000
+            store.write_request(make_request(specs))
+        data = durations_data(store.search(TraceQuery()))
+        assert data["log"] is True
+        low, high = data["logRange"]
+        assert low < 0.31
+        assert high > 3.69
 
     def test_empty(self) -> None:
-        assert durations_figure([]).data == ()
+        assert durations_data([])["traceId"] == []
 
 
 @pytest.mark.parametrize(
@@ -280,16 +245,3 @@ class TestDurations:
 )
 def test_format_duration(ns: int, text: str) -> None:
     assert format_duration_ns(ns) == text
-
-
-def test_waterfall_spec_is_valid_plotly(store: SpanStore) -> None:
-    """The figure is built without plotly's validation (for speed); check it here."""
-    trace_id = new_trace_id()
-    root = SpanSpec("root", trace_id, duration_ns=1000, error=True)
-    spans = stored(
-        store,
-        [root, SpanSpec("lost", trace_id, parent_span_id=b"\x07" * 8, start_ns=T0_NS - 5)],
-    )
-    figure = waterfall_figure(spans, focus_span_id=root.span_id)
-    go.Figure(figure.to_dict())  # raises ValueError on any invalid property
-    go.Figure(waterfall_figure([]).to_dict())

@@ -12,7 +12,7 @@ from playwright.sync_api import Page
 from cvtrace.store import SpanStore
 from cvtrace.viewer import create_app
 from tests.viewer.support import ViewerServer, make_request, simple_trace
-from tests.viewer.test_browser import browser, page  # noqa: F401 - fixtures
+from tests.viewer.test_browser import browser, page, recorder  # noqa: F401 - fixtures
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

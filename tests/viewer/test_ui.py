@@ -5,7 +5,6 @@ from __future__ import annotations
 import html
 import json
 import re
-from importlib.resources import files
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ from flask.testing import FlaskClient
 
 from cvtrace.store import SpanStore, spans_to_traces_data
 from cvtrace.viewer import create_app
+from cvtrace.viewer.figures import service_color
 from tests.viewer.support import T0_NS, SpanSpec, make_request, new_trace_id, simple_trace
 
 HOSTILE = '<script>window.pwned=1</script><img src=x onerror="window.pwned=2">'
@@ -36,6 +36,17 @@ def hostile_trace() -> list[SpanSpec]:
     )
     child = SpanSpec("child", trace_id, parent_span_id=root.span_id, start_ns=T0_NS + 1000)
     return [root, child]
+
+
+def scatter(page: str) -> dict[str, object]:
+    found = re.search(r'<script type="application/json" id="durations-data">(.*?)</script>', page)
+    assert found is not None
+    data: dict[str, object] = json.loads(found.group(1))
+    return data
+
+
+def result_names(page: str) -> list[str]:
+    return re.findall(r'class="trace-link trunc"[^>]*>(?:<span[^>]*></span>)?([^<]*)</a>', page)
 
 
 class TestSearchPage:
@@ -64,52 +75,156 @@ class TestSearchPage:
 
     def test_lists_results_with_summary(self, client: FlaskClient, store: SpanStore) -> None:
         store.write_request(make_request(simple_trace("web", child_service="db", error=True)))
-        html = client.get("/").get_data(as_text=True)
-        assert "web: GET /" in html
-        assert "db (2)" in html
-        assert "web (1)" in html
-        assert 'id="durations-data"' in html
-        assert 'class="trace-link"' in html
+        page = client.get("/").get_data(as_text=True)
+        assert "web: GET /" in page
+        assert "db (2)" in page
+        assert "web (1)" in page
+        assert 'class="trace-link trunc"' in page
+        assert "1 trace found" in page
+        # the same colour as on the trace page: from the service's name
+        assert f"border-color: {service_color('db')}" in page
+        assert scatter(page)["color"] == [service_color("web")]
+        # the search page draws its own scatter: no plotly.js (4.8 MB) to load
+        assert "plotly.min.js" not in page
 
     def test_filters(self, client: FlaskClient, store: SpanStore) -> None:
         store.write_request(make_request(simple_trace("web", root_name="GET /a")))
         store.write_request(make_request(simple_trace("api", root_name="GET /b", error=True)))
-        html = client.get("/?service=api").get_data(as_text=True)
-        assert "api: GET /b" in html
-        assert "web: GET /a" not in html
-        html = client.get("/?errors=1").get_data(as_text=True)
-        assert "api: GET /b" in html
-        assert "web: GET /a" not in html
-        html = client.get("/?tags=span.kind%3Dserver+error%3Dtrue").get_data(as_text=True)
-        assert "api: GET /b" in html
-        assert "web: GET /a" not in html
-        html = client.get("/?min_duration=1s").get_data(as_text=True)
-        assert "No traces match" in html
+        page = client.get("/?service=api").get_data(as_text=True)
+        assert "api: GET /b" in page
+        assert "web: GET /a" not in page
+        page = client.get("/?errors=1").get_data(as_text=True)
+        assert "api: GET /b" in page
+        assert "web: GET /a" not in page
+        page = client.get("/?tags=span.kind%3Dserver+error%3Dtrue").get_data(as_text=True)
+        assert "api: GET /b" in page
+        assert "web: GET /a" not in page
+        page = client.get("/?min_duration=1s").get_data(as_text=True)
+        assert "No traces match" in page
 
-    def test_bad_filter_shows_message(self, client: FlaskClient) -> None:
-        response = client.get("/?min_duration=soon")
-        assert response.status_code == 400  # the page, with its message
-        assert "min duration: &#39;soon&#39; is not a duration" in response.get_data(as_text=True)
+    @pytest.mark.parametrize(
+        ("query", "message"),
+        [
+            ("min_duration=abc", "min duration: &#39;abc&#39; is not a duration"),
+            ("max_duration=2 s", "max duration: &#39;2 s&#39; is not a duration"),
+            ("lookback=soon", "time range: &#39;soon&#39; is not a duration"),
+            ("limit=many", "limit: &#39;many&#39; is not a number"),
+            ("tags=nokey", "tags: &#39;nokey&#39; is not key=value"),
+            ("from=yesterday", "from: &#39;yesterday&#39; is not a date and time"),
+            ("sort=random", "sort: &#39;random&#39; is not one of newest, oldest"),
+            ("operation=GET+%2F", "operation: choose a service too"),
+        ],
+    )
+    def test_bad_input_gets_its_message_not_no_traces(
+        self, client: FlaskClient, store: SpanStore, query: str, message: str
+    ) -> None:
+        store.write_request(make_request(simple_trace("web")))
+        response = client.get(f"/?{query}")
+        assert response.status_code == 400
+        page = response.get_data(as_text=True)
+        assert message in page
+        assert 'id="search-error"' in page
+        assert "No traces match" not in page
+        assert "traces found" not in page
+
+    def test_operation_with_its_service(self, client: FlaskClient, store: SpanStore) -> None:
+        store.write_request(make_request(simple_trace("web", root_name="GET /a")))
+        store.write_request(make_request(simple_trace("web", root_name="GET /b")))
+        page = client.get("/?service=web&operation=GET+%2Fb").get_data(as_text=True)
+        assert result_names(page) == ["web: GET /b"]
+
+    def test_sorting(self, client: FlaskClient, store: SpanStore) -> None:
+        for i, (duration_ms, children, error) in enumerate(
+            [(30, 1, False), (10, 5, True), (20, 3, False)]
+        ):
+            specs = simple_trace(
+                "web", start_ns=T0_NS + i * 10**9, children=children, root_name=f"t{i}"
+            )
+            specs[0].duration_ns = duration_ms * 1_000_000
+            specs[-1].error = error
+            store.write_request(make_request(specs))
+        orders = {
+            "": ["t2", "t1", "t0"],
+            "newest": ["t2", "t1", "t0"],
+            "oldest": ["t0", "t1", "t2"],
+            "longest": ["t0", "t2", "t1"],
+            "shortest": ["t1", "t2", "t0"],
+            "spans": ["t1", "t2", "t0"],
+            "errors": ["t1", "t2", "t0"],  # ties stay newest first
+        }
+        for sort, expected in orders.items():
+            page = client.get(f"/?sort={sort}").get_data(as_text=True)
+            assert result_names(page) == [f"web: {name}" for name in expected], sort
+        page = client.get("/?sort=longest&service=web").get_data(as_text=True)
+        # the header's links sort and keep the other fields
+        assert 'href="/?sort=shortest&amp;service=web"' in page or (
+            'href="/?service=web&amp;sort=shortest"' in page
+        )
+
+    def test_says_when_the_limit_cut_the_list(self, client: FlaskClient, store: SpanStore) -> None:
+        for i in range(3):
+            store.write_request(make_request(simple_trace(start_ns=T0_NS + i)))
+        page = client.get("/?limit=2").get_data(as_text=True)
+        assert len(result_names(page)) == 2
+        assert "2 traces shown" in page
+        assert "the limit (2) cut the list" in page
+        page = client.get("/?limit=3").get_data(as_text=True)
+        assert "3 traces found" in page
+        assert "cut the list" not in page
+
+    def test_operation_list_waits_for_a_service(self, client: FlaskClient) -> None:
+        page = client.get("/").get_data(as_text=True)
+        assert re.search(r'<select name="operation" id="operation-select" disabled', page)
 
     def test_hostile_values_escaped(self, client: FlaskClient, store: SpanStore) -> None:
         store.write_request(make_request(hostile_trace()))
-        html = client.get("/").get_data(as_text=True)
-        assert "<script>window.pwned" not in html
-        assert "<img src=x" not in html
-        assert "&lt;script&gt;window.pwned=1&lt;/script&gt;" in html
+        page = client.get("/").get_data(as_text=True)
+        assert "<script>window.pwned" not in page
+        assert "<img src=x" not in page
+        assert "&lt;script&gt;window.pwned=1&lt;/script&gt;" in page
+        # the scatter's data: JSON inside <script>, with < > & as \u escapes
+        assert "\\u003cscript\\u003e" in page
+        assert scatter(page)["name"] == [HOSTILE]
+
+    def test_trace_id_box_on_every_page(self, client: FlaskClient, store: SpanStore) -> None:
+        specs = simple_trace()
+        store.write_request(make_request(specs))
+        for path in ("/", f"/trace/{specs[0].trace_id.hex()}", f"/trace/{'ab' * 16}"):
+            page = client.get(path).get_data(as_text=True)
+            assert 'id="trace-id-box"' in page, path
+            assert 'action="/trace"' in page, path
+
+
+class TestTraceIdBox:
+    def test_opens_the_trace(self, client: FlaskClient) -> None:
+        response = client.get(f"/trace?id=+{'AB' * 16}%0A")
+        assert response.status_code == 302
+        assert response.headers["Location"] == f"/trace/{'ab' * 16}"
+        short = client.get("/trace?id=abc123")  # a 64-bit id, left-padded as Jaeger does
+        assert short.headers["Location"] == f"/trace/{'0' * 26}abc123"
+
+    @pytest.mark.parametrize("text", ["", "not-an-id", "g" * 32, "a" * 33])
+    def test_bad_id_gets_its_message(self, client: FlaskClient, text: str) -> None:
+        response = client.get(f"/trace?id={text}")
+        assert response.status_code == 400
+        page = response.get_data(as_text=True)
+        assert "is not a trace id" in page
+        assert "up to 32 hex digits" in page
+        assert 'id="search-link"' in page
 
 
 class TestTracePage:
-    def test_header_and_figure(self, client: FlaskClient, store: SpanStore) -> None:
+    def test_header_and_rows(self, client: FlaskClient, store: SpanStore) -> None:
         specs = simple_trace("web", child_service="db", children=3)
         store.write_request(make_request(specs))
         response = client.get(f"/trace/{specs[0].trace_id.hex()}")
         assert response.status_code == 200
-        html = response.get_data(as_text=True)
-        assert 'id="root-name">GET /<' in html
-        assert 'id="span-count">4<' in html
-        assert "<dd>10ms</dd>" in html
-        url = re.search(r'data-figure-url="([^"]+)"', html)
+        page = response.get_data(as_text=True)
+        assert 'id="root-name">GET /<' in page
+        assert 'id="span-count">4<' in page
+        assert "<dd>10ms</dd>" in page
+        assert f"border-color: {service_color('db')}" in page
+        url = re.search(r'data-figure-url="([^"]+)"', page)
         assert url is not None
         answer = client.get(url.group(1).replace("&amp;", "&"))
         rows = answer.get_json()
@@ -121,41 +236,72 @@ class TestTracePage:
         # the link names the span count: a browser may keep the answer
         assert "v=4." in url.group(1)
         assert answer.headers["Cache-Control"] == "private, max-age=86400"
-        assert f'<link rel="preload" href="{url.group(1)}"' in html  # loads with plotly.js
-        assert "script-src 'self' 'unsafe-eval';" in response.headers["Content-Security-Policy"]
-        assert "<script>" not in html  # no inline script: the policy forbids them
+        assert f'<link rel="preload" href="{url.group(1)}"' in page  # loads with the scripts
+        assert "<script>" not in page  # no inline script: the policy forbids them
+        assert "plotly.min.js" not in page  # the waterfall is drawn without plotly
+
+    def test_content_security_policy(self, client: FlaskClient, store: SpanStore) -> None:
+        specs = simple_trace()
+        store.write_request(make_request(specs))
+        for path in ("/", f"/trace/{specs[0].trace_id.hex()}", "/trace/nope"):
+            policy = client.get(path).headers["Content-Security-Policy"]
+            directives = dict(d.strip().split(" ", 1) for d in policy.split(";"))
+            assert directives["connect-src"] == "'self'"
+            assert directives["form-action"] == "'self'"
+            assert directives["frame-src"] == "'none'"
+            assert directives["default-src"] == "'self'"
+            assert directives["script-src"].split()[0] == "'self'"
+            assert "http" not in policy  # no other origin anywhere
 
     def test_hostile_trace_page(self, client: FlaskClient, store: SpanStore) -> None:
         specs = hostile_trace()
         store.write_request(make_request(specs))
-        html = client.get(f"/trace/{specs[0].trace_id.hex()}").get_data(as_text=True)
-        assert "<script>window.pwned" not in html
-        assert "<img src=x" not in html
-        figure = client.get(f"/trace/{specs[0].trace_id.hex()}/waterfall.json").get_data(True)
-        assert "<script>" not in figure
-        assert "&lt;script&gt;" in figure
+        page = client.get(f"/trace/{specs[0].trace_id.hex()}").get_data(as_text=True)
+        assert "<script>window.pwned" not in page
+        assert "<img src=x" not in page
+        answer = client.get(f"/trace/{specs[0].trace_id.hex()}/waterfall.json")
+        assert answer.mimetype == "application/json"
+        body = answer.get_data(as_text=True)
+        assert "<" not in body  # \u003c: inert even if something read it as markup
+        assert answer.get_json()["names"][0] == HOSTILE
 
     def test_attribute_notes(self, client: FlaskClient, store: SpanStore) -> None:
         specs = hostile_trace()
         store.write_request(make_request(specs))
-        html = client.get(f"/trace/{specs[0].trace_id.hex()}").get_data(as_text=True)
-        url = re.search(r'data-notes-url="([^"]+)"', html)
+        page = client.get(f"/trace/{specs[0].trace_id.hex()}").get_data(as_text=True)
+        url = re.search(r'data-notes-url="([^"]+)"', page)
         assert url is not None
         answer = client.get(url.group(1).replace("&amp;", "&") + "&rows=0-256")
-        notes = answer.get_json()
-        assert list(notes) == ["0"]
-        assert notes["0"].startswith("http.route: " + HOSTILE_ESCAPED[:40])
-        assert "<" not in notes["0"]
+        assert answer.get_json() == {"0": [["http.route", HOSTILE]]}
+        assert "<" not in answer.get_data(as_text=True)
         assert answer.headers["Cache-Control"] == "private, max-age=86400"
         path = f"/trace/{specs[0].trace_id.hex()}/notes.json"
         assert client.get(path + "?rows=1-2").get_json() == {}
         assert client.get(path + "?rows=x").status_code == 400
         assert client.get(f"/trace/{'ab' * 16}/notes.json?rows=0-1").status_code == 404
 
-    def test_unknown_and_bad_ids_404(self, client: FlaskClient) -> None:
-        assert client.get(f"/trace/{'ab' * 16}").status_code == 404
-        assert client.get("/trace/zzz").status_code == 404
-        assert client.get(f"/trace/{'ab' * 16}/spans/{'cd' * 8}.json").status_code == 404
+    def test_unknown_trace_page_in_the_layout(self, client: FlaskClient) -> None:
+        response = client.get(f"/trace/{'ab' * 16}")
+        assert response.status_code == 404
+        page = response.get_data(as_text=True)
+        assert 'class="top"' in page  # the viewer's header and layout
+        assert f"Trace {'ab' * 16} is not in this viewer" in page
+        assert "flushed yet" in page
+        assert "past retention" in page
+        assert 'id="search-link"' in page
+
+    def test_bad_ids_and_other_pages_404(self, client: FlaskClient) -> None:
+        response = client.get("/trace/zzz")
+        assert response.status_code == 404
+        assert "zzz is not a trace id" in response.get_data(as_text=True)
+        response = client.get("/no/such/page")
+        assert response.status_code == 404
+        assert 'id="search-link"' in response.get_data(as_text=True)
+        # JSON answers stay JSON or plain
+        missing = client.get(f"/trace/{'ab' * 16}/spans/{'cd' * 8}.json")
+        assert missing.status_code == 404
+        assert 'id="search-link"' not in missing.get_data(as_text=True)
+        assert client.get(f"/api/traces/{'ab' * 16}").get_json()["errors"][0]["code"] == 404
 
     def test_span_details(self, client: FlaskClient, store: SpanStore) -> None:
         specs = hostile_trace()
@@ -165,32 +311,93 @@ class TestTracePage:
         assert details["name"] == HOSTILE  # raw: the page renders it with textContent
         assert [HOSTILE, HOSTILE] in details["attributes"]
         assert details["events"][0]["name"] == HOSTILE
+        assert details["events"][0]["offset"] == "+0µs"  # 5 ns after the span's start
         assert ["host.name", "box"] in details["resource"]
         assert details["scope"] == {"name": "tests", "version": "1.0", "attributes": []}
         assert details["deepLink"].endswith(f"?span={specs[0].span_id.hex()}")
+        assert details["color"] == service_color(f"svc{HOSTILE}")
         child = client.get(
             f"/trace/{specs[0].trace_id.hex()}/spans/{specs[1].span_id.hex()}.json"
         ).get_json()
         assert child["parentSpanId"] == specs[0].span_id.hex()
         assert child["orphan"] is False
+        assert child["startOffset"] == "+1µs"
 
-    def test_collapse_and_focus_params(self, client: FlaskClient, store: SpanStore) -> None:
+    def test_span_details_from_the_loaded_trace(
+        self, client: FlaskClient, store: SpanStore
+    ) -> None:
+        """With the page's row number the answer comes from the loaded trace, the same."""
+        trace_id = new_trace_id()
+        root = SpanSpec("root", trace_id, duration_ns=1_000_000)
+        early = SpanSpec("early", trace_id, parent_span_id=root.span_id, start_ns=T0_NS - 10)
+        store.write_request(make_request([root, early]))
+        client.get(f"/trace/{trace_id.hex()}/waterfall.json")  # loads the trace
+        url = f"/trace/{trace_id.hex()}/spans/{early.span_id.hex()}.json"
+        plain = client.get(url).get_json()
+        hinted = client.get(url + "?row=1").get_json()
+        assert hinted == plain
+        assert hinted["skewed"] is True
+        assert client.get(url + "?row=0").get_json() == plain  # a wrong row: the store answers
+        assert client.get(url + "?row=99").get_json() == plain
+
+    def test_event_times_relative_to_the_span(self, client: FlaskClient, store: SpanStore) -> None:
+        trace_id = new_trace_id()
+        span = SpanSpec(
+            "work",
+            trace_id,
+            start_ns=T0_NS + 2_000_000,
+            duration_ns=10_000_000,
+            events=[("exception", T0_NS + 3_500_000, {"exception.stacktrace": "a\n  b\n    c"})],
+        )
+        store.write_request(make_request([SpanSpec("root", trace_id, duration_ns=10**8), span]))
+        details = client.get(f"/trace/{trace_id.hex()}/spans/{span.span_id.hex()}.json").get_json()
+        (event,) = details["events"]
+        assert event["offset"] == "+1.5ms"
+        assert event["time"].endswith(" UTC")
+        assert event["attributes"] == [["exception.stacktrace", "a\n  b\n    c"]]
+        assert details["startOffset"] == "+2ms"
+
+    def test_links_say_where_they_lead(self, client: FlaskClient, store: SpanStore) -> None:
+        stored_trace = simple_trace("web", children=1)
+        store.write_request(make_request(stored_trace))
+        trace_id = new_trace_id()
+        span = SpanSpec(
+            "job",
+            trace_id,
+            links=[
+                (stored_trace[0].trace_id, stored_trace[1].span_id, {"job.link": "queued by"}),
+                (stored_trace[0].trace_id, b"\x09" * 8, {}),
+                (new_trace_id(), b"\x08" * 8, {}),
+            ],
+        )
+        store.write_request(make_request([span]))
+        details = client.get(f"/trace/{trace_id.hex()}/spans/{span.span_id.hex()}.json").get_json()
+        found, span_missing, absent = details["links"]
+        assert found["stored"] == "span"
+        assert found["url"] == (
+            f"/trace/{stored_trace[0].trace_id.hex()}?span={stored_trace[1].span_id.hex()}"
+        )
+        assert (found["name"], found["service"]) == ("child 0", "web")
+        assert found["attributes"] == [["job.link", "queued by"]]
+        assert span_missing["stored"] == "trace"
+        assert span_missing["url"] == f"/trace/{stored_trace[0].trace_id.hex()}"
+        assert absent["stored"] == "none"
+        assert absent["url"] == ""
+
+    def test_collapse_and_focus_params_for_the_page(
+        self, client: FlaskClient, store: SpanStore
+    ) -> None:
         specs = simple_trace(children=3)
         store.write_request(make_request(specs))
         root_hex = specs[0].span_id.hex()
-        html = client.get(
-            f"/trace/{specs[0].trace_id.hex()}?collapse={root_hex}&span={root_hex}"
+        page = client.get(
+            f"/trace/{specs[0].trace_id.hex()}?collapse={root_hex},zz&span={root_hex}"
         ).get_data(as_text=True)
-        assert f'data-collapsed="{root_hex}"' in html
-        assert f'data-focus="{root_hex}"' in html
-        assert "Expand all" in html
-        rows = client.get(
-            f"/trace/{specs[0].trace_id.hex()}/waterfall.json?collapse={root_hex}"
-        ).get_json()
-        assert rows["rowCount"] == 1
-        assert rows["names"] == ["GET /"]
-        assert rows["children"] == {"0": 3}
-        assert rows["flags"]["bdata"] == "CA=="  # FLAG_COLLAPSED
+        assert f'data-collapsed="{root_hex}"' in page
+        assert f'data-focus="{root_hex}"' in page
+        # the page collapses; the rows are always the whole trace
+        rows = client.get(f"/trace/{specs[0].trace_id.hex()}/waterfall.json").get_json()
+        assert rows["rowCount"] == 4
         # without the page's v=..., nothing says how long the answer holds
         assert "max-age" not in client.get(
             f"/trace/{specs[0].trace_id.hex()}/waterfall.json"
@@ -227,20 +434,3 @@ class TestDownloads:
         response = client.get(f"/api/traces/{specs[0].trace_id.hex()}?download=1")
         assert "attachment" in response.headers["Content-Disposition"]
         assert response.get_json()["data"][0]["traceID"] == specs[0].trace_id.hex()
-
-    def test_plotly_served_from_package(self, client: FlaskClient) -> None:
-        response = client.get("/static/plotly.min.js")
-        assert response.status_code == 200
-        packaged = (files("plotly") / "package_data" / "plotly.min.js").read_bytes()
-        assert response.get_data() == packaged
-        response.close()
-        html = client.get("/").get_data(as_text=True)
-        url = re.search(r'<script src="(/static/plotly\.min\.js\?v=[^"]+)"', html)
-        assert url is not None
-        assert "cdn" not in html.lower()
-        # versioned by the plotly package: kept by the browser for good
-        response = client.get(url.group(1))
-        assert response.get_data() == packaged
-        assert "immutable" in response.headers["Cache-Control"]
-        assert "max-age=31536000" in response.headers["Cache-Control"]
-        response.close()
