@@ -16,7 +16,13 @@ from playwright.sync_api import Page
 from cvtrace.store import SpanStore
 from tests.viewer.support import ViewerServer, make_request
 from tests.viewer.test_analyses_api import MS, cross_service_traffic, request_trace
-from tests.viewer.test_browser import READY, browser, page, server  # noqa: F401 - fixtures
+from tests.viewer.test_browser import (  # noqa: F401 - fixtures
+    READY,
+    browser,
+    page,
+    recorder,
+    server,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
