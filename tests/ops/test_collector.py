@@ -307,13 +307,22 @@ def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout_s: float =
 
 
 @pytest.fixture
+def new_relic() -> Iterator[HttpOtlpReceiver]:
+    """A New Relic stand-in: a real OTLP/HTTP receiver, for NEW_RELIC_OTLP_ENDPOINT."""
+    with HttpOtlpReceiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture
 def collector(
     binaries: Binaries,
     otlp_grpc: GrpcOtlpReceiver,
     otlp_http: HttpOtlpReceiver,
+    new_relic: HttpOtlpReceiver,
     tmp_path: Path,
 ) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, str], Path]]:
-    """The shipped config, run on 127.0.0.1 ports, in front of Jaeger and viewer stand-ins.
+    """The shipped config, run on 127.0.0.1 ports, in front of Jaeger, viewer and New Relic
+    stand-ins, without a New Relic license key.
 
     Yields the process, its environment and its log file. Stops it if the test did not.
     """
@@ -325,6 +334,7 @@ def collector(
         "CVTRACE_COLLECTOR_JAEGER_ENDPOINT": f"127.0.0.1:{otlp_grpc.port}",
         "CVTRACE_COLLECTOR_VIEWER_ENDPOINT": otlp_http.base_url,
         "CVTRACE_VIEWER_TOKEN": VIEWER_TOKEN,
+        "NEW_RELIC_OTLP_ENDPOINT": new_relic.base_url,
     }
     log = tmp_path / "collector.log"
     with log.open("wb") as output:
@@ -350,7 +360,9 @@ class TestRun:
         collector: tuple[subprocess.Popen[bytes], dict[str, str], Path],
         otlp_grpc: GrpcOtlpReceiver,
         otlp_http: HttpOtlpReceiver,
+        new_relic: HttpOtlpReceiver,
     ) -> None:
+        """Without NEW_RELIC_LICENSE_KEY, nothing reaches New Relic, and nothing is logged."""
         process, environment, log = collector
         _wait_healthy(f"http://{environment['CVTRACE_COLLECTOR_HEALTH_ENDPOINT']}/", process)
 
@@ -392,9 +404,13 @@ class TestRun:
         assert otlp_http.received[0].path == "/v1/traces"
         assert headers["authorization"] == f"Bearer {VIEWER_TOKEN}"
         assert headers["content-encoding"] == "gzip"
+        # New Relic's pipeline batches for 2 s as well: give it time to send, if it would.
+        time.sleep(3)
+        assert new_relic.received == []
 
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=20) == 0
+        assert new_relic.received == []  # not even the flush at shutdown
         text = log.read_text(encoding="utf-8")
         assert "Shutdown complete." in text
         # Nothing in the config draws a warning: no unset variable, no deprecated
