@@ -303,8 +303,19 @@ def test_collector_down_during_traffic(
     jaeger = JaegerAddresses.on_free_ports()
     start_jaeger(binaries.jaeger, JAEGER_CONFIG, jaeger, tmp_path / "jaeger.log", started=started)
     addresses = CollectorAddresses.on_free_ports()
-    targets = {"jaeger_otlp_grpc": jaeger.otlp_grpc, "viewer_otlp_http": otlp_http.base_url}
-    first = collector_for(binaries, addresses, tmp_path, started, name="collector-1", **targets)
+
+    def collector(name: str) -> Child:
+        return collector_for(
+            binaries,
+            addresses,
+            tmp_path,
+            started,
+            jaeger_otlp_grpc=jaeger.otlp_grpc,
+            viewer_otlp_http=otlp_http.base_url,
+            name=name,
+        )
+
+    first = collector("collector-1")
     with (
         demo_in_process(tmp_path, clean_env, addresses, "collector-outage") as url,
         Traffic(url) as traffic,
@@ -315,9 +326,7 @@ def test_collector_down_during_traffic(
         stop_child(first)
         started.remove(first)
         time.sleep(2 * OTLP_TIMEOUT_S)  # longer than the app's exports try
-        second = collector_for(
-            binaries, addresses, tmp_path, started, name="collector-2", **targets
-        )
+        second = collector("collector-2")
         time.sleep(3)
     handle = cvtrace.get_handle()
     assert handle is not None
