@@ -188,7 +188,7 @@ class ProgressBar:
 
 
 @contextlib.contextmanager
-def _signals_as_interrupt() -> Iterator[None]:
+def signals_as_interrupt() -> Iterator[None]:
     """Turn SIGINT and SIGTERM into KeyboardInterrupt, so the children are stopped either way.
 
     SIGINT is set explicitly because a shell starts background jobs with it ignored.
@@ -210,7 +210,8 @@ def _signals_as_interrupt() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _interrupts_ignored() -> Iterator[None]:
+def interrupts_ignored() -> Iterator[None]:
+    """Ignore Ctrl-C meanwhile: a second one must not cut the clean-up short."""
     try:
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     except ValueError:  # not the main thread
@@ -362,7 +363,7 @@ def run(args: argparse.Namespace) -> int:
     children: list[Child] = []
     code = 1
     try:
-        with _signals_as_interrupt():
+        with signals_as_interrupt():
             try:
                 code = run_demo(args, workdir, children)
             except KeyboardInterrupt:
@@ -372,7 +373,7 @@ def run(args: argparse.Namespace) -> int:
                 sys.stderr.write(f"cvtrace demo: {exc}\n")
                 code = 1
             finally:
-                with _interrupts_ignored():  # a second Ctrl-C must not cut the clean-up short
+                with interrupts_ignored():  # a second Ctrl-C must not cut the clean-up short
                     for child in reversed(children):
                         stop_child(child)
     finally:
