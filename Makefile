@@ -112,7 +112,7 @@ $(SDK_VENVS)/lowest/.stamp: pyproject.toml Makefile
 	  grpcio==$(GRPCIO_LOWEST) $(SDK_RANGE_TOOLS)
 	touch $@
 
-bench: $(STAMP) system-deps
+bench: $(STAMP) system-deps collector
 	$(BIN)/python -m bench
 
 clean:
