@@ -24,6 +24,7 @@ README = ROOT / "README.md"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 GUNICORN_CONF = ROOT / "deploy" / "gunicorn.conf.py"
+JAEGER_LOCAL_CONFIG = ROOT / "deploy" / "jaeger-local.yaml"
 RUNBOOK = ROOT / "docs" / "operations.md"
 
 # Setting this one variable turns New Relic on; unset or empty, nothing goes there.

@@ -369,7 +369,7 @@ PEAK_RSS_LIMIT_MIB = 320
 """The collector's peak RSS may not pass this: its 40 MiB at rest, the 32 MiB limit, and
 the requests it reads and decodes before refusing them (16 MiB each, several copies).
 Measured here: 180-220 MiB; without the limit the same burst took 740 MiB and rising
-(BENCHMARKS.md, section 10)."""
+(BENCHMARKS.md, section 11)."""
 
 
 def test_a_burst_beyond_the_memory_limit_is_refused(

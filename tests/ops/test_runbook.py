@@ -11,6 +11,7 @@ from tests.ops.files import (
     COLLECTOR_CONFIG,
     COMPOSE_VARIABLE,
     ENV_REFERENCE,
+    JAEGER_LOCAL_CONFIG,
     NEW_RELIC_KEY,
     README,
     ROOT,
@@ -52,7 +53,7 @@ class TestRunbook:
 
     def test_every_variable_is_documented(self, runbook: str) -> None:
         compose_files = [load_compose_file()]
-        collector_files = [load_yaml(COLLECTOR_CONFIG)]
+        collector_files = [load_yaml(COLLECTOR_CONFIG), load_yaml(JAEGER_LOCAL_CONFIG)]
         assert documentation_problems(compose_files, collector_files, runbook) == []
         assert documentation_problems(
             [{"x": "${UNDOCUMENTED_THING:-1}"}], [{"y": "${env:OTHER_THING}"}], "`OTHER_THING`"
@@ -89,7 +90,7 @@ class TestRunbook:
             "413",
             "429",
             "otelcol_exporter_send_failed_spans",
-            "otelcol_processor_refused_spans",
+            "otelcol_processor_memory_limiter_refused_spans",
             "otelcol_exporter_enqueue_failed_spans",
             "handle.stats()",
             # the procedures, not just the words: "scal" would match "at scale"
@@ -97,6 +98,12 @@ class TestRunbook:
             "`docker compose up -d otel-collector`",
             "## Scaling out",
             "`docker compose up -d --scale demo=3`",
+            "## Without Docker: `make stack`",
+            "## What a fault costs (measured)",
+            "## Beyond one machine",
+            "routing_key: traceID",
+            "### Sizing the collector",
+            "## The viewer's Jaeger API",
         ],
     )
     def test_covers(self, runbook: str, needle: str) -> None:
