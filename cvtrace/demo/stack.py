@@ -1,13 +1,17 @@
 """``make stack``: what ``docker compose up`` runs, as local processes, without Docker.
 
-``python -m cvtrace.demo.stack`` (from the repository, after ``make collector``) seeds
-the demo's database and runs, every one on 127.0.0.1 and on free ports: the demo and
-its preview service, traced with cvtrace's ``otlp`` exporter; the OpenTelemetry
+``python -m cvtrace.demo.stack`` (from the repository, after ``make collector``) runs,
+every one on 127.0.0.1 and on free ports: a throwaway PostgreSQL server
+(:mod:`cvtrace.demo.postgres`, Debian's ``postgresql`` programs), the demo and its
+preview service on a seeded database there, traced with cvtrace's ``otlp`` exporter
+(``--database-url`` puts the demo on another database, ``sqlite:///FILE`` included);
+the OpenTelemetry
 Collector on ``otel-collector.yaml``; Jaeger v2 on ``deploy/jaeger-local.yaml``; and
 ``cvtrace view``, which the collector feeds as it feeds Jaeger. It drives traffic at the
 demo, prints every URL, and runs until Ctrl-C (or SIGTERM), which stops everything in
 the order that loses no span: the services (they flush into the collector), the
-collector (it flushes into Jaeger and the viewer), then Jaeger and the viewer.
+collector (it flushes into Jaeger and the viewer), then Jaeger and the viewer, and last
+the PostgreSQL server, whose directory is deleted.
 
 New Relic is on when ``NEW_RELIC_LICENSE_KEY`` is set, as in compose (and
 ``NEW_RELIC_OTLP_ENDPOINT`` moves it). The collector's memory limit is compose's: 80 %
@@ -17,8 +21,8 @@ embed the jaeger-ui assets, which the module does not carry): its query API is a
 there, and the viewer shows the same traces.
 
 Every process runs in its own process group and is stopped with it, as ``cvtrace demo``
-stops its own; the work directory (logs, the viewer's store, the demo's SQLite
-database) is deleted at the end, and kept, with its path printed, when something failed.
+stops its own; the work directory (logs, the viewer's store) is deleted at the end, and
+kept, with its path printed, when something failed.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from cvtrace.demo.cli import (
@@ -68,8 +72,39 @@ def _existing(path: Path, what: str) -> Path:
     return path.resolve()
 
 
-def run_stack(args: argparse.Namespace, workdir: Path, children: list[Child]) -> int:
-    """Start everything, drive traffic, print the URLs, and wait to be interrupted."""
+def _throwaway_database(cleanups: list[Callable[[], None]]) -> tuple[str, str]:
+    """Start a throwaway PostgreSQL server with a ``circuits`` database.
+
+    Returns:
+        The database's URL, and a line saying where it is (without the password).
+    """
+    from cvtrace.demo.postgres import PostgresError, ThrowawayPostgres
+
+    server = ThrowawayPostgres()
+    try:
+        server.start()
+    except PostgresError as exc:
+        msg = (
+            f"no PostgreSQL for the demo: {exc}\n(`make system-deps` installs Debian's "
+            "postgresql; --database-url sqlite:///demo.sqlite3 runs the demo on SQLite)"
+        )
+        raise DemoError(msg) from None
+    cleanups.append(server.stop)
+    url = server.create_database("circuits")
+    return url, f"PostgreSQL on {server.host}:{server.port}, database circuits (throwaway)"
+
+
+def run_stack(
+    args: argparse.Namespace,
+    workdir: Path,
+    children: list[Child],
+    cleanups: list[Callable[[], None]],
+) -> int:
+    """Start everything, drive traffic, print the URLs, and wait to be interrupted.
+
+    Every child started is appended to ``children``, and whatever else needs stopping
+    (the database server) to ``cleanups``, for the caller to stop, in reverse.
+    """
     from cvtrace.demo.db import make_engine
     from cvtrace.demo.seed import describe, seed
     from cvtrace.demo.traffic import drive
@@ -78,8 +113,10 @@ def run_stack(args: argparse.Namespace, workdir: Path, children: list[Child]) ->
     jaeger_binary = _existing(args.jaeger, "Jaeger")
     collector_config = _existing(args.collector_config, "the collector's config")
     jaeger_config = _existing(args.jaeger_config, "Jaeger's config")
-    database_url = args.database_url or f"sqlite:///{workdir / 'circuits.sqlite3'}"
-
+    if args.database_url:
+        database_url, database = args.database_url, "the one --database-url gives"
+    else:
+        database_url, database = _throwaway_database(cleanups)
     engine = make_engine(database_url)
     counts = seed(engine, circuits=SEED_CIRCUITS)
     engine.dispose()
@@ -125,6 +162,7 @@ def run_stack(args: argparse.Namespace, workdir: Path, children: list[Child]) ->
     lines = [
         "",
         f"demo:       {site.url}/circuits",
+        f"database:   {database}",
         f"Jaeger:     {jaeger.query_url}/api/traces?service=circuits   (its query API;",
         "            this build of Jaeger has no UI: the viewer shows the same traces)",
         f"viewer:     {viewer.url}",
@@ -156,11 +194,12 @@ def run(args: argparse.Namespace) -> int:
         return 2
     workdir = Path(tempfile.mkdtemp(prefix="cvtrace-stack-"))
     children: list[Child] = []
+    cleanups: list[Callable[[], None]] = []
     code = 1
     try:
         with signals_as_interrupt():
             try:
-                code = run_stack(args, workdir, children)
+                code = run_stack(args, workdir, children, cleanups)
             except KeyboardInterrupt:
                 _out("\nstopping")
                 code = 130
@@ -173,6 +212,8 @@ def run(args: argparse.Namespace) -> int:
                     # stopped in reverse: services, collector, then Jaeger and the viewer.
                     for child in reversed(children):
                         stop_child(child, timeout_s=30)
+                    for cleanup in reversed(cleanups):
+                        cleanup()
     finally:
         if code in (0, 130):
             shutil.rmtree(workdir, ignore_errors=True)

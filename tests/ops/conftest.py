@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from cvtrace.demo.postgres import ThrowawayPostgres
 from tests.ops.binaries import Binaries, build
 from tests.ops.pipeline_run import PipelineRun, pipeline_run
 
@@ -32,9 +33,16 @@ def binaries() -> Binaries:
 
 
 @pytest.fixture(scope="session")
-def pipeline(binaries: Binaries, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PipelineRun]:
-    """The demo and the probe through the real collector into Jaeger, the viewer and a
-    New Relic stand-in; Jaeger and the viewer keep running until the session ends."""
+def pipeline(
+    binaries: Binaries, postgres: ThrowawayPostgres, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PipelineRun]:
+    """The demo (on PostgreSQL) and the probe through the real collector into Jaeger, the
+    viewer and a New Relic stand-in; Jaeger and the viewer keep running until the session
+    ends."""
     workdir = tmp_path_factory.mktemp("pipeline")
-    with pipeline_run(binaries, workdir, f"sqlite:///{workdir / 'circuits.sqlite3'}") as run:
-        yield run
+    database_url = postgres.create_database("pipeline")
+    try:
+        with pipeline_run(binaries, workdir, database_url) as run:
+            yield run
+    finally:
+        postgres.drop_database("pipeline")

@@ -1,6 +1,6 @@
 """One end-to-end run of the real pipeline, shared by the tests that read its results.
 
-The demo's two services (cvtrace's ``otlp`` exporter) and the probe sender
+The demo's two services (on PostgreSQL, with cvtrace's ``otlp`` exporter) and the probe sender
 (tests/ops/probe.py) send to the collector built here, running the shipped
 ``otel-collector.yaml`` on 127.0.0.1 ports, which fans out to Jaeger (built here, on
 ``deploy/jaeger-local.yaml``), ``cvtrace view`` and a New Relic stand-in (a real
@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import re
 import secrets
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,6 +92,38 @@ def metric(text: str, name: str, **labels: str) -> float:
     return total
 
 
+def _spans_in_jaeger(jaeger: JaegerAddresses) -> int:
+    services = requests.get(f"{jaeger.query_url}/api/services", timeout=30).json()["data"]
+    total = 0
+    for service in services or []:
+        answer = requests.get(
+            f"{jaeger.query_url}/api/traces",
+            params={"service": service, "limit": 1000},
+            timeout=30,
+        ).json()
+        total += sum(len(trace["spans"]) for trace in answer["data"])
+    return total
+
+
+def _settle(jaeger: JaegerAddresses, timeout_s: float = 30) -> None:
+    """Wait until Jaeger has stored what the collector flushed into it.
+
+    Jaeger batches what it receives (its own batch processor, 200 ms) before storing
+    it, so its answers can lag the collector's exit a little: wait for two equal
+    counts a second apart.
+    """
+    deadline = time.monotonic() + timeout_s
+    last = _spans_in_jaeger(jaeger)
+    while time.monotonic() < deadline:
+        time.sleep(1)
+        now = _spans_in_jaeger(jaeger)
+        if now == last:
+            return
+        last = now
+    msg = f"Jaeger's span count kept changing for {timeout_s:.0f} s"
+    raise AssertionError(msg)
+
+
 @contextlib.contextmanager
 def pipeline_run(binaries: Binaries, workdir: Path, database_url: str) -> Iterator[PipelineRun]:
     """Run the pipeline once (see the module's docstring); stop every process after."""
@@ -146,6 +179,7 @@ def pipeline_run(binaries: Binaries, workdir: Path, database_url: str) -> Iterat
             metrics = requests.get(addresses.metrics_url, timeout=10).text
             exit_code = stop_child(collector, timeout_s=30)
             started.remove(collector)
+            _settle(jaeger)
             yield PipelineRun(
                 jaeger=jaeger,
                 viewer_url=viewer.url.rstrip("/"),

@@ -184,7 +184,7 @@ WHOLE_TRACE: list[tuple[dict[str, str | int], bool]] = [
         {
             "service": "circuits",
             # on a server span and on a query span: never one span, so Jaeger finds none
-            "tags": json.dumps({"http.request.method": "GET", "db.system.name": "sqlite"}),
+            "tags": json.dumps({"http.request.method": "GET", "db.system.name": "postgresql"}),
             "limit": 1000,
         },
         True,

@@ -109,6 +109,19 @@ class TestJaeger:
             "attributes"
         ]
 
+    def test_query_spans_are_postgresql_s(self, pipeline: PipelineRun) -> None:
+        """The demo runs on PostgreSQL here; its query spans say where, by convention."""
+        queries = [
+            tags(span)
+            for span in all_jaeger_spans(pipeline).values()
+            if "db.system.name" in tags(span)
+        ]
+        assert queries
+        assert {q["db.system.name"] for q in queries} == {"postgresql"}
+        assert {q["db.namespace"] for q in queries} == {"pipeline"}
+        assert {q["server.address"] for q in queries} == {"127.0.0.1"}
+        assert all(isinstance(q["server.port"], int) for q in queries)
+
     def test_no_health_check_span(self, pipeline: PipelineRun) -> None:
         """The demo's /up made none (cvtrace), and the probe's three were dropped (the filter)."""
         spans = all_jaeger_spans(pipeline).values()

@@ -8,10 +8,13 @@ none is left after.
 from __future__ import annotations
 
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,14 +26,39 @@ from tests.ops.binaries import ROOT, Binaries
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 
+def _postgres_spans(jaeger: str) -> list[dict[str, str]]:
+    traces = requests.get(
+        f"{jaeger}/api/traces", params={"service": "circuits", "limit": 100}, timeout=10
+    ).json()["data"]
+    return [
+        tags
+        for trace in traces or []
+        for span in trace["spans"]
+        if (tags := {t["key"]: t["value"] for t in span["tags"]}).get("db.system.name")
+        == "postgresql"
+    ]
+
+
 def services(base_url: str) -> list[str]:
     """The services a Jaeger query API knows (Jaeger's own, or the viewer's)."""
     return list(requests.get(f"{base_url}/api/services", timeout=10).json()["data"] or [])
 
 
+@pytest.fixture
+def work_root() -> Iterator[Path]:
+    """The stack's TMPDIR: a directory of its own, which every process it starts has in
+    its environment, and which the PostgreSQL account can traverse (under root, the
+    server runs as ``postgres``, and pytest's own temporary directories are private)."""
+    root = Path(tempfile.mkdtemp(prefix="cvtrace-stack-test-"))
+    root.chmod(0o711)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
 def test_stack_serves_every_url_it_prints_and_stops_on_ctrl_c(
-    binaries: Binaries, tmp_path: Path
+    binaries: Binaries, work_root: Path
 ) -> None:
+    tmp_path = work_root
     stack = subprocess.Popen(
         [
             sys.executable,
@@ -74,9 +102,17 @@ def test_stack_serves_every_url_it_prints_and_stops_on_ctrl_c(
         assert health is not None
         assert requests.get(health.group(1), timeout=10).json()["status"] == "Server available"
         assert "New Relic:  off" in output
+        assert "database:   PostgreSQL on 127.0.0.1:" in output
+        # The demo's queries ran on PostgreSQL, and their spans say so.
+        deadline = time.monotonic() + 30
+        while not _postgres_spans(jaeger):
+            assert time.monotonic() < deadline, "no query span of PostgreSQL in Jaeger"
+            time.sleep(0.5)
 
-        # The demo, its preview service, the collector, Jaeger and the viewer.
-        assert len(processes_mentioning(str(tmp_path), besides=stack.pid)) == 5
+        # The demo, its preview service, the collector, Jaeger and the viewer, and the
+        # PostgreSQL server's processes (whose data directory is in tmp_path too).
+        running = processes_mentioning(str(tmp_path), besides=stack.pid)
+        assert len(running) > 5
         stack.send_signal(signal.SIGINT)
         rest = stack.stdout.read()
         assert stack.wait(timeout=90) == 0, rest

@@ -450,6 +450,8 @@ def test_binary_tags_are_base64_as_jaeger_writes_them(
     (trace,) = client.get(f"/api/traces/{specs[0].trace_id.hex()}").get_json()["data"]
     tags = {t["key"]: t for t in trace["spans"][0]["tags"]}
     assert tags["digest"] == {"key": "digest", "type": "binary", "value": "AP9oaQ=="}
+
+
 class TestAsJaegerWritesIt:
     """The details tests/ops/test_jaeger_parity.py found Jaeger 2.12 writing otherwise.
 
