@@ -14,7 +14,9 @@
 - SIGTERM to one gunicorn worker: its spans still reach Jaeger.
 
 The app is the demo's, served in this process (so that its ``handle.stats()`` can be
-read), except for the gunicorn test, which runs gunicorn with the image's settings.
+read), except for the gunicorn test, which runs gunicorn with the image's settings; its
+database is a SQLite file (the database is not what these faults are about; the
+end-to-end run, tests/ops/pipeline_run.py, has the demo on PostgreSQL).
 """
 
 from __future__ import annotations
