@@ -11,8 +11,9 @@ becomes ``otel.scope.name`` / ``otel.scope.version``; the trace state
 strings, bytes are base64, arrays and maps are compact JSON text as Go writes it; the
 parent becomes a ``CHILD_OF`` reference put first and links become ``FOLLOWS_FROM``
 (a link to the parent changes the parent reference's type instead of adding one);
-events become logs whose ``event`` field comes first; ``flags`` is never written
-(Jaeger drops OTLP's trace flags).
+events become logs whose ``event`` field comes first; ``flags`` (the W3C trace flags)
+only when not zero, as Jaeger's model has it (Jaeger itself drops OTLP's flags: a
+deliberate difference, so that a download re-imports whole).
 
 Where the viewer deliberately answers otherwise (span warnings in its own words, also
 gathered at trace level; non-finite doubles as strings; ...) is listed in
@@ -293,6 +294,7 @@ def jaeger_span(stored: StoredSpan, pid: str, span_warnings: list[str]) -> dict[
         "spanID": hex_id(span.span_id),
         "operationName": span.name,
         "references": _references(span),
+        **({"flags": span.flags & 0xFF} if span.flags & 0xFF else {}),
         "startTime": span.start_time_unix_nano // 1000,
         "duration": max(0, span.end_time_unix_nano - span.start_time_unix_nano) // 1000,
         "tags": _sorted_tags(tags),

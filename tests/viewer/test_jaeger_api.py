@@ -485,9 +485,11 @@ class TestAsJaegerWritesIt:
             span.attributes.add(key=key).value.CopyFrom(value)
         return span
 
-    def test_tags_sorted_by_key_and_no_flags(self, client: FlaskClient, store: SpanStore) -> None:
+    def test_tags_sorted_by_key_and_flags_only_when_set(
+        self, client: FlaskClient, store: SpanStore
+    ) -> None:
         span = self.span(zeta=AnyValue(int_value=1), alpha=AnyValue(int_value=2))
-        span.flags = 0x101
+        span.flags = 0x100  # "has is-remote", no W3C trace flag: nothing to say
         found = self.one_span(client, store, span)
         keys = [tag["key"] for tag in found["tags"]]
         assert keys == sorted(keys)
@@ -495,6 +497,10 @@ class TestAsJaegerWritesIt:
         assert keys[-1] == "zeta"
         assert [tag["key"] for tag in found["process"]["tags"]] == ["arch", "host.name", "zone"]
         assert "flags" not in found
+        sampled = self.span()
+        sampled.trace_id = new_trace_id()
+        sampled.flags = 0x301
+        assert self.one_span(client, store, sampled)["flags"] == 1
 
     def test_values(self, client: FlaskClient, store: SpanStore) -> None:
         array = AnyValue()
