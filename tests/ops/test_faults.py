@@ -236,7 +236,7 @@ def collector_for(
 def test_jaeger_stopped_for_30_s_loses_nothing(
     binaries: Binaries,
     tmp_path: Path,
-    clean_env: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch,
     started: list[Child],
     otlp_http: HttpOtlpReceiver,
 ) -> None:
@@ -255,7 +255,7 @@ def test_jaeger_stopped_for_30_s_loses_nothing(
         viewer_otlp_http=otlp_http.base_url,
     )
     with (
-        demo_in_process(tmp_path, clean_env, addresses, "jaeger-outage") as url,
+        demo_in_process(tmp_path, monkeypatch, addresses, "jaeger-outage") as url,
         Traffic(url) as traffic,
     ):
         time.sleep(3)
@@ -297,7 +297,7 @@ def test_jaeger_stopped_for_30_s_loses_nothing(
 def test_collector_down_during_traffic(
     binaries: Binaries,
     tmp_path: Path,
-    clean_env: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch,
     started: list[Child],
     otlp_http: HttpOtlpReceiver,
     stop_signal: signal.Signals,
@@ -319,7 +319,7 @@ def test_collector_down_during_traffic(
 
     first = collector("collector-1")
     with (
-        demo_in_process(tmp_path, clean_env, addresses, "collector-outage") as url,
+        demo_in_process(tmp_path, monkeypatch, addresses, "collector-outage") as url,
         Traffic(url) as traffic,
     ):
         time.sleep(3)
@@ -371,11 +371,11 @@ PEAK_RSS_LIMIT_MIB = 320
 """The collector's peak RSS may not pass this: its 40 MiB at rest, the 32 MiB limit, and
 the requests it reads and decodes before refusing them (16 MiB each, several copies).
 Measured here: 180-220 MiB; without the limit the same burst took 740 MiB and rising
-(BENCHMARKS.md, section 11)."""
+(BENCHMARKS.md, section 12)."""
 
 
 def test_a_burst_beyond_the_memory_limit_is_refused(
-    binaries: Binaries, tmp_path: Path, clean_env: pytest.MonkeyPatch, started: list[Child]
+    binaries: Binaries, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, started: list[Child]
 ) -> None:
     """Back ends that never answer keep everything the collector takes; the limit stops it."""
     addresses = CollectorAddresses.on_free_ports()
@@ -395,7 +395,7 @@ def test_a_burst_beyond_the_memory_limit_is_refused(
         # Room for the whole burst in the app: what it loses, the collector refused.
         "OTEL_BSP_MAX_QUEUE_SIZE": str(BURST_SPANS + 1000),
     }.items():
-        clean_env.setenv(name, value)
+        monkeypatch.setenv(name, value)
     handle = cvtrace.init(exporters="otlp", service_name="burst")
     from opentelemetry import trace
 
