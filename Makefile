@@ -4,6 +4,7 @@
 #                ends of the OpenTelemetry range it claims (what CI runs)
 #   make bench   the benchmarks behind BENCHMARKS.md
 #   make collector  build (or reuse) the OpenTelemetry Collector and Jaeger, print their paths
+#   make stack   the compose stack without Docker: demo, collector, Jaeger, viewer, traffic
 
 PYTHON ?= python3
 VENV := .venv
@@ -15,7 +16,7 @@ STAMP := $(VENV)/.installed-stamp
 # cluster is left alone).
 SYSTEM_PACKAGES := chromium docker-compose wrk libjemalloc2 postgresql
 
-.PHONY: setup system-deps node-deps collector demo view test lint pytest sdk-range bench clean
+.PHONY: setup system-deps node-deps collector stack demo view test lint pytest sdk-range bench clean
 NODE_STAMP := tests/node/node_modules/.package-lock.json
 
 setup: $(STAMP)
@@ -51,6 +52,12 @@ $(NODE_STAMP): tests/node/package-lock.json
 # paths, collector first. The tests run both for real (tests/ops/).
 collector:
 	@deploy/build.sh
+
+# What compose runs, as local processes on 127.0.0.1 (cvtrace/demo/stack.py): the demo
+# and its preview service, the collector on otel-collector.yaml, Jaeger and the viewer,
+# with traffic; it prints every URL, and Ctrl-C stops every process it started.
+stack: $(STAMP) collector
+	$(BIN)/python -m cvtrace.demo.stack
 
 demo: $(STAMP)
 	$(BIN)/cvtrace demo
@@ -105,7 +112,7 @@ $(SDK_VENVS)/lowest/.stamp: pyproject.toml Makefile
 	  grpcio==$(GRPCIO_LOWEST) $(SDK_RANGE_TOOLS)
 	touch $@
 
-bench: $(STAMP) system-deps
+bench: $(STAMP) system-deps collector
 	$(BIN)/python -m bench
 
 clean:

@@ -27,6 +27,7 @@ BENCHMARKS = {
     "serving": "the UI's search and trace pages: waitress vs Werkzeug's development server",
     "importing": "cvtrace import of big OTLP JSON lines, Jaeger JSON and protobuf files",
     "analyses": "critical path, stats, compare of big traces; service map and RED at 1M spans",
+    "collector": "the real collector on otel-collector.yaml: spans/s per core, RSS, memory limit",
 }
 
 REPORT_ORDER = (
@@ -41,8 +42,9 @@ REPORT_ORDER = (
     "serving",
     "importing",
     "analyses",
+    "collector",
 )
-"""The numbering of BENCHMARKS.md (1-11), used for ``results/ALL.md``; runs go in the order
+"""The numbering of BENCHMARKS.md (1-12), used for ``results/ALL.md``; runs go in the order
 above."""
 
 

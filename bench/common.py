@@ -208,9 +208,9 @@ def log(message: str) -> None:
 class Receiver:
     """The counting OTLP/HTTP receiver (:mod:`bench.receiver`) as a subprocess."""
 
-    def __init__(self) -> None:
+    def __init__(self, grpc: bool = False) -> None:
         self.proc = subprocess.Popen(
-            [PYTHON, "-m", "bench.receiver"],
+            [PYTHON, "-m", "bench.receiver", *(["--grpc"] if grpc else [])],
             stdout=subprocess.PIPE,
             text=True,
             env=clean_env(),
@@ -222,20 +222,24 @@ class Receiver:
             stop_process(self.proc)
             msg = f"the receiver did not start: {line!r}"
             raise RuntimeError(msg)
-        self.port = int(line.split()[1])
+        words = line.split()
+        self.port = int(words[1])
         self.url = f"http://127.0.0.1:{self.port}"
+        self.grpc_port = int(words[3]) if len(words) > 3 else None
+        """Its OTLP/gRPC port (``Receiver(grpc=True)``), counted under ``grpc``."""
 
     def endpoint(self, name: str) -> str:
         """The OTLP traces URL for variant ``name``."""
         return f"{self.url}/{name}/v1/traces"
 
     def spans(self, name: str) -> int:
-        """Spans received so far for variant ``name``."""
+        """Spans received so far for variant ``name`` (``grpc``: over OTLP/gRPC)."""
         import urllib.request
 
         with urllib.request.urlopen(f"{self.url}/counts", timeout=10) as response:
             counts = json.load(response)
-        return int(counts["spans"].get(f"/{name}/v1/traces", 0))
+        key = name if name == "grpc" else f"/{name}/v1/traces"
+        return int(counts["spans"].get(key, 0))
 
     def close(self) -> None:
         """Stop the receiver."""

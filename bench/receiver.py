@@ -4,7 +4,9 @@
 decodes the ``ExportTraceServiceRequest`` (plain or gzip), counts its spans under the
 path and answers 200 with an empty ``ExportTraceServiceResponse``; ``GET /counts``
 answers the counts as JSON. Each benchmark variant exports to its own path
-(``/<variant>/v1/traces``), so one receiver tells them apart.
+(``/<variant>/v1/traces``), so one receiver tells them apart. With ``--grpc`` it also
+takes OTLP/gRPC (plaintext) on a second port, counted under ``grpc``, and prints
+``port N grpc M``.
 """
 
 from __future__ import annotations
@@ -72,14 +74,48 @@ class _Handler(BaseHTTPRequestHandler):
         """Stay quiet."""
 
 
+def _start_grpc() -> int:
+    """Serve OTLP/gRPC's Export on a free port, counting spans under ``grpc``; return it."""
+    from concurrent import futures
+
+    import grpc
+
+    def export(request: bytes, _context: object) -> bytes:
+        message = ExportTraceServiceRequest.FromString(request)
+        COUNTS.add(
+            "grpc",
+            sum(len(ss.spans) for rs in message.resource_spans for ss in rs.scope_spans),
+        )
+        return _EMPTY_RESPONSE
+
+    handler = grpc.method_handlers_generic_handler(
+        "opentelemetry.proto.collector.trace.v1.TraceService",
+        {"Export": grpc.unary_unary_rpc_method_handler(export)},  # raw bytes both ways
+    )
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=4),
+        options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)],
+    )
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    _GRPC_SERVERS.append(server)
+    return port
+
+
+_GRPC_SERVERS: list[object] = []
+
+
 def main() -> int:
     """Serve until killed."""
     parser = argparse.ArgumentParser(prog="python -m bench.receiver", description=__doc__)
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--grpc", action="store_true", help="also take OTLP/gRPC")
     args = parser.parse_args()
     server = ThreadingHTTPServer(("127.0.0.1", args.port), _Handler)
     server.daemon_threads = True
-    sys.stdout.write(f"port {server.server_port}\n")
+    grpc_part = f" grpc {_start_grpc()}" if args.grpc else ""
+    sys.stdout.write(f"port {server.server_port}{grpc_part}\n")
     sys.stdout.flush()
     server.serve_forever()
     return 0

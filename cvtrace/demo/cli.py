@@ -26,7 +26,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -188,7 +188,7 @@ class ProgressBar:
 
 
 @contextlib.contextmanager
-def _signals_as_interrupt() -> Iterator[None]:
+def signals_as_interrupt() -> Iterator[None]:
     """Turn SIGINT and SIGTERM into KeyboardInterrupt, so the children are stopped either way.
 
     SIGINT is set explicitly because a shell starts background jobs with it ignored.
@@ -210,7 +210,8 @@ def _signals_as_interrupt() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _interrupts_ignored() -> Iterator[None]:
+def interrupts_ignored() -> Iterator[None]:
+    """Ignore Ctrl-C meanwhile: a second one must not cut the clean-up short."""
     try:
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     except ValueError:  # not the main thread
@@ -222,11 +223,10 @@ def _interrupts_ignored() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _service_env(store: Path, database_url: str, **extra: str) -> dict[str, str]:
+def _service_env(tracing: Mapping[str, str], database_url: str, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
-        CVTRACE_EXPORTERS="local",
-        CVTRACE_LOCAL_DB=str(store),
+        tracing,
         DATABASE_URL=database_url,
         SECRET_KEY=secrets.token_hex(16),
         PYTHONUNBUFFERED="1",
@@ -237,6 +237,44 @@ def _service_env(store: Path, database_url: str, **extra: str) -> dict[str, str]
     for name in ("PORT", "OTEL_SERVICE_NAME"):
         env.pop(name, None)
     return env
+
+
+def start_services(
+    workdir: Path, database_url: str, tracing: Mapping[str, str], *, started: list[Child]
+) -> tuple[Child, Child]:
+    """Start the preview service, then the site that calls it, both on free ports.
+
+    Args:
+        workdir: their working directory (a relative SQLite URL is a file there) and
+            where their logs go (``app.log``, ``preview.log``).
+        database_url: the site's database, seeded already.
+        tracing: the variables that say where their spans go (``CVTRACE_EXPORTERS``, ...).
+        started: the caller's list of children, which both join as they start.
+
+    Returns:
+        The site and the preview service, each with its URL.
+
+    Raises:
+        DemoError: one of them did not start.
+    """
+    python = sys.executable
+    preview = start_child(
+        "preview service",
+        [python, "-m", "cvtrace.demo.serve", "preview", "--port", "0"],
+        _service_env(tracing, database_url),
+        workdir / "preview.log",
+        started=started,
+        cwd=workdir,
+    )
+    site = start_child(
+        "circuits app",
+        [python, "-m", "cvtrace.demo.serve", "app", "--port", "0"],
+        _service_env(tracing, database_url, PREVIEW_URL=preview.url),
+        workdir / "app.log",
+        started=started,
+        cwd=workdir,
+    )
+    return site, preview
 
 
 def _out(message: str) -> None:
@@ -262,24 +300,9 @@ def run_demo(args: argparse.Namespace, workdir: Path, children: list[Child]) -> 
     database_url = "sqlite:///circuits.sqlite3"
     _out(f"seeded the demo database: {describe(counts)}")
 
-    python = sys.executable
-    preview = start_child(
-        "preview service",
-        [python, "-m", "cvtrace.demo.serve", "preview", "--port", "0"],
-        _service_env(store, database_url),
-        workdir / "preview.log",
-        started=children,
-        cwd=workdir,
-    )
+    tracing = {"CVTRACE_EXPORTERS": "local", "CVTRACE_LOCAL_DB": str(store)}
+    site, preview = start_services(workdir, database_url, tracing, started=children)
     _out(f"preview service (service.name=preview) on {preview.url}")
-    site = start_child(
-        "circuits app",
-        [python, "-m", "cvtrace.demo.serve", "app", "--port", "0"],
-        _service_env(store, database_url, PREVIEW_URL=preview.url),
-        workdir / "app.log",
-        started=children,
-        cwd=workdir,
-    )
     _out(f"circuits app (service.name=circuits) on {site.url}")
 
     bar = ProgressBar("traffic", sys.stdout)
@@ -303,7 +326,7 @@ def run_demo(args: argparse.Namespace, workdir: Path, children: list[Child]) -> 
     viewer = start_child(
         "viewer",
         [
-            python,
+            sys.executable,
             "-m",
             "cvtrace.cli",
             "view",
@@ -340,7 +363,7 @@ def run(args: argparse.Namespace) -> int:
     children: list[Child] = []
     code = 1
     try:
-        with _signals_as_interrupt():
+        with signals_as_interrupt():
             try:
                 code = run_demo(args, workdir, children)
             except KeyboardInterrupt:
@@ -350,7 +373,7 @@ def run(args: argparse.Namespace) -> int:
                 sys.stderr.write(f"cvtrace demo: {exc}\n")
                 code = 1
             finally:
-                with _interrupts_ignored():  # a second Ctrl-C must not cut the clean-up short
+                with interrupts_ignored():  # a second Ctrl-C must not cut the clean-up short
                     for child in reversed(children):
                         stop_child(child)
     finally:

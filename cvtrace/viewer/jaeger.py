@@ -1,10 +1,23 @@
 """Stored spans as Jaeger query JSON (what Jaeger's ``/api/traces`` returns).
 
-The mapping follows Jaeger's own OTLP translation: resource attributes become
-process tags, span kind becomes ``span.kind``, the status becomes
-``otel.status_code`` / ``otel.status_description`` and ``error: true``, the
-scope becomes ``otel.scope.name`` / ``otel.scope.version``, the parent becomes a
-``CHILD_OF`` reference and links become ``FOLLOWS_FROM``, events become logs.
+The mapping is Jaeger's own, field for field: Jaeger v2 turns OTLP into its model with
+the collector's Jaeger translator, then its query service adjusts the model before
+writing the JSON, and tests/ops/test_jaeger_parity.py compares this module's answers
+with a real Jaeger's for the same spans. So: resource attributes become process tags
+(without ``service.name``); span kind becomes ``span.kind``; the status becomes
+``otel.status_code`` / ``otel.status_description`` and ``error: true``; the scope
+becomes ``otel.scope.name`` / ``otel.scope.version``; the trace state
+``w3c.tracestate``; tags are sorted by key; integers beyond JavaScript's safe range are
+strings, bytes are base64, arrays and maps are compact JSON text as Go writes it; the
+parent becomes a ``CHILD_OF`` reference put first and links become ``FOLLOWS_FROM``
+(a link to the parent changes the parent reference's type instead of adding one);
+events become logs whose ``event`` field comes first; ``flags`` (the W3C trace flags)
+only when not zero, as Jaeger's model has it (Jaeger itself drops OTLP's flags: a
+deliberate difference, so that a download re-imports whole).
+
+Where the viewer deliberately answers otherwise (span warnings in its own words, also
+gathered at trace level; non-finite doubles as strings; ...) is listed in
+docs/operations.md, "The viewer's Jaeger API".
 """
 
 from __future__ import annotations
@@ -14,9 +27,10 @@ import json
 import math
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
+from decimal import Decimal
 from typing import Any
 
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from cvtrace.store import StoredSpan
@@ -56,13 +70,21 @@ def finite_or_text(number: float) -> float | str:
     return "Infinity" if number > 0 else "-Infinity"
 
 
+JS_MAX_SAFE_INTEGER = 2**53 - 1
+"""Larger integers lose precision in JavaScript: Jaeger writes them as strings."""
+_REF_TYPE = "opentracing.ref_type"
+"""A link attribute (OpenTracing shims) that makes the link a ``CHILD_OF`` reference."""
+
+
 def jaeger_tag(key: str, value: AnyValue) -> dict[str, Any]:
-    """Return one attribute as a Jaeger tag ``{key, type, value}``."""
+    """Return one attribute as a Jaeger tag ``{key, type, value}``, as Jaeger writes it."""
     which = value.WhichOneof("value")
     if which == "bool_value":
         return {"key": key, "type": "bool", "value": value.bool_value}
     if which == "int_value":
-        return {"key": key, "type": "int64", "value": value.int_value}
+        integer = value.int_value
+        safe = -JS_MAX_SAFE_INTEGER <= integer <= JS_MAX_SAFE_INTEGER
+        return {"key": key, "type": "int64", "value": integer if safe else str(integer)}
     if which == "double_value":
         number = finite_or_text(value.double_value)
         # JSON has no NaN: a non-finite double becomes a string tag ("NaN", "Infinity").
@@ -74,14 +96,83 @@ def jaeger_tag(key: str, value: AnyValue) -> dict[str, Any]:
     if which == "string_value":
         return {"key": key, "type": "string", "value": value.string_value}
     if which == "bytes_value":
-        # base64, as Jaeger's own JSON has it (Go encodes a []byte so)
-        value_b64 = base64.b64encode(value.bytes_value).decode("ascii")
-        return {"key": key, "type": "binary", "value": value_b64}
-    return {"key": key, "type": "string", "value": json.dumps(any_value_python(value))}
+        return {"key": key, "type": "binary", "value": _base64(value.bytes_value)}
+    if which is None:  # an empty value: Jaeger's tag of no type is an empty string
+        return {"key": key, "type": "string", "value": ""}
+    return {"key": key, "type": "string", "value": go_json(value)}
 
 
-def _tags(attributes: Sequence[KeyValue]) -> list[dict[str, Any]]:
-    return [jaeger_tag(kv.key, kv.value) for kv in attributes]
+def _base64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
+
+
+def go_json(value: AnyValue) -> str:
+    """Return an array or map value as the compact JSON text Jaeger (Go) gives it.
+
+    Go's encoding/json of the value's plain form: map keys sorted (the last of two
+    equal ones kept), bytes as base64, doubles in Go's shortest form (``1``, not
+    ``1.0``), ``<``, ``>``, ``&``, U+2028 and U+2029 escaped, other text as it is.
+    A non-finite double, which Go cannot write at all (Jaeger shows the whole value
+    as an empty string), is written as protobuf's JSON spells it (``"NaN"``).
+    """
+    which = value.WhichOneof("value")
+    if which == "array_value":
+        return "[" + ",".join(go_json(v) for v in value.array_value.values) + "]"
+    if which == "kvlist_value":
+        entries = {kv.key: kv.value for kv in value.kvlist_value.values}
+        return (
+            "{" + ",".join(f"{_go_string(k)}:{go_json(entries[k])}" for k in sorted(entries)) + "}"
+        )
+    if which == "string_value":
+        return _go_string(value.string_value)
+    if which == "bytes_value":
+        return f'"{_base64(value.bytes_value)}"'
+    if which == "bool_value":
+        return "true" if value.bool_value else "false"
+    if which == "int_value":
+        return str(value.int_value)
+    if which == "double_value":
+        number = value.double_value
+        return go_float(number) if math.isfinite(number) else f'"{finite_or_text(number)}"'
+    return "null"
+
+
+_GO_ESCAPES = str.maketrans(
+    {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+)
+
+
+def _go_string(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False).translate(_GO_ESCAPES)
+
+
+def go_float(number: float) -> str:
+    """Return a finite double as Go's encoding/json writes it: shortest round-trip digits,
+    fixed notation from 1e-6 up to 1e21 (``0.00001``, ``1e+21``, ``1e-7``)."""
+    if number == 0:
+        return "-0" if math.copysign(1.0, number) < 0 else "0"
+    exact = Decimal(repr(number))  # the shortest digits that read back as this double
+    if 1e-6 <= abs(number) < 1e21:
+        text = format(exact, "f")
+        return text.rstrip("0").rstrip(".") if "." in text else text
+    sign, digits, exponent = exact.normalize().as_tuple()
+    assert isinstance(exponent, int)
+    shown = "".join(map(str, digits))
+    power = exponent + len(shown) - 1
+    mantissa = shown[0] + (f".{shown[1:]}" if len(shown) > 1 else "")
+    return f"{'-' if sign else ''}{mantissa}e{'+' if power >= 0 else '-'}{abs(power):02d}".replace(
+        "e-0", "e-"
+    )
+
+
+def _sorted_tags(tags: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Sort tags by key, as Jaeger's query service does before answering."""
+    tags.sort(key=_tag_key)
+    return tags
+
+
+def _tag_key(tag: dict[str, Any]) -> str:
+    return str(tag["key"])
 
 
 def _string(key: str, value: str) -> dict[str, Any]:
@@ -115,35 +206,78 @@ class _Processes:
             self._ids[pkey] = pid
             self.processes[pid] = {
                 "serviceName": stored.service,
-                "tags": [
-                    jaeger_tag(kv.key, kv.value)
-                    for kv in stored.resource.attributes
-                    if kv.key != "service.name"
-                ],
+                "tags": _sorted_tags(
+                    [
+                        jaeger_tag(kv.key, kv.value)
+                        for kv in stored.resource.attributes
+                        if kv.key != "service.name"
+                    ]
+                ),
             }
         # keep the resource alive with its id, so the id is not reused by another object
         self._by_object[okey] = (pid, stored.resource)
         return pid
 
 
-def jaeger_span(stored: StoredSpan, pid: str, span_warnings: list[str]) -> dict[str, Any]:
-    """Return one span in Jaeger's JSON model."""
-    span = stored.span
+def _link_type(link: Span.Link) -> str:
+    for kv in link.attributes:
+        if kv.key == _REF_TYPE:
+            return "CHILD_OF" if kv.value.string_value == "child_of" else "FOLLOWS_FROM"
+    return "FOLLOWS_FROM"
+
+
+def _references(span: Span) -> list[dict[str, str]]:
+    """The parent and the links as Jaeger's references, in Jaeger's order.
+
+    The parent comes first as ``CHILD_OF``; a link to the parent changes that
+    reference's type rather than adding another; the other links follow in order.
+    Then the first ``CHILD_OF`` within the trace (else its first reference within the
+    trace) moves to the front, where Jaeger's UI looks for the parent.
+    """
     trace_hex = hex_id(span.trace_id)
+    parent = span.parent_span_id if span.parent_span_id != bytes(8) else b""
     references: list[dict[str, str]] = []
-    if span.parent_span_id and span.parent_span_id != bytes(8):
-        references.append(
-            {"refType": "CHILD_OF", "traceID": trace_hex, "spanID": hex_id(span.parent_span_id)}
-        )
+    if parent:
+        references.append({"refType": "CHILD_OF", "traceID": trace_hex, "spanID": hex_id(parent)})
     for link in span.links:
+        if parent and link.trace_id == span.trace_id and link.span_id == parent:
+            references[0]["refType"] = _link_type(link)
+            continue
         references.append(
             {
-                "refType": "FOLLOWS_FROM",
+                "refType": _link_type(link),
                 "traceID": hex_id(link.trace_id),
                 "spanID": hex_id(link.span_id),
             }
         )
-    tags = _tags(span.attributes)
+    same_trace = [i for i, ref in enumerate(references) if ref["traceID"] == trace_hex]
+    first = next((i for i in same_trace if references[i]["refType"] == "CHILD_OF"), None)
+    if first is None and same_trace:
+        first = same_trace[0]
+    if first:  # neither None nor 0
+        references[0], references[first] = references[first], references[0]
+    return references
+
+
+def _log(event: Span.Event) -> dict[str, Any]:
+    """An event as a Jaeger log: its name as the ``event`` field, first, then the rest sorted."""
+    fields = [jaeger_tag(kv.key, kv.value) for kv in event.attributes]
+    named = [f for f in fields if f["key"] == "event" and f["type"] == "string"]
+    if event.name and not any(kv.key == "event" for kv in event.attributes):
+        named = [_string("event", event.name)]
+    first = named[:1]
+    rest = [f for f in fields if not first or f is not first[0]]
+    return {"timestamp": event.time_unix_nano // 1000, "fields": first + _sorted_tags(rest)}
+
+
+def jaeger_span(stored: StoredSpan, pid: str, span_warnings: list[str]) -> dict[str, Any]:
+    """Return one span in Jaeger's JSON model."""
+    span = stored.span
+    tags = [jaeger_tag(kv.key, kv.value) for kv in span.attributes]
+    if stored.scope.name:
+        tags.append(_string("otel.scope.name", stored.scope.name))
+    if stored.scope.version:
+        tags.append(_string("otel.scope.version", stored.scope.version))
     if span.kind in _KINDS:
         tags.append(_string("span.kind", _KINDS[span.kind]))
     if span.status.code == Status.STATUS_CODE_OK:
@@ -151,31 +285,20 @@ def jaeger_span(stored: StoredSpan, pid: str, span_warnings: list[str]) -> dict[
     elif span.status.code == Status.STATUS_CODE_ERROR:
         tags.append(_string("otel.status_code", "ERROR"))
         tags.append({"key": "error", "type": "bool", "value": True})
-        if span.status.message:
-            tags.append(_string("otel.status_description", span.status.message))
-    if stored.scope.name:
-        tags.append(_string("otel.scope.name", stored.scope.name))
-    if stored.scope.version:
-        tags.append(_string("otel.scope.version", stored.scope.version))
+    if span.status.message:
+        tags.append(_string("otel.status_description", span.status.message))
     if span.trace_state:
         tags.append(_string("w3c.tracestate", span.trace_state))
-    logs = [
-        {
-            "timestamp": event.time_unix_nano // 1000,
-            "fields": [_string("event", event.name), *_tags(event.attributes)],
-        }
-        for event in span.events
-    ]
     return {
-        "traceID": trace_hex,
+        "traceID": hex_id(span.trace_id),
         "spanID": hex_id(span.span_id),
         "operationName": span.name,
-        "references": references,
-        "flags": span.flags & 0xFF,
+        "references": _references(span),
+        **({"flags": span.flags & 0xFF} if span.flags & 0xFF else {}),
         "startTime": span.start_time_unix_nano // 1000,
         "duration": max(0, span.end_time_unix_nano - span.start_time_unix_nano) // 1000,
-        "tags": tags,
-        "logs": logs,
+        "tags": _sorted_tags(tags),
+        "logs": [_log(event) for event in span.events],
         "processID": pid,
         "warnings": span_warnings or None,
     }

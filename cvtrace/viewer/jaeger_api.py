@@ -11,6 +11,12 @@
 
 ``/api/dependencies`` (the service map) and the analyses are in
 :mod:`cvtrace.viewer.analyses_api`.
+
+Answers are Jaeger's, field for field (tests/ops/test_jaeger_parity.py compares them
+with a real Jaeger's): a search returns up to 100 traces by default and says
+``"total": 0``, as Jaeger does. Where the viewer deliberately differs (a search's
+duration and tag filters apply to the whole trace, ...) is listed in
+docs/operations.md, "The viewer's Jaeger API".
 """
 
 from __future__ import annotations
@@ -42,6 +48,8 @@ _UNIT_NS = {
     "d": 86_400_000_000_000,
 }
 MAX_LIMIT = 1500
+DEFAULT_LIMIT = 100
+"""Traces a search returns without ``limit``: Jaeger's default."""
 MAX_NS = 2**63 - 1
 """The largest time or duration the store holds (SQLite's INTEGER): 2262-04-11 UTC, 292 years."""
 MAX_US = MAX_NS // 1000
@@ -190,7 +198,7 @@ def query_from_args() -> TraceQuery:
     query.start_min_ns = start_us * 1000 if start_us is not None else None
     query.start_max_ns = end_us * 1000 if end_us is not None else None
     limit = _int_param("limit", -(2**63), 2**63 - 1)
-    query.limit = max(1, min(limit if limit is not None else 20, MAX_LIMIT))
+    query.limit = max(1, min(limit if limit is not None else DEFAULT_LIMIT, MAX_LIMIT))
     return query
 
 
@@ -227,7 +235,6 @@ _ENVELOPE_END = ',"limit":0,"offset":0,"errors":null}'
 def _traces_json(store: SpanStore, summaries: Sequence[TraceSummary]) -> Iterator[str]:
     """Yield the Jaeger JSON of the traces found, each whole, in bounded memory."""
     yield '{"data":['
-    sent = 0
     batch: list[bytes] = []
     batch_spans = 0
 
@@ -259,12 +266,12 @@ def _traces_json(store: SpanStore, summaries: Sequence[TraceSummary]) -> Iterato
             batch_spans += summary.span_count
         yield from flush()
 
+    separator = ""
     for pieces in traces():
-        if sent:
-            yield ","
+        yield separator
         yield from jaeger_trace_json(pieces)
-        sent += 1
-    yield f'],"total":{sent}{_ENVELOPE_END}'
+        separator = ","
+    yield f'],"total":0{_ENVELOPE_END}'  # total 0, as Jaeger answers a search
 
 
 def _json_stream(parts: Iterator[str]) -> Response:

@@ -170,3 +170,17 @@ def test_importing_measures_every_format() -> None:
         assert cell["bytes"] > 0, label
     assert result["spans"] >= 5_000
     assert "cvtrace import" in text
+
+
+@pytest.mark.slow
+def test_collector_measures_both_variants_and_the_burst() -> None:
+    result, text = run_quick("collector")
+    for variant, cell in result["variants"].items():
+        assert positive(cell["spans_per_cpu_s"]), variant
+        assert positive(cell["peak_rss_mib"]), variant
+    assert result["delivered"]["off-newrelic"] == 0
+    assert result["delivered"]["on-newrelic"] == result["variants"]["New Relic on"]["sent"]
+    limited, unlimited = result["burst"]
+    assert limited["refused"] > 0
+    assert unlimited["refused"] == 0
+    assert "spans per CPU-second" in text

@@ -1,17 +1,15 @@
 """Deliberately broken copies of otel-collector.yaml, and who catches each one.
 
 Each row is one mistake that people commonly make, applied to a copy of the shipped
-config. Two judges read the table: the collector itself (``otelcol-cvtrace validate``,
-tests/ops/test_collector.py) and the hand-written checker in tests/ops/test_ops.py.
-``collector_says`` records the real collector's verdict: the text of its error for a
-copy it rejects, or None for one it accepts. A copy it accepts is a valid config that
-breaks one of this project's rules (memory_limiter first, the New Relic key guard,
-addresses that compose needs, ...): only the hand-written checker holds that rule, and
-the test of the real collector asserts that it does accept it, so a release that starts
-rejecting one shows up as a failure and the row can move to the collector.
-``checker_says`` is None for the mistakes that only the collector can see (a setting it
-does not know, an OTTL condition that does not parse): the hand-written checker was
-never told about them.
+config. The collector itself is the first judge (tests/ops/test_collector.py):
+``collector_says`` is the text of the error with which ``otelcol-cvtrace validate``
+rejects the copy, ``collector_warns`` the warning it logs when it runs it, and the
+test asserts that a copy with neither is accepted, so that a release that starts
+rejecting one shows up and the row can move to the collector. What it accepts is a
+valid config that breaks one of this project's rules (memory_limiter first, the New
+Relic key guard, the addresses compose needs, ...): ``checker_says`` is the problem
+that tests/ops/test_collector_policy.py must report for it, None where the collector
+judges already.
 """
 
 from __future__ import annotations
@@ -33,9 +31,11 @@ class BrokenConfig:
     mutate: Mutation
     """How: applied to a deep copy of the parsed config."""
     checker_says: str | None
-    """Text that the hand-written checker's problems must contain; None: it cannot tell."""
+    """Text that the project's rules must report; None: the collector judges it."""
     collector_says: str | None = None
     """Text of the error with which ``otelcol validate`` rejects it; None: it accepts it."""
+    collector_warns: str | None = None
+    """Text of the warning the collector logs when it runs the copy."""
 
 
 def set_at(path: str, value: Any) -> Mutation:
@@ -99,7 +99,7 @@ BROKEN_COLLECTOR_CONFIGS = [
             f"{BASE_PIPELINE}.processors",
             ["memory_limiter", "filter/healthcheck", "redaction", "tail_sampling", "batch"],
         ),
-        "processor 'tail_sampling', which is not defined",
+        None,
         collector_says='references processor "tail_sampling" which is not configured',
     ),
     BrokenConfig(
@@ -121,7 +121,7 @@ BROKEN_COLLECTOR_CONFIGS = [
     BrokenConfig(
         "a pipeline without exporters",
         set_at(f"{BASE_PIPELINE}.exporters", []),
-        "pipeline traces has no exporters",
+        None,
         collector_says="service::pipelines::traces: must have at least one exporter",
     ),
     BrokenConfig(
@@ -142,7 +142,7 @@ BROKEN_COLLECTOR_CONFIGS = [
                 f"{BASE_PIPELINE}.exporters", ["otlp_grpc/jaeger", "otlp_http/viewer", "logging"]
             ),
         ),
-        "type 'logging' removed in 0.111",
+        None,
         collector_says="the logging exporter has been deprecated, use the debug exporter instead",
     ),
     BrokenConfig(
@@ -151,7 +151,7 @@ BROKEN_COLLECTOR_CONFIGS = [
             set_at("exporters.jaeger", {"endpoint": "jaeger:14250"}),
             set_at(f"{BASE_PIPELINE}.exporters", ["jaeger", "otlp_http/viewer"]),
         ),
-        "type 'jaeger' removed in 0.85",
+        None,
         collector_says='unknown type: "jaeger" for id: "jaeger"',
     ),
     BrokenConfig(
@@ -163,7 +163,8 @@ BROKEN_COLLECTOR_CONFIGS = [
                 ["otlp_grpc/jaeger", "otlp_http/viewer", "otlphttp/extra"],
             ),
         ),
-        "type 'otlphttp' is deprecated",
+        None,
+        collector_warns='"otlphttp" alias is deprecated; use "otlp_http" instead',
     ),
     BrokenConfig(
         "a bare $VAR",
@@ -184,23 +185,41 @@ BROKEN_COLLECTOR_CONFIGS = [
     ),
     BrokenConfig(
         "a receiver bound to localhost",
-        set_at("receivers.otlp.protocols.http.endpoint", "localhost:4318"),
+        set_at(
+            "receivers.otlp.protocols.http.endpoint",
+            "${env:CVTRACE_COLLECTOR_OTLP_HTTP_ENDPOINT:-localhost:4318}",
+        ),
         "other containers cannot reach it",
     ),
     BrokenConfig(
         "pprof on all interfaces",
-        set_at("extensions.pprof.endpoint", "0.0.0.0:1777"),
+        set_at(
+            "extensions.pprof.endpoint", "${env:CVTRACE_COLLECTOR_PPROF_ENDPOINT:-0.0.0.0:1777}"
+        ),
         "debugging endpoints must stay on loopback",
     ),
     BrokenConfig(
         "zpages on its default",
         set_at("extensions.zpages", None),
-        "extensions.zpages.endpoint is unset",
+        "extensions.zpages.endpoint is None, not a ${env:CVTRACE_COLLECTOR_",
     ),
     BrokenConfig(
         "health check on loopback",
-        set_at("extensions.health_check.endpoint", "localhost:13133"),
+        set_at(
+            "extensions.health_check.endpoint",
+            "${env:CVTRACE_COLLECTOR_HEALTH_ENDPOINT:-localhost:13133}",
+        ),
         "the published health-check port needs 0.0.0.0",
+    ),
+    BrokenConfig(
+        "an address written out, which one machine cannot move",
+        set_at("extensions.health_check.endpoint", "0.0.0.0:13133"),
+        "extensions.health_check.endpoint is '0.0.0.0:13133', not a ${env:CVTRACE_COLLECTOR_",
+    ),
+    BrokenConfig(
+        "Jaeger's endpoint written out",
+        set_at("exporters.otlp_grpc/jaeger.endpoint", "jaeger:4317"),
+        "exporters.otlp_grpc/jaeger.endpoint is 'jaeger:4317', not a ${env:CVTRACE_COLLECTOR_",
     ),
     BrokenConfig(
         "New Relic endpoint with /v1/traces",
@@ -224,9 +243,15 @@ BROKEN_COLLECTOR_CONFIGS = [
         "headers.api-key must be",
     ),
     BrokenConfig(
+        # Not the line deleted: gzip is the exporter's default (print-config shows it).
         "New Relic without compression",
-        delete_at("exporters.otlp_http/newrelic.compression"),
+        set_at("exporters.otlp_http/newrelic.compression", "none"),
         "compression must be gzip",
+    ),
+    BrokenConfig(
+        "New Relic without a queue",
+        set_at("exporters.otlp_http/newrelic.sending_queue.enabled", False),
+        "enable sending_queue",
     ),
     BrokenConfig(
         "New Relic without retries",
@@ -262,11 +287,14 @@ BROKEN_COLLECTOR_CONFIGS = [
     BrokenConfig(
         "no scrubbing processor",
         set_at(f"{BASE_PIPELINE}.processors", ["memory_limiter", "filter/healthcheck", "batch"]),
-        "no redaction/attributes processor",
+        "no redaction processor masks secrets",
     ),
     BrokenConfig(
         "Jaeger endpoint host that is no compose service",
-        set_at("exporters.otlp_grpc/jaeger.endpoint", "jaeger-collector:4317"),
+        set_at(
+            "exporters.otlp_grpc/jaeger.endpoint",
+            "${env:CVTRACE_COLLECTOR_JAEGER_ENDPOINT:-jaeger-collector:4317}",
+        ),
         "is not a compose service",
     ),
     BrokenConfig(
@@ -276,13 +304,16 @@ BROKEN_COLLECTOR_CONFIGS = [
     ),
     BrokenConfig(
         "internal metrics left on localhost",
-        set_at("service.telemetry.metrics.readers[0].pull.exporter.prometheus.host", "localhost"),
+        set_at(
+            "service.telemetry.metrics.readers[0].pull.exporter.prometheus.host",
+            "${env:CVTRACE_COLLECTOR_METRICS_HOST:-localhost}",
+        ),
         "must serve Prometheus on 0.0.0.0:8888",
     ),
     BrokenConfig(
         "an unknown component type",
         set_at("processors.memory_limitter", {}),
-        "unknown processor type 'memory_limitter'",
+        None,
         collector_says='unknown type: "memory_limitter" for id: "memory_limitter"',
     ),
     BrokenConfig(

@@ -9,7 +9,7 @@ ports: healthy, forwarding to a Jaeger and a viewer stand-in, stopping on SIGTER
 
 What the collector accepts but this project forbids (memory_limiter first, the key
 guard's place, addresses compose needs, ...) stays with the hand-written checker in
-tests/ops/test_ops.py; the table records which copies those are.
+tests/ops/test_collector_policy.py; the table records which copies those are.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -35,7 +34,9 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
-from tests.ops.binaries import Binaries
+from cvtrace.demo.cli import Child, stop_child
+from cvtrace.demo.pipeline import CollectorAddresses, clean_environment, free_port, start_collector
+from tests.ops.binaries import Binaries, resolved_config, run_collector, validate
 from tests.ops.broken_configs import BROKEN_COLLECTOR_CONFIGS, BrokenConfig
 from tests.otlp_receiver import GrpcOtlpReceiver, HttpOtlpReceiver, attributes
 
@@ -61,56 +62,13 @@ ENDPOINT_VARIABLES = (
 )
 # A warning the collector logs whatever the config: zpages would show the collector's
 # own spans, but the collector (0.161) records none unless its internal tracing is set.
+WARNED = [case for case in BROKEN_COLLECTOR_CONFIGS if case.collector_warns is not None]
 HARMLESS_WARNINGS = ("zPages span processor registration is not available",)
 
 
-def _clean_environment() -> dict[str, str]:
-    """This process's environment without any variable the config or the SDK reads."""
-    return {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("CVTRACE_", "NEW_RELIC_", "OTEL_"))
-    }
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def run_collector(
-    binaries: Binaries, *args: str, environment: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Run a command of the collector (validate, print-config, ...) to completion."""
-    return subprocess.run(
-        [str(binaries.collector), *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-        env={**_clean_environment(), **(environment or {})},
-    )
-
-
-def validate(
-    binaries: Binaries, config: Path, environment: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    """`otelcol-cvtrace validate --config=CONFIG`: exit 0 and silent when the config is valid."""
-    return run_collector(binaries, "validate", f"--config={config}", environment=environment)
-
-
-def resolved_config(binaries: Binaries, environment: dict[str, str]) -> dict[str, Any]:
+def shipped_resolved(binaries: Binaries, environment: dict[str, str]) -> dict[str, Any]:
     """The shipped config as the collector resolves it: ${env:...} expanded, defaults filled."""
-    result = run_collector(
-        binaries,
-        "print-config",
-        "--mode=unredacted",
-        f"--config={COLLECTOR_CONFIG}",
-        environment=environment,
-    )
-    assert result.returncode == 0, result.stderr
-    return yaml.safe_load(result.stdout)  # type: ignore[no-any-return]
+    return resolved_config(binaries, COLLECTOR_CONFIG, environment)
 
 
 def _image_tag(service: str) -> str:
@@ -186,7 +144,7 @@ class TestValidate:
 
     def test_compose_defaults_and_overrides(self, binaries: Binaries) -> None:
         """Every address is the compose network's by default, and 127.0.0.1 when told."""
-        compose = resolved_config(binaries, {})
+        compose = shipped_resolved(binaries, {})
         assert compose["exporters"]["otlp_grpc/jaeger"]["endpoint"] == "jaeger:4317"
         assert compose["exporters"]["otlp_http/viewer"]["endpoint"] == "http://viewer:4318"
         protocols = compose["receivers"]["otlp"]["protocols"]
@@ -197,7 +155,7 @@ class TestValidate:
         local = {name: f"127.0.0.1:{port}" for port, name in enumerate(ENDPOINT_VARIABLES, 20001)}
         local["CVTRACE_COLLECTOR_JAEGER_ENDPOINT"] = "127.0.0.1:20010"
         local["CVTRACE_COLLECTOR_VIEWER_ENDPOINT"] = "http://127.0.0.1:20011"
-        resolved = resolved_config(binaries, local)
+        resolved = shipped_resolved(binaries, local)
         assert resolved["exporters"]["otlp_grpc/jaeger"]["endpoint"] == "127.0.0.1:20010"
         assert resolved["exporters"]["otlp_http/viewer"]["endpoint"] == "http://127.0.0.1:20011"
         protocols = resolved["receivers"]["otlp"]["protocols"]
@@ -211,7 +169,7 @@ class TestValidate:
         "case", BROKEN_COLLECTOR_CONFIGS, ids=[case.mistake for case in BROKEN_COLLECTOR_CONFIGS]
     )
     def test_broken_copy(self, binaries: Binaries, tmp_path: Path, case: BrokenConfig) -> None:
-        """Rejected with the recorded error, or accepted: a rule only test_ops.py holds."""
+        """Rejected with the recorded error, or accepted: a rule test_collector_policy.py holds."""
         broken = copy.deepcopy(yaml.safe_load(COLLECTOR_CONFIG.read_text(encoding="utf-8")))
         case.mutate(broken)
         path = tmp_path / "otel-collector.yaml"
@@ -226,14 +184,43 @@ class TestValidate:
             assert result.returncode != 0
             assert case.collector_says in result.stderr
 
+    @pytest.mark.parametrize("case", WARNED, ids=[case.mistake for case in WARNED])
+    def test_broken_copy_draws_a_warning(
+        self, binaries: Binaries, tmp_path: Path, case: BrokenConfig
+    ) -> None:
+        """Accepted, but the collector, once running it, warns about it at every start."""
+        broken = copy.deepcopy(yaml.safe_load(COLLECTOR_CONFIG.read_text(encoding="utf-8")))
+        case.mutate(broken)
+        path = tmp_path / "otel-collector.yaml"
+        path.write_text(yaml.safe_dump(broken, sort_keys=False), encoding="utf-8")
+        started: list[Child] = []
+        try:
+            collector = start_collector(
+                binaries.collector,
+                path,
+                CollectorAddresses.on_free_ports(),
+                tmp_path / "collector.log",
+                started=started,
+                jaeger_otlp_grpc=f"127.0.0.1:{free_port()}",
+                viewer_otlp_http=f"http://127.0.0.1:{free_port()}",
+            )
+        finally:
+            for child in started:
+                stop_child(child)
+        assert case.collector_warns is not None
+        warnings = [line for line in collector.log_tail(10_000).splitlines() if "\twarn\t" in line]
+        assert any(case.collector_warns in line for line in warnings), warnings
+
     def test_every_copy_has_a_judge(self) -> None:
-        """No row of the table is caught by nobody."""
-        unjudged = [
-            case.mistake
+        """No row of the table is caught by nobody, and none by both judges."""
+        judges = [
+            (case.mistake, case.checker_says, case.collector_says or case.collector_warns)
             for case in BROKEN_COLLECTOR_CONFIGS
-            if case.checker_says is None and case.collector_says is None
         ]
-        assert unjudged == []
+        assert [
+            mistake for mistake, mine, theirs in judges if mine is None and theirs is None
+        ] == []
+        assert [mistake for mistake, mine, theirs in judges if mine and theirs] == []
 
     def test_duplicate_key_is_rejected(self, binaries: Binaries, tmp_path: Path) -> None:
         """A pasted block that repeats a component id is an error, not a silent overwrite."""
@@ -260,7 +247,7 @@ class TestValidate:
         An empty key does not take the ${env:...:-} default (only an unset one does),
         which is why the guard compares with "" rather than with a default.
         """
-        resolved = resolved_config(binaries, environment)
+        resolved = shipped_resolved(binaries, environment)
         guard = resolved["processors"]["filter/newrelic_key_guard"]
         assert guard["traces"]["span"] == [f'"{key}" == ""'], label
         headers = resolved["exporters"]["otlp_http/newrelic"]["headers"]
@@ -307,24 +294,34 @@ def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout_s: float =
 
 
 @pytest.fixture
+def new_relic() -> Iterator[HttpOtlpReceiver]:
+    """A New Relic stand-in: a real OTLP/HTTP receiver, for NEW_RELIC_OTLP_ENDPOINT."""
+    with HttpOtlpReceiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture
 def collector(
     binaries: Binaries,
     otlp_grpc: GrpcOtlpReceiver,
     otlp_http: HttpOtlpReceiver,
+    new_relic: HttpOtlpReceiver,
     tmp_path: Path,
 ) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, str], Path]]:
-    """The shipped config, run on 127.0.0.1 ports, in front of Jaeger and viewer stand-ins.
+    """The shipped config, run on 127.0.0.1 ports, in front of Jaeger, viewer and New Relic
+    stand-ins, without a New Relic license key.
 
     Yields the process, its environment and its log file. Stops it if the test did not.
     """
-    environment = {name: f"127.0.0.1:{_free_port()}" for name in ENDPOINT_VARIABLES}
+    environment = {name: f"127.0.0.1:{free_port()}" for name in ENDPOINT_VARIABLES}
     environment |= {
         "CVTRACE_COLLECTOR_METRICS_HOST": "127.0.0.1",
-        "CVTRACE_COLLECTOR_METRICS_PORT": str(_free_port()),
+        "CVTRACE_COLLECTOR_METRICS_PORT": str(free_port()),
         # Jaeger's OTLP/gRPC port, and the viewer's OTLP/HTTP base URL.
         "CVTRACE_COLLECTOR_JAEGER_ENDPOINT": f"127.0.0.1:{otlp_grpc.port}",
         "CVTRACE_COLLECTOR_VIEWER_ENDPOINT": otlp_http.base_url,
         "CVTRACE_VIEWER_TOKEN": VIEWER_TOKEN,
+        "NEW_RELIC_OTLP_ENDPOINT": new_relic.base_url,
     }
     log = tmp_path / "collector.log"
     with log.open("wb") as output:
@@ -332,7 +329,7 @@ def collector(
             [str(binaries.collector), f"--config={COLLECTOR_CONFIG}"],
             stdout=output,
             stderr=subprocess.STDOUT,
-            env={**_clean_environment(), **environment},
+            env={**clean_environment(), **environment},
         )
     try:
         yield process, environment, log
@@ -350,7 +347,9 @@ class TestRun:
         collector: tuple[subprocess.Popen[bytes], dict[str, str], Path],
         otlp_grpc: GrpcOtlpReceiver,
         otlp_http: HttpOtlpReceiver,
+        new_relic: HttpOtlpReceiver,
     ) -> None:
+        """Without NEW_RELIC_LICENSE_KEY, nothing reaches New Relic, and nothing is logged."""
         process, environment, log = collector
         _wait_healthy(f"http://{environment['CVTRACE_COLLECTOR_HEALTH_ENDPOINT']}/", process)
 
@@ -392,9 +391,13 @@ class TestRun:
         assert otlp_http.received[0].path == "/v1/traces"
         assert headers["authorization"] == f"Bearer {VIEWER_TOKEN}"
         assert headers["content-encoding"] == "gzip"
+        # New Relic's pipeline batches for 2 s as well: give it time to send, if it would.
+        time.sleep(3)
+        assert new_relic.received == []
 
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=20) == 0
+        assert new_relic.received == []  # not even the flush at shutdown
         text = log.read_text(encoding="utf-8")
         assert "Shutdown complete." in text
         # Nothing in the config draws a warning: no unset variable, no deprecated
@@ -415,7 +418,7 @@ class TestJaeger:
     def test_serves_its_query_api_without_the_ui(self, binaries: Binaries, tmp_path: Path) -> None:
         """The query API answers; the UI is the placeholder page of a build without assets."""
         environment = {
-            name: f"127.0.0.1:{_free_port()}"
+            name: f"127.0.0.1:{free_port()}"
             for name in (
                 "CVTRACE_JAEGER_HEALTH_ENDPOINT",
                 "CVTRACE_JAEGER_QUERY_HTTP_ENDPOINT",
@@ -430,7 +433,7 @@ class TestJaeger:
                 [str(binaries.jaeger), f"--config={JAEGER_LOCAL_CONFIG}"],
                 stdout=output,
                 stderr=subprocess.STDOUT,
-                env={**_clean_environment(), **environment},
+                env={**clean_environment(), **environment},
             )
         try:
             query = f"http://{environment['CVTRACE_JAEGER_QUERY_HTTP_ENDPOINT']}"
@@ -458,3 +461,33 @@ class TestJaeger:
         text = log.read_text(encoding="utf-8")
         assert "ui assets not embedded in the binary" in text
         assert "Shutdown complete." in text
+
+
+def test_the_runbook_names_only_metrics_the_collector_has(binaries: Binaries) -> None:
+    """Every ``otelcol_*`` name in docs/operations.md is one this collector can serve.
+
+    The names are string constants in the binary, some with dots that the Prometheus
+    endpoint turns into underscores (``otelcol_processor_filter_spans.filtered``); a
+    name that is in neither form (a metric of another release, ``_total`` added by
+    hand) would send an operator's grep nowhere.
+    """
+    runbook = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    names = set(re.findall(r"\botelcol_[a-z_]+[a-z]", runbook))
+    assert len(names) > 5
+    binary = binaries.collector.read_bytes()
+    # Go packs its string constants end to end: split at each name's start, and a
+    # served name is a prefix of one of the pieces.
+    constants = {
+        "otelcol_" + piece.decode().replace(".", "_")
+        for match in re.findall(rb"otelcol_[a-z_.]+", binary)
+        for piece in match.split(b"otelcol_")
+        if piece
+    }
+
+    def served(name: str) -> bool:
+        return any(constant.startswith(name) for constant in constants)
+
+    assert sorted(name for name in names if not served(name)) == []
+    # The runbook named this one until the real collector was asked: it is not 0.161's.
+    assert not served("otelcol_processor_refused_spans")
+    assert served("otelcol_processor_memory_limiter_refused_spans")

@@ -131,7 +131,8 @@ def rich_request(trace_id: bytes) -> ExportTraceServiceRequest:
 
 def jaeger_request(trace_id: bytes) -> ExportTraceServiceRequest:
     """The same trace with only what Jaeger JSON can carry (see cvtrace.otlp.jaeger_json):
-    microsecond times, W3C flags, no link or scope attributes, no schema URLs, no arrays."""
+    microsecond times, W3C flags, attributes in key order, no link or scope attributes, no
+    schema URLs, no arrays."""
     request = rich_request(trace_id)
     for rs in request.resource_spans:
         rs.schema_url = ""
@@ -143,11 +144,15 @@ def jaeger_request(trace_id: bytes) -> ExportTraceServiceRequest:
                 span.end_time_unix_nano -= span.end_time_unix_nano % 1000
                 span.flags &= 0xFF
                 span.dropped_attributes_count = 0
+                # Jaeger JSON's tags are sorted by key, as Jaeger sorts them
                 keep = [kv for kv in span.attributes if kv.key not in ("tags", "nested")]
                 del span.attributes[:]
-                span.attributes.extend(keep)
+                span.attributes.extend(sorted(keep, key=lambda kv: kv.key))
                 for event in span.events:
                     event.time_unix_nano -= event.time_unix_nano % 1000
+                    fields = sorted(event.attributes, key=lambda kv: kv.key)
+                    del event.attributes[:]
+                    event.attributes.extend(fields)
                 for link in span.links:
                     del link.attributes[:]
                     link.flags = 0
@@ -301,8 +306,8 @@ class TestRoundTrip:
         assert got.keys() == sent.keys()
         root = next(s for s in got.values() if s.span.name == "GET /cart").span
         attrs = {kv.key: kv.value for kv in root.attributes}
-        assert attrs["tags"].string_value == '["red", "green"]'  # arrays as JSON text
-        assert attrs["nested"].string_value == '{"k": 1}'
+        assert attrs["tags"].string_value == '["red","green"]'  # arrays as Go's JSON text
+        assert attrs["nested"].string_value == '{"k":1}'
         assert attrs["digest"].bytes_value == b"\x00\xffhi"
         assert root.start_time_unix_nano == T0_NS  # microseconds: the 123 ns are gone
         assert root.flags == 0x01
