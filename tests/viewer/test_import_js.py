@@ -78,7 +78,8 @@ def test_dropped_files_and_a_bad_one(
             [data.decode()],
         )
         page.wait_for_function(
-            "document.getElementById('import-status').textContent.includes('notes.txt')"
+            # the summary, not the "importing notes.txt…" progress line that precedes it
+            "document.getElementById('import-status').textContent.includes('notes.txt:')"
         )
         status = page.locator("#import-status")
         text = status.inner_text()
