@@ -21,6 +21,7 @@ and stop it like the OTLP/HTTP server.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from typing import Any
@@ -89,7 +90,16 @@ class WsgiServer:
             for channel in list(server._map.values()):
                 channel.close()
 
-        server.trigger.pull_trigger(close_all)
+        try:
+            server.trigger.pull_trigger(close_all)
+        except OSError:
+            # The wake-up pipe's descriptor is gone (seen once in a full test run: EBADF,
+            # likely a descriptor closed twice elsewhere in the process). The loop cannot
+            # be woken: close from here, as waitress's own close() does, and let it end.
+            logger.warning("waitress's wake-up pipe is closed; closing the server directly")
+            for channel in [*server._map.values(), server]:
+                with contextlib.suppress(OSError):
+                    channel.close()
         self._stopped.wait(timeout_s)
         server.task_dispatcher.shutdown(timeout=timeout_s)
 
