@@ -450,14 +450,24 @@ def _server_spans_by_pid(jaeger: JaegerAddresses, service: str) -> Counter[int]:
 
 
 def _start_gunicorn(
-    port: int, database_url: str, collector: CollectorAddresses, log: IO[bytes]
+    port: int,
+    database_url: str,
+    collector: CollectorAddresses,
+    log: IO[bytes],
+    access_log: Path,
 ) -> subprocess.Popen[bytes]:
-    """gunicorn with the image's settings (two workers, the app preloaded), on 127.0.0.1."""
+    """gunicorn with the image's settings (two workers, the app preloaded), on 127.0.0.1.
+
+    The access log holds one line per request: the pid of the worker that served it, and
+    the path.
+    """
     return subprocess.Popen(
         [
             str(Path(sys.executable).parent / "gunicorn"),
             f"--config={GUNICORN_CONF}",
             f"--bind=127.0.0.1:{port}",  # the image binds 0.0.0.0:$PORT
+            f"--access-logfile={access_log}",
+            "--access-logformat=%(p)s %(U)s",
             "cvtrace.demo.app:create_app()",
         ],
         env=clean_environment()
@@ -497,7 +507,7 @@ def test_sigterm_to_a_gunicorn_worker_loses_none_of_its_spans(
     engine.dispose()
     port = free_port()
     with (tmp_path / "gunicorn.log").open("wb") as log:
-        gunicorn = _start_gunicorn(port, database_url, addresses, log)
+        gunicorn = _start_gunicorn(port, database_url, addresses, log, tmp_path / "access.log")
     try:
         wait_for("two gunicorn workers", lambda: len(_children(gunicorn.pid)) == 2, 60)
         wait_for("gunicorn answering", lambda: _answers(f"http://127.0.0.1:{port}/up"), 60)
@@ -510,7 +520,9 @@ def test_sigterm_to_a_gunicorn_worker_loses_none_of_its_spans(
                 timeout=30,
             )
             assert response.status_code == 200
-        stopped = workers[0]
+        # The kernel may hand every connection to one worker: stop one that served.
+        served = _pids_that_served(tmp_path / "access.log", requests_sent)
+        stopped = next(pid for pid in workers if pid in served)
         os.kill(stopped, signal.SIGTERM)  # gunicorn's master starts another in its place
         wait_for(
             "the stopped worker's spans in Jaeger",
@@ -535,6 +547,17 @@ def test_sigterm_to_a_gunicorn_worker_loses_none_of_its_spans(
         if gunicorn.poll() is None:
             os.killpg(gunicorn.pid, signal.SIGKILL)
             gunicorn.wait(timeout=30)
+
+
+def _pids_that_served(access_log: Path, requests_sent: int) -> set[int]:
+    """The workers that served a circuit page, once gunicorn's access log has them all."""
+
+    def served() -> list[str]:
+        lines = (line.split() for line in access_log.read_text().splitlines())
+        return [pid for pid, path in lines if path.startswith("/circuits/")]
+
+    wait_for("every request in the access log", lambda: len(served()) >= requests_sent, 30)
+    return {int(pid.strip("<>")) for pid in served()}
 
 
 def _answers(url: str) -> bool:
