@@ -14,33 +14,32 @@ the connection pool on every checkout and checkin for its metrics, wraps
 ``Engine.connect`` in a ``connect`` span, parses the engine URL per statement, and
 refuses SQLAlchemy 2.1.
 
-Attributes follow the stable database conventions: ``db.system.name``,
-``db.namespace``, ``db.operation.name`` (the statement's first word, as written),
-``db.query.text`` (scrubbed of literals before export), ``server.address``,
-``server.port``, and on failure ``error.type``, ``db.response.status_code``
-(PostgreSQL's SQLSTATE) and the driver's message without the values it may quote
-(:func:`error_message`). The span is named ``"{db.operation.name} {target}"``, the
-target being the database name (a SQLite file's base name). On PostgreSQL
-``db.namespace`` is the database name alone: the semantic conventions qualify it with
-the schema only when that is known without a query. ``tests/library/test_drift.py``
-compares these spans with OpenTelemetry's SQLAlchemy instrumentation's and lists every
-difference.
+Attributes follow the stable database conventions: ``db.system.name``, ``db.namespace``,
+``db.operation.name`` (the statement's first word, as written), ``db.query.text``
+(scrubbed of literals before export), ``server.address``, ``server.port``, and on
+failure ``error.type``, ``db.response.status_code`` (PostgreSQL's SQLSTATE) and the
+driver's message without the values it may quote
+(:func:`cvtrace.span_errors.error_message`). The span is named
+``"{db.operation.name} {target}"``, the target being the database name (a SQLite file's
+base name). On PostgreSQL ``db.namespace`` is the database name alone: the semantic
+conventions qualify it with the schema only when that is known without a query.
+``tests/library/test_drift.py`` compares these spans with OpenTelemetry's SQLAlchemy
+instrumentation's and lists every difference.
 """
 
 from __future__ import annotations
 
 import os
-import re
-import traceback
 from collections.abc import Callable
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanKind
 from sqlalchemy.engine import Engine
 
 from ._guard import internal_error
+from .span_errors import error_message, record_error
 
 #: SQLAlchemy dialect names to ``db.system.name`` values.
 DB_SYSTEMS = {
@@ -53,24 +52,6 @@ DB_SYSTEMS = {
 }
 _EXECUTE_METHODS = ("do_execute", "do_execute_no_params", "do_executemany")
 _MAX_CACHED_STATEMENTS = 4096
-
-
-_QUOTED = re.compile(r""""(?:[^"]|"")*"|'(?:[^']|'')*'""")
-
-
-def error_message(error: BaseException) -> str:
-    """Return a driver's error message fit to export: its first line, quoted text as ``?``.
-
-    A database's message can hold the data a statement carried. PostgreSQL's goes on
-    with ``DETAIL:`` (a row's values), ``HINT:`` and ``LINE 1:`` (the statement as sent,
-    literals and all), and its first line quotes input values (``invalid input syntax
-    for type integer: "..."``) as it quotes names; SQLite's and MySQL's quote values
-    too (``near "...": syntax error``, ``Duplicate entry '...'``). What failed stays
-    readable: the error type, ``db.response.status_code`` (PostgreSQL's SQLSTATE) and
-    the statement, scrubbed of literals, on the same span.
-    """
-    first_line = str(error).split("\n", 1)[0].strip()
-    return _QUOTED.sub(lambda quoted: f"{quoted.group(0)[0]}?{quoted.group(0)[0]}", first_line)
 
 
 class QueryTracer:
@@ -152,16 +133,7 @@ class QueryTracer:
 
     def _fail(self, span: trace.Span, error: BaseException) -> None:
         try:
-            message = error_message(error)
-            stack = "".join(traceback.format_tb(error.__traceback__))
-            span.record_exception(
-                error,
-                attributes={
-                    "exception.message": message,
-                    "exception.stacktrace": f"{stack}{type(error).__qualname__}: {message}",
-                },
-            )
-            span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {message}"))
+            record_error(span, error, error_message(error))
             span.set_attribute("error.type", type(error).__qualname__)
             code = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
             if isinstance(code, str) and code:

@@ -9,7 +9,12 @@ A span is scrubbed once, in the export thread, before any exporter sees it:
   only the values of sensitive parameters, and any password in the user-info part, are
   redacted; the rest of the URL is kept;
 - string and number literals in SQL (``db.query.text``, ``db.statement``) become ``?``,
-  in SQLite's and PostgreSQL's syntax (:func:`scrub_sql`).
+  in SQLite's and PostgreSQL's syntax (:func:`scrub_sql`);
+- in exception texts (``exception.message``, ``exception.stacktrace``, an error status's
+  description) the statement and bound values SQLAlchemy appends to its errors, and
+  PostgreSQL's ``DETAIL:`` and ``LINE n:`` lines (a row's values, the statement as sent)
+  (:func:`scrub_exception_text`): a span around a failing query records them, whoever
+  made the span.
 
 Keys are classified once and remembered, so a span whose attributes are all ordinary
 costs a dictionary lookup per attribute.
@@ -23,10 +28,11 @@ from functools import lru_cache
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
-from opentelemetry.trace import Link
+from opentelemetry.trace import Link, Status
 from opentelemetry.util.types import AttributeValue
 
 from .exceptions import CvtraceConfigError
+from .span_errors import mask_quoted
 from .spans import replace_span
 
 REDACTED = "[REDACTED]"
@@ -50,8 +56,9 @@ SENSITIVE_KEY_PATTERNS = (
 
 URL_KEYS = frozenset({"url.full", "url.query", "http.url", "http.target"})
 SQL_KEYS = frozenset({"db.query.text", "db.statement"})
+EXCEPTION_KEYS = frozenset({"exception.message", "exception.stacktrace"})
 
-_PLAIN, _SENSITIVE, _URL, _SQL = range(4)
+_PLAIN, _SENSITIVE, _URL, _SQL, _EXCEPTION = range(5)
 
 # SQL literals, in the syntax of SQLite and PostgreSQL. One pass, left to right: whichever
 # token starts first wins, so a quote inside a comment, a quoted identifier or another
@@ -106,6 +113,44 @@ def scrub_sql(statement: str) -> str:
     ``?``, ``:name``, ``%(name)s``), identifiers, quoted identifiers and comments are kept.
     """
     return _SQL_TOKEN.sub(_placeholder, statement)
+
+
+# What SQLAlchemy's StatementError adds to a driver's message, each on its own line:
+# "[SQL: statement]" (which may span lines) and "[parameters: repr of the values]".
+_SQLALCHEMY_PARAMETERS = re.compile(r"^\[parameters: .*\]$", re.MULTILINE)
+# PostgreSQL's message lines that quote data; "LINE n:" is followed by a caret line.
+_POSTGRES_DATA_LINES = re.compile(r"^(DETAIL|LINE \d+):.*$", re.MULTILINE)
+# In a database error's text: its statement, or a line that is not indented (a message,
+# where the driver quotes values; a stack trace's indented lines quote file names).
+_DATABASE_ERROR_PART = re.compile(
+    r"""
+    ^\[SQL:\ (?P<sql>.*?)\]$(?=\n\[parameters:\ |\n\(Background\ on|\n\n|\Z)
+  | ^(?P<message>\S[^\n]*)$
+    """,
+    re.MULTILINE | re.DOTALL | re.VERBOSE,
+)
+
+
+def scrub_exception_text(text: str) -> str:
+    """Redact the data a database error's text holds: bound values, literals, rows.
+
+    PostgreSQL's ``DETAIL:`` and ``LINE n:`` lines go; in SQLAlchemy's error texts the
+    bound values go, the statement loses its literals (:func:`scrub_sql`) and what the
+    messages quote becomes ``?``, as on database spans.
+    """
+    if "\n" not in text:  # each part redacted starts on a line after the first
+        return text
+    text = _POSTGRES_DATA_LINES.sub(rf"\1: {REDACTED}", text)
+    if "[SQL: " not in text:
+        return text
+    text = _SQLALCHEMY_PARAMETERS.sub(f"[parameters: {REDACTED}]", text)
+    return _DATABASE_ERROR_PART.sub(_scrub_database_error_part, text)
+
+
+def _scrub_database_error_part(match: re.Match[str]) -> str:
+    if match["sql"] is not None:
+        return f"[SQL: {scrub_sql(match['sql'])}]"
+    return mask_quoted(match["message"])
 
 
 class Scrubber:
@@ -174,9 +219,10 @@ class Scrubber:
         span_links = span.links
         events = self._scrub_events(span_events) if span_events else None
         links = self._scrub_links(span_links) if span_links else None
-        if attributes is None and events is None and links is None:
+        status = _scrub_status(span.status)
+        if attributes is None and events is None and links is None and status is None:
             return span
-        return replace_span(span, attributes=attributes, events=events, links=links)
+        return replace_span(span, attributes=attributes, events=events, links=links, status=status)
 
     def scrub_resource(self, resource: Resource) -> Resource:
         """Return the resource with sensitive attribute values redacted."""
@@ -192,6 +238,8 @@ class Scrubber:
                 kind = _URL
             elif key in SQL_KEYS:
                 kind = _SQL
+            elif key in EXCEPTION_KEYS:
+                kind = _EXCEPTION
             elif self._sensitive.search(key):
                 kind = _SENSITIVE
             else:
@@ -207,6 +255,8 @@ class Scrubber:
             return value
         if kind == _URL:
             return self.scrub_url(value)
+        if kind == _EXCEPTION:
+            return scrub_exception_text(value)
         return scrub_sql(value)
 
     def _redact_param(self, match: re.Match[str]) -> str:
@@ -234,3 +284,12 @@ class Scrubber:
                     changed = list(links)
                 changed[index] = Link(link.context, attributes)
         return changed
+
+
+def _scrub_status(status: Status) -> Status | None:
+    """A scrubbed copy of an error status whose description needs it, else ``None``."""
+    description = status.description
+    if not description:
+        return None
+    scrubbed = scrub_exception_text(description)
+    return None if scrubbed == description else Status(status.status_code, scrubbed)

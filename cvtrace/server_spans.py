@@ -39,6 +39,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from ._guard import internal_error
 from .noise import SUPPRESSED, ExcludedUrls
+from .span_errors import error_message, is_statement_error, record_error
 
 logger = logging.getLogger(__name__)
 
@@ -256,9 +257,8 @@ def _record_exception(sender: Any, exception: BaseException, **extra: Any) -> No
 
 
 def _record_error(span: trace.Span, error: BaseException) -> None:
-    """Record ``error`` on ``span``: an ``exception`` event and the error status."""
-    span.record_exception(error)
-    span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+    """Record ``error`` on ``span``; SQLAlchemy's without the statement's values."""
+    record_error(span, error, error_message(error) if is_statement_error(error) else None)
 
 
 def _has_error_status(span: trace.Span) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from opentelemetry.sdk.trace import Event, ReadableSpan
-from opentelemetry.trace import Link
+from opentelemetry.trace import Link, Status
 from opentelemetry.util.types import AttributeValue
 
 
@@ -22,6 +22,7 @@ class _ReplacedSpan(ReadableSpan):
         attributes: Mapping[str, AttributeValue] | None,
         events: Sequence[Event],
         links: Sequence[Link],
+        status: Status,
     ) -> None:
         super().__init__(
             name=original.name,
@@ -32,7 +33,7 @@ class _ReplacedSpan(ReadableSpan):
             events=events,
             links=links,
             kind=original.kind,
-            status=original.status,
+            status=status,
             start_time=original.start_time,
             end_time=original.end_time,
             instrumentation_scope=original.instrumentation_scope,
@@ -65,6 +66,7 @@ def replace_span(
     attributes: Mapping[str, AttributeValue] | None = None,
     events: Sequence[Event] | None = None,
     links: Sequence[Link] | None = None,
+    status: Status | None = None,
 ) -> ReadableSpan:
     """Return a copy of ``span`` with the given parts replaced (``None`` keeps a part).
 
@@ -75,4 +77,5 @@ def replace_span(
         span.attributes if attributes is None else attributes,
         span.events if events is None else events,
         span.links if links is None else links,
+        span.status if status is None else status,
     )

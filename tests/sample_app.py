@@ -21,7 +21,7 @@ def create_engine() -> sa.Engine:
 
 
 def create_app(engine: sa.Engine) -> flask.Flask:
-    """The app: a user page, a health check, an outgoing call, a failure, secrets."""
+    """The app: a user page, a health check, an outgoing call, failures, secrets."""
     app = flask.Flask("sample_app")
 
     @app.get("/users/<int:user_id>")
@@ -66,6 +66,20 @@ def create_app(engine: sa.Engine) -> flask.Flask:
             connection.exec_driver_sql(
                 f"select id from users where name = '{user}' and 'x' != '{password}'"
             )
+        return "welcome"
+
+    @app.post("/signup")
+    def signup() -> str:
+        from opentelemetry import trace
+
+        # User 1 exists: SQLAlchemy's IntegrityError, whose text holds the bound values,
+        # recorded by the app's own span and by the server span (the app answers 500).
+        with trace.get_tracer("sample_app").start_as_current_span("create user"):
+            with engine.begin() as connection:
+                connection.execute(
+                    sa.text("insert into users (id, name) values (:id, :name)"),
+                    {"id": 1, "name": flask.request.form["password"]},
+                )
         return "welcome"
 
     return app

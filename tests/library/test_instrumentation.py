@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from opentelemetry.trace import SpanKind, StatusCode, format_span_id, format_trace_id
 
 import cvtrace
-from cvtrace.db_spans import error_message
 from cvtrace.demo.postgres import ThrowawayPostgres
+from cvtrace.span_errors import error_message
 from cvtrace.testing import CapturedSpans
 from tests.sample_app import create_app, create_engine
 

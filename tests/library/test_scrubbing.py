@@ -127,6 +127,7 @@ class TestCanary:
             data={"user": "ada", "password": password, "api_key": key},
             headers=headers,
         )
+        client.post("/signup", data={"password": password}, headers=headers)
 
     def test_no_secret_reaches_the_wire(
         self, monkeypatch: pytest.MonkeyPatch, otlp_http: HttpOtlpReceiver
@@ -142,7 +143,7 @@ class TestCanary:
         self._drive(app)
         cvtrace.shutdown()
         bodies = [item.request.SerializeToString() for item in otlp_http.received]
-        assert len(otlp_http.spans()) == 5  # /up makes none
+        assert len(otlp_http.spans()) == 8  # /up makes none
         wire = b"".join(bodies)
         for secret in SECRETS:
             assert secret.encode() not in wire
@@ -403,3 +404,52 @@ class TestPostgresCanary:
             failed[0].status.message
             == 'InvalidTextRepresentation: invalid input syntax for type integer: "?"'
         )
+
+    def test_an_apps_own_span_around_a_failing_query_keeps_no_secret(
+        self,
+        postgres: ThrowawayPostgres,
+        otlp_http: HttpOtlpReceiver,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """The SDK records SQLAlchemy's whole error text on a span the app made: the
+        statement, PostgreSQL's DETAIL and LINE lines and the bound values are redacted."""
+        import sqlalchemy as sa
+        from opentelemetry import trace
+
+        url = postgres.create_database("canary_own_span")
+        setup = sa.create_engine(url)
+        with setup.begin() as connection:  # untraced: made before init
+            connection.exec_driver_sql("CREATE TABLE accounts (name text PRIMARY KEY)")
+            connection.exec_driver_sql("INSERT INTO accounts VALUES ('canary-row-oscar')")
+        setup.dispose()
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", otlp_http.endpoint)
+        engine = sa.create_engine(url)
+        cvtrace.init(engine=engine, service_name="canary")
+        tracer = trace.get_tracer("canary-app")
+        failing: list[tuple[str, dict[str, str]]] = [
+            ("INSERT INTO accounts VALUES (:name)", {"name": "canary-row-oscar"}),
+            ("SELECT 'canary-badint-papa'::int", {}),
+        ]
+        with engine.connect() as connection:
+            for statement, parameters in failing:
+                with pytest.raises(sa.exc.DBAPIError):  # noqa: SIM117 (the span records it)
+                    with tracer.start_as_current_span("app step"):
+                        connection.execute(sa.text(statement), parameters)
+                connection.rollback()
+        cvtrace.shutdown()
+        engine.dispose()
+        postgres.drop_database("canary_own_span")
+
+        wire = b"".join(item.request.SerializeToString() for item in otlp_http.received)
+        for secret in (b"canary-row-oscar", b"canary-badint-papa"):
+            assert secret not in wire
+        own = [span for span in otlp_http.spans() if span.name == "app step"]
+        assert len(own) == 2
+        messages = [attributes(span.events[0])["exception.message"] for span in own]
+        assert messages[0].startswith("(psycopg.errors.UniqueViolation) duplicate key value")
+        assert "DETAIL: [REDACTED]" in messages[0]
+        assert "[SQL: INSERT INTO accounts VALUES (%(name)s)]" in messages[0]
+        assert f"[parameters: {REDACTED}]" in messages[0]
+        assert "LINE 1: [REDACTED]" in messages[1]
+        assert "[SQL: SELECT ?::int]" in messages[1]
+        assert "[parameters: " in own[0].status.message
