@@ -14,7 +14,9 @@ which in production is logged and ignored, fails the test::
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import pytest
 from opentelemetry import trace
@@ -70,10 +72,30 @@ def reset() -> None:
     """Shut down and forget cvtrace's global state, undoing all instrumentation.
 
     Also forgets OpenTelemetry's global tracer provider, so that the next
-    ``cvtrace.init()`` installs its own.
+    ``cvtrace.init()`` installs its own, and the provider every tracer got before it
+    (an app's module-level ``trace.get_tracer(__name__)``) resolved to.
     """
     api._reset()
     _forget_global_tracer_provider()
+    for proxy in list(_proxy_tracers):
+        proxy._real_tracer = None
+
+
+# The tracers handed out before any provider was set: OpenTelemetry's proxies, which
+# look the global provider up on first use and keep it. An app module's tracer is one
+# (made at import); it must follow each test's provider, not stay on the first one.
+_proxy_tracers: weakref.WeakSet[trace.ProxyTracer] = weakref.WeakSet()
+_proxy_get_tracer = trace.ProxyTracerProvider.get_tracer
+
+
+def _get_tracer_remembered(self: trace.ProxyTracerProvider, *args: Any, **kwargs: Any) -> Any:
+    tracer = _proxy_get_tracer(self, *args, **kwargs)
+    if isinstance(tracer, trace.ProxyTracer):
+        _proxy_tracers.add(tracer)
+    return tracer
+
+
+trace.ProxyTracerProvider.get_tracer = _get_tracer_remembered  # type: ignore[method-assign]
 
 
 def _forget_global_tracer_provider() -> None:
@@ -87,7 +109,9 @@ def _forget_global_tracer_provider() -> None:
     provider that cvtrace installs once and re-points per test, would put an indirection
     in every app's tracer look-ups and hide the SDK's ``TracerProvider`` from apps that
     configure it. Should an SDK release rename these, this fails at once and says so
-    (``make sdk-range`` runs the tests against the newest release).
+    (``make sdk-range`` runs the tests against the newest release). :func:`reset` also
+    clears the provider each of OpenTelemetry's proxy tracers cached (``_real_tracer``),
+    which the plugin remembers from the moment it is loaded, before the tests' modules.
     """
     once = getattr(trace, "_TRACER_PROVIDER_SET_ONCE", None)
     if once is None or not hasattr(trace, "_TRACER_PROVIDER"):

@@ -115,6 +115,27 @@ DELIBERATE: dict[Drift, str] = {
         "One form for every cvtrace error status, '{type}: {message}', the Flask "
         "instrumentation's; the SQLAlchemy one leaves the type out."
     ),
+    Drift(
+        "a failing query",
+        "server",
+        "event exception exception.message",
+        "(sqlite3.OperationalError) no such table: no_such_table\n"
+        "[SQL: select * from no_such_table]\n"
+        "(Background on this error at: https://sqlalche.me/e/20/e3q8)",
+        "(sqlite3.OperationalError) no such table: no_such_table",
+    ): (
+        "SQLAlchemy's error text carries the statement and its bound values: cvtrace "
+        "records the driver's message alone, as on the database span (cvtrace.span_errors)."
+    ),
+    Drift(
+        "a failing query",
+        "server",
+        "status description",
+        "OperationalError: (sqlite3.OperationalError) no such table: no_such_table\n"
+        "[SQL: select * from no_such_table]\n"
+        "(Background on this error at: https://sqlalche.me/e/20/e3q8)",
+        "OperationalError: (sqlite3.OperationalError) no such table: no_such_table",
+    ): "As above.",
     Drift("a failing query", "query", "event exception", ABSENT, "present"): (
         "The exception is recorded on the span where it happened, as on the server span; "
         "the contrib instrumentation records it only on the server span."

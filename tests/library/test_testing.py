@@ -44,6 +44,33 @@ def test_fixture_is_available_without_import(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(passed=2)
 
 
+def test_a_module_level_tracer_reaches_every_tests_spans(pytester: pytest.Pytester) -> None:
+    """An app's ``tracer = trace.get_tracer(__name__)`` at import time is OpenTelemetry's
+    proxy, which keeps the first provider it meets: the second test's spans went to the
+    first test's, shut down, and were lost."""
+    pytester.makepyfile(
+        """
+        import pytest
+        from opentelemetry import trace
+        import cvtrace
+
+        tracer = trace.get_tracer("users_app.jobs")  # at import, before any init
+
+        def run_job():
+            with tracer.start_as_current_span("nightly job"):
+                pass
+
+        @pytest.mark.parametrize("run", [1, 2, 3])
+        def test_job_is_traced(cvtrace_spans, run):
+            cvtrace.init(service_name="jobs")
+            run_job()
+            assert cvtrace_spans.names() == ["nightly job"]
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=3)
+
+
 def test_fixture_overrides_configured_exporters(
     cvtrace_spans: CapturedSpans, monkeypatch: pytest.MonkeyPatch
 ) -> None:
