@@ -74,12 +74,12 @@ def create_app(engine: sa.Engine) -> flask.Flask:
 
         # User 1 exists: SQLAlchemy's IntegrityError, whose text holds the bound values,
         # recorded by the app's own span and by the server span (the app answers 500).
-        with trace.get_tracer("sample_app").start_as_current_span("create user"):
-            with engine.begin() as connection:
-                connection.execute(
-                    sa.text("insert into users (id, name) values (:id, :name)"),
-                    {"id": 1, "name": flask.request.form["password"]},
-                )
+        tracer = trace.get_tracer("sample_app")
+        with tracer.start_as_current_span("create user"), engine.begin() as connection:
+            connection.execute(
+                sa.text("insert into users (id, name) values (:id, :name)"),
+                {"id": 1, "name": flask.request.form["password"]},
+            )
         return "welcome"
 
     return app
