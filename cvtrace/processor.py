@@ -43,7 +43,12 @@ class ExportStats:
     spans_dropped: int
     """Spans dropped because the queue was full (the app outran the exporters)."""
     spans_failed: int
-    """Span deliveries that an exporter failed (counted once per exporter)."""
+    """Span deliveries that an exporter failed (counted once per exporter).
+
+    An export that timed out counts as failed, although the receiver may have stored
+    it before its answer came too late: a timeout cannot tell, so the count can be
+    higher than what was lost (``OTEL_EXPORTER_OTLP_TIMEOUT`` below the collector's
+    answer time makes it so)."""
     spans_queued: int
     """Spans waiting in the queue now."""
 
