@@ -37,24 +37,7 @@ def tree_rows(spans: Sequence[StoredSpan]) -> list[Row]:
     starts = [p.start_time_unix_nano for p in protos]
     ends = [p.end_time_unix_nano for p in protos]
     span_ids = [p.span_id for p in protos]
-    by_id: dict[bytes, int] = {}
-    for i, span_id in enumerate(span_ids):
-        by_id.setdefault(span_id, i)
-    children: dict[int, list[int]] = {}
-    roots: list[int] = []
-    orphans: set[int] = set()
-    zero = bytes(8)
-    for i, p in enumerate(protos):
-        parent = p.parent_span_id
-        if not parent or parent == zero:
-            roots.append(i)
-            continue
-        parent_index = by_id.get(parent)
-        if parent_index is None or parent_index == i:
-            roots.append(i)
-            orphans.add(i)
-        else:
-            children.setdefault(parent_index, []).append(i)
+    children, roots, orphans = _link(span_ids, [p.parent_span_id for p in protos])
 
     def start_key(i: int) -> tuple[int, bytes]:
         return (starts[i], span_ids[i])
@@ -96,6 +79,31 @@ def tree_rows(spans: Sequence[StoredSpan]) -> list[Row]:
     return rows
 
 
+def _link(
+    span_ids: Sequence[bytes], parent_ids: Sequence[bytes]
+) -> tuple[dict[int, list[int]], list[int], set[int]]:
+    """Return each span's children, the roots and the orphans (roots whose parent is
+    not in the trace, or is the span itself), by position."""
+    by_id: dict[bytes, int] = {}
+    for i, span_id in enumerate(span_ids):
+        by_id.setdefault(span_id, i)
+    children: dict[int, list[int]] = {}
+    roots: list[int] = []
+    orphans: set[int] = set()
+    zero = bytes(8)
+    for i, parent in enumerate(parent_ids):
+        if not parent or parent == zero:
+            roots.append(i)
+            continue
+        parent_index = by_id.get(parent)
+        if parent_index is None or parent_index == i:
+            roots.append(i)
+            orphans.add(i)
+        else:
+            children.setdefault(parent_index, []).append(i)
+    return children, roots, orphans
+
+
 def max_depth(rows: Sequence[Row]) -> int:
     """Return the depth of the deepest row (a lone root is depth 1)."""
     return 1 + max((r.depth for r in rows), default=-1)
@@ -114,23 +122,7 @@ def tree_marks(
     columns of a 200,000-span trace take a few tens of MB, its spans hundreds.
     """
     count = len(span_ids)
-    by_id: dict[bytes, int] = {}
-    for i, span_id in enumerate(span_ids):
-        by_id.setdefault(span_id, i)
-    children: dict[int, list[int]] = {}
-    roots: list[int] = []
-    orphans: set[int] = set()
-    zero = bytes(8)
-    for i, parent in enumerate(parent_ids):
-        if not parent or parent == zero:
-            roots.append(i)
-            continue
-        parent_index = by_id.get(parent)
-        if parent_index is None or parent_index == i:
-            roots.append(i)
-            orphans.add(i)
-        else:
-            children.setdefault(parent_index, []).append(i)
+    children, roots, orphans = _link(span_ids, parent_ids)
     visited = bytearray(count)
     walk_roots: set[int] = set(roots)
 
