@@ -1,11 +1,12 @@
 """The ``cvtrace`` command.
 
 Each subcommand lives with the part of cvtrace it runs (``cvtrace.viewer.cli``,
-``cvtrace.demo.cli``) as a function ``register(subparsers)`` that adds one subparser
-and sets ``func`` on it: a function taking the parsed ``argparse.Namespace`` and
-returning an exit code. Registering imports nothing beyond the standard library and
-cvtrace's base dependencies, so ``cvtrace --help`` works in a production image that
-installed the library alone; a command whose extra is missing says how to install it.
+``cvtrace.demo.cli``) as a function (``register(subparsers)`` unless the table names
+another) that adds one subparser and sets ``func`` on it: a function taking the parsed
+``argparse.Namespace`` and returning an exit code. Registering imports nothing beyond the
+standard library and cvtrace's base dependencies, so ``cvtrace --help`` works in a
+production image that installed the library alone; a command whose extra is missing says
+how to install it.
 """
 
 from __future__ import annotations
@@ -25,10 +26,14 @@ class Command(NamedTuple):
     extra: str
     needs: tuple[str, ...]
     """Modules the extra installs; missing ones mean the extra is not installed."""
+    register: str = "register"
+    """The module's function that adds the subcommand."""
 
 
 COMMANDS = {
     "demo": Command("cvtrace.demo.cli", "demo", ("plotly",)),
+    # the trace page as one file: the viewer's app renders it
+    "export": Command("cvtrace.viewer.cli", "viewer", ("plotly",), "register_export"),
     # reads trace files without plotly; zstd input asks for the viewer extra itself
     "import": Command("cvtrace.viewer.importing", "viewer", ()),
     "view": Command("cvtrace.viewer.cli", "viewer", ("plotly",)),
@@ -55,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in sorted(COMMANDS):
-        importlib.import_module(COMMANDS[name].module).register(subparsers)
+        command = COMMANDS[name]
+        getattr(importlib.import_module(command.module), command.register)(subparsers)
     return parser
 
 

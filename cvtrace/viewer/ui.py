@@ -25,6 +25,7 @@ from flask import (
     Response,
     abort,
     current_app,
+    has_request_context,
     redirect,
     render_template,
     request,
@@ -110,6 +111,18 @@ may keep the file for good (a new plotly package is a new URL)."""
 @bp.app_context_processor
 def _plotly_url() -> dict[str, str]:
     return {"plotly_js_url": url_for("ui.plotly_js", v=PLOTLY_VERSION)}
+
+
+EXPORT_ENVIRON_KEY = "cvtrace.export"
+"""Set in a request's WSGI environ by :mod:`cvtrace.viewer.exporting` (in-process only:
+no HTTP header can set a key without the ``HTTP_`` prefix): the page is rendered for a
+single-file export, and the key holds what the page says about it."""
+
+
+@bp.app_context_processor
+def _export_context() -> dict[str, Any]:
+    """Give templates ``exported``: the export's facts, or ``None`` on a served page."""
+    return {"exported": request.environ.get(EXPORT_ENVIRON_KEY) if has_request_context() else None}
 
 
 @bp.get("/static/plotly.min.js")
@@ -369,6 +382,12 @@ def _trace_cache() -> _TraceCache:
     return cache
 
 
+def trace_rows(raw_id: bytes) -> list[Row]:
+    """Return a stored trace's spans in tree order, loaded once per app (404 if unknown)."""
+    cached, _ = _trace_cache().get(raw_id)
+    return cached.rows
+
+
 def _trace_id_or_404(text: str) -> bytes:
     try:
         return parse_trace_id(text)
@@ -519,17 +538,25 @@ def waterfall_notes(trace_id: str) -> Response:
     """The key attributes of waterfall rows ``rows=FIRST-LAST`` (for the hover).
 
     Rows are numbered as in ``waterfall.json``; answers ``{row: [[key, value],
-    ...]}`` for the rows that have any (:func:`figures.attribute_notes`).
+    ...]}`` for the rows that have any (:func:`figures.attribute_notes`). Without
+    ``rows``, every row's (the single-file export embeds the URL as the page names it,
+    and answers the page's ``&rows=`` requests from that).
     """
-    first_text, _, last_text = request.args.get("rows", "").partition("-")
-    try:
-        first, last = int(first_text), int(last_text)
-    except ValueError:  # also more than 4300 digits
-        abort(400)
-    if not 0 <= first <= last:
-        abort(400)
+    rows = request.args.get("rows")
+    if rows is not None:
+        first_text, _, last_text = rows.partition("-")
+        try:
+            first, last = int(first_text), int(last_text)
+        except ValueError:  # also more than 4300 digits
+            abort(400)
+        if not 0 <= first <= last:
+            abort(400)
     cached, _ = _trace_cache().get(_trace_id_or_404(trace_id))
-    notes = attribute_notes(cached.rows, first, min(last, first + MAX_NOTE_ROWS))
+    if rows is None:
+        first, last = 0, len(cached.rows)
+    else:
+        last = min(last, first + MAX_NOTE_ROWS)
+    notes = attribute_notes(cached.rows, first, last)
     body = figure_json(notes)
     return _cacheable(Response(body, mimetype="application/json"), cached.span_count)
 
@@ -560,6 +587,20 @@ def trace_otlp_json(trace_id: str) -> Response:
     response.headers["Content-Disposition"] = (
         f'attachment; filename="trace-{raw_id.hex()}.otlp.json"'
     )
+    return response
+
+
+@bp.get("/trace/<trace_id>/export.html")
+def trace_html(trace_id: str) -> Any:
+    """Download a trace as one self-contained HTML file (:mod:`cvtrace.viewer.exporting`)."""
+    from cvtrace.viewer.exporting import export_html
+
+    raw_id = _trace_id_or_404(trace_id)
+    if get_store().get_summary(raw_id) is None:
+        return _unknown_trace(raw_id.hex())
+    html = export_html(current_app, raw_id, base_url=request.host_url)
+    response = Response(html, mimetype="text/html")
+    response.headers["Content-Disposition"] = f'attachment; filename="trace-{raw_id.hex()}.html"'
     return response
 
 
@@ -637,11 +678,46 @@ def span_details(trace_id: str, span_id: str) -> Response:
             stored.span.start_time_unix_nano < parent_span.span.start_time_unix_nano
             or stored.span.end_time_unix_nano > parent_span.span.end_time_unix_nano
         )
+    summary = store.get_summary(raw_trace)
+    trace_start = summary.start_ns if summary is not None else stored.span.start_time_unix_nano
+    data = span_details_data(
+        raw_trace, stored, orphan=orphan, skewed=skewed, trace_start_ns=trace_start
+    )
+    return Response(json.dumps(data, default=str), mimetype="application/json")
+
+
+def dropped_counts(stored: StoredSpan) -> dict[str, int]:
+    """Return what a span's producer dropped by its size limits, by kind (none: ``{}``).
+
+    OTLP counts what a limit dropped (``OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT``,
+    ``OTEL_SPAN_EVENT_COUNT_LIMIT``, ...: ``dropped_*_count``) on the span, its events,
+    links, resource and scope. (A value shortened by a length limit,
+    ``OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT``, carries no mark in OTLP.)
+    """
+    span = stored.span
+    counts = {
+        "attributes": span.dropped_attributes_count,
+        "events": span.dropped_events_count,
+        "links": span.dropped_links_count,
+        "event attributes": sum(e.dropped_attributes_count for e in span.events),
+        "link attributes": sum(link.dropped_attributes_count for link in span.links),
+        "resource attributes": stored.resource.dropped_attributes_count,
+        "scope attributes": stored.scope.dropped_attributes_count,
+    }
+    return {kind: n for kind, n in counts.items() if n}
+
+
+def span_details_data(
+    raw_trace: bytes, stored: StoredSpan, *, orphan: bool, skewed: bool, trace_start_ns: int
+) -> dict[str, Any]:
+    """Return everything about one span for the details panel (``spans/<id>.json``).
+
+    Needs a request context (the links are URLs of this viewer).
+    """
+    store = get_store()
     span = stored.span
     parent = span.parent_span_id
-    summary = store.get_summary(raw_trace)
-    trace_start = summary.start_ns if summary is not None else span.start_time_unix_nano
-    data = {
+    return {
         "traceId": raw_trace.hex(),
         "spanId": span.span_id.hex(),
         "parentSpanId": parent.hex() if parent else "",
@@ -649,7 +725,7 @@ def span_details(trace_id: str, span_id: str) -> Response:
         "service": stored.service,
         "kind": _KIND_NAMES.get(span.kind, str(span.kind)),
         "start": utc_text(span.start_time_unix_nano),
-        "startOffset": _offset_text(span.start_time_unix_nano - trace_start),
+        "startOffset": _offset_text(span.start_time_unix_nano - trace_start_ns),
         "color": service_color(stored.service),
         "duration": format_duration_ns(max(0, span.end_time_unix_nano - span.start_time_unix_nano)),
         "status": {
@@ -673,9 +749,9 @@ def span_details(trace_id: str, span_id: str) -> Response:
             for e in span.events
         ],
         "links": [_link(store, link) for link in span.links],
+        "dropped": dropped_counts(stored),
         "orphan": orphan,
         "skewed": skewed,
         "traceState": span.trace_state,
         "deepLink": url_for("ui.trace", trace_id=raw_trace.hex(), span=span.span_id.hex()),
     }
-    return Response(json.dumps(data, default=str), mimetype="application/json")

@@ -169,6 +169,15 @@
       p.append(cv.icon("clock"), document.createTextNode(" It starts before or ends after its parent (clock skew?)."));
       panel.appendChild(p);
     }
+    // what the producer's size limits dropped (OTLP's dropped_*_count): say it, or the
+    // reader takes the span for whole
+    const dropped = Object.entries(d.dropped || {});
+    if (dropped.length) {
+      const p = el("p", null, "warn truncated");
+      const counts = dropped.map(([kind, n]) => n + " " + kind).join(", ");
+      p.append(cv.icon("warn"), document.createTextNode(" Truncated by a size limit: its producer dropped " + counts + " (span limits such as OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT)."));
+      panel.appendChild(p);
+    }
     panel.appendChild(el("h3", "Attributes"));
     panel.appendChild(kvList(d.attributes, "attributes"));
     if (d.events.length) {

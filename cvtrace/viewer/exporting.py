@@ -1,0 +1,337 @@
+"""One trace as one HTML file that opens anywhere: ``cvtrace export`` and the trace page's
+"HTML (one file)" download.
+
+The file is the viewer's own trace page, not a copy of it: the same template, scripts,
+styles and JSON answers, put in one file. :func:`export_html` builds it like this:
+
+1. The app renders the trace page (Flask's test client: the same routes, templates and
+   token check as a browser gets), with :data:`cvtrace.viewer.ui.EXPORT_ENVIRON_KEY` set
+   in the request: the page then has no search box or links to the viewer's other pages,
+   and says what it is: the trace id, services, when and by which cvtrace it was
+   exported, and which spans were truncated by a size limit (what their producers
+   dropped: :func:`cvtrace.viewer.ui.dropped_counts`).
+2. **Every JSON URL the page names as a ``data-*-url`` attribute of ``#trace-header``**
+   is requested the same way, and its answer embedded. That is the contract with the
+   page's scripts: a script that fetches data reads its URL from such an attribute, and
+   the export carries the answer without knowing what it is. A script that adds query
+   parameters to the URL (``notes.json``'s ``&rows=``) gets the answer of the URL as
+   named, so such a route answers everything when asked without them. Every span's
+   details (``spans/<id>.json``, which ``details.js`` asks for) are embedded too, built
+   by the function the route uses (a request each would cost ~1 ms per span).
+3. The scripts and stylesheets the page loads are inlined (deferred scripts at the end
+   of the body, in their order); other ``<link>`` elements (the preload) are dropped.
+4. ``static/offline.js`` goes first: it answers the page's ``fetch`` calls from the
+   embedded answers. A Content-Security-Policy ``<meta>`` allows only the inlined scripts
+   (by their hashes), inline styles and ``data:`` images: the file can load nothing, from
+   anywhere, whatever it contains.
+
+The answers are embedded as one ``<script type="text/plain">`` block, one ``URL BODY``
+line each, read by ``offline.js`` with one split: no parsing of 10 MB of JSON before
+the page draws. A 10,000-span trace makes a file of about 11 MB (1.2 MB gzipped):
+BENCHMARKS.md, section 13.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from html.parser import HTMLParser
+from importlib.resources import files
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Flask
+
+from cvtrace._version import __version__
+from cvtrace.viewer import get_store
+from cvtrace.viewer.tracetree import Row
+
+__all__ = ["ExportError", "TraceNotFound", "default_file_name", "export_html"]
+
+DATA_BLOCK_ID = "cvtrace-export-data"
+SHOWN_TRUNCATED = 20
+"""Truncated spans the page names; it counts them all."""
+
+
+class ExportError(Exception):
+    """The trace page needs something the export cannot embed (a bug, said plainly)."""
+
+
+class TraceNotFound(LookupError):
+    """The store has no trace of that id."""
+
+
+def default_file_name(trace_id: bytes) -> str:
+    """Return the file name of a trace's export (as the download names it)."""
+    return f"trace-{trace_id.hex()}.html"
+
+
+class _Tag:
+    """A tag of the page: where it starts and ends in the text, and its attributes."""
+
+    __slots__ = ("attrs", "end", "name", "start")
+
+    def __init__(self, name: str, start: int, end: int, attrs: dict[str, str | None]) -> None:
+        self.name = name
+        self.start = start
+        self.end = end
+        self.attrs = attrs
+
+
+class _PageParts(HTMLParser):
+    """The parts of a rendered page the export rewrites, with their offsets."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self._text = text
+        self._line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
+        self._script: _Tag | None = None
+        self.scripts: list[_Tag] = []
+        """``<script src>`` elements, from the start tag to the end tag's end."""
+        self.links: list[_Tag] = []
+        self.charset: _Tag | None = None
+        self.header: dict[str, str | None] | None = None
+        """The attributes of ``#trace-header``."""
+        self.body_end = -1
+        self.feed(text)
+        self.close()
+
+    def _offset(self) -> int:
+        line, column = self.getpos()
+        return self._line_starts[line - 1] + column
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        start = self._offset()
+        found = _Tag(tag, start, start + len(self.get_starttag_text() or ""), dict(attrs))
+        if tag == "script" and found.attrs.get("src"):
+            self._script = found
+        elif tag == "link":
+            self.links.append(found)
+        elif tag == "meta" and "charset" in found.attrs:
+            self.charset = found
+        if found.attrs.get("id") == "trace-header":
+            self.header = found.attrs
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "script" and self._script is not None:
+            self._script.end = self._text.index(">", self._offset()) + 1
+            self.scripts.append(self._script)
+            self._script = None
+        elif tag == "body":
+            self.body_end = self._offset()
+
+
+def data_urls(page: str) -> dict[str, str]:
+    """Return the ``data-*-url`` attributes of a trace page's ``#trace-header``.
+
+    Raises:
+        ExportError: The page has no ``#trace-header``.
+    """
+    header = _PageParts(page).header
+    if header is None:
+        msg = "the trace page has no #trace-header element: nothing says what data it loads"
+        raise ExportError(msg)
+    return {
+        name: value
+        for name, value in header.items()
+        if name.startswith("data-") and name.endswith("-url") and value
+    }
+
+
+def _embeddable(url: str, body: str) -> str:
+    """Return a JSON answer as one line that cannot end its ``<script>`` block.
+
+    ``<`` occurs in JSON only inside strings, where ``\\u003c`` means the same.
+    """
+    if "\n" in body:
+        body = json.dumps(json.loads(body), separators=(",", ":"), ensure_ascii=False)
+    if " " in url or "\n" in url:
+        msg = f"the URL {url!r} has a space or a line break: it cannot be a key of the data"
+        raise ExportError(msg)
+    return body.replace("<", "\\u003c")
+
+
+def _script_text(text: str) -> str:
+    """Return a script's text safe to inline (no ``</script`` ends the element early).
+
+    Raises:
+        ExportError: It holds ``<!--`` or ``<script``, which change how HTML reads the
+            rest of a script element.
+    """
+    if re.search(r"<!--|<script", text, re.IGNORECASE):
+        msg = "a script of the trace page holds <!-- or <script: it cannot be inlined as it is"
+        raise ExportError(msg)
+    return re.sub(r"</(script)", r"<\\/\1", text, flags=re.IGNORECASE)
+
+
+def _hash(text: str) -> str:
+    digest = hashlib.sha256(text.encode("utf-8")).digest()
+    return "'sha256-" + base64.b64encode(digest).decode("ascii") + "'"
+
+
+def _truncated(rows: list[Row]) -> list[dict[str, str]]:
+    """Return the spans whose producers dropped data at a size limit, in tree order."""
+    from cvtrace.viewer.ui import dropped_counts
+
+    found = []
+    for row in rows:
+        dropped = dropped_counts(row.stored)
+        if dropped:
+            found.append(
+                {
+                    "id": row.span_id.hex(),
+                    "name": row.stored.span.name[:200],
+                    "service": row.stored.service[:200],
+                    "dropped": ", ".join(f"{n} {kind}" for kind, n in dropped.items()),
+                }
+            )
+    return found
+
+
+def _span_answers(trace_id: bytes, rows: list[Row], page_path: str) -> dict[str, str]:
+    """Return every span's ``spans/<id>.json`` answer, by URL (in a request context)."""
+    from cvtrace.viewer.ui import span_details_data
+
+    summary = get_store().get_summary(trace_id)
+    start_ns = summary.start_ns if summary is not None else min(r.start_ns for r in rows)
+    trace_hex = trace_id.hex()
+    answers = {}
+    for row in rows:
+        data = span_details_data(
+            trace_id, row.stored, orphan=row.orphan, skewed=row.skewed, trace_start_ns=start_ns
+        )
+        span_hex = data["spanId"]
+        data["deepLink"] = f"?span={span_hex}"  # this file, opened at the span (offline.js)
+        for link in data["links"]:
+            if link["traceId"] != trace_hex:  # another trace: not in this file
+                link["stored"], link["url"] = "none", ""
+        body = json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=str)
+        answers[f"{page_path}/spans/{span_hex}.json"] = body
+    return answers
+
+
+def export_html(
+    app: Flask,
+    trace_id: bytes,
+    *,
+    base_url: str = "http://localhost/",
+    now: datetime | None = None,
+) -> str:
+    """Return one trace of ``app``'s store as a self-contained HTML page.
+
+    Args:
+        app: The viewer (:func:`cvtrace.viewer.create_app`); its token, if it has one,
+            is sent with the export's own requests.
+        trace_id: The trace's 16 bytes.
+        base_url: The scheme and host the export's requests name (the viewer's
+            ``ALLOWED_HOSTS`` must allow it).
+        now: The export time the page states (default: now).
+
+    Raises:
+        TraceNotFound: The store has no such trace.
+        ExportError: The page names data the app does not answer with JSON.
+    """
+    from cvtrace.viewer.ui import EXPORT_ENVIRON_KEY, trace_rows
+
+    trace_hex = trace_id.hex()
+    page_path = f"/trace/{trace_hex}"
+    with app.test_request_context(page_path, base_url=base_url):
+        if get_store(app).get_summary(trace_id) is None:
+            msg = f"trace {trace_hex} is not in the store {get_store(app).path}"
+            raise TraceNotFound(msg)
+        rows = trace_rows(trace_id)
+        answers = _span_answers(trace_id, rows, page_path)
+    moment = now or datetime.now(timezone.utc)
+    exported = {
+        "at": moment.strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "version": __version__,
+        "truncated": _truncated(rows),
+    }
+    client = app.test_client()
+    token = app.config.get("TOKEN")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+
+    def get(url: str, what: str) -> tuple[str, str]:
+        response = client.get(
+            url,
+            base_url=base_url,
+            headers=headers,
+            environ_overrides={EXPORT_ENVIRON_KEY: exported},
+        )
+        if response.status_code != 200:
+            msg = f"{what} ({url}) answered HTTP {response.status_code}; the export needs 200"
+            raise ExportError(msg)
+        return response.get_data(as_text=True), response.mimetype or ""
+
+    page, _ = get(page_path, "the trace page")
+    for name, url in data_urls(page).items():
+        body, mimetype = get(url, f"the trace page's {name}")
+        if mimetype != "application/json":
+            msg = f"the trace page's {name} ({url}) answered {mimetype}, not JSON"
+            raise ExportError(msg)
+        answers[url] = body
+    return _assemble(page, answers, page_path, get)
+
+
+def _assemble(page: str, answers: Mapping[str, str], page_path: str, get: Any) -> str:
+    """Return the page with its assets inlined, the answers and ``offline.js`` in it."""
+    parts = _PageParts(page)
+    if parts.charset is None or parts.body_end < 0:
+        msg = "the trace page has no <meta charset> or no </body>: cannot place the export's parts"
+        raise ExportError(msg)
+    edits: list[tuple[int, int, str]] = []  # (start, end, replacement), in page order
+    hashes: list[str] = []
+    deferred: list[str] = []
+    needs_eval = False
+    for tag in parts.scripts:
+        src = str(tag.attrs["src"])
+        text, _ = get(src, "a script of the trace page")
+        script = _script_text(text)
+        hashes.append(_hash(script))
+        needs_eval = needs_eval or "plotly" in urlsplit(src).path  # its WebGL code (regl)
+        if "defer" in tag.attrs or "async" in tag.attrs or tag.attrs.get("type") == "module":
+            edits.append((tag.start, tag.end, ""))
+            deferred.append(f"<script>{script}</script>")
+        else:
+            edits.append((tag.start, tag.end, f"<script>{script}</script>"))
+    for tag in parts.links:
+        rel = (tag.attrs.get("rel") or "").split()
+        href = tag.attrs.get("href") or ""
+        if "stylesheet" in rel:
+            text, _ = get(href, "a stylesheet of the trace page")
+            if re.search(r"</style", text, re.IGNORECASE):
+                msg = f"the stylesheet {href} contains </style: it cannot be inlined"
+                raise ExportError(msg)
+            edits.append((tag.start, tag.end, f"<style>{text}</style>"))
+        elif not href.startswith("data:"):  # a preload: nothing to load offline
+            edits.append((tag.start, tag.end, ""))
+    shim = _script_text(files("cvtrace.viewer").joinpath("static/offline.js").read_text("utf-8"))
+    hashes.insert(0, _hash(shim))
+    policy = (
+        "default-src 'none'; script-src "
+        + " ".join(hashes)
+        + (" 'unsafe-eval'" if needs_eval else "")
+        + "; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
+    )
+    head = (
+        f'\n<meta http-equiv="Content-Security-Policy" content="{policy}">\n<script>{shim}</script>'
+    )
+    edits.append((parts.charset.end, parts.charset.end, head))
+    lines = "\n".join(f"{url} {_embeddable(url, body)}" for url, body in answers.items())
+    tail = (
+        f'<script type="text/plain" id="{DATA_BLOCK_ID}" data-page="{page_path}">\n'
+        f"{lines}\n</script>\n" + "\n".join(deferred) + "\n"
+    )
+    edits.append((parts.body_end, parts.body_end, tail))
+    out: list[str] = []
+    at = 0
+    for start, end, text in sorted(edits, key=lambda e: (e[0], e[1])):
+        out.append(page[at:start])
+        out.append(text)
+        at = end
+    out.append(page[at:])
+    return "".join(out)
