@@ -262,10 +262,11 @@ def export_html(
             headers=headers,
             environ_overrides={EXPORT_ENVIRON_KEY: exported},
         )
-        if response.status_code != 200:
-            msg = f"{what} ({url}) answered HTTP {response.status_code}; the export needs 200"
-            raise ExportError(msg)
-        return response.get_data(as_text=True), response.mimetype or ""
+        with response:  # a static file's answer holds the file open
+            if response.status_code != 200:
+                msg = f"{what} ({url}) answered HTTP {response.status_code}; the export needs 200"
+                raise ExportError(msg)
+            return response.get_data(as_text=True), response.mimetype or ""
 
     page, _ = get(page_path, "the trace page")
     for name, url in data_urls(page).items():

@@ -280,6 +280,23 @@ class TestTracePage:
         assert client.get(path + "?rows=x").status_code == 400
         assert client.get(f"/trace/{'ab' * 16}/notes.json?rows=0-1").status_code == 404
 
+    def test_attribute_notes_of_every_row_without_rows(
+        self, client: FlaskClient, store: SpanStore
+    ) -> None:
+        """The export embeds notes.json as the page names it: then every row's notes."""
+        specs = simple_trace(children=3, attrs={"http.request.method": "GET"})
+        store.write_request(make_request(specs))
+        page = client.get(f"/trace/{specs[0].trace_id.hex()}").get_data(as_text=True)
+        url = re.search(r'data-notes-url="([^"]+)"', page)
+        assert url is not None
+        named = url.group(1).replace("&amp;", "&")
+        every = client.get(named).get_json()
+        assert every == client.get(named + "&rows=0-4").get_json()
+        assert every["0"] == [["http.route", "/"], ["http.request.method", "GET"]]
+        assert every["3"] == [["db.system.name", "sqlite"]]
+        assert sorted(every) == ["0", "1", "2", "3"]
+        assert sorted(client.get(named + "&rows=1-3").get_json()) == ["1", "2"]
+
     def test_unknown_trace_page_in_the_layout(self, client: FlaskClient) -> None:
         response = client.get(f"/trace/{'ab' * 16}")
         assert response.status_code == 404
@@ -322,6 +339,24 @@ class TestTracePage:
         assert child["parentSpanId"] == specs[0].span_id.hex()
         assert child["orphan"] is False
         assert child["startOffset"] == "+1µs"
+
+    def test_span_details_say_what_size_limits_dropped(
+        self, client: FlaskClient, store: SpanStore
+    ) -> None:
+        specs = simple_trace(children=1)
+        request = make_request(specs)
+        scope_spans = request.resource_spans[0].scope_spans[0]
+        root, child = scope_spans.spans
+        root.dropped_attributes_count = 3
+        root.dropped_events_count = 2
+        request.resource_spans[0].resource.dropped_attributes_count = 1
+        store.write_request(request)
+        base = f"/trace/{specs[0].trace_id.hex()}/spans/"
+        details = client.get(f"{base}{root.span_id.hex()}.json").get_json()
+        assert details["dropped"] == {"attributes": 3, "events": 2, "resource attributes": 1}
+        # the resource is the child's too; nothing of the child's own was dropped
+        details = client.get(f"{base}{child.span_id.hex()}.json").get_json()
+        assert details["dropped"] == {"resource attributes": 1}
 
     def test_span_details_from_the_loaded_trace(
         self, client: FlaskClient, store: SpanStore
