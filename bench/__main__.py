@@ -28,6 +28,7 @@ BENCHMARKS = {
     "importing": "cvtrace import of big OTLP JSON lines, Jaeger JSON and protobuf files",
     "analyses": "critical path, stats, compare of big traces; service map and RED at 1M spans",
     "collector": "the real collector on otel-collector.yaml: spans/s per core, RSS, memory limit",
+    "export": "the single-file HTML export of a 10k-span trace: time, size, opening in Chromium",
 }
 
 REPORT_ORDER = (
@@ -43,8 +44,9 @@ REPORT_ORDER = (
     "importing",
     "analyses",
     "collector",
+    "export",
 )
-"""The numbering of BENCHMARKS.md (1-12), used for ``results/ALL.md``; runs go in the order
+"""The numbering of BENCHMARKS.md (1-13), used for ``results/ALL.md``; runs go in the order
 above."""
 
 

@@ -52,14 +52,14 @@ def missing_extra(name: str) -> str | None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Return the parser with every subcommand."""
+def build_parser(names: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """Return the parser with the subcommands ``names`` (default: every one)."""
     parser = argparse.ArgumentParser(
         prog="cvtrace",
         description="OpenTelemetry tracing for Flask apps, and a local trace viewer.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in sorted(COMMANDS):
+    for name in sorted(names or COMMANDS):
         command = COMMANDS[name]
         getattr(importlib.import_module(command.module), command.register)(subparsers)
     return parser
@@ -67,8 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``cvtrace`` command line and return its exit code."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    # `cvtrace NAME ...` registers NAME only: registering the demo imports its app
+    # (~0.3 s), which `cvtrace export` and `cvtrace import` have no use for
+    parser = build_parser([words[0]] if words and words[0] in COMMANDS else None)
+    args = parser.parse_args(words)
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help(sys.stderr)

@@ -202,10 +202,14 @@ def _span_answers(trace_id: bytes, rows: list[Row], page_path: str) -> dict[str,
     answers = {}
     for row in rows:
         data = span_details_data(
-            trace_id, row.stored, orphan=row.orphan, skewed=row.skewed, trace_start_ns=start_ns
+            trace_id,
+            row.stored,
+            orphan=row.orphan,
+            skewed=row.skewed,
+            trace_start_ns=start_ns,
+            page_url="",  # "Link to this span": ?span=ID, this file at the span (offline.js)
         )
         span_hex = data["spanId"]
-        data["deepLink"] = f"?span={span_hex}"  # this file, opened at the span (offline.js)
         for link in data["links"]:
             if link["traceId"] != trace_hex:  # another trace: not in this file
                 link["stored"], link["url"] = "none", ""

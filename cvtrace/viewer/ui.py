@@ -681,7 +681,12 @@ def span_details(trace_id: str, span_id: str) -> Response:
     summary = store.get_summary(raw_trace)
     trace_start = summary.start_ns if summary is not None else stored.span.start_time_unix_nano
     data = span_details_data(
-        raw_trace, stored, orphan=orphan, skewed=skewed, trace_start_ns=trace_start
+        raw_trace,
+        stored,
+        orphan=orphan,
+        skewed=skewed,
+        trace_start_ns=trace_start,
+        page_url=url_for("ui.trace", trace_id=raw_trace.hex()),
     )
     return Response(json.dumps(data, default=str), mimetype="application/json")
 
@@ -708,11 +713,18 @@ def dropped_counts(stored: StoredSpan) -> dict[str, int]:
 
 
 def span_details_data(
-    raw_trace: bytes, stored: StoredSpan, *, orphan: bool, skewed: bool, trace_start_ns: int
+    raw_trace: bytes,
+    stored: StoredSpan,
+    *,
+    orphan: bool,
+    skewed: bool,
+    trace_start_ns: int,
+    page_url: str,
 ) -> dict[str, Any]:
     """Return everything about one span for the details panel (``spans/<id>.json``).
 
-    Needs a request context (the links are URLs of this viewer).
+    ``page_url`` is the trace page's, which ``deepLink`` extends with ``?span=``. Needs
+    a request context (links to other spans are URLs of this viewer).
     """
     store = get_store()
     span = stored.span
@@ -753,5 +765,5 @@ def span_details_data(
         "orphan": orphan,
         "skewed": skewed,
         "traceState": span.trace_state,
-        "deepLink": url_for("ui.trace", trace_id=raw_trace.hex(), span=span.span_id.hex()),
+        "deepLink": f"{page_url}?span={span.span_id.hex()}",
     }

@@ -20,7 +20,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-READY = "document.body?.dataset.waterfallReady === '1'"
+# functions, not expressions: Playwright evaluates an expression with eval, which the
+# export's Content-Security-Policy forbids (a function is called through CDP)
+READY = "() => document.body?.dataset.waterfallReady === '1'"
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +142,7 @@ def test_opens_from_a_file_with_no_request_and_works(
     assert row(page, 0).locator(".wf-name").inner_text() == "GET /checkout"
     # details of a span (from the embedded spans/<id>.json)
     row(page, 1).locator(".wf-name").click()
-    page.wait_for_function("document.querySelector('#details h2')?.textContent === 'call 0'")
+    page.wait_for_function("() => document.querySelector('#details h2')?.textContent === 'call 0'")
     details = page.locator("#details").inner_text()
     assert "retry" in details
     assert "attempt" in details
@@ -150,20 +152,24 @@ def test_opens_from_a_file_with_no_request_and_works(
     assert bar is not None
     page.mouse.move(bar["x"] + bar["width"] / 2, bar["y"] + bar["height"] / 2)
     page.wait_for_function(
-        "document.querySelector('.tip')?.textContent.includes('SELECT 0, 0')", timeout=10_000
+        "() => document.querySelector('.tip')?.textContent.includes('SELECT 0, 0')", timeout=10_000
     )
     # keyboard navigation and the next error
     page.locator("#waterfall").focus()
     page.keyboard.press("j")
-    page.wait_for_function("document.querySelector('#details h2')?.textContent === 'query 0.0'")
+    page.wait_for_function(
+        "() => document.querySelector('#details h2')?.textContent === 'query 0.0'"
+    )
     page.locator(".next-error").click()
-    page.wait_for_function("document.querySelector('#details h2')?.textContent === 'query 1.2'")
+    page.wait_for_function(
+        "() => document.querySelector('#details h2')?.textContent === 'query 1.2'"
+    )
     # folding: the chevron of "call 2" hides its 4 spans
     row(page, 11).locator(".wf-chev").click()
-    page.wait_for_function("document.querySelectorAll('.wf-row[data-row]').length === 12")
+    page.wait_for_function("() => document.querySelectorAll('.wf-row[data-row]').length === 12")
     assert "12 of 16 spans shown" in page.locator(".wf-toolbar").inner_text()
     page.locator(".expand-all").click()
-    page.wait_for_function("document.querySelectorAll('.wf-row[data-row]').length === 16")
+    page.wait_for_function("() => document.querySelectorAll('.wf-row[data-row]').length === 16")
     offline.check(page, path)
 
 
@@ -182,7 +188,9 @@ def test_truncated_spans_are_named_and_their_details_say_so(
     # the span's link opens the file at that span, with its details
     note.locator("a").click()
     page.wait_for_function(READY)
-    page.wait_for_function("document.querySelector('#details h2')?.textContent === 'query 2.3'")
+    page.wait_for_function(
+        "() => document.querySelector('#details h2')?.textContent === 'query 2.3'"
+    )
     truncated = page.locator("#details .truncated")
     assert truncated.is_visible()
     assert "Truncated by a size limit: its producer dropped 5 attributes, 1 events" in (
@@ -219,5 +227,7 @@ def test_the_download_link_with_a_token(
     opened = offline.open(path)  # the viewer is gone: the file stands alone
     assert opened.locator(".wf-row[data-row]").count() == 16
     opened.locator('.wf-row[data-row="4"] .wf-name').click()
-    opened.wait_for_function("document.querySelector('#details h2')?.textContent === 'query 0.2'")
+    opened.wait_for_function(
+        "() => document.querySelector('#details h2')?.textContent === 'query 0.2'"
+    )
     offline.check(opened, path)
