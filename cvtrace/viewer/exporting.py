@@ -90,8 +90,11 @@ class _PageParts(HTMLParser):
         self._text = text
         self._line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
         self._script: _Tag | None = None
+        self._inline: list[str] | None = None
         self.scripts: list[_Tag] = []
         """``<script src>`` elements, from the start tag to the end tag's end."""
+        self.inline_scripts: list[str] = []
+        """The text of the page's own inline scripts that run (the policy must allow them)."""
         self.links: list[_Tag] = []
         self.charset: _Tag | None = None
         self.header: dict[str, str | None] | None = None
@@ -109,6 +112,8 @@ class _PageParts(HTMLParser):
         found = _Tag(tag, start, start + len(self.get_starttag_text() or ""), dict(attrs))
         if tag == "script" and found.attrs.get("src"):
             self._script = found
+        elif tag == "script" and found.attrs.get("type") in (None, "", "text/javascript", "module"):
+            self._inline = []
         elif tag == "link":
             self.links.append(found)
         elif tag == "meta" and "charset" in found.attrs:
@@ -116,11 +121,18 @@ class _PageParts(HTMLParser):
         if found.attrs.get("id") == "trace-header":
             self.header = found.attrs
 
+    def handle_data(self, data: str) -> None:
+        if self._inline is not None:
+            self._inline.append(data)
+
     def handle_endtag(self, tag: str) -> None:
         if tag == "script" and self._script is not None:
             self._script.end = self._text.index(">", self._offset()) + 1
             self.scripts.append(self._script)
             self._script = None
+        elif tag == "script" and self._inline is not None:
+            self.inline_scripts.append("".join(self._inline))
+            self._inline = None
         elif tag == "body":
             self.body_end = self._offset()
 
@@ -173,33 +185,28 @@ def _hash(text: str) -> str:
     return "'sha256-" + base64.b64encode(digest).decode("ascii") + "'"
 
 
-def _truncated(rows: list[Row]) -> list[dict[str, str]]:
-    """Return the spans whose producers dropped data at a size limit, in tree order."""
-    from cvtrace.viewer.ui import dropped_counts
-
-    found = []
-    for row in rows:
-        dropped = dropped_counts(row.stored)
-        if dropped:
-            found.append(
-                {
-                    "id": row.span_id.hex(),
-                    "name": row.stored.span.name[:200],
-                    "service": row.stored.service[:200],
-                    "dropped": ", ".join(f"{n} {kind}" for kind, n in dropped.items()),
-                }
-            )
-    return found
+def _truncated(row: Row, dropped: Mapping[str, int]) -> dict[str, str]:
+    """Return what the page says of a span whose producer dropped data at a size limit."""
+    return {
+        "id": row.span_id.hex(),
+        "name": row.stored.span.name[:200],
+        "service": row.stored.service[:200],
+        "dropped": ", ".join(f"{n} {kind}" for kind, n in dropped.items()),
+    }
 
 
-def _span_answers(trace_id: bytes, rows: list[Row], page_path: str) -> dict[str, str]:
-    """Return every span's ``spans/<id>.json`` answer, by URL (in a request context)."""
+def _span_answers(
+    trace_id: bytes, rows: list[Row], page_path: str
+) -> tuple[dict[str, str], list[dict[str, str]]]:
+    """Return every span's ``spans/<id>.json`` answer, by URL, and the truncated spans
+    (:func:`_truncated`) in tree order. Needs a request context."""
     from cvtrace.viewer.ui import span_details_data
 
     summary = get_store().get_summary(trace_id)
     start_ns = summary.start_ns if summary is not None else min(r.start_ns for r in rows)
     trace_hex = trace_id.hex()
     answers = {}
+    truncated = []
     for row in rows:
         data = span_details_data(
             trace_id,
@@ -213,9 +220,11 @@ def _span_answers(trace_id: bytes, rows: list[Row], page_path: str) -> dict[str,
         for link in data["links"]:
             if link["traceId"] != trace_hex:  # another trace: not in this file
                 link["stored"], link["url"] = "none", ""
+        if data["dropped"]:
+            truncated.append(_truncated(row, data["dropped"]))
         body = json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=str)
         answers[f"{page_path}/spans/{span_hex}.json"] = body
-    return answers
+    return answers, truncated
 
 
 def export_html(
@@ -248,12 +257,12 @@ def export_html(
             msg = f"trace {trace_hex} is not in the store {get_store(app).path}"
             raise TraceNotFound(msg)
         rows = trace_rows(trace_id)
-        answers = _span_answers(trace_id, rows, page_path)
+        answers, truncated = _span_answers(trace_id, rows, page_path)
     moment = now or datetime.now(timezone.utc)
     exported = {
         "at": moment.strftime("%Y-%m-%d %H:%M:%S UTC"),
         "version": __version__,
-        "truncated": _truncated(rows),
+        "truncated": truncated,
     }
     client = app.test_client()
     token = app.config.get("TOKEN")
@@ -316,6 +325,7 @@ def _assemble(page: str, answers: Mapping[str, str], page_path: str, get: Any) -
             edits.append((tag.start, tag.end, ""))
     shim = _script_text(files("cvtrace.viewer").joinpath("static/offline.js").read_text("utf-8"))
     hashes.insert(0, _hash(shim))
+    hashes.extend(_hash(text) for text in parts.inline_scripts)
     policy = (
         "default-src 'none'; script-src "
         + " ".join(hashes)

@@ -216,6 +216,34 @@ class TestTheFile:
         assert order == sorted(order)
         assert order[0] > page.index('id="waterfall"')
 
+    def test_plotly_inlined_only_when_the_page_loads_it(self, app: Flask, store: SpanStore) -> None:
+        """The trace page draws without plotly.js (4.8 MB): not in the file. A trace page
+        that loads it gets it inlined, with the 'unsafe-eval' its WebGL code needs; an
+        inline script of the page is allowed by its hash."""
+        specs = simple_trace()
+        store.write_request(make_request(specs))
+        plotly = (files("plotly") / "package_data" / "plotly.min.js").read_text()
+        page = export_html(app, specs[0].trace_id)
+        assert plotly[:2000] not in page
+        assert "'unsafe-eval'" not in page
+        source = (files("cvtrace.viewer") / "templates" / "trace.html").read_text()
+        with_plotly = source.replace(
+            "{% set uses_plotly = false %}", "{% set uses_plotly = true %}"
+        ).replace("{% block content %}", "{% block content %}<script>window.own = 1</script>")
+        assert with_plotly.count("uses_plotly = true") == 1
+        assert app.jinja_loader is not None
+        app.jinja_env.loader = ChoiceLoader(
+            [DictLoader({"trace.html": with_plotly}), app.jinja_loader]
+        )
+        page = export_html(app, specs[0].trace_id)
+        assert plotly in page
+        assert (STATIC / "plotly-config.js").read_text() in page
+        policy = re.search(r'http-equiv="Content-Security-Policy" content="([^"]+)"', page)
+        assert policy is not None
+        assert "'unsafe-eval'" in policy.group(1)
+        own = "'sha256-" + base64.b64encode(hashlib.sha256(b"window.own = 1").digest()).decode()
+        assert own in policy.group(1)
+
     def test_hostile_values_cannot_end_the_data_block(self, app: Flask, store: SpanStore) -> None:
         specs = simple_trace(root_name=HOSTILE, attrs={"http.route": HOSTILE, HOSTILE: HOSTILE})
         store.write_request(make_request(specs))
