@@ -303,7 +303,12 @@ def run_export(args: argparse.Namespace) -> int:
 
     from cvtrace.store import SpanStore
     from cvtrace.viewer import create_app
-    from cvtrace.viewer.exporting import TraceNotFound, default_file_name, export_html
+    from cvtrace.viewer.exporting import (
+        ExportError,
+        TraceNotFound,
+        default_file_name,
+        export_html,
+    )
     from cvtrace.viewer.jaeger_api import BadParameter, parse_trace_id
 
     started = time.perf_counter()
@@ -333,6 +338,9 @@ def run_export(args: argparse.Namespace) -> int:
         html = export_html(create_app({"STORE": store}), trace_id)
     except TraceNotFound as exc:
         print(f"cvtrace export: {exc}", file=sys.stderr)
+        return 1
+    except ExportError as exc:  # the page needs what the export cannot embed: a bug
+        print(f"cvtrace export: cannot make the file: {exc}", file=sys.stderr)
         return 1
     finally:
         store.close()

@@ -593,12 +593,16 @@ def trace_otlp_json(trace_id: str) -> Response:
 @bp.get("/trace/<trace_id>/export.html")
 def trace_html(trace_id: str) -> Any:
     """Download a trace as one self-contained HTML file (:mod:`cvtrace.viewer.exporting`)."""
-    from cvtrace.viewer.exporting import export_html
+    from cvtrace.viewer.exporting import ExportError, export_html
 
     raw_id = _trace_id_or_404(trace_id)
     if get_store().get_summary(raw_id) is None:
         return _unknown_trace(raw_id.hex())
-    html = export_html(current_app, raw_id, base_url=request.host_url)
+    try:
+        html = export_html(current_app, raw_id, base_url=request.host_url)
+    except ExportError as exc:  # the page needs what the export cannot embed: a bug
+        current_app.logger.error("exporting trace %s failed: %s", raw_id.hex(), exc)
+        return not_found_page("This trace cannot be exported as HTML", [str(exc)], 500)
     response = Response(html, mimetype="text/html")
     response.headers["Content-Disposition"] = f'attachment; filename="trace-{raw_id.hex()}.html"'
     return response

@@ -5,10 +5,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 import pytest
+from flask import Flask
+from jinja2 import ChoiceLoader, DictLoader
 
+from cvtrace.cli import main
 from cvtrace.store import SpanStore
 from tests.viewer.support import make_request, simple_trace, store_snapshot
 
@@ -148,3 +153,37 @@ def test_help(tmp_path: Path) -> None:
     listed = cvtrace("--help", cwd=tmp_path).stdout
     assert "export" in listed
     assert "single HTML file" in listed
+
+
+def test_a_page_the_export_cannot_carry(
+    stored: tuple[Path, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """In process: the viewer's trace page is given a data URL no route answers (as a
+    trace page piece that broke the contract would); the command says so, writes nothing."""
+    import cvtrace.viewer
+
+    db, trace_hex = stored
+    create_app = cvtrace.viewer.create_app
+
+    def with_broken_page(config: Any) -> Flask:
+        app = create_app(config)
+        source = (files("cvtrace.viewer") / "templates" / "trace.html").read_text()
+        broken = source.replace(
+            'data-notes-url="{{ notes_url }}"',
+            'data-notes-url="{{ notes_url }}" data-stats-url="/api/no-such-thing"',
+        )
+        assert app.jinja_loader is not None
+        app.jinja_env.loader = ChoiceLoader([DictLoader({"trace.html": broken}), app.jinja_loader])
+        return app
+
+    monkeypatch.setattr(cvtrace.viewer, "create_app", with_broken_page)
+    target = tmp_path / "x.html"
+    assert main(["export", trace_hex, "--db", str(db), "-o", str(target)]) == 1
+    assert capsys.readouterr().err == (
+        "cvtrace export: cannot make the file: the trace page's data-stats-url "
+        "(/api/no-such-thing) answered HTTP 404; the export needs 200\n"
+    )
+    assert not target.exists()

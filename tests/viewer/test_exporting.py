@@ -324,6 +324,24 @@ class TestRoute:
         assert "is not in this viewer" in response.get_data(as_text=True)
         assert client.get("/trace/zzz/export.html").status_code == 404
 
+    def test_a_page_the_export_cannot_carry_is_a_page_that_says_so(
+        self, app: Flask, store: SpanStore
+    ) -> None:
+        source = (files("cvtrace.viewer") / "templates" / "trace.html").read_text()
+        broken = source.replace(
+            'data-notes-url="{{ notes_url }}"',
+            'data-notes-url="{{ notes_url }}" data-stats-url="/api/no-such-thing"',
+        )
+        assert app.jinja_loader is not None
+        app.jinja_env.loader = ChoiceLoader([DictLoader({"trace.html": broken}), app.jinja_loader])
+        specs = simple_trace()
+        store.write_request(make_request(specs))
+        response = app.test_client().get(f"/trace/{specs[0].trace_id.hex()}/export.html")
+        assert response.status_code == 500
+        page = html.unescape(response.get_data(as_text=True))
+        assert "This trace cannot be exported as HTML" in page
+        assert "data-stats-url (/api/no-such-thing) answered HTTP 404" in page
+
     def test_with_a_token(self, store: SpanStore) -> None:
         """The download needs the token as the others do; the export's own requests
         carry it (without it, the page's data would answer 401 and the export fail)."""
