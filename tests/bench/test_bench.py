@@ -184,3 +184,19 @@ def test_collector_measures_both_variants_and_the_burst() -> None:
     assert limited["refused"] > 0
     assert unlimited["refused"] == 0
     assert "spans per CPU-second" in text
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_export_times_the_command_the_file_and_its_opening() -> None:
+    result, text = run_quick("export")
+    assert result["page_errors"] == []  # no request besides the file, nothing missing
+    for variant in ("lean", "rich"):
+        samples = result["samples"][variant]
+        assert len(samples) == result["config"]["rounds"]
+        for sample in samples:
+            for key in ("command_s", "command_cpu_s", "in_process_s", "open_ms", "details_ms"):
+                assert positive(sample[key]), (variant, key)
+            assert 0 < sample["gzip_bytes"] < sample["bytes"]
+            assert sample["requests"] == 1  # the file itself
+    assert "file://" in text
