@@ -307,7 +307,7 @@ def run_export(args: argparse.Namespace) -> int:
         ExportError,
         TraceNotFound,
         default_file_name,
-        export_html,
+        export_html_chunks,
     )
     from cvtrace.viewer.jaeger_api import BadParameter, parse_trace_id
 
@@ -334,32 +334,36 @@ def run_export(args: argparse.Namespace) -> int:
     except CvtraceConfigError as exc:
         print(f"cvtrace export: {exc}", file=sys.stderr)
         return 2
+    to_stdout = str(args.output) == "-"
+    target: Path = args.output or Path(default_file_name(trace_id))
+    partial = target.with_name(target.name + ".part")
+    size = 0
     try:
-        html = export_html(create_app({"STORE": store}), trace_id)
+        chunks = export_html_chunks(create_app({"STORE": store}), trace_id)
+        if to_stdout:
+            for chunk in chunks:
+                sys.stdout.buffer.write(chunk.encode("utf-8"))
+            sys.stdout.flush()
+            return 0
+        # whole or not at all: a half-written file would open as a broken page
+        with partial.open("wb") as out:
+            for chunk in chunks:
+                size += out.write(chunk.encode("utf-8"))
+        partial.replace(target)
     except TraceNotFound as exc:
         print(f"cvtrace export: {exc}", file=sys.stderr)
         return 1
     except ExportError as exc:  # the page needs what the export cannot embed: a bug
         print(f"cvtrace export: cannot make the file: {exc}", file=sys.stderr)
         return 1
-    finally:
-        store.close()
-    data = html.encode("utf-8")
-    if str(args.output) == "-":
-        sys.stdout.buffer.write(data)
-        sys.stdout.flush()
-        return 0
-    target: Path = args.output or Path(default_file_name(trace_id))
-    partial = target.with_name(target.name + ".part")
-    try:  # whole or not at all: a half-written file would open as a broken page
-        partial.write_bytes(data)
-        partial.replace(target)
     except OSError as exc:
         partial.unlink(missing_ok=True)
         print(f"cvtrace export: cannot write {target}: {exc}", file=sys.stderr)
         return 1
+    finally:
+        store.close()
     print(
-        f"cvtrace export: wrote {target} ({len(data) / 1e6:.1f} MB) in "
+        f"cvtrace export: wrote {target} ({size / 1e6:.1f} MB) in "
         f"{time.perf_counter() - started:.1f} s; it opens in any browser, with no network"
     )
     return 0

@@ -26,8 +26,9 @@ styles and JSON answers, put in one file. :func:`export_html` builds it like thi
    anywhere, whatever it contains.
 
 The answers are embedded as one ``<script type="text/plain">`` block, one ``URL BODY``
-line each, read by ``offline.js`` with one split: no parsing of 10 MB of JSON before
-the page draws. A 10,000-span trace makes a file of about 11 MB (1.2 MB gzipped):
+line each, read by ``offline.js`` line by line: no parsing of 10 MB of JSON before the
+page draws. The spans' details are made while the file is written
+(:func:`export_html_chunks`): the download and the command never hold it whole. A 10,000-span trace makes a file of about 11 MB (1.2 MB gzipped):
 BENCHMARKS.md, section 13.
 """
 
@@ -37,7 +38,7 @@ import base64
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
 from html.parser import HTMLParser
 from importlib.resources import files
@@ -45,12 +46,19 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Flask
+from werkzeug.exceptions import HTTPException
 
 from cvtrace._version import __version__
 from cvtrace.viewer import get_store
 from cvtrace.viewer.tracetree import Row
 
-__all__ = ["ExportError", "TraceNotFound", "default_file_name", "export_html"]
+__all__ = [
+    "ExportError",
+    "TraceNotFound",
+    "default_file_name",
+    "export_html",
+    "export_html_chunks",
+]
 
 DATA_BLOCK_ID = "cvtrace-export-data"
 SHOWN_TRUNCATED = 20
@@ -195,18 +203,15 @@ def _truncated(row: Row, dropped: Mapping[str, int]) -> dict[str, str]:
     }
 
 
-def _span_answers(
-    trace_id: bytes, rows: list[Row], page_path: str
-) -> tuple[dict[str, str], list[dict[str, str]]]:
-    """Return every span's ``spans/<id>.json`` answer, by URL, and the truncated spans
-    (:func:`_truncated`) in tree order. Needs a request context."""
+def _span_lines(trace_id: bytes, rows: list[Row], page_path: str) -> Iterator[str]:
+    """Yield every span's ``spans/<id>.json`` answer as a line of the data block, a few
+    hundred spans at a time. Needs a request context."""
     from cvtrace.viewer.ui import span_details_data
 
     summary = get_store().get_summary(trace_id)
     start_ns = summary.start_ns if summary is not None else min(r.start_ns for r in rows)
     trace_hex = trace_id.hex()
-    answers = {}
-    truncated = []
+    lines = []
     for row in rows:
         data = span_details_data(
             trace_id,
@@ -216,15 +221,15 @@ def _span_answers(
             trace_start_ns=start_ns,
             page_url="",  # "Link to this span": ?span=ID, this file at the span (offline.js)
         )
-        span_hex = data["spanId"]
         for link in data["links"]:
             if link["traceId"] != trace_hex:  # another trace: not in this file
                 link["stored"], link["url"] = "none", ""
-        if data["dropped"]:
-            truncated.append(_truncated(row, data["dropped"]))
         body = json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=str)
-        answers[f"{page_path}/spans/{span_hex}.json"] = body
-    return answers, truncated
+        lines.append(f"{page_path}/spans/{data['spanId']}.json {_embeddable('', body)}\n")
+        if len(lines) == 256:
+            yield "".join(lines)
+            lines.clear()
+    yield "".join(lines)
 
 
 def export_html(
@@ -234,7 +239,23 @@ def export_html(
     base_url: str = "http://localhost/",
     now: datetime | None = None,
 ) -> str:
-    """Return one trace of ``app``'s store as a self-contained HTML page.
+    """Return one trace of ``app``'s store as a self-contained HTML page (the chunks of
+    :func:`export_html_chunks`, joined)."""
+    return "".join(export_html_chunks(app, trace_id, base_url=base_url, now=now))
+
+
+def export_html_chunks(
+    app: Flask,
+    trace_id: bytes,
+    *,
+    base_url: str = "http://localhost/",
+    now: datetime | None = None,
+) -> Iterator[str]:
+    """Return one trace of ``app``'s store as a self-contained HTML page, in chunks.
+
+    Everything that can fail is done before this returns; the spans' details are made
+    as the chunks are taken, so the file is never whole in memory (a 100,000-span
+    trace's is 90-160 MB).
 
     Args:
         app: The viewer (:func:`cvtrace.viewer.create_app`); its token, if it has one,
@@ -248,7 +269,7 @@ def export_html(
         TraceNotFound: The store has no such trace.
         ExportError: The page names data the app does not answer with JSON.
     """
-    from cvtrace.viewer.ui import EXPORT_ENVIRON_KEY, trace_rows
+    from cvtrace.viewer.ui import EXPORT_ENVIRON_KEY, dropped_counts, trace_rows
 
     trace_hex = trace_id.hex()
     page_path = f"/trace/{trace_hex}"
@@ -256,8 +277,16 @@ def export_html(
         if get_store(app).get_summary(trace_id) is None:
             msg = f"trace {trace_hex} is not in the store {get_store(app).path}"
             raise TraceNotFound(msg)
-        rows = trace_rows(trace_id)
-        answers, truncated = _span_answers(trace_id, rows, page_path)
+        try:
+            rows = trace_rows(trace_id)
+        except HTTPException:  # gone since (retention): as if never there
+            msg = f"trace {trace_hex} is not in the store {get_store(app).path}"
+            raise TraceNotFound(msg) from None
+    truncated = []
+    for row in rows:
+        dropped = dropped_counts(row.stored)
+        if dropped:
+            truncated.append(_truncated(row, dropped))
     moment = now or datetime.now(timezone.utc)
     exported = {
         "at": moment.strftime("%Y-%m-%d %H:%M:%S UTC"),
@@ -282,17 +311,29 @@ def export_html(
             return response.get_data(as_text=True), response.mimetype or ""
 
     page, _ = get(page_path, "the trace page")
+    answers = {}
     for name, url in data_urls(page).items():
         body, mimetype = get(url, f"the trace page's {name}")
         if mimetype != "application/json":
             msg = f"the trace page's {name} ({url}) answered {mimetype}, not JSON"
             raise ExportError(msg)
         answers[url] = body
-    return _assemble(page, answers, page_path, get)
+    before, after = _assemble(page, page_path, get)
+    lines = "".join(f"{url} {_embeddable(url, body)}\n" for url, body in answers.items())
+
+    def chunks() -> Iterator[str]:
+        yield before
+        yield lines
+        with app.test_request_context(page_path, base_url=base_url):
+            yield from _span_lines(trace_id, rows, page_path)
+        yield after
+
+    return chunks()
 
 
-def _assemble(page: str, answers: Mapping[str, str], page_path: str, get: Any) -> str:
-    """Return the page with its assets inlined, the answers and ``offline.js`` in it."""
+def _assemble(page: str, page_path: str, get: Any) -> tuple[str, str]:
+    """Return the page with its assets inlined and ``offline.js`` in it, cut where the
+    data block's lines go (the text before them, and after)."""
     parts = _PageParts(page)
     if parts.charset is None or parts.body_end < 0:
         msg = "the trace page has no <meta charset> or no </body>: cannot place the export's parts"
@@ -336,17 +377,15 @@ def _assemble(page: str, answers: Mapping[str, str], page_path: str, get: Any) -
         f'\n<meta http-equiv="Content-Security-Policy" content="{policy}">\n<script>{shim}</script>'
     )
     edits.append((parts.charset.end, parts.charset.end, head))
-    lines = "\n".join(f"{url} {_embeddable(url, body)}" for url, body in answers.items())
-    tail = (
-        f'<script type="text/plain" id="{DATA_BLOCK_ID}" data-page="{page_path}">\n'
-        f"{lines}\n</script>\n" + "\n".join(deferred) + "\n"
-    )
-    edits.append((parts.body_end, parts.body_end, tail))
     out: list[str] = []
     at = 0
     for start, end, text in sorted(edits, key=lambda e: (e[0], e[1])):
         out.append(page[at:start])
         out.append(text)
         at = end
-    out.append(page[at:])
-    return "".join(out)
+    out.append(page[at : parts.body_end])
+    before = "".join(out) + (
+        f'<script type="text/plain" id="{DATA_BLOCK_ID}" data-page="{page_path}">\n'
+    )
+    after = "</script>\n" + "\n".join(deferred) + "\n" + page[parts.body_end :]
+    return before, after

@@ -593,17 +593,20 @@ def trace_otlp_json(trace_id: str) -> Response:
 @bp.get("/trace/<trace_id>/export.html")
 def trace_html(trace_id: str) -> Any:
     """Download a trace as one self-contained HTML file (:mod:`cvtrace.viewer.exporting`)."""
-    from cvtrace.viewer.exporting import ExportError, export_html
+    from cvtrace.viewer.exporting import ExportError, TraceNotFound, export_html_chunks
 
     raw_id = _trace_id_or_404(trace_id)
     if get_store().get_summary(raw_id) is None:
         return _unknown_trace(raw_id.hex())
-    try:
-        html = export_html(current_app, raw_id, base_url=request.host_url)
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    try:  # the spans' details are made as the answer is written: never whole in memory
+        chunks = export_html_chunks(app, raw_id, base_url=request.host_url)
+    except TraceNotFound:
+        return _unknown_trace(raw_id.hex())
     except ExportError as exc:  # the page needs what the export cannot embed: a bug
         current_app.logger.error("exporting trace %s failed: %s", raw_id.hex(), exc)
         return not_found_page("This trace cannot be exported as HTML", [str(exc)], 500)
-    response = Response(html, mimetype="text/html")
+    response = Response(chunks, mimetype="text/html")
     response.headers["Content-Disposition"] = f'attachment; filename="trace-{raw_id.hex()}.html"'
     return response
 

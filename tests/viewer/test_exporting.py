@@ -19,7 +19,12 @@ from jinja2 import ChoiceLoader, DictLoader
 
 from cvtrace.store import SpanStore
 from cvtrace.viewer import create_app
-from cvtrace.viewer.exporting import ExportError, TraceNotFound, export_html
+from cvtrace.viewer.exporting import (
+    ExportError,
+    TraceNotFound,
+    export_html,
+    export_html_chunks,
+)
 from tests.viewer.support import SpanSpec, make_request, new_trace_id, simple_trace
 
 HOSTILE = '</script><script>window.pwned=1</script><!--<img src=x onerror="window.pwned=2">'
@@ -293,6 +298,17 @@ class TestTheFile:
         with pytest.raises(TraceNotFound, match=f"trace {'ab' * 16} is not in the store"):
             export_html(app, bytes.fromhex("ab" * 16))
 
+    def test_chunks_fail_before_the_first_one(self, app: Flask, store: SpanStore) -> None:
+        """What can fail fails when the chunks are asked for, before any is written: the
+        download answers an error page, the command leaves no file."""
+        with pytest.raises(TraceNotFound):
+            export_html_chunks(app, bytes.fromhex("ab" * 16))
+        specs = simple_trace(children=600)
+        store.write_request(make_request(specs))
+        chunks = list(export_html_chunks(app, specs[0].trace_id))
+        assert len(chunks) > 4  # the spans' details come a few hundred at a time
+        assert len(embedded("".join(chunks))) == 2 + 601  # figure, notes, every span
+
 
 class TestRoute:
     def test_the_trace_page_links_the_download(self, app: Flask, store: SpanStore) -> None:
@@ -314,6 +330,7 @@ class TestRoute:
         assert response.headers["Content-Disposition"] == (
             f'attachment; filename="trace-{trace_hex}.html"'
         )
+        assert response.is_streamed  # written as made: a big trace's file is never whole
         page = response.get_data(as_text=True)
         assert f"/trace/{trace_hex}/spans/{specs[1].span_id.hex()}.json" in embedded(page)
 
