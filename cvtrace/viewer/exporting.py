@@ -6,7 +6,8 @@ styles and JSON answers, put in one file. :func:`export_html` builds it like thi
 
 1. The app renders the trace page (Flask's test client: the same routes, templates and
    token check as a browser gets), with :data:`cvtrace.viewer.ui.EXPORT_ENVIRON_KEY` set
-   in the request: the page then has no search box or links to the viewer's other pages,
+   in the request: the page then has no search box or links to the viewer's other pages
+   (templates test ``exported``: a piece that leads into the viewer leaves itself out),
    and says what it is: the trace id, services, when and by which cvtrace it was
    exported, and which spans were truncated by a size limit (what their producers
    dropped: :func:`cvtrace.viewer.ui.dropped_counts`).
@@ -28,8 +29,9 @@ styles and JSON answers, put in one file. :func:`export_html` builds it like thi
 The answers are embedded as one ``<script type="text/plain">`` block, one ``URL BODY``
 line each, read by ``offline.js`` line by line: no parsing of 10 MB of JSON before the
 page draws. The spans' details are made while the file is written
-(:func:`export_html_chunks`): the download and the command never hold it whole. A 10,000-span trace makes a file of about 11 MB (1.2 MB gzipped):
-BENCHMARKS.md, section 13.
+(:func:`export_html_chunks`): the download and the command never hold it whole. A
+10,000-span trace makes a file of 9-16 MB (0.55-0.67 MB gzipped): BENCHMARKS.md,
+section 13.
 """
 
 from __future__ import annotations
@@ -61,8 +63,6 @@ __all__ = [
 ]
 
 DATA_BLOCK_ID = "cvtrace-export-data"
-SHOWN_TRUNCATED = 20
-"""Truncated spans the page names; it counts them all."""
 
 
 class ExportError(Exception):
