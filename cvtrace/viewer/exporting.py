@@ -15,8 +15,10 @@ styles and JSON answers, put in one file. :func:`export_html` builds it like thi
    is requested the same way, and its answer embedded. That is the contract with the
    page's scripts: a script that fetches data reads its URL from such an attribute, and
    the export carries the answer without knowing what it is. A script that adds query
-   parameters to the URL (``notes.json``'s ``&rows=``) gets the answer of the URL as
-   named, so such a route answers everything when asked without them. Every span's
+   parameters to the URL gets the answer of the URL as named only for the parameters
+   of :data:`SUBSET_PARAMETERS` (``notes.json``'s ``&rows=``: such a route answers
+   everything when asked without them); for any other (a search's ``q``) the file has
+   no answer, and says so (a 404, logged), rather than answer another question. Every span's
    details (``spans/<id>.json``, which ``details.js`` asks for) are embedded too, built
    by the function the route uses (a request each would cost ~1 ms per span).
 3. The scripts and stylesheets the page loads are inlined (deferred scripts at the end
@@ -63,6 +65,11 @@ __all__ = [
 ]
 
 DATA_BLOCK_ID = "cvtrace-export-data"
+SUBSET_PARAMETERS = ("rows", "row")
+"""Query parameters a page may add to an embedded URL and still get its answer: they pick
+part of it (``notes.json``'s ``rows``) or say where it is (the span details' ``row``).
+Any other (a search's ``q``) is not answered from the file: the answer without it is
+another question's."""
 
 
 class ExportError(Exception):
@@ -385,7 +392,8 @@ def _assemble(page: str, page_path: str, get: Any) -> tuple[str, str]:
         at = end
     out.append(page[at : parts.body_end])
     before = "".join(out) + (
-        f'<script type="text/plain" id="{DATA_BLOCK_ID}" data-page="{page_path}">\n'
+        f'<script type="text/plain" id="{DATA_BLOCK_ID}" data-page="{page_path}" '
+        f'data-subset="{" ".join(SUBSET_PARAMETERS)}">\n'
     )
     after = "</script>\n" + "\n".join(deferred) + "\n" + page[parts.body_end :]
     return before, after

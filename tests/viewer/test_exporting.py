@@ -39,7 +39,7 @@ def app(store: SpanStore) -> Flask:
 def embedded(page: str) -> dict[str, str]:
     """Return the answers a file embeds, by URL (read as offline.js reads them)."""
     found = re.search(
-        r'<script type="text/plain" id="cvtrace-export-data" data-page="[^"]*">\n(.*?)</script>',
+        r'<script type="text/plain" id="cvtrace-export-data"[^>]*>\n(.*?)</script>',
         page,
         re.DOTALL,
     )

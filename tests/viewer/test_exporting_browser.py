@@ -231,3 +231,43 @@ def test_the_download_link_with_a_token(
         "() => document.querySelector('#details h2')?.textContent === 'query 0.2'"
     )
     offline.check(opened, path)
+
+
+def test_the_file_answers_only_what_it_holds(
+    offline: Offline, store: SpanStore, tmp_path: Path
+) -> None:
+    """A URL the page extends with a parameter that picks part of an answer (rows=) is
+    answered; one that asks another question (a search's q=) is not: a 404, logged and
+    listed, never the answer without it (all spans); nothing leaves for the network."""
+    specs, request = tree_trace()
+    store.write_request(request)
+    path = tmp_path / "trace.html"
+    path.write_text(export_html(create_app({"STORE": store}), specs[0].trace_id), "utf-8")
+    page = offline.open(path)
+    asked = page.evaluate(
+        """async () => {
+        const header = document.getElementById('trace-header');
+        const ask = async (url) => {
+          const r = await fetch(url);
+          return [r.status, r.ok ? Object.keys(await r.json()).length : 0];
+        };
+        return [
+          await ask(header.dataset.notesUrl + '&rows=0-5'),
+          await ask(header.dataset.figureUrl + '&q=query'),
+          await ask('/api/traces/' + header.dataset.traceId + '/search?q=query'),
+          await ask('https://example.com/steal'),
+        ];
+      }"""
+    )
+    notes, searched, unknown, elsewhere = asked
+    # every row with notes (the root, the 12 queries): the page takes the ones it asked for
+    assert notes == [200, 13]
+    assert searched[0] == 404
+    assert unknown[0] == 404
+    assert elsewhere[0] == 404
+    missed = page.evaluate("window.cvtraceExport.missed")
+    assert len(missed) == 3
+    assert missed[0].endswith("&q=query")
+    assert [e for e in offline.errors if "is not in this file" not in e] == []
+    assert len(offline.errors) == 3
+    assert offline.refused == []  # answered by the file's fetch, not sent

@@ -3,13 +3,16 @@
 // script, and embeds the answers in a text/plain script element, #cvtrace-export-data,
 // whose data-page is /trace/ID: one line per URL, "URL BODY" (the body: JSON, one line).
 // A URL the page asks for is answered by the answer for it, or else for the longest URL
-// it extends with query parameters (the page's "&rows=..." and "?row=..."); URLs relative
-// to the file's own path are taken as relative to the page's path in the viewer. Anything
-// else is a 404, logged and listed in cvtraceExport.missed: no request ever leaves.
+// it extends with query parameters that only pick part of that answer or hint where it
+// is (the block's data-subset: notes.json's "rows", the span details' "row"); URLs
+// relative to the file's own path are taken as relative to the page's path in the viewer.
+// Anything else (a search with "q=", say) is a 404, logged and listed in
+// cvtraceExport.missed: no request ever leaves, and no answer is given for another.
 (function () {
   "use strict";
   let answers = null; // URL -> body
   let page = ""; // the page's path in the viewer
+  let subset = new Set(); // parameters an answer without them covers
   const missed = [];
 
   function ready() {
@@ -18,6 +21,7 @@
     const block = document.getElementById("cvtrace-export-data");
     if (!block) return;
     page = block.dataset.page || "";
+    subset = new Set((block.dataset.subset || "").split(" ").filter(Boolean));
     const text = block.textContent;
     for (let at = 0; at < text.length; ) {
       let end = text.indexOf("\n", at);
@@ -41,11 +45,18 @@
     return path + url.search;
   }
 
+  // whether the parameters "?a=1&b=2" (or "&a=1...") are all of the subset kind
+  function covered(extra) {
+    return extra.slice(1).split("&").every((pair) => subset.has(decodeURIComponent(pair.split("=")[0])));
+  }
+
   function lookup(wanted) {
     if (answers.has(wanted)) return answers.get(wanted);
     for (let cut = wanted.length - 1; cut > 0; cut--) {
       const c = wanted[cut];
-      if ((c === "&" || c === "?") && answers.has(wanted.slice(0, cut))) return answers.get(wanted.slice(0, cut));
+      if ((c === "&" || c === "?") && answers.has(wanted.slice(0, cut))) {
+        return covered(wanted.slice(cut)) ? answers.get(wanted.slice(0, cut)) : undefined;
+      }
     }
     return undefined;
   }
