@@ -141,6 +141,7 @@ PARAMETERS: dict[str, list[str]] = {
     "/trace/<trace_id>/waterfall.json": ["v"],
     "/trace/<trace_id>/notes.json": ["rows", "v"],
     "/trace/<trace_id>/otlp.json": [],
+    "/trace/<trace_id>/export.html": [],
     "/trace/<trace_id>/spans/<span_id>.json": ["row"],
     "/static/<path:filename>": ["v"],
     "/static/plotly.min.js": ["v"],
