@@ -24,6 +24,7 @@ from ._version import __version__
 from .db_spans import QueryTracer
 from .noise import ExcludedUrls
 from .server_spans import TracingMiddleware
+from .tracer import tracer_for
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ def instrument_flask(app: Any, provider: TracerProvider, excluded: ExcludedUrls)
     """Trace a Flask app's requests, except the excluded ones (which trace nothing)."""
     if isinstance(app.wsgi_app, TracingMiddleware):
         return
-    tracer = provider.get_tracer("cvtrace.server_spans", __version__)
+    tracer = tracer_for(provider, "cvtrace.server_spans", __version__)
     app.wsgi_app = TracingMiddleware(app, app.wsgi_app, tracer, excluded)
 
 
@@ -69,7 +70,7 @@ def uninstrument_flask(app: Any) -> None:
 
 def instrument_engine(engine: Any, provider: TracerProvider) -> QueryTracer:
     """Trace the statements of a SQLAlchemy engine; the returned tracer can be removed."""
-    return QueryTracer(engine, provider.get_tracer("cvtrace.db_spans", __version__))
+    return QueryTracer(engine, tracer_for(provider, "cvtrace.db_spans", __version__))
 
 
 def instrument_requests(provider: TracerProvider) -> Any | None:
