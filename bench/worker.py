@@ -12,7 +12,10 @@ to /dev/null):
 - ``{"cmd": "run_for", "path": ..., "seconds": 10}``: as many requests as fit, no flush.
 - ``{"cmd": "calls", "path": ..., "n": 20}``: ``n`` requests under ``cProfile``:
   Python function calls per request, in all and in cvtrace's and OpenTelemetry's
-  code (a count, not a time: the same on a busy machine as on a quiet one).
+  code (a count, not a time: the same on a busy machine as on a quiet one); then the
+  export of the spans they queued, run on the same thread and counted apart
+  (``export_calls``, ``export_tracing_calls``; for cvtrace ``exported`` says how many
+  spans that export took, to check that the export thread took none of them).
 - ``{"cmd": "span_storm", "seconds": 5}``: request-shaped spans from the tracer in a
   tight loop, no app: the most spans the process can make.
 - ``{"cmd": "stop"}``: flush and shut tracing down as at exit, answer the totals, exit.
@@ -94,21 +97,72 @@ def _run(setup: Setup, client: Any, path: str, n: int) -> dict[str, Any]:
     }
 
 
-def _calls(setup: Setup, client: Any, path: str, n: int) -> dict[str, Any]:
-    profile = cProfile.Profile()
-    profile.enable()
-    for _ in range(n):
-        client.get(path)
-    profile.disable()
-    setup.flush()
+def _count(profile: cProfile.Profile) -> tuple[int, int]:
+    """All calls a profile saw, and those in cvtrace's tracing or OpenTelemetry."""
     stats = pstats.Stats(profile).stats
     tracing = sum(
         calls
         for (filename, _line, _name), (_prim, calls, *_rest) in stats.items()
         if is_tracing_code(filename)
     )
-    total = sum(calls for (_prim, calls, *_rest) in stats.values())
-    return {"calls": total / n, "tracing_calls": tracing / n, "n": n}
+    return sum(calls for (_prim, calls, *_rest) in stats.values()), tracing
+
+
+def _export_here(setup: Setup) -> int:
+    """Export what is queued on this thread (as the export thread would).
+
+    Returns the spans cvtrace's processor exported (0 for vanilla's).
+
+    cvtrace's export thread is asked for nothing: its processor's batch loop runs
+    here, under the context that thread runs in. The SDK's ``BatchSpanProcessor``
+    exports on the caller's thread in ``force_flush`` already.
+    """
+    from opentelemetry import context
+
+    from cvtrace.noise import SUPPRESSED
+
+    exported = 0
+    handle = cvtrace.get_handle()
+    processor = handle.processor if handle is not None else None
+    if processor is not None and not handle.is_shut_down:  # type: ignore[union-attr]
+        before = processor.stats().spans_exported
+        token = context.attach(SUPPRESSED)
+        try:
+            processor._export_queued()
+        finally:
+            context.detach(token)
+        exported += processor.stats().spans_exported - before
+    if setup.provider is not None:
+        setup.provider.force_flush(30_000)  # (not counted: the SDK keeps no such count)
+    return exported
+
+
+def _calls(setup: Setup, client: Any, path: str, n: int) -> dict[str, Any]:
+    setup.flush()
+    _export_here(setup)
+    spans0, _ = _counts(setup)
+    profile = cProfile.Profile()
+    profile.enable()
+    for _ in range(n):
+        client.get(path)
+    profile.disable()
+    export_profile = cProfile.Profile()
+    export_profile.enable()
+    exported = _export_here(setup)
+    export_profile.disable()
+    spans1, _ = _counts(setup)
+    setup.flush()
+    total, tracing = _count(profile)
+    export_total, export_tracing = _count(export_profile)
+    return {
+        "calls": total / n,
+        "tracing_calls": tracing / n,
+        "export_calls": export_total / n,
+        "export_tracing_calls": export_tracing / n,
+        "spans": spans1 - spans0,
+        "exported": exported,
+        "n": n,
+    }
 
 
 def _run_for(setup: Setup, client: Any, path: str, seconds: float) -> dict[str, Any]:

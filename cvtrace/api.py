@@ -25,7 +25,7 @@ from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import OTELResourceDetector, Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from . import config, instrumentation
@@ -53,6 +53,8 @@ class Handle:
     """The span processor feeding the exporters, when tracing is on."""
     excluded_urls: ExcludedUrls | None = None
     """Which requests make no span, when tracing is on."""
+    span_limits: SpanLimits | None = None
+    """The provider's span limits (from ``OTEL_*_LIMIT``), when tracing is on."""
     apps: list[Any] = field(default_factory=list)
     """Flask apps instrumented."""
     query_tracers: list[QueryTracer] = field(default_factory=list)
@@ -190,11 +192,18 @@ def init(
             )
             return Handle(settings, arguments=arguments)
         sinks = list(override) if override is not None else create_exporters(settings)
-        provider = _tracer_provider(_build_resource(settings, apps), scrubber)
+        span_limits = SpanLimits()  # from the environment, as the provider would read them
+        provider = _tracer_provider(_build_resource(settings, apps), scrubber, span_limits)
         # Side effects from here on; none of them reads a setting.
         if installed is not None:  # shut down: its instrumentation feeds a dead provider
             _uninstall(installed)
-        handle = Handle(settings, provider, excluded_urls=excluded, arguments=arguments)
+        handle = Handle(
+            settings,
+            provider,
+            excluded_urls=excluded,
+            span_limits=span_limits,
+            arguments=arguments,
+        )
         _install(handle, sinks, scrubber, apps, engines)
         _state.handle = handle
         logger.info(
@@ -226,11 +235,13 @@ def _reset() -> None:
         _state.exporters_override = None
 
 
-def _tracer_provider(resource: Resource, scrubber: Scrubber | None) -> TracerProvider:
+def _tracer_provider(
+    resource: Resource, scrubber: Scrubber | None, span_limits: SpanLimits
+) -> TracerProvider:
     """The provider, with the sampler and span limits of the standard variables."""
     if scrubber is not None:
         resource = scrubber.scrub_resource(resource)
-    return TracerProvider(resource=resource, shutdown_on_exit=False)
+    return TracerProvider(resource=resource, shutdown_on_exit=False, span_limits=span_limits)
 
 
 def _install(
@@ -281,12 +292,16 @@ def _instrument(handle: Handle, apps: list[Any], engines: list[Any]) -> None:
         return
     for app in apps:
         if app not in handle.apps:
-            instrumentation.instrument_flask(app, handle.provider, handle.excluded_urls)
+            instrumentation.instrument_flask(
+                app, handle.provider, handle.excluded_urls, handle.span_limits
+            )
             handle.apps.append(app)
     traced = {id(query_tracer.engine) for query_tracer in handle.query_tracers}
     for engine in engines:
         if id(engine) not in traced:
-            handle.query_tracers.append(instrumentation.instrument_engine(engine, handle.provider))
+            handle.query_tracers.append(
+                instrumentation.instrument_engine(engine, handle.provider, handle.span_limits)
+            )
             traced.add(id(engine))
 
 

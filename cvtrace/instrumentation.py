@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from opentelemetry.metrics import NoOpMeterProvider
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 
 from ._version import __version__
 from .db_spans import QueryTracer
@@ -53,11 +53,19 @@ def _stable_semconv() -> Iterator[None]:
         os.environ.pop(_SEMCONV_VAR, None)
 
 
-def instrument_flask(app: Any, provider: TracerProvider, excluded: ExcludedUrls) -> None:
-    """Trace a Flask app's requests, except the excluded ones (which trace nothing)."""
+def instrument_flask(
+    app: Any,
+    provider: TracerProvider,
+    excluded: ExcludedUrls,
+    span_limits: SpanLimits | None = None,
+) -> None:
+    """Trace a Flask app's requests, except the excluded ones (which trace nothing).
+
+    ``span_limits`` are the provider's; given, the spans may come from the lean tracer.
+    """
     if isinstance(app.wsgi_app, TracingMiddleware):
         return
-    tracer = tracer_for(provider, "cvtrace.server_spans", __version__)
+    tracer = tracer_for(provider, "cvtrace.server_spans", __version__, span_limits)
     app.wsgi_app = TracingMiddleware(app, app.wsgi_app, tracer, excluded)
 
 
@@ -68,9 +76,15 @@ def uninstrument_flask(app: Any) -> None:
         app.wsgi_app = app.wsgi_app.wsgi_app
 
 
-def instrument_engine(engine: Any, provider: TracerProvider) -> QueryTracer:
-    """Trace the statements of a SQLAlchemy engine; the returned tracer can be removed."""
-    return QueryTracer(engine, tracer_for(provider, "cvtrace.db_spans", __version__))
+def instrument_engine(
+    engine: Any, provider: TracerProvider, span_limits: SpanLimits | None = None
+) -> QueryTracer:
+    """Trace the statements of a SQLAlchemy engine; the returned tracer can be removed.
+
+    ``span_limits`` are the provider's; given, the spans may come from the lean tracer.
+    """
+    tracer = tracer_for(provider, "cvtrace.db_spans", __version__, span_limits)
+    return QueryTracer(engine, tracer)
 
 
 def instrument_requests(provider: TracerProvider) -> Any | None:

@@ -12,8 +12,12 @@ made only when a span gets one, and handed to the processors as it is when it en
 What stays the SDK's: the provider's processors (``on_start``, ``on_end``), its
 resource and id generator, the default sampler's decision (parent-based, always on:
 an unsampled caller makes no span), and the attribute count limit. Anything else --
-another sampler, attribute length limits, the SDK's own metrics, a disabled tracer --
-and :func:`tracer_for` returns the SDK's tracer itself, whose spans behave the same.
+another sampler, attribute length limits, the SDK's own metrics, span limits it is not
+told -- and :func:`tracer_for` returns the SDK's tracer itself, whose spans behave the
+same. (``OTEL_SDK_DISABLED`` gives a no-op tracer, returned as it is.) It reads only the
+SDK tracer's public attributes (``sampler``, ``resource``, ``span_processor``,
+``id_generator``); the one private name it touches, a processor's ``_on_ending`` hook of
+the newer SDK releases, it calls only where it exists, as the SDK's span does.
 ``tests/library/test_tracer.py`` compares the two span by span. Measured in
 BENCHMARKS.md (section 1 and "Design changes").
 """
@@ -47,23 +51,30 @@ _UNSET = Status(StatusCode.UNSET)
 _PLAIN_TYPES = (str, bool, int, float)
 
 
-def tracer_for(provider: TracerProvider, name: str, version: str) -> trace.Tracer:
+def tracer_for(
+    provider: TracerProvider, name: str, version: str, limits: SpanLimits | None
+) -> trace.Tracer:
     """A tracer for cvtrace's instrumentation: lean when the provider allows it.
+
+    Args:
+        provider: the SDK's tracer provider.
+        name: the instrumentation scope's name.
+        version: its version.
+        limits: the span limits the provider was given; ``None`` (not known): the
+            SDK's tracer.
 
     Returns the SDK's own tracer when the provider is configured beyond what
     :class:`LeanSpan` reproduces (see the module docstring).
     """
     sdk_tracer = provider.get_tracer(name, version)
-    limits = getattr(sdk_tracer, "_span_limits", None)
     sampler = getattr(sdk_tracer, "sampler", None)
-    is_enabled = getattr(sdk_tracer, "_is_enabled", None)
     if (
-        not isinstance(limits, SpanLimits)
+        limits is None
         or limits.max_span_attribute_length is not None
         or limits.max_attribute_length is not None
         or sampler is None
         or sampler.get_description() != _DEFAULT_SAMPLER
-        or (callable(is_enabled) and not is_enabled())
+        or not hasattr(sdk_tracer, "span_processor")
         or os.environ.get(_SDK_METRICS_VAR, "").strip().lower() == "true"
     ):
         return sdk_tracer

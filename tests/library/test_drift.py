@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import flask
 import pytest
 import sqlalchemy as sa
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -291,11 +291,16 @@ def contrib_spans(database: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[d
 
 @pytest.fixture
 def cvtrace_spans_of_requests(database: Path) -> Iterator[dict[str, Any]]:
-    """The same requests' spans as cvtrace makes them (before scrubbing)."""
+    """The same requests' spans as cvtrace makes them (before scrubbing).
+
+    The provider's default span limits are passed on, as ``cvtrace.init`` does: the
+    spans come from cvtrace's lean tracer (:mod:`cvtrace.tracer`).
+    """
     provider, memory = _memory_provider()
     app, engine = _app(database)
-    instrumentation.instrument_flask(app, provider, ExcludedUrls((), environ={}))
-    query_tracer = instrumentation.instrument_engine(engine, provider)
+    limits = SpanLimits()
+    instrumentation.instrument_flask(app, provider, ExcludedUrls((), environ={}), limits)
+    query_tracer = instrumentation.instrument_engine(engine, provider, limits)
     try:
         yield _send_requests(app, memory)
     finally:

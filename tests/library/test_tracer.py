@@ -103,11 +103,22 @@ class TestSameSpans:
 
 
 class TestTracerFor:
-    def _provider(self, **kwargs: Any) -> TracerProvider:
-        return TracerProvider(**kwargs)
+    @staticmethod
+    def _tracer(**kwargs: Any) -> Any:
+        limits = kwargs.setdefault("span_limits", SpanLimits())
+        return tracer_for(TracerProvider(**kwargs), "t", "1", limits)
 
     def test_lean_for_the_default_provider(self) -> None:
-        assert isinstance(tracer_for(self._provider(), "t", "1"), LeanTracer)
+        assert isinstance(self._tracer(), LeanTracer)
+
+    def test_sdk_tracer_when_the_limits_are_not_known(self) -> None:
+        assert not isinstance(tracer_for(TracerProvider(), "t", "1", None), LeanTracer)
+
+    def test_no_op_tracer_when_the_sdk_is_disabled(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+        tracer = self._tracer()
+        assert not isinstance(tracer, LeanTracer)
+        assert not tracer.start_span("s").is_recording()
 
     @pytest.mark.parametrize(
         "setting",
@@ -119,21 +130,22 @@ class TestTracerFor:
         ids=["another sampler", "value length limit", "span value length limit"],
     )
     def test_sdk_tracer_when_configured_beyond_lean(self, setting: dict[str, Any]) -> None:
-        tracer = tracer_for(self._provider(**setting), "t", "1")
+        tracer = self._tracer(**setting)
         assert not isinstance(tracer, LeanTracer)
         assert isinstance(tracer.start_span("s"), trace.Span)
 
     def test_sdk_tracer_when_sdk_metrics_are_on(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED", "true")
-        assert not isinstance(tracer_for(self._provider(), "t", "1"), LeanTracer)
+        assert not isinstance(self._tracer(), LeanTracer)
 
 
 def _both(limits: SpanLimits | None = None) -> tuple[Any, Any, InMemorySpanExporter]:
     """A lean tracer and the SDK's, on one provider that exports to memory."""
     exporter = InMemorySpanExporter()
+    limits = limits or SpanLimits()
     provider = TracerProvider(span_limits=limits)
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    lean = tracer_for(provider, "t", "1")
+    lean = tracer_for(provider, "t", "1", limits)
     assert isinstance(lean, LeanTracer)
     return lean, provider.get_tracer("t", "1"), exporter
 
