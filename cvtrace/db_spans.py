@@ -76,7 +76,7 @@ class QueryTracer:
             self._attributes["server.address"] = url.host
         if url.port:
             self._attributes["server.port"] = url.port
-        self._names: dict[str, tuple[str, str]] = {}
+        self._names: dict[str, tuple[str, dict[str, Any]]] = {}
         dialect = engine.dialect
         for method in _EXECUTE_METHODS:
             # an attribute of this dialect object shadows the class's method
@@ -121,12 +121,9 @@ class QueryTracer:
         if context is None or not is_instrumentation_enabled():
             return None
         try:
-            operation, name = self._name(statement)
-            attributes = dict(self._attributes)
-            attributes["db.query.text"] = statement
-            if operation:
-                attributes["db.operation.name"] = operation
-            return self._tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
+            name, attributes = self._name(statement)
+            # a copy: the tracer keeps the dict it is given as the span's own
+            return self._tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes.copy())
         except Exception:
             internal_error("starting a database span")
             return None
@@ -142,15 +139,19 @@ class QueryTracer:
         except Exception:
             internal_error("recording a database error")
 
-    def _name(self, statement: str) -> tuple[str, str]:
-        """The operation (first keyword) and span name of a statement, remembered."""
+    def _name(self, statement: str) -> tuple[str, dict[str, Any]]:
+        """The span name and attributes of a statement, remembered (copy the attributes)."""
         known = self._names.get(statement)
         if known is not None:
             return known
         words = statement.split(None, 1)
         operation = words[0] if words else ""  # as written: the conventions ask no case change
         name = " ".join(part for part in (operation, self._target) if part) or "query"
+        attributes = dict(self._attributes)
+        attributes["db.query.text"] = statement
+        if operation:
+            attributes["db.operation.name"] = operation
         if len(self._names) >= _MAX_CACHED_STATEMENTS:
             self._names.clear()
-        self._names[statement] = (operation, name)
-        return operation, name
+        self._names[statement] = (name, attributes)
+        return name, attributes

@@ -64,6 +64,8 @@ class _EnvironGetter(Getter[Mapping[str, Any]]):
 
 
 _GETTER = _EnvironGetter()
+_FLASK_REQUEST: list[Any] = []
+"""``flask.request``, imported by the first middleware (cvtrace imports Flask only then)."""
 _NO_PARENT = context.Context()  # what extract() returns from a request with no headers
 
 
@@ -80,8 +82,10 @@ class TracingMiddleware:
     def __init__(
         self, app: Any, wsgi_app: WSGIApp, tracer: trace.Tracer, excluded: ExcludedUrls
     ) -> None:
-        from flask import got_request_exception
+        from flask import got_request_exception, request
 
+        if not _FLASK_REQUEST:
+            _FLASK_REQUEST.append(request)
         self.app = app
         self.wsgi_app = wsgi_app
         self._tracer = tracer
@@ -234,14 +238,17 @@ def _record_route() -> None:
     span = trace.get_current_span()
     if not span.is_recording():
         return
-    from flask import request
-
     try:
+        # the request itself, not the proxy: each attribute read through the proxy is
+        # a look-up of its own; and the proxy imported once (a `from flask import` here
+        # ran importlib's `_handle_fromlist` on every request)
+        request = _FLASK_REQUEST[0]._get_current_object()
         rule = request.url_rule
         if rule is not None:
-            method = request.method if request.method in KNOWN_METHODS else "HTTP"
-            span.update_name(f"{method} {rule.rule}")
-            span.set_attribute("http.route", rule.rule)
+            method = request.method
+            route = rule.rule
+            span.update_name(f"{method if method in KNOWN_METHODS else 'HTTP'} {route}")
+            span.set_attribute("http.route", route)
     except Exception:
         internal_error("naming a server span after its route")
 
