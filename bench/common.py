@@ -255,15 +255,18 @@ class Receiver:
 class Worker:
     """A :mod:`bench.worker` subprocess for one variant."""
 
-    def __init__(self, variant: str, database: Path, env: Mapping[str, str]) -> None:
+    def __init__(
+        self, variant: str, database: Path, env: Mapping[str, str], checkout: Path = REPO
+    ) -> None:
+        """Start the worker, importing cvtrace and ``bench`` from ``checkout``."""
         self.variant = variant
         self.proc = subprocess.Popen(
             [PYTHON, "-m", "bench.worker", variant, str(database)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
-            env=clean_env(env),
-            cwd=REPO,
+            env=clean_env({**env, "PYTHONPATH": str(checkout)}),
+            cwd=checkout,
             bufsize=1,
         )
 

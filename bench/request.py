@@ -12,6 +12,10 @@ variant, decided ratios near 1. The time of a run is the request loop plus the f
 of the spans it queued, so a variant cannot look cheap by leaving its export work for
 later. Ratios are summarised as median [min..max] over the rounds.
 
+``BENCH_BASELINE=DIR`` (another checkout, e.g. ``git archive main | tar -x -C DIR``)
+adds ``cvtrace-otlp@baseline``: cvtrace-otlp with that checkout's cvtrace, interleaved
+and paired with bare like the rest, to measure a change side by side.
+
 Routes: the circuit view ``GET /circuits/2`` (3 queries: the circuit, its star
 count, its comments; a template) and the health check ``GET /up`` (one query),
 which cvtrace excludes by default.
@@ -19,11 +23,12 @@ which cvtrace excludes by default.
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.common import Receiver, Worker, log, spread, table, verdict
+from bench.common import REPO, Receiver, Worker, log, spread, table, verdict
 from bench.variants import CIRCUIT_ID, private_db_copy, variant_env
 
 VIEW = f"/circuits/{CIRCUIT_ID}"
@@ -56,10 +61,21 @@ TARGET_EXCLUDED = 1.10
 TARGET_OVERHEAD = 0.25
 
 
+BASELINE = "cvtrace-otlp@baseline"
+
+
+def _checkout(label: str) -> tuple[str, Path]:
+    """The variant behind a label, and the checkout its worker imports cvtrace from."""
+    if label == BASELINE:
+        return "cvtrace-otlp", Path(os.environ["BENCH_BASELINE"]).resolve()
+    return label, REPO
+
+
 def run(quick: bool = False) -> tuple[dict[str, Any], str]:
     """Measure; return the results and their Markdown."""
     rounds, n_view, n_up, replicas = (2, 30, 100, 1) if quick else (61, 50, 180, REPLICAS)
-    cells = [(v, VIEW, n_view) for v in VIEW_VARIANTS] + [(v, UP, n_up) for v in UP_VARIANTS]
+    view_variants = VIEW_VARIANTS + ((BASELINE,) if os.environ.get("BENCH_BASELINE") else ())
+    cells = [(v, VIEW, n_view) for v in view_variants] + [(v, UP, n_up) for v in UP_VARIANTS]
     samples: dict[tuple[str, str], list[dict[str, Any]]] = {(v, p): [] for v, p, _ in cells}
     bare_of: dict[tuple[str, str], list[dict[str, Any]]] = {(v, p): [] for v, p, _ in cells}
     """The bare run paired with each run of a variant."""
@@ -71,8 +87,11 @@ def run(quick: bool = False) -> tuple[dict[str, Any], str]:
                 for variant in variants:
                     home = Path(tmp) / f"{variant}-{replica}"
                     home.mkdir()
-                    env = variant_env(variant, receiver.endpoint(variant), home / "spans.sqlite3")
-                    workers[variant, replica] = Worker(variant, private_db_copy(home, variant), env)
+                    real, checkout = _checkout(variant)
+                    env = variant_env(real, receiver.endpoint(variant), home / "spans.sqlite3")
+                    workers[variant, replica] = Worker(
+                        real, private_db_copy(home, real), env, checkout
+                    )
             for worker in workers.values():
                 worker.wait_ready()
             log(
@@ -93,9 +112,10 @@ def run(quick: bool = False) -> tuple[dict[str, Any], str]:
                         samples[(variant, path)].append(got[variant])
                         bare_of[(variant, path)].append(got["bare"])
                         samples[("bare", path)].append(got["bare"])
+            counted = CALL_COUNTS + (((BASELINE, VIEW),) if BASELINE in variants else ())
             calls = {
                 f"{variant} {path}": workers[variant, 0].call(cmd="calls", path=path, n=CALLS_N)
-                for variant, path in CALL_COUNTS
+                for variant, path in counted
             }
             totals: dict[str, dict[str, Any]] = {}
             for (variant, _replica), worker in workers.items():
@@ -152,7 +172,7 @@ def summarise(
             "roots_per_request": sum(s["roots"] for s in items) / sum(s["n"] for s in items),
         }
     overheads: dict[str, Any] = {}
-    for cv in ("cvtrace-otlp", "cvtrace-local"):
+    for cv in _cvtrace_variants(samples):
         for metric in ("total", "cpu_ns"):
             values = []
             for i in range(rounds):
@@ -192,11 +212,20 @@ def _default_verdict(ratio: float, calls: dict[str, dict[str, float]]) -> str:
     return verdict(False)
 
 
+def _cvtrace_variants(measured: Any) -> list[str]:
+    """The full-tracing cvtrace variants measured (the baseline's too, if any)."""
+    names = {key[0] if isinstance(key, tuple) else key for key in measured}
+    return [cv for cv in ("cvtrace-otlp", "cvtrace-local", BASELINE) if cv in names]
+
+
 def _tracing_calls(counted: dict[str, float] | None) -> str:
     """``request + export = total`` tracing calls per request, from a ``calls`` count."""
     if counted is None:
         return "-"
-    request, export = counted["tracing_calls"], counted.get("export_tracing_calls", 0.0)
+    request = counted["tracing_calls"]
+    if "export_tracing_calls" not in counted:  # a baseline whose worker counts no export
+        return f"{request:.0f} + ?"
+    export = counted["export_tracing_calls"]
     return f"{request:.0f} + {export:.0f} = {request + export:.0f}"
 
 
@@ -297,7 +326,7 @@ def markdown(result: dict[str, Any]) -> str:
                     _tracing_calls(calls.get(f"{cv} {VIEW}")),
                     _tracing_calls(calls.get(f"vanilla {VIEW}")),
                 )
-                for cv in ("cvtrace-otlp", "cvtrace-local")
+                for cv in _cvtrace_variants(result["view"])
             ],
         ),
         "",
@@ -347,8 +376,8 @@ def markdown(result: dict[str, Any]) -> str:
                     key.split(" ")[1],
                     f"{c['calls']:.0f}",
                     f"{c['tracing_calls']:.0f}",
-                    f"{c.get('export_calls', 0):.0f}",
-                    f"{c.get('export_tracing_calls', 0):.0f}",
+                    f"{c['export_calls']:.0f}" if "export_calls" in c else "-",
+                    f"{c['export_tracing_calls']:.0f}" if "export_calls" in c else "-",
                 )
                 for key, c in calls.items()
             ],
