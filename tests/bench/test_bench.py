@@ -54,6 +54,14 @@ def test_request_measures_every_variant() -> None:
     assert calls["default /circuits/2"]["calls"] == calls["bare /circuits/2"]["calls"] > 1000
     assert calls["default /circuits/2"]["tracing_calls"] == 0
     assert 0 < calls["cvtrace-otlp /up"]["tracing_calls"] < 50  # excluded: a check, no span
+    # full tracing: the request thread's calls and the export's, counted apart
+    for variant in ("cvtrace-otlp", "cvtrace-local", "vanilla"):
+        counted = calls[f"{variant} /circuits/2"]
+        assert counted["tracing_calls"] > 0, variant
+        assert counted["export_tracing_calls"] > 0, variant
+    assert (
+        calls["cvtrace-otlp /circuits/2"]["exported"] == calls["cvtrace-otlp /circuits/2"]["spans"]
+    )
 
 
 @pytest.mark.slow
