@@ -24,9 +24,10 @@ BENCHMARKS.md (section 1 and "Design changes").
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from time import time_ns
 from typing import Any
 
@@ -113,10 +114,7 @@ class LeanTracer(trace.Tracer):
         record_exception: bool = True,
         set_status_on_exception: bool = True,
     ) -> trace.Span:
-        """Start a span; ``attributes`` must hold valid attribute values (it is kept).
-
-        Links are not supported at start (cvtrace's spans have none): use ``add_link``.
-        """
+        """Start a span; ``attributes`` must hold valid attribute values (a dict is kept)."""
         parent: SpanContext | None = trace.get_current_span(context).get_span_context()
         ids = self._ids
         if parent is not None and parent.is_valid:
@@ -157,12 +155,33 @@ class LeanTracer(trace.Tracer):
             self._processor,
             self._limits,
         )
+        for link in links or ():
+            span.add_link(link.context, link.attributes)
         self._processor.on_start(span, parent_context=context)  # type: ignore[arg-type]
         return span
 
-    def start_as_current_span(self, *args: Any, **kwargs: Any) -> Any:
-        """Not used by cvtrace's instrumentation: :func:`tracer_for` callers start spans."""
-        raise NotImplementedError("LeanTracer makes cvtrace's own spans with start_span")
+    @contextlib.contextmanager  # (the API's own decorator for this is private)
+    def start_as_current_span(  # type: ignore[override]
+        self,
+        name: str,
+        context: context_api.Context | None = None,
+        kind: SpanKind = SpanKind.INTERNAL,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = (),
+        start_time: int | None = None,
+        record_exception: bool = True,
+        set_status_on_exception: bool = True,
+        end_on_exit: bool = True,
+    ) -> Iterator[trace.Span]:
+        """Start a span and make it the current one for the ``with`` block."""
+        span = self.start_span(name, context, kind, dict(attributes or {}), links, start_time)
+        with trace.use_span(
+            span,
+            end_on_exit=end_on_exit,
+            record_exception=record_exception,
+            set_status_on_exception=set_status_on_exception,
+        ) as current:
+            yield current
 
 
 class LeanSpan(ReadableSpan, trace.Span):

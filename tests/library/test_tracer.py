@@ -261,6 +261,26 @@ class TestLeanSpanApi:
         assert ignored.get_span_context().span_id != 8
 
 
+def test_start_as_current_span_and_links_at_start() -> None:
+    """The rest of the Tracer API: a current span for a block, links given at start."""
+    lean, sdk, exporter = _both()
+    link = trace.Link(trace.SpanContext(1, 2, False), {"l": 1})
+
+    def fail_inside(tracer: Any) -> None:
+        with tracer.start_as_current_span("outer", attributes={"a": 1}, links=[link]) as outer:
+            assert trace.get_current_span() is outer
+            raise ValueError("boom")
+
+    for tracer in (lean, sdk):
+        with pytest.raises(ValueError, match="boom"):
+            fail_inside(tracer)
+    lean_span, sdk_span = exporter.get_finished_spans()
+    assert isinstance(lean_span, LeanSpan)
+    assert _shape([lean_span])[0][:-2] == _shape([sdk_span])[0][:-2]
+    assert lean_span.status.status_code is StatusCode.ERROR
+    assert [event.name for event in lean_span.events] == ["exception"]
+
+
 def test_engine_spans_are_lean_and_complete(cvtrace_spans: CapturedSpans) -> None:
     """A query span from the lean tracer carries the conventions' attributes."""
     engine = create_engine()
