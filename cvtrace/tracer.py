@@ -1,13 +1,15 @@
 """The tracer of cvtrace's own server and query spans: the SDK's spans, fewer steps.
 
-The SDK's ``Tracer.start_span`` plus ``Span.end`` cost about 30 calls a span before any
-exporter sees it: a sampling result object, a ``BoundedAttributes`` that re-validates
-every attribute (a lock, a type walk per value), empty bounded lists for events and
-links, a lock per span, and on ``end`` a second object, the ``ReadableSpan`` copy handed
-to the processors. cvtrace's instrumentation already knows its attributes are clean
-strings and numbers, so :class:`LeanTracer` makes a :class:`LeanSpan`: a
-``ReadableSpan`` that is also the live span, holding a plain dict, with events and links
-made only when a span gets one, and handed to the processors as it is when it ends.
+The SDK's ``Tracer.start_span`` plus ``Span.end`` make about 45 Python calls a span more
+than this module does (counted: 359 -> 173 tracing calls for the demo's circuit view and
+its 4 spans), before any exporter sees it: a sampling result object, a
+``BoundedAttributes`` that re-validates every attribute (a lock, a type walk per value),
+empty bounded lists for events and links, a lock per span, and on ``end`` a second
+object, the ``ReadableSpan`` copy handed to the processors. cvtrace's instrumentation
+already knows its attributes are clean strings and numbers, so :class:`LeanTracer` makes
+a :class:`LeanSpan`: a ``ReadableSpan`` that is also the live span, holding a plain
+dict, with events and links made only when a span gets one, and handed to the processors
+as it is when it ends.
 
 What stays the SDK's: the provider's processors (``on_start``, ``on_end``), its
 resource and id generator, the default sampler's decision (parent-based, always on:
