@@ -55,6 +55,7 @@ from cvtrace.viewer.jaeger_api import (
     parse_duration_ns,
     parse_trace_id,
 )
+from cvtrace.viewer.searchindex import search_index
 from cvtrace.viewer.tracetree import Row, max_depth, tree_rows
 
 bp = Blueprint("ui", __name__, template_folder="templates")
@@ -291,13 +292,14 @@ def _span_id_list(text: str) -> list[bytes]:
 class _CachedTrace:
     """A loaded trace: its spans, tree rows and, once built, its ``waterfall.json`` body."""
 
-    __slots__ = ("body", "rows", "span_count", "spans")
+    __slots__ = ("body", "rows", "search_body", "span_count", "spans")
 
     def __init__(self, spans: list[StoredSpan], rows: list[Row]) -> None:
         self.span_count = len(spans)
         self.spans = spans
         self.rows = rows
         self.body: str | None = None
+        self.search_body: str | None = None
 
 
 @contextmanager
@@ -483,6 +485,7 @@ def trace(trace_id: str) -> Any:
         duration_ns=summary.duration_ns,
         figure_url=url_for("ui.waterfall_json", trace_id=raw_id.hex(), v=version),
         notes_url=url_for("ui.waterfall_notes", trace_id=raw_id.hex(), v=version),
+        search_url=url_for("ui.search_index_json", trace_id=raw_id.hex(), v=version),
         collapsed=",".join(c.hex() for c in collapsed),
         focus=focus[0].hex() if focus else "",
     )
@@ -527,6 +530,21 @@ def waterfall_json(trace_id: str) -> Response:
     cached = _waterfall(trace_id)
     assert cached.body is not None
     return _cacheable(Response(cached.body, mimetype="application/json"), cached.span_count)
+
+
+@bp.get("/trace/<trace_id>/search.json")
+def search_index_json(trace_id: str) -> Response:
+    """The attributes of a trace's rows, for the page's in-trace search.
+
+    Rows are numbered as in ``waterfall.json`` (:func:`searchindex.search_index`);
+    cacheable like it.
+    """
+    cached, _ = _trace_cache().get(_trace_id_or_404(trace_id))
+    if cached.search_body is None:
+        with _no_collection():
+            cached.search_body = figure_json(search_index(cached.rows))
+    response = Response(cached.search_body, mimetype="application/json")
+    return _cacheable(response, cached.span_count)
 
 
 MAX_NOTE_ROWS = 5000

@@ -14,8 +14,8 @@
   const cache = new Map(); // span id -> promise of its details (the last 50)
   let current = null;
   // set by waterfall.js: select(spanId), subtree(spanId) -> {collapsed, hidden} or null,
-  // toggle(spanId)
-  let hooks = { select: null, subtree: () => null, toggle: null };
+  // toggle(spanId), facts(spanId) -> more [key, value] facts (self time)
+  let hooks = { select: null, subtree: () => null, toggle: null, facts: () => [] };
 
   // row: the span's row in the waterfall, which lets the server answer from the loaded trace
   function fetchSpan(spanId, row) {
@@ -151,6 +151,7 @@
       ["service", d.service, service],
       ["kind", d.kind],
       ["duration", d.duration],
+      ...hooks.facts(d.spanId),
       ["start", d.startOffset + " into the trace · " + d.start],
       ["status", d.status.code + (d.status.message ? ": " + d.status.message : ""), d.status.code === "error" ? status : null],
       ["span id", d.spanId],

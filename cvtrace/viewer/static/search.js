@@ -154,3 +154,61 @@
   });
   draw();
 })();
+
+// the results' "same shape" links: the traces whose structure matches one (its root
+// operation and its set of (service, operation) pairs), listed under it, each with a
+// link to compare the two
+(function () {
+  "use strict";
+  const cv = window.cvtrace;
+  const table = document.getElementById("results");
+  if (!table) return;
+  table.addEventListener("click", function (event) {
+    const button = event.target.closest("button.same-shape");
+    if (!button) return;
+    const tr = button.closest("tr");
+    const open = tr.nextElementSibling && tr.nextElementSibling.classList.contains("shape-row") ? tr.nextElementSibling : null;
+    if (open) {
+      open.remove();
+      button.setAttribute("aria-expanded", "false");
+      return;
+    }
+    button.setAttribute("aria-expanded", "true");
+    const row = cv.el("tr", null, "shape-row");
+    const cell = cv.el("td", "Looking for traces of the same shape…", "muted");
+    cell.colSpan = tr.children.length;
+    row.appendChild(cell);
+    tr.after(row);
+    fetch(button.dataset.url, { credentials: "same-origin" })
+      .then(function (r) {
+        if (!r.ok) throw new Error("HTTP " + r.status);
+        return r.json();
+      })
+      .then(function (body) {
+        const found = body.data || [];
+        cell.className = "";
+        if (!found.length) {
+          cell.replaceChildren(cv.el("span", "No other stored trace has this shape.", "muted"));
+          return;
+        }
+        const list = cv.el("ul", null, "trace-list");
+        const traceBase = tr.querySelector("a.trace-link").getAttribute("href").replace(/[^/]*$/, "");
+        for (const t of found) {
+          const li = cv.el("li");
+          const a = cv.el("a", t.rootService + ": " + t.rootName, "trace-link");
+          a.href = traceBase + t.traceID;
+          const facts = " · " + cv.durationText(t.duration / 1000) + ", " + t.spanCount + " spans" +
+            (t.errorCount ? ", " + t.errorCount + " errors" : "") + " · " +
+            new Date(t.startTime / 1000).toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC") + " · ";
+          const compare = cv.el("a", "compare", "compare-link");
+          compare.href = button.dataset.compare + "&b=" + encodeURIComponent(t.traceID);
+          li.append(a, document.createTextNode(facts), compare);
+          list.appendChild(li);
+        }
+        cell.replaceChildren(cv.el("span", found.length + " traces of the same shape:", "muted"), list);
+      })
+      .catch(function (err) {
+        cell.textContent = "Cannot list them: " + err.message;
+      });
+  });
+})();

@@ -8,10 +8,20 @@
 // when asked (drag across the ruler, the overview's window edges, buttons, keys); the
 // overview (minimap) shows every visible row, its window the part in view.
 // Span-derived text goes into the page with textContent only.
+//
+// The trace page's other parts (critical-path.js, trace-search.js, ...) work on the
+// same rows through cv.waterfall, handed to them by cv.onWaterfall(fn) once the rows
+// are drawn: the columns, selection, matches to highlight, and hooks that decorate a
+// row as it is filled and the overview after it is drawn.
 (function () {
   "use strict";
   const cv = window.cvtrace;
   const el = cv.el;
+  const waiting = [];
+  cv.onWaterfall = function (fn) {
+    if (cv.waterfall) fn(cv.waterfall);
+    else waiting.push(fn);
+  };
   const header = document.getElementById("trace-header");
   const root = document.getElementById("waterfall");
   if (!header || !root) return;
@@ -156,7 +166,7 @@
   }
 
   // -- the page's parts ----------------------------------------------------------------
-  let toolbar, findBox, findCount, errorCount, countText, zoomText, depthSelect;
+  let toolbar, errorCount, countText, zoomText, depthSelect;
   let overview, legend, minimap, canvas, windowEl, ruler, rulerTrack, brush, splitter;
   let scroller, spacer, gridLines;
   const pool = []; // row elements
@@ -169,8 +179,11 @@
   let indent = 14;
   let v0 = 0, v1 = 1; // ms: the time in view
   let sel = -1; // the selected row
-  let matches = null; // Uint8Array: rows the find box matches
+  let matches = null; // Uint8Array: rows the search matches (trace-search.js)
   let matchRows = null; // Int32Array
+  const rowHooks = []; // fn(rowEl, row, view): decorate a row as it is filled
+  const minimapHooks = []; // fn(ctx, view): draw over the overview
+  let escapeHook = null; // fn() -> handled: Esc with nothing else to close
   let scaled = false; // the list is taller than MAX_SCROLL_PX
   let spacerH = 0;
   let frame = 0;
@@ -185,15 +198,6 @@
 
   function build() {
     toolbar = el("div", null, "wf-toolbar");
-    findBox = el("input");
-    findBox.type = "search";
-    findBox.id = "span-find";
-    findBox.placeholder = "Find spans: name, service, id ( / )";
-    findBox.setAttribute("aria-label", "Find spans");
-    findBox.dataset.slash = "1";
-    findCount = el("span", "", "count");
-    const find = el("span", null, "group");
-    find.append(findBox, findCount);
     errorCount = el("span", errorRows.length + (errorRows.length === 1 ? " error" : " errors"), "count");
     const errs = el("span", null, "group");
     errs.append(
@@ -225,7 +229,7 @@
       button("Reset zoom", "Show the whole trace (0, or double-click the ruler)", resetZoom, "zoom-reset"),
       zoomText);
     countText = el("span", "", "count");
-    toolbar.append(find, errs, slow, tree, zoom, countText);
+    toolbar.append(errs, slow, tree, zoom, countText);
 
     overview = el("div", null, "wf-overview");
     legend = el("div", null, "wf-legend");
@@ -273,6 +277,7 @@
   // -- sizes ---------------------------------------------------------------------------
   function layoutSizes() {
     const width = root.clientWidth;
+    if (!width) return; // hidden (another tab): sized when shown again
     labelW = Math.max(140, Math.min(labelW, Math.round(width * 0.7)));
     root.style.setProperty("--label", labelW + "px");
     indent = Math.max(3, Math.min(14, Math.floor((labelW * 0.5) / Math.max(1, maxDepth))));
@@ -424,6 +429,7 @@
       used++;
     }
     for (let i = used; i < p.marks.length; i++) p.marks[i].style.display = "none";
+    for (const hook of rowHooks) hook(rowEl, r, { v0: v0, v1: v1, trackW: trackW });
   }
 
   let drawnFirst = 0;
@@ -517,11 +523,49 @@
     const dpr = window.devicePixelRatio || 1;
     const w = Math.max(1, Math.round(minimap.clientWidth * dpr));
     const h = Math.max(1, Math.round(minimap.clientHeight * dpr));
+    if (!minimap.clientWidth) return; // hidden (another tab)
     canvas.width = w;
     canvas.height = h;
     const ctx = canvas.getContext("2d");
     ctx.clearRect(0, 0, w, h);
     if (!count) return;
+    drawOverviewBars(ctx, w, h, dpr);
+    const view = { w: w, h: h, dpr: dpr, X: w / fullEnd, count: count, order: order };
+    if (matches) drawMatches(ctx, view);
+    for (const hook of minimapHooks) hook(ctx, view);
+  }
+
+  // the search's matches over the overview: per pixel row, the extent of the rows
+  // that match, in the match colour (a collapsed row stands for its hidden matches)
+  function drawMatches(ctx, view) {
+    const h = view.h, X = view.X;
+    ctx.fillStyle = color("--match");
+    const rowH = Math.max(2, h / count);
+    let py = -1, lo = Infinity, hi = -Infinity;
+    const flush = function () {
+      if (hi >= lo) ctx.fillRect(Math.max(0, lo * X - 1), py, Math.max(3, (hi - lo) * X + 2), Math.min(rowH, h - py));
+      lo = Infinity;
+      hi = -Infinity;
+    };
+    for (let p = 0; p < count; p++) {
+      const r = order[p];
+      let hit = matches[r] === 1;
+      if (!hit && collapsed[r]) {
+        for (let j = r + 1; j < stop[r]; j++) if (matches[j]) { hit = true; break; }
+      }
+      if (!hit) continue;
+      const y = Math.floor((p * h) / count);
+      if (y !== py) {
+        flush();
+        py = y;
+      }
+      if (W.start[r] < lo) lo = W.start[r];
+      if (W.end[r] > hi) hi = W.end[r];
+    }
+    flush();
+  }
+
+  function drawOverviewBars(ctx, w, h, dpr) {
     const X = w / fullEnd;
     const errColor = W.errorColor;
     if (count <= h) {
@@ -782,34 +826,26 @@
     select(best, true);
   }
 
-  // -- find ----------------------------------------------------------------------------------
-  function runFind() {
-    const q = findBox.value.trim().toLowerCase();
-    if (!q) {
-      matches = matchRows = null;
-      findCount.textContent = "";
-      render();
-      return;
+  // -- matches (the search is trace-search.js's) ---------------------------------------
+  // which: Uint8Array(n), 1 = the row matches; null clears
+  function setMatches(which) {
+    matches = which;
+    if (!which) {
+      matchRows = null;
+    } else {
+      let hits = 0;
+      for (let r = 0; r < n; r++) hits += which[r];
+      matchRows = new Int32Array(hits);
+      for (let r = 0, k = 0; r < n; r++) if (which[r]) matchRows[k++] = r;
     }
-    const nameHit = W.names.map((s) => s.toLowerCase().includes(q));
-    const serviceHit = W.services.map((s) => s.toLowerCase().includes(q));
-    const idLike = /^[0-9a-f]{4,16}$/.test(q);
-    matches = new Uint8Array(n);
-    let hits = 0;
-    for (let r = 0; r < n; r++) {
-      if (nameHit[W.name[r]] || serviceHit[W.service[r]] || (idLike && W.ids.startsWith(q, r * 16))) {
-        matches[r] = 1;
-        hits++;
-      }
-    }
-    matchRows = new Int32Array(hits);
-    for (let r = 0, k = 0; r < n; r++) if (matches[r]) matchRows[k++] = r;
-    findCount.textContent = hits ? hits + " found (Enter: next)" : "none found";
     render();
+    drawMinimap();
+    return matchRows ? matchRows.length : 0;
   }
 
+  // select the next (direction 1) or previous (-1) match; returns its number from 0, or -1
   function nextMatch(direction) {
-    if (!matchRows || !matchRows.length) return;
+    if (!matchRows || !matchRows.length) return -1;
     let k;
     if (direction > 0) {
       k = matchRows.findIndex((r) => r > sel);
@@ -820,7 +856,32 @@
       if (k < 0) k = matchRows.length - 1;
     }
     select(matchRows[k], cv.details.isOpen());
-    findCount.textContent = "match " + (k + 1) + " of " + matchRows.length;
+    return k;
+  }
+
+  // a colour of the stylesheet (light-dark() pairs resolved), for the canvas
+  const probe = el("span");
+  probe.hidden = true;
+  function color(name) {
+    if (!probe.isConnected) document.body.appendChild(probe);
+    probe.style.color = "var(" + name + ")";
+    return getComputedStyle(probe).color;
+  }
+
+  // -- self time, as the hover and the details panel say it ---------------------------
+  function percentText(ms) {
+    const pct = (100 * ms) / fullEnd;
+    return (pct >= 10 || pct === 0 ? pct.toFixed(0) : pct >= 1 ? pct.toFixed(1) : pct.toPrecision(1)) + "%";
+  }
+
+  function selfOf(row) {
+    if (!selfTime) computeSelfTime();
+    return selfTime[row];
+  }
+
+  function selfText(row) {
+    const ms = selfOf(row);
+    return cv.durationText(ms) + " (" + percentText(ms) + " of the trace)";
   }
 
   // -- hover ---------------------------------------------------------------------------------
@@ -860,8 +921,8 @@
     swatch.style.background = W.colors[W.service[r]];
     svc.append(swatch, document.createTextNode(W.services[W.service[r]]));
     parts.push(svc);
-    if (!selfTime) computeSelfTime();
-    parts.push(tipLine("duration", cv.durationText(W.end[r] - W.start[r]) + " (self " + cv.durationText(selfTime[r]) + ")"));
+    parts.push(tipLine("duration", cv.durationText(W.end[r] - W.start[r]) + " (" + percentText(W.end[r] - W.start[r]) + " of the trace)"));
+    parts.push(tipLine("self time", selfText(r)));
     parts.push(tipLine("start", "+" + cv.durationText(W.start[r])));
     const flags = W.flags[r];
     if (flags & FLAG_ERROR) {
@@ -901,6 +962,7 @@
 
   // -- events ----------------------------------------------------------------------------------
   function relayoutAll() {
+    if (!root.clientWidth) return; // hidden (another tab)
     layoutSizes();
     drawRuler();
     drawMinimap();
@@ -934,18 +996,6 @@
     });
     minimapDrag();
     rulerDrag();
-    findBox.addEventListener("input", function () {
-      clearTimeout(findBox._timer);
-      findBox._timer = setTimeout(runFind, n > 20000 ? 200 : 60);
-    });
-    findBox.addEventListener("keydown", function (event) {
-      if (event.key === "Enter") {
-        clearTimeout(findBox._timer);
-        runFind();
-        nextMatch(event.shiftKey ? -1 : 1);
-        event.preventDefault();
-      }
-    });
     new ResizeObserver(() => relayoutAll()).observe(root);
     window.addEventListener("resize", relayoutAll);
     document.addEventListener("cvtrace:theme", drawMinimap);
@@ -963,6 +1013,11 @@
       toggle: function (spanId) {
         const row = rowOf(spanId);
         if (row >= 0) toggle(row);
+      },
+      facts: function (spanId) {
+        const row = rowOf(spanId);
+        if (row < 0) return [];
+        return [["self time", selfText(row)], ["of the trace", percentText(W.end[row] - W.start[row]) + " of its duration"]];
       },
     });
   }
@@ -995,10 +1050,40 @@
       case "0": resetZoom(); return true;
       case "Escape":
         if (cv.details.isOpen()) cv.details.close();
-        else if (matches) { findBox.value = ""; runFind(); } else return false;
+        else if (!(escapeHook && escapeHook())) return false;
         return true;
       default: return false;
     }
+  }
+
+  // what the page's other parts use (cv.onWaterfall)
+  function api() {
+    return {
+      data: W, // the columns of waterfall.json, decoded
+      rows: n,
+      parent: parent,
+      stop: stop,
+      duration: fullEnd, // ms: from the trace's start to its last span's end
+      toolbar: toolbar,
+      root: root,
+      rowOf: rowOf,
+      spanIdAt: spanIdAt,
+      select: select,
+      selected: () => sel,
+      selfTime: selfOf,
+      percentText: percentText,
+      redraw: function () {
+        render();
+        drawMinimap();
+      },
+      relayout: relayoutAll,
+      color: color,
+      setMatches: setMatches,
+      nextMatch: nextMatch,
+      onRow: (fn) => rowHooks.push(fn),
+      onMinimap: (fn) => minimapHooks.push(fn),
+      onEscape: (fn) => { escapeHook = fn; },
+    };
   }
 
   function showTreeFacts(tree) {
@@ -1035,6 +1120,8 @@
     if (focus >= 0) select(focus, true);
     else render();
     drawMinimap();
+    cv.waterfall = api();
+    for (const fn of waiting.splice(0)) fn(cv.waterfall);
     document.body.dataset.waterfallMs = String(Math.round(performance.now() - started));
     document.body.dataset.waterfallReady = "1";
   }).catch(function (err) {
