@@ -173,3 +173,28 @@ def test_metrics_of_one_operation(page: Page, server: ViewerServer, store: SpanS
     # another service forgets the operation
     page.select_option("form select[name=service]", "preview")
     assert page.input_value("#red-operation") == ""
+
+
+def test_charts_follow_the_theme(page: Page, server: ViewerServer, store: SpanStore) -> None:
+    """plotly draws its own background: the charts turn dark with the page, and back."""
+    cross_service_traffic(store, time.time_ns() // MS)
+    page.emulate_media(color_scheme="light")
+    page.goto(f"{server.url}/metrics?service=circuits&window=1h")
+    page.wait_for_function("document.body.dataset.redReady === '1'", timeout=30_000)
+    paper = "document.getElementById('red-rate')._fullLayout.paper_bgcolor"
+    font = "document.getElementById('red-rate')._fullLayout.font.color"
+    assert page.evaluate(paper) == "rgb(255, 255, 255)"
+    page.click("#theme-button")  # auto -> light
+    page.click("#theme-button")  # light -> dark
+    page.wait_for_function(f"{paper} === 'rgb(21, 25, 30)'")  # the dark theme's --bg
+    assert page.evaluate(font) == "rgb(230, 232, 235)"
+    # a page drawn in the dark theme starts dark
+    page.goto(f"{server.url}/map?window=1h")
+    page.wait_for_function("document.body.dataset.mapReady === '1'", timeout=30_000)
+    assert page.evaluate("document.getElementById('map')._fullLayout.paper_bgcolor") == (
+        "rgb(21, 25, 30)"
+    )
+    page.click("#theme-button")  # dark -> auto: the system's light
+    page.wait_for_function(
+        "document.getElementById('map')._fullLayout.paper_bgcolor === 'rgb(255, 255, 255)'"
+    )

@@ -140,6 +140,7 @@ PARAMETERS: dict[str, list[str]] = {
     "/trace/<trace_id>": ["collapse", "span"],
     "/trace/<trace_id>/waterfall.json": ["v"],
     "/trace/<trace_id>/notes.json": ["rows", "v"],
+    "/trace/<trace_id>/search.json": ["v"],
     "/trace/<trace_id>/otlp.json": [],
     "/trace/<trace_id>/export.html": [],
     "/trace/<trace_id>/spans/<span_id>.json": ["row"],

@@ -86,6 +86,47 @@
     modeBarButtonsToRemove: ["sendDataToCloud"],
   };
 
+  // the page's colours (light-dark() pairs resolved) for plotly, which draws its own
+  // background and text: charts follow the theme, and change with it (cvtrace:theme)
+  function cssColor(name) {
+    const probe = el("span");
+    probe.style.color = "var(" + name + ")";
+    probe.hidden = true;
+    document.body.appendChild(probe);
+    const color = getComputedStyle(probe).color;
+    probe.remove();
+    return color;
+  }
+
+  function themeColors() {
+    const bg = cssColor("--bg"), fg = cssColor("--fg"), line = cssColor("--line");
+    return {
+      paper_bgcolor: bg, plot_bgcolor: bg, "font.color": fg,
+      "xaxis.gridcolor": line, "yaxis.gridcolor": line, "xaxis.zerolinecolor": line,
+      "yaxis.zerolinecolor": line, "xaxis.linecolor": line, "yaxis.linecolor": line,
+      "legend.bgcolor": bg, "hoverlabel.bordercolor": line,
+    };
+  }
+
+  // a layout with the theme's colours set in it
+  function themed(spec) {
+    const out = JSON.parse(JSON.stringify(spec));
+    for (const [path, value] of Object.entries(themeColors())) {
+      const keys = path.split(".");
+      let at = out;
+      for (const key of keys.slice(0, -1)) at = at[key] || (at[key] = {});
+      at[keys[keys.length - 1]] = value;
+    }
+    return out;
+  }
+
+  document.addEventListener("cvtrace:theme", function () {
+    if (!window.Plotly) return;
+    const colors = themeColors();
+    for (const gd of document.querySelectorAll(".js-plotly-plot")) window.Plotly.relayout(gd, colors);
+    document.body.dataset.chartTheme = colors.paper_bgcolor;
+  });
+
   function traceList(target, summaries, traceUrl) {
     target.replaceChildren();
     for (const s of summaries) {
@@ -313,7 +354,7 @@
     // two quick clicks (a call, then a service) must not read as a double click, which
     // resets the axes: there is no zoom here anyway
     const config = Object.assign({}, PLOT_CONFIG, { doubleClick: false });
-    Plotly.newPlot("map", traces, layoutSpec, config).then(function (gd) {
+    Plotly.newPlot("map", traces, themed(layoutSpec), config).then(function (gd) {
       gd.on("plotly_click", function (ev) {
         const p = ev.points && ev.points[0];
         if (!p) return;
@@ -480,7 +521,7 @@
     let drawn = 0;
     for (const [id, data, title] of charts) {
       const spec = Object.assign({}, common, { title: { text: title, font: { size: 13 } }, yaxis: { rangemode: "tozero" } });
-      Plotly.newPlot(id, data, spec, PLOT_CONFIG).then(function (gd) {
+      Plotly.newPlot(id, data, themed(spec), PLOT_CONFIG).then(function (gd) {
         gd.on("plotly_click", function (ev) {
           const p = ev.points && ev.points[0];
           if (!p) return;
