@@ -297,6 +297,28 @@ class TestTracePage:
         assert sorted(every) == ["0", "1", "2", "3"]
         assert sorted(client.get(named + "&rows=1-3").get_json()) == ["1", "2"]
 
+    def test_every_json_url_of_the_trace_page_is_on_its_header(
+        self, client: FlaskClient, store: SpanStore
+    ) -> None:
+        """The single-file export (issue 15) answers the page's fetches by these names."""
+        specs = hostile_trace()
+        store.write_request(make_request(specs))
+        page = client.get(f"/trace/{specs[0].trace_id.hex()}").get_data(as_text=True)
+        header = re.search(r'<section [^>]*id="trace-header"[^>]*>', page)
+        assert header is not None
+        urls = dict(re.findall(r'data-([a-z-]+)-url="([^"]+)"', header.group(0)))
+        assert set(urls) == {"figure", "notes", "search", "critical-path", "stats", "flamegraph"}
+        for name, url in urls.items():
+            url = url.replace("&amp;", "&") + ("&rows=0-10" if name == "notes" else "")
+            answer = client.get(url)
+            assert answer.status_code == 200, name
+            assert answer.is_json, name
+        index = client.get(urls["search"].replace("&amp;", "&"))
+        assert index.get_json()["rowCount"] == len(specs)
+        assert "<" not in index.get_data(as_text=True)
+        assert index.headers["Cache-Control"] == "private, max-age=86400"
+        assert client.get(f"/trace/{'ab' * 16}/search.json").status_code == 404
+
     def test_unknown_trace_page_in_the_layout(self, client: FlaskClient) -> None:
         response = client.get(f"/trace/{'ab' * 16}")
         assert response.status_code == 404
