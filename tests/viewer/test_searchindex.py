@@ -7,7 +7,7 @@ from typing import Any
 from cvtrace.store import SpanStore
 from cvtrace.viewer.searchindex import MAX_VALUE, search_index
 from cvtrace.viewer.tracetree import tree_rows
-from tests.viewer.support import T0_NS, SpanSpec, make_request, new_trace_id
+from tests.viewer.support import T0_NS, SpanSpec, new_trace_id
 from tests.viewer.test_figures import column, stored
 
 
