@@ -16,11 +16,13 @@ from typing import Any
 
 import pytest
 import requests
+from playwright.sync_api import Page
 
 from cvtrace.store import SpanStore, TraceQuery
 from cvtrace.viewer import create_app
 from tests.demo.test_cli import clean_env
 from tests.viewer.support import ViewerServer
+from tests.viewer.test_browser import browser, page, recorder  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.slow
 
@@ -142,3 +144,42 @@ def test_comparing_a_slow_and_a_typical_request_accounts_for_the_time(
     assert abs(sum(n["selfDiff"] for n in nodes) - difference) <= len(nodes)
     biggest = max(nodes, key=lambda n: abs(n["selfDiff"]))
     assert abs(biggest["selfDiff"]) >= abs(difference) / len(nodes)
+
+
+@pytest.mark.browser
+def test_as_a_new_user_sees_it_on_the_trace_page(
+    viewer: tuple[ViewerServer, SpanStore],
+    page: Page,  # noqa: F811 - the imported fixture
+) -> None:
+    """In Chromium: the statistics tab's top row is the N+1; the critical-path toggle
+    highlights preview's span of a cross-service request."""
+    server, store = viewer
+    (summary,) = store.search(
+        TraceQuery(service="circuits", operation="search equivalent circuits", limit=10)
+    )
+    page.goto(f"{server.url}/trace/{summary.trace_id.hex()}")
+    page.wait_for_function("document.body.dataset.waterfallReady === '1'", timeout=60_000)
+    page.click("#tab-stats")
+    page.wait_for_function("document.getElementById('trace-stats').dataset.ready === '1'")
+    top = page.locator("#stats-table tbody tr").first.locator("td")
+    queries = [s for s in store.get_trace(summary.trace_id) if s.span.name.startswith("SELECT")]
+    assert top.nth(1).inner_text() == queries[0].span.name
+    assert top.nth(2).inner_text() == f"{len(queries):,}"
+
+    found = store.search(
+        TraceQuery(
+            service="circuits", operation="GET /circuits/<int:circuit_id>/preview.svg", limit=50
+        )
+    )
+    crossing = next(s for s in found if "preview" in s.services)
+    page.goto(f"{server.url}/trace/{crossing.trace_id.hex()}")
+    page.wait_for_function("document.body.dataset.waterfallReady === '1'", timeout=60_000)
+    page.click(".critical-path-toggle")
+    page.wait_for_function("document.getElementById('waterfall').dataset.criticalPathReady === '1'")
+    page.fill("#span-find", "POST /render")
+    page.press("#span-find", "Enter")
+    selected = page.get_attribute("#waterfall", "data-selected")
+    render = page.locator('.wf-row[data-row].sel:has(.wf-name:text-is("POST /render"))')
+    assert render.count() == 1, selected
+    assert "cp-path" in (render.get_attribute("class") or "")
+    assert render.locator(".cp-seg").count() >= 1
