@@ -204,6 +204,25 @@ def test_search_highlights_rows_and_minimap_next_and_previous(
     page.fill("#find-min-duration", "")
     page.select_option("#find-status", "unset")
     page.wait_for_function("document.getElementById('waterfall').dataset.matches === '15'")
+    page.select_option("#find-status", "")
+    # typed key by key (each key narrows the last matches), then backspaced
+    page.fill("#span-find", "")
+    page.type("#span-find", "where id = 1")
+    page.wait_for_function("document.getElementById('waterfall').dataset.matches === '4'")
+    page.type("#span-find", "1")  # "= 11"
+    page.wait_for_function("document.getElementById('waterfall').dataset.matches === '1'")
+    page.press("#span-find", "Backspace")
+    page.wait_for_function("document.getElementById('waterfall').dataset.matches === '4'")
+    # a span id's first digits: from the 4th, typed on, a span of the trace
+    span_id = specs[5].span_id.hex()
+    page.fill("#span-find", "")
+    page.type("#span-find", span_id[:3])
+    page.type("#span-find", span_id[3])
+    page.wait_for_function("Number(document.getElementById('waterfall').dataset.matches) >= 1")
+    assert span_id in page.evaluate(
+        "Array.from(document.querySelectorAll('.wf-row.match')).map((r) => r.dataset.row)"
+        ".map((r) => cvtrace.waterfall.spanIdAt(Number(r)))"
+    )
     page.keyboard.press("Escape")  # leaves the box
     page.locator("#waterfall").focus()
     page.keyboard.press("Escape")  # clears the search

@@ -98,15 +98,16 @@
           if (body.rowCount !== n) throw new Error("the trace changed: reload the page");
           index = {
             pairs: body.pairs,
-            keys: body.pairs.map((p) => p.slice(0, p.indexOf("\0"))),
             first: typed(body.first, Uint32Array),
             pairIds: typed(body.pairIds, Uint32Array),
             resource: typed(body.resource, Uint32Array),
             resources: body.resources,
             status: typed(body.status, Uint8Array),
           };
+          last = null;
+          warmUp();
           wf.root.dataset.searchIndex = "1";
-          run();
+          if (box.value || service.value || status.value || minDuration.value) run();
         })
         .catch(function (err) {
           indexRequest = null;
@@ -116,8 +117,111 @@
     }
 
     // -- matching ------------------------------------------------------------------------
+    // Buffers are kept from one keystroke to the next (no garbage to collect), and a
+    // query that extends the last one with the same filters only re-tests what the
+    // last one matched: typing narrows.
+    const which = new Uint8Array(n); // 1 = the row matches (shown by the waterfall)
+    let rowList = new Int32Array(0); // the rows that match, in order
+    const nameHit = new Uint8Array(lowerNames.length);
+    const serviceHit = new Uint8Array(lowerServices.length);
+    let pairHit = null, pairList = null, resourceHit = null;
+    let last = null; // {q, filters, indexed} of the last pass
     let hits = 0;
     let at = -1; // the match selected last, from 0
+
+    function textTest(q) {
+      // "key=value": also a key containing key whose value contains value
+      const kv = /^([\w.\-]+)\s*=\s*(.*)$/.exec(q);
+      const key = kv ? kv[1] : null, value = kv ? kv[2] : null;
+      return function (text) {
+        if (text.includes(q)) return true;
+        if (key === null) return false;
+        const cut = text.indexOf("\0");
+        return text.lastIndexOf(key, cut - key.length) >= 0 && text.indexOf(value, cut + 1) > cut;
+      };
+    }
+
+    // match every row (full) or only last pass's matches (narrow); returns the count
+    function match(q, svc, wantCode, least, narrow) {
+      const idLike = /^[0-9a-f]{4,16}$/.test(q);
+      if (q) {
+        const test = textTest(q);
+        for (let i = 0; i < lowerNames.length; i++) nameHit[i] = (!narrow || nameHit[i]) && lowerNames[i].includes(q) ? 1 : 0;
+        for (let i = 0; i < lowerServices.length; i++) serviceHit[i] = (!narrow || serviceHit[i]) && lowerServices[i].includes(q) ? 1 : 0;
+        if (index) {
+          const pairs = index.pairs;
+          if (!pairHit) {
+            pairHit = new Uint8Array(pairs.length);
+            resourceHit = new Uint8Array(index.resources.length);
+          }
+          let found = 0;
+          if (narrow) {
+            for (let k = 0; k < pairList.length; k++) {
+              const p = pairList[k];
+              if (test(pairs[p])) found++;
+              else pairHit[p] = 0;
+            }
+          } else {
+            for (let p = 0; p < pairs.length; p++) {
+              const hit = test(pairs[p]);
+              pairHit[p] = hit ? 1 : 0;
+              if (hit) found++;
+            }
+          }
+          const list = new Int32Array(found);
+          const from = narrow ? pairList : null;
+          for (let k = 0, j = 0, end = narrow ? from.length : pairs.length; k < end; k++) {
+            const p = narrow ? from[k] : k;
+            if (pairHit[p]) list[j++] = p;
+          }
+          pairList = list;
+          for (let i = 0; i < index.resources.length; i++) {
+            let hit = 0;
+            for (const p of index.resources[i]) if (pairHit[p]) { hit = 1; break; }
+            resourceHit[i] = hit;
+          }
+        }
+      }
+      const start = W.start, end = W.end, flags = W.flags, names = W.name, services = W.service;
+      const first = index && index.first, pairIds = index && index.pairIds, resource = index && index.resource;
+      const codes = index && index.status;
+      const withPairs = q && index !== null;
+      let count = 0;
+      const test = function (r) {
+        if (svc >= 0 && services[r] !== svc) return 0;
+        if (least > 0 && end[r] - start[r] < least) return 0;
+        if (wantCode >= 0) {
+          // ok and unset need the attributes' file (the rows only know errors)
+          const code = codes ? codes[r] : (flags[r] & FLAG_ERROR ? 2 : -1);
+          if (code !== wantCode) return 0;
+        }
+        if (!q) return 1;
+        if (nameHit[names[r]] === 1 || serviceHit[services[r]] === 1) return 1;
+        if (idLike && W.ids.startsWith(q, r * 16)) return 1;
+        if (!withPairs) return 0;
+        if (resourceHit[resource[r]] === 1) return 1;
+        for (let i = first[r], e = first[r + 1]; i < e; i++) if (pairHit[pairIds[i]] === 1) return 1;
+        return 0;
+      };
+      if (narrow) {
+        for (let k = 0; k < rowList.length; k++) {
+          const r = rowList[k];
+          which[r] = test(r);
+          count += which[r];
+        }
+        const list = new Int32Array(count);
+        for (let k = 0, j = 0; k < rowList.length; k++) if (which[rowList[k]]) list[j++] = rowList[k];
+        rowList = list;
+      } else {
+        for (let r = 0; r < n; r++) {
+          which[r] = test(r);
+          count += which[r];
+        }
+        rowList = new Int32Array(count);
+        for (let r = 0, j = 0; r < n; r++) if (which[r]) rowList[j++] = r;
+      }
+      return count;
+    }
 
     function run() {
       const started = performance.now();
@@ -129,68 +233,34 @@
       if (!q && svc < 0 && !wantStatus && !(least > 0)) {
         hits = 0;
         at = -1;
+        last = null;
         wf.setMatches(null);
         count.textContent = "";
         delete wf.root.dataset.matches;
         return;
       }
-      let nameHit = null, serviceHit = null, pairHit = null, resourceHit = null;
-      let idLike = false;
-      if (q) {
-        // "key=value": also a key containing key whose value contains value
-        const kv = /^([\w.\-]+)\s*=\s*(.*)$/.exec(q);
-        const key = kv ? kv[1] : null;
-        const value = kv ? kv[2] : null;
-        nameHit = new Uint8Array(lowerNames.length);
-        for (let i = 0; i < lowerNames.length; i++) nameHit[i] = lowerNames[i].includes(q) ? 1 : 0;
-        serviceHit = new Uint8Array(lowerServices.length);
-        for (let i = 0; i < lowerServices.length; i++) serviceHit[i] = lowerServices[i].includes(q) ? 1 : 0;
-        idLike = /^[0-9a-f]{4,16}$/.test(q);
-        if (index) {
-          const pairs = index.pairs;
-          pairHit = new Uint8Array(pairs.length);
-          for (let i = 0; i < pairs.length; i++) {
-            let hit = pairs[i].includes(q);
-            if (!hit && key !== null) {
-              const cut = index.keys[i].length;
-              hit = index.keys[i].includes(key) && pairs[i].indexOf(value, cut + 1) > cut;
-            }
-            pairHit[i] = hit ? 1 : 0;
-          }
-          resourceHit = new Uint8Array(index.resources.length);
-          index.resources.forEach(function (list, i) {
-            for (const p of list) if (pairHit[p]) { resourceHit[i] = 1; break; }
-          });
-        }
-      }
-      const which = new Uint8Array(n);
-      const start = W.start, end = W.end, flags = W.flags, names = W.name, services = W.service;
-      const first = index && index.first, pairIds = index && index.pairIds, resource = index && index.resource;
-      const codes = index && index.status;
       const wantCode = wantStatus ? STATUS[wantStatus] : -1;
-      for (let r = 0; r < n; r++) {
-        if (svc >= 0 && services[r] !== svc) continue;
-        if (least > 0 && end[r] - start[r] < least) continue;
-        if (wantCode >= 0) {
-          const code = codes ? codes[r] : (flags[r] & FLAG_ERROR ? 2 : -1);
-          if (code !== wantCode) continue; // ok and unset need the attributes' file
-        }
-        if (q) {
-          let ok = nameHit[names[r]] === 1 || serviceHit[services[r]] === 1 || (idLike && W.ids.startsWith(q, r * 16));
-          if (!ok && pairHit) {
-            ok = resourceHit[resource[r]] === 1;
-            for (let i = first[r], e = first[r + 1]; !ok && i < e; i++) ok = pairHit[pairIds[i]] === 1;
-          }
-          if (!ok) continue;
-        }
-        which[r] = 1;
-      }
-      hits = wf.setMatches(which);
+      const filters = svc + "|" + wantCode + "|" + least;
+      const idLike = (text) => /^[0-9a-f]{4,16}$/.test(text);
+      const narrow = last !== null && last.filters === filters && last.indexed === (index !== null) &&
+        last.q !== "" && q.startsWith(last.q) && (idLike(last.q) || !idLike(q));
+      hits = match(q, svc, wantCode, least, narrow);
+      last = { q: q, filters: filters, indexed: index !== null };
+      wf.setMatches(which);
       at = -1;
       const waiting = (q || wantCode === 0 || wantCode === 1) && !index ? " (attributes loading…)" : "";
       count.textContent = (hits ? hits.toLocaleString("en") + (hits === 1 ? " match" : " matches") : "no match") + waiting;
       wf.root.dataset.matches = String(hits);
       wf.root.dataset.searchMs = String(performance.now() - started);
+    }
+
+    // once the attributes arrive, one pass that matches nothing readies the code the
+    // first keystroke runs (compiled, not interpreted: ~70 ms less at 100,000 spans)
+    function warmUp() {
+      if (last !== null) return;
+      match("\u0001", -1, -1, 0, false);
+      which.fill(0);
+      pairHit.fill(0);
     }
 
     function go(direction) {

@@ -17,6 +17,8 @@
       document.getElementById(t.getAttribute("aria-controls")).hidden = !on;
     }
     const id = tab.getAttribute("aria-controls");
+    // the span details belong to the waterfall: the other views get the width
+    bar.closest(".trace-body").classList.toggle("other-view", id !== "waterfall");
     if (remember) history.replaceState(null, "", window.location.pathname + window.location.search + FRAGMENTS[id]);
     document.dispatchEvent(new CustomEvent("cvtrace:tab", { detail: id }));
   }

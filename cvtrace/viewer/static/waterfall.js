@@ -1017,7 +1017,7 @@
       facts: function (spanId) {
         const row = rowOf(spanId);
         if (row < 0) return [];
-        return [["self time", selfText(row)], ["of the trace", percentText(W.end[row] - W.start[row]) + " of its duration"]];
+        return [["self time", selfText(row)]];
       },
     });
   }
