@@ -130,6 +130,20 @@ def test_bigtrace_draws_in_chromium() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.browser
+def test_tracesearch_times_keystrokes_in_chromium() -> None:
+    result, _ = run_quick("tracesearch")
+    ((size, samples),) = result["samples"].items()
+    keys = samples[0]["keys"]
+    assert len(keys) == sum(len(q) for q in result["config"]["queries"])
+    assert all(positive(k["frame"]) for k in keys)
+    # every row has the attribute "item": the last keystroke of that query matches all
+    assert [k["matches"] for k in keys if k["query"] == "item"][-1] == int(size)
+    assert positive(samples[0]["bytes"])
+    assert result["page_errors"] == []
+
+
+@pytest.mark.slow
 def test_analyses_time_trace_and_store_queries() -> None:
     result, text = run_quick("analyses")
     for group in ("wall_ms", "cpu_ms"):
