@@ -19,13 +19,6 @@
   const FLAG_ERROR = 1;
   const STATUS = { unset: 0, ok: 1, error: 2 };
 
-  function typed(spec, T) {
-    const bin = atob(spec.bdata);
-    const bytes = new Uint8Array(bin.length);
-    for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
-    return new T(bytes.buffer, 0, bytes.byteLength / T.BYTES_PER_ELEMENT);
-  }
-
   // "250ms", "1.5s", "800us", "800µs"; a bare number is ms. NaN when unreadable.
   function parseDurationMs(text) {
     const m = /^\s*(\d+(?:\.\d*)?|\.\d+)\s*(us|µs|ms|s|m|min)?\s*$/i.exec(text);
@@ -98,11 +91,11 @@
           if (body.rowCount !== n) throw new Error("the trace changed: reload the page");
           index = {
             pairs: body.pairs,
-            first: typed(body.first, Uint32Array),
-            pairIds: typed(body.pairIds, Uint32Array),
-            resource: typed(body.resource, Uint32Array),
+            first: wf.typed(body.first),
+            pairIds: wf.typed(body.pairIds),
+            resource: wf.typed(body.resource),
             resources: body.resources,
-            status: typed(body.status, Uint8Array),
+            status: wf.typed(body.status),
           };
           last = null;
           warmUp();
@@ -255,7 +248,7 @@
     }
 
     // once the attributes arrive, one pass that matches nothing readies the code the
-    // first keystroke runs (compiled, not interpreted: ~70 ms less at 100,000 spans)
+    // first keystroke runs (compiled, not interpreted: BENCHMARKS.md section 11)
     function warmUp() {
       if (last !== null) return;
       match("\u0001", -1, -1, 0, false);

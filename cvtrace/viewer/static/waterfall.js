@@ -1060,6 +1060,7 @@
   function api() {
     return {
       data: W, // the columns of waterfall.json, decoded
+      typed: typed, // decodes a {dtype, bdata} column (figures.typed_array)
       rows: n,
       parent: parent,
       stop: stop,
