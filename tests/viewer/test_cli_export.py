@@ -173,7 +173,7 @@ def test_a_page_the_export_cannot_carry(
         source = (files("cvtrace.viewer") / "templates" / "trace.html").read_text()
         broken = source.replace(
             'data-notes-url="{{ notes_url }}"',
-            'data-notes-url="{{ notes_url }}" data-stats-url="/api/no-such-thing"',
+            'data-notes-url="{{ notes_url }}" data-nowhere-url="/api/no-such-thing"',
         )
         assert app.jinja_loader is not None
         app.jinja_env.loader = ChoiceLoader([DictLoader({"trace.html": broken}), app.jinja_loader])
@@ -183,7 +183,7 @@ def test_a_page_the_export_cannot_carry(
     target = tmp_path / "x.html"
     assert main(["export", trace_hex, "--db", str(db), "-o", str(target)]) == 1
     assert capsys.readouterr().err == (
-        "cvtrace export: cannot make the file: the trace page's data-stats-url "
+        "cvtrace export: cannot make the file: the trace page's data-nowhere-url "
         "(/api/no-such-thing) answered HTTP 404; the export needs 200\n"
     )
     assert not target.exists()

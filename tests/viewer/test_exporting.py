@@ -112,13 +112,13 @@ class TestTheFile:
         source = (files("cvtrace.viewer") / "templates" / "trace.html").read_text()
         broken = source.replace(
             'data-notes-url="{{ notes_url }}"',
-            'data-notes-url="{{ notes_url }}" data-stats-url="/api/no-such-thing"',
+            'data-notes-url="{{ notes_url }}" data-nowhere-url="/api/no-such-thing"',
         )
         assert app.jinja_loader is not None
         app.jinja_env.loader = ChoiceLoader([DictLoader({"trace.html": broken}), app.jinja_loader])
         specs = simple_trace()
         store.write_request(make_request(specs))
-        with pytest.raises(ExportError, match=r"data-stats-url.*/api/no-such-thing.*404"):
+        with pytest.raises(ExportError, match=r"data-nowhere-url.*/api/no-such-thing.*404"):
             export_html(app, specs[0].trace_id)
 
     def test_every_fetch_of_the_trace_page_uses_an_embedded_url(
@@ -211,7 +211,7 @@ class TestTheFile:
             for s in scripts
         }
         assert set(directives["script-src"].split()) == hashes
-        assert len(scripts) == 5
+        assert len(scripts) == 10  # offline, theme, viewer, details, waterfall, and the analyses'
         assert scripts[0] == (STATIC / "offline.js").read_text()  # first: fetch is answered
         # the page's own deferred scripts run after the body, in their order
         order = [
@@ -307,7 +307,7 @@ class TestTheFile:
         store.write_request(make_request(specs))
         chunks = list(export_html_chunks(app, specs[0].trace_id))
         assert len(chunks) > 4  # the spans' details come a few hundred at a time
-        assert len(embedded("".join(chunks))) == 2 + 601  # figure, notes, every span
+        assert len(embedded("".join(chunks))) == 6 + 601  # the header's six, every span
 
 
 class TestRoute:
@@ -347,7 +347,7 @@ class TestRoute:
         source = (files("cvtrace.viewer") / "templates" / "trace.html").read_text()
         broken = source.replace(
             'data-notes-url="{{ notes_url }}"',
-            'data-notes-url="{{ notes_url }}" data-stats-url="/api/no-such-thing"',
+            'data-notes-url="{{ notes_url }}" data-nowhere-url="/api/no-such-thing"',
         )
         assert app.jinja_loader is not None
         app.jinja_env.loader = ChoiceLoader([DictLoader({"trace.html": broken}), app.jinja_loader])
@@ -357,7 +357,7 @@ class TestRoute:
         assert response.status_code == 500
         page = html.unescape(response.get_data(as_text=True))
         assert "This trace cannot be exported as HTML" in page
-        assert "data-stats-url (/api/no-such-thing) answered HTTP 404" in page
+        assert "data-nowhere-url (/api/no-such-thing) answered HTTP 404" in page
 
     def test_with_a_token(self, store: SpanStore) -> None:
         """The download needs the token as the others do; the export's own requests
@@ -372,7 +372,7 @@ class TestRoute:
         assert client.get(url, headers={"Authorization": "Bearer wrong"}).status_code == 401
         answer = client.get(url, headers={"Authorization": "Bearer s3cret"})
         assert answer.status_code == 200
-        assert len(embedded(answer.get_data(as_text=True))) == 2 + 3  # figure, notes, spans
+        assert len(embedded(answer.get_data(as_text=True))) == 6 + 3  # the header's six, the spans
         # the browser's way: ?token= once sets the cookie, then the link works
         assert client.get("/?token=s3cret").status_code == 303
         assert client.get(url).status_code == 200
