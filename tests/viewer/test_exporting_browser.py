@@ -177,7 +177,8 @@ def test_the_analyses_work_from_the_file(
     offline: Offline, store: SpanStore, tmp_path: Path
 ) -> None:
     """Critical path, search over attributes, statistics and flame graph: each from its
-    embedded data-*-url answer, nothing asked of a viewer."""
+    embedded data-*-url answer, nothing asked of a viewer. (Predicates as functions: the
+    file's policy refuses Playwright's evaluation of a string expression.)"""
     specs, request = tree_trace()
     store.write_request(request)
     path = tmp_path / "trace.html"
@@ -185,15 +186,19 @@ def test_the_analyses_work_from_the_file(
     page = offline.open(path)
     assert page.locator("#compare-with").count() == 0  # no viewer to compare in
     page.locator(".critical-path-toggle").click()
-    page.wait_for_function("document.getElementById('waterfall').dataset.criticalPathReady === '1'")
+    page.wait_for_function(
+        "() => document.getElementById('waterfall').dataset.criticalPathReady === '1'"
+    )
     assert page.locator(".wf-row.cp-path").count() >= 1
     page.fill("#span-find", "select 0, 0")  # an attribute value (search.json)
-    page.wait_for_function("Number(document.getElementById('waterfall').dataset.matches) >= 1")
+    page.wait_for_function(
+        "() => Number(document.getElementById('waterfall').dataset.matches) >= 1"
+    )
     page.locator("#tab-stats").click()
-    page.wait_for_function("document.getElementById('trace-stats').dataset.ready === '1'")
+    page.wait_for_function("() => document.getElementById('trace-stats').dataset.ready === '1'")
     assert page.locator("#stats-table tbody tr").count() >= 3
     page.locator("#tab-flame").click()
-    page.wait_for_function("document.getElementById('flamegraph').dataset.ready === '1'")
+    page.wait_for_function("() => document.getElementById('flamegraph').dataset.ready === '1'")
     assert int(page.get_attribute("#flamegraph", "data-drawn") or "0") >= 3
     offline.check(page, path)
 
