@@ -142,8 +142,9 @@ scripts: an escaping mistake still could not run injected script. plotly.js
 (the analysis pages' charts) adds inline styles (``'unsafe-inline'`` for styles
 only). ``'unsafe-eval'`` stays although the pages no longer need it (their charts
 are SVG traces, no WebGL: they run without it, no violation reported): Playwright's
-``wait_for_function``, which the browser tests and benchmarks use throughout, polls
-by evaluating its predicate in the page, and a policy without it refuses that."""
+``wait_for_function`` given an expression string, as the browser tests and
+benchmarks mostly do, polls by evaluating it in the page, which a policy without it
+refuses (a predicate written as a function, ``"() => ..."``, is not refused)."""
 
 
 def _security_headers(response: Response) -> Response:
