@@ -109,7 +109,7 @@ _SCROLL = """async (positions) => {
 def _load(page: Any, url: str) -> dict[str, Any]:
     page.goto(url, wait_until="commit", timeout=LOAD_TIMEOUT_MS)
     page.wait_for_function(
-        "window.__bench && window.__bench.ready !== undefined", timeout=LOAD_TIMEOUT_MS
+        "() => window.__bench && window.__bench.ready !== undefined", timeout=LOAD_TIMEOUT_MS
     )
     nav: dict[str, Any] = page.evaluate(_NAV)
     nav["drawing"] = nav["ready"] - max(nav["dom_ready"], nav["figure_end"])

@@ -64,11 +64,11 @@ def _renderer_cpu_s(cdp: Any) -> float:
 
 def _round(page: Any, url: str, cdp: Any) -> dict[str, Any]:
     page.goto(url, timeout=TIMEOUT_MS)
-    page.wait_for_function("document.body.dataset.waterfallReady === '1'", timeout=TIMEOUT_MS)
+    page.wait_for_function("() => document.body.dataset.waterfallReady === '1'", timeout=TIMEOUT_MS)
     page.evaluate(_WATCH)
     page.focus("#span-find")
     page.wait_for_function(
-        "document.getElementById('waterfall').dataset.searchIndex === '1'", timeout=TIMEOUT_MS
+        "() => document.getElementById('waterfall').dataset.searchIndex === '1'", timeout=TIMEOUT_MS
     )
     index = page.evaluate(_INDEX_FETCH)
     for query in QUERIES:
@@ -83,7 +83,7 @@ def _round(page: Any, url: str, cdp: Any) -> dict[str, Any]:
         typing0 = time.monotonic()
         cpu0 = _renderer_cpu_s(cdp)
         page.type("#span-find", query, delay=KEY_DELAY_MS)
-        page.wait_for_function(f"window.__keys.length === {len(query)}", timeout=TIMEOUT_MS)
+        page.wait_for_function(f"() => window.__keys.length === {len(query)}", timeout=TIMEOUT_MS)
         busy_cpu_s, busy_s = _renderer_cpu_s(cdp) - cpu0, time.monotonic() - typing0
         cpu_ms = (busy_cpu_s - idle_cpu_s * busy_s / idle_s) * 1000 / len(query)
         index.setdefault("cpu", []).append(

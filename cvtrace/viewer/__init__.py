@@ -132,7 +132,7 @@ def _open_store(config: Mapping[str, Any]) -> SpanStore:
 
 
 CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; "
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
     "img-src 'self' data:; connect-src 'self'; frame-src 'none'; worker-src 'none'; "
     "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
 )
@@ -140,11 +140,10 @@ CONTENT_SECURITY_POLICY = (
 posts go to the viewer only, and no frame or worker is loaded at all. No inline
 scripts: an escaping mistake still could not run injected script. plotly.js
 (the analysis pages' charts) adds inline styles (``'unsafe-inline'`` for styles
-only). ``'unsafe-eval'`` stays although the pages no longer need it (their charts
-are SVG traces, no WebGL: they run without it, no violation reported): Playwright's
-``wait_for_function`` given an expression string, as the browser tests and
-benchmarks mostly do, polls by evaluating it in the page, which a policy without it
-refuses (a predicate written as a function, ``"() => ..."``, is not refused)."""
+only). No ``'unsafe-eval'``: the charts are SVG traces, no WebGL (whose regl code
+needs it). The browser tests' ``wait_for_function`` predicates are written as
+functions (``"() => ..."``): Playwright evaluates a bare expression string in the
+page, which this policy refuses."""
 
 
 def _security_headers(response: Response) -> Response:

@@ -47,7 +47,6 @@ from datetime import datetime, timezone
 from html.parser import HTMLParser
 from importlib.resources import files
 from typing import Any
-from urllib.parse import urlsplit
 
 from flask import Flask
 from werkzeug.exceptions import HTTPException
@@ -348,13 +347,11 @@ def _assemble(page: str, page_path: str, get: Any) -> tuple[str, str]:
     edits: list[tuple[int, int, str]] = []  # (start, end, replacement), in page order
     hashes: list[str] = []
     deferred: list[str] = []
-    needs_eval = False
     for tag in parts.scripts:
         src = str(tag.attrs["src"])
         text, _ = get(src, "a script of the trace page")
         script = _script_text(text)
         hashes.append(_hash(script))
-        needs_eval = needs_eval or "plotly" in urlsplit(src).path  # its WebGL code (regl)
         if "defer" in tag.attrs or "async" in tag.attrs or tag.attrs.get("type") == "module":
             edits.append((tag.start, tag.end, ""))
             deferred.append(f"<script>{script}</script>")
@@ -377,7 +374,6 @@ def _assemble(page: str, page_path: str, get: Any) -> tuple[str, str]:
     policy = (
         "default-src 'none'; script-src "
         + " ".join(hashes)
-        + (" 'unsafe-eval'" if needs_eval else "")
         + "; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
     )
     head = (

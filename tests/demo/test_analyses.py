@@ -158,9 +158,9 @@ def test_as_a_new_user_sees_it_on_the_trace_page(
         TraceQuery(service="circuits", operation="search equivalent circuits", limit=10)
     )
     page.goto(f"{server.url}/trace/{summary.trace_id.hex()}")
-    page.wait_for_function("document.body.dataset.waterfallReady === '1'", timeout=60_000)
+    page.wait_for_function("() => document.body.dataset.waterfallReady === '1'", timeout=60_000)
     page.click("#tab-stats")
-    page.wait_for_function("document.getElementById('trace-stats').dataset.ready === '1'")
+    page.wait_for_function("() => document.getElementById('trace-stats').dataset.ready === '1'")
     top = page.locator("#stats-table tbody tr").first.locator("td")
     queries = [s for s in store.get_trace(summary.trace_id) if s.span.name.startswith("SELECT")]
     assert top.nth(1).inner_text() == queries[0].span.name
@@ -173,9 +173,11 @@ def test_as_a_new_user_sees_it_on_the_trace_page(
     )
     crossing = next(s for s in found if "preview" in s.services)
     page.goto(f"{server.url}/trace/{crossing.trace_id.hex()}")
-    page.wait_for_function("document.body.dataset.waterfallReady === '1'", timeout=60_000)
+    page.wait_for_function("() => document.body.dataset.waterfallReady === '1'", timeout=60_000)
     page.click(".critical-path-toggle")
-    page.wait_for_function("document.getElementById('waterfall').dataset.criticalPathReady === '1'")
+    page.wait_for_function(
+        "() => document.getElementById('waterfall').dataset.criticalPathReady === '1'"
+    )
     page.fill("#span-find", "POST /render")
     page.press("#span-find", "Enter")
     selected = page.get_attribute("#waterfall", "data-selected")

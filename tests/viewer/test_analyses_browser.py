@@ -68,7 +68,7 @@ def test_compare_shows_where_the_time_went(
     store.write_request(make_request(typical + slow))
     a, b = typical[0].trace_id.hex(), slow[0].trace_id.hex()
     page.goto(f"{server.url}/compare?a={a}&b={b}")
-    page.wait_for_function("document.body.dataset.compareReady === '1'", timeout=30_000)
+    page.wait_for_function("() => document.body.dataset.compareReady === '1'", timeout=30_000)
     rows = page.locator("#compare-table tbody tr")
     assert rows.count() == 4
     texts = [rows.nth(i).locator("td.path").inner_text() for i in range(4)]
@@ -100,12 +100,12 @@ def test_compare_offers_traces_of_the_same_shape(
     sibling = request_trace(2)
     store.write_request(make_request(outlier + sibling + request_trace(2, preview_ms=1)))
     page.goto(f"{server.url}/compare?a={outlier[0].trace_id.hex()}")
-    page.wait_for_function("document.body.dataset.compareReady === '1'", timeout=30_000)
+    page.wait_for_function("() => document.body.dataset.compareReady === '1'", timeout=30_000)
     choices = page.locator("#same-shape a")
     assert choices.count() == 1  # the one calling preview has another shape
     with page.expect_navigation():
         choices.first.click()
-    page.wait_for_function("document.body.dataset.compareReady === '1'", timeout=30_000)
+    page.wait_for_function("() => document.body.dataset.compareReady === '1'", timeout=30_000)
     assert page.locator("#compare-table tbody tr").count() == 2
 
 
@@ -113,7 +113,7 @@ def test_map_click_through(page: Page, server: ViewerServer, store: SpanStore) -
     now_ms = time.time_ns() // MS
     traces = cross_service_traffic(store, now_ms)
     page.goto(f"{server.url}/map?window=1h")
-    page.wait_for_function("document.body.dataset.mapReady === '1'", timeout=30_000)
+    page.wait_for_function("() => document.body.dataset.mapReady === '1'", timeout=30_000)
     assert "2 services, 5 calls between them" in page.locator("#map-status").inner_text()
     labels = page.locator("#map .textpoint").all_text_contents()
     assert "5 calls, 20.0% errors" in labels
@@ -127,7 +127,7 @@ def test_map_click_through(page: Page, server: ViewerServer, store: SpanStore) -
     # a service: its calls, its metrics, its slowest traces
     click_point(page, "map", "services", 1)  # services are sorted: circuits, preview
     page.wait_for_function(
-        "document.querySelector('#map-panel h2')?.textContent === 'preview'", timeout=20_000
+        "() => document.querySelector('#map-panel h2')?.textContent === 'preview'", timeout=20_000
     )
     page.wait_for_selector("#map-panel a.slow-link", timeout=20_000)
     assert "called by circuits: 5 (1 errors)" in page.locator("#map-panel").inner_text()
@@ -137,12 +137,12 @@ def test_map_click_through(page: Page, server: ViewerServer, store: SpanStore) -
     assert "min_duration=2ms" in page.url
     assert page.locator("#results a.trace-link").count() == 5  # all five took 2.8 ms
     page.go_back()
-    page.wait_for_function("document.body.dataset.mapReady === '1'", timeout=30_000)
+    page.wait_for_function("() => document.body.dataset.mapReady === '1'", timeout=30_000)
     click_point(page, "map", "services", 1)
     with page.expect_navigation():
         page.locator("#map-panel a.red-link").click()
     # the service's RED charts; a point opens the traces of that moment
-    page.wait_for_function("document.body.dataset.redReady === '1'", timeout=30_000)
+    page.wait_for_function("() => document.body.dataset.redReady === '1'", timeout=30_000)
     assert page.locator("#metrics-service").inner_text() == "preview"
     for chart in ("red-rate", "red-errors", "red-latency"):
         assert page.locator(f"#{chart} .scatterlayer .trace").count() >= 1
@@ -160,13 +160,13 @@ def test_map_click_through(page: Page, server: ViewerServer, store: SpanStore) -
 def test_metrics_of_one_operation(page: Page, server: ViewerServer, store: SpanStore) -> None:
     cross_service_traffic(store, time.time_ns() // MS)
     page.goto(f"{server.url}/metrics?service=circuits&window=1h")
-    page.wait_for_function("document.body.dataset.redReady === '1'", timeout=30_000)
+    page.wait_for_function("() => document.body.dataset.redReady === '1'", timeout=30_000)
     options = page.locator("#red-operation option").all_inner_texts()
     assert options == ["all operations", "GET /circuits/<id>"]
     with page.expect_navigation():
         page.select_option("#red-operation", "GET /circuits/<id>")
         page.click("form button")
-    page.wait_for_function("document.body.dataset.redReady === '1'", timeout=30_000)
+    page.wait_for_function("() => document.body.dataset.redReady === '1'", timeout=30_000)
     assert page.locator("#metrics-operation").inner_text() == "GET /circuits/<id>"
     legend = page.locator("#red-latency .legendtext").all_text_contents()
     assert legend == [f"GET /circuits/<id> {q}" for q in ("p50", "p95", "p99")]  # as text
@@ -180,21 +180,21 @@ def test_charts_follow_the_theme(page: Page, server: ViewerServer, store: SpanSt
     cross_service_traffic(store, time.time_ns() // MS)
     page.emulate_media(color_scheme="light")
     page.goto(f"{server.url}/metrics?service=circuits&window=1h")
-    page.wait_for_function("document.body.dataset.redReady === '1'", timeout=30_000)
+    page.wait_for_function("() => document.body.dataset.redReady === '1'", timeout=30_000)
     paper = "document.getElementById('red-rate')._fullLayout.paper_bgcolor"
     font = "document.getElementById('red-rate')._fullLayout.font.color"
     assert page.evaluate(paper) == "rgb(255, 255, 255)"
     page.click("#theme-button")  # auto -> light
     page.click("#theme-button")  # light -> dark
-    page.wait_for_function(f"{paper} === 'rgb(21, 25, 30)'")  # the dark theme's --bg
+    page.wait_for_function(f"() => {paper} === 'rgb(21, 25, 30)'")  # the dark theme's --bg
     assert page.evaluate(font) == "rgb(230, 232, 235)"
     # a page drawn in the dark theme starts dark
     page.goto(f"{server.url}/map?window=1h")
-    page.wait_for_function("document.body.dataset.mapReady === '1'", timeout=30_000)
+    page.wait_for_function("() => document.body.dataset.mapReady === '1'", timeout=30_000)
     assert page.evaluate("document.getElementById('map')._fullLayout.paper_bgcolor") == (
         "rgb(21, 25, 30)"
     )
     page.click("#theme-button")  # dark -> auto: the system's light
     page.wait_for_function(
-        "document.getElementById('map')._fullLayout.paper_bgcolor === 'rgb(255, 255, 255)'"
+        "() => document.getElementById('map')._fullLayout.paper_bgcolor === 'rgb(255, 255, 255)'"
     )

@@ -29,7 +29,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 # null-safe: a navigation may be between documents when this is evaluated
-READY = "document.body?.dataset.waterfallReady === '1'"
+READY = "() => document.body?.dataset.waterfallReady === '1'"
 HOSTILE = '<script>window.pwned=1</script><img src=x onerror="window.pwned=2">'
 ROW_PX = 24
 
@@ -191,18 +191,18 @@ def test_hover_and_click_anywhere_on_a_bar(
     assert "duration" in tip
     # a click on the bar's end opens its details
     page.mouse.click(bar["x"] + bar["width"] - 1, bar["y"] + bar["height"] - 1)
-    page.wait_for_function("document.querySelector('#details h2')?.textContent === 'child 1'")
+    page.wait_for_function("() => document.querySelector('#details h2')?.textContent === 'child 1'")
     details = page.locator("#details").inner_text()
     assert "SELECT * FROM circuits WHERE id = ?" in details
     assert specs[2].span_id.hex() in page.url  # the address is now a deep link
     assert "sel" in (row(page, 2).get_attribute("class") or "")
     # a click on the name, or on the empty part of the row, selects too
     row(page, 0).locator(".wf-name").click()
-    page.wait_for_function("document.querySelector('#details h2').textContent === 'GET /'")
+    page.wait_for_function("() => document.querySelector('#details h2').textContent === 'GET /'")
     track = row(page, 3).locator(".wf-track").bounding_box()
     assert track is not None
     page.mouse.click(track["x"] + 2, track["y"] + track["height"] / 2)
-    page.wait_for_function("document.querySelector('#details h2').textContent === 'child 2'")
+    page.wait_for_function("() => document.querySelector('#details h2').textContent === 'child 2'")
 
 
 def test_bars_carry_durations_events_and_error_marks(
@@ -262,10 +262,10 @@ def test_bars_carry_durations_events_and_error_marks(
     assert page.locator("#tree-warnings svg.icon use[href='#i-clock']").count() == 1
     # the hover says why
     row(page, 2).locator(".wf-name").hover()
-    page.wait_for_function("document.querySelector('.tip').textContent.includes('boom')")
+    page.wait_for_function("() => document.querySelector('.tip').textContent.includes('boom')")
     row(page, 3).locator(".wf-name").hover()
     page.wait_for_function(
-        "document.querySelector('.tip').textContent.includes('parent is not in this trace')"
+        "() => document.querySelector('.tip').textContent.includes('parent is not in this trace')"
     )
 
 
@@ -289,14 +289,16 @@ def test_hostile_span_name_stays_text(page: Page, server: ViewerServer, store: S
     assert row(page, 0).locator(".wf-name").inner_text() == HOSTILE
     assert HOSTILE in page.locator(".wf-legend").inner_text()
     row(page, 0).locator(".wf-name").hover()
-    page.wait_for_function("document.querySelector('.tip').textContent.includes('http.route')")
+    page.wait_for_function(
+        "() => document.querySelector('.tip').textContent.includes('http.route')"
+    )
     assert page.locator(".tip").inner_text().count(HOSTILE) >= 2
     row(page, 0).click()
     page.wait_for_selector("#details h2.span-name")
     assert page.locator("#details h2").inner_text() == HOSTILE
     assert page.locator("#details").inner_text().count(HOSTILE) >= 5
     page.fill("#span-find", "script")
-    page.wait_for_function("document.querySelector('.wf-row.match') !== null")
+    page.wait_for_function("() => document.querySelector('.wf-row.match') !== null")
     assert page.evaluate("window.pwned") is None
     assert page.locator("img").count() == 0
 
@@ -316,7 +318,9 @@ def test_wheel_scrolls_the_spans_and_never_zooms(
     page.mouse.move(x, y)
     for _ in range(5):
         page.mouse.wheel(0, 240)
-    page.wait_for_function("Number(document.getElementById('waterfall').dataset.firstRow) >= 40")
+    page.wait_for_function(
+        "() => Number(document.getElementById('waterfall').dataset.firstRow) >= 40"
+    )
     assert view(page) == before  # the time axis did not move
     scrolled = first_row(page)
     # the wheel over the overview and the ruler scrolls the spans too
@@ -324,7 +328,7 @@ def test_wheel_scrolls_the_spans_and_never_zooms(
     page.mouse.move(x, y)
     page.mouse.wheel(0, 480)
     page.wait_for_function(
-        f"Number(document.getElementById('waterfall').dataset.firstRow) > {scrolled}"
+        f"() => Number(document.getElementById('waterfall').dataset.firstRow) > {scrolled}"
     )
     assert view(page) == before
     # rows in view are drawn, not all 400
@@ -383,7 +387,9 @@ def test_minimap_window_moves_and_zooms_the_view(
     page.mouse.down()
     page.mouse.move(x, y + 20, steps=4)
     page.mouse.up()
-    page.wait_for_function("Number(document.getElementById('waterfall').dataset.firstRow) > 200")
+    page.wait_for_function(
+        "() => Number(document.getElementById('waterfall').dataset.firstRow) > 200"
+    )
     moved = first_row(page)
     after = page.locator(".wf-window").bounding_box()
     assert after is not None
@@ -403,7 +409,9 @@ def test_minimap_window_moves_and_zooms_the_view(
     mini = page.locator(".wf-minimap").bounding_box()
     assert mini is not None
     page.mouse.click(mini["x"] + mini["width"] * 0.9, mini["y"] + 2)
-    page.wait_for_function("Number(document.getElementById('waterfall').dataset.firstRow) < 50")
+    page.wait_for_function(
+        "() => Number(document.getElementById('waterfall').dataset.firstRow) < 50"
+    )
     assert view(page)[0] > zoomed[0]  # and centred the zoomed time there
     assert moved > 200
 
@@ -447,7 +455,7 @@ def test_collapse_in_place_without_navigation(
     page.click("#details .toggle-subtree")
     assert shown(page) == 341 - 20
     page.wait_for_function(
-        "document.querySelector('#details .toggle-subtree').textContent.includes('20 hidden')"
+        "() => document.querySelector('#details .toggle-subtree').textContent.includes('20 hidden')"
     )
     assert page.evaluate("window.__samePage") is True
 
@@ -471,10 +479,14 @@ def test_keyboard(page: Page, server: ViewerServer, store: SpanStore) -> None:
     assert page.evaluate(selected) == ids[int(order[1].split()[1])]
     assert page.locator("#details h2").count() == 0  # moving does not open details
     page.keyboard.press("Enter")
-    page.wait_for_function(f"document.querySelector('#details h2')?.textContent === '{order[1]}'")
+    page.wait_for_function(
+        f"() => document.querySelector('#details h2')?.textContent === '{order[1]}'"
+    )
     # with the details open, they follow the selection
     page.keyboard.press("j")
-    page.wait_for_function(f"document.querySelector('#details h2')?.textContent === '{order[2]}'")
+    page.wait_for_function(
+        f"() => document.querySelector('#details h2')?.textContent === '{order[2]}'"
+    )
     page.keyboard.press("k")
     page.keyboard.press("[")  # op 1 hides its children, op 5 to op 8
     assert shown(page) == 21 - 4
@@ -485,12 +497,12 @@ def test_keyboard(page: Page, server: ViewerServer, store: SpanStore) -> None:
     page.keyboard.press("ArrowRight")
     assert shown(page) == 21
     page.keyboard.press("e")
-    page.wait_for_function(f"({selected})() === '{ids[7]}'")
+    page.wait_for_function(f"() => ({selected})() === '{ids[7]}'")
     assert "error 1 of 2" in page.locator(".wf-toolbar").inner_text()
     page.keyboard.press("e")
-    page.wait_for_function(f"({selected})() === '{ids[15]}'")
+    page.wait_for_function(f"() => ({selected})() === '{ids[15]}'")
     page.keyboard.press("E")
-    page.wait_for_function(f"({selected})() === '{ids[7]}'")
+    page.wait_for_function(f"() => ({selected})() === '{ids[7]}'")
     page.keyboard.press("Escape")
     assert page.locator("#details").is_hidden()
     page.keyboard.press("Enter")
@@ -508,10 +520,10 @@ def test_keyboard(page: Page, server: ViewerServer, store: SpanStore) -> None:
     page.keyboard.press("Backspace")
     page.keyboard.press("Backspace")
     page.keyboard.press("Backspace")
-    page.wait_for_function("document.querySelectorAll('.wf-row.match').length === 1")
+    page.wait_for_function("() => document.querySelectorAll('.wf-row.match').length === 1")
     assert shown(page) == 21  # "[" and "e" typed into the box did nothing else
     page.keyboard.press("Enter")
-    page.wait_for_function(f"({selected})() === '{ids[12]}'")
+    page.wait_for_function(f"() => ({selected})() === '{ids[12]}'")
     page.keyboard.press("Escape")  # leaves the box
     page.keyboard.press("Escape")  # closes the details
     page.keyboard.press("Escape")  # clears the find
@@ -538,7 +550,7 @@ def test_next_error_and_slowest_reveal_hidden_spans(
     assert row(page, 0).locator(".wf-hidden").inner_text() == "+3"
     page.click(".next-error")
     page.wait_for_function(
-        f"document.querySelector('#details')?.dataset.spanId === '{bad.span_id.hex()}'"
+        f"() => document.querySelector('#details')?.dataset.spanId === '{bad.span_id.hex()}'"
     )
     assert shown(page) == 4  # its ancestors opened
     assert "sel" in (row(page, 3).get_attribute("class") or "")
@@ -546,7 +558,7 @@ def test_next_error_and_slowest_reveal_hidden_spans(
     assert shown(page) == 1
     # slowest: the longest self time, "deep" (80 ms less 1 ms), not the root
     page.click(".slowest")
-    page.wait_for_function("document.querySelector('#details h2')?.textContent === 'deep'")
+    page.wait_for_function("() => document.querySelector('#details h2')?.textContent === 'deep'")
     assert shown(page) == 4  # the root opened again
     assert "sel" in (row(page, 2).get_attribute("class") or "")
 
@@ -557,7 +569,7 @@ def test_deep_link_opens_the_span(page: Page, server: ViewerServer, store: SpanS
     target = specs[2900]
     open_trace(page, server, specs[0].trace_id, f"?span={target.span_id.hex()}")
     page.wait_for_function(
-        f"document.querySelector('#details h2')?.textContent === '{target.name}'"
+        f"() => document.querySelector('#details h2')?.textContent === '{target.name}'"
     )
     assert page.locator(".wf-row.sel .wf-name").inner_text() == target.name
     assert page.locator(".wf-row.sel").is_visible()
@@ -574,7 +586,9 @@ def test_any_row_of_100k_spans_is_reachable(
     assert page.locator("#span-count").inner_text() == "100000"
     scroller = page.locator(".wf-scroller")
     scroller.evaluate("s => s.scrollTop = s.scrollHeight")
-    page.wait_for_function("Number(document.getElementById('waterfall').dataset.firstRow) > 99000")
+    page.wait_for_function(
+        "() => Number(document.getElementById('waterfall').dataset.firstRow) > 99000"
+    )
     names = page.locator(".wf-row[data-row] .wf-name").all_inner_texts()
     last = 0  # the last row in tree order: the last child of the last child of ...
     while 8 * last + 1 < len(specs):
@@ -587,13 +601,14 @@ def test_any_row_of_100k_spans_is_reachable(
     assert mini is not None
     page.mouse.click(mini["x"] + mini["width"] / 2, mini["y"] + mini["height"] / 2)
     page.wait_for_function(
-        "Math.abs(Number(document.getElementById('waterfall').dataset.firstRow) - 50000) < 3000"
+        "() => Math.abs(Number(document.getElementById('waterfall').dataset.firstRow) - 50000) < "
+        "3000"
     )
     # a row down there answers a click
     target = row(page, first_row(page) + 5)
     name = target.locator(".wf-name").inner_text()
     target.click()
-    page.wait_for_function(f"document.querySelector('#details h2')?.textContent === '{name}'")
+    page.wait_for_function(f"() => document.querySelector('#details h2')?.textContent === '{name}'")
 
 
 # -- the details panel ------------------------------------------------------------------------
@@ -662,7 +677,7 @@ def test_details_keep_the_data_shape(
     assert page.evaluate("navigator.clipboard.readText()") == '{"a": [1, 2], "b": {"c": "d"}}'
     # the kid: event time from the span's start, stack trace as it was, links
     row(page, 1).click()
-    page.wait_for_function("document.querySelector('#details h2')?.textContent === 'kid'")
+    page.wait_for_function("() => document.querySelector('#details h2')?.textContent === 'kid'")
     assert page.locator("#details .event .offset").inner_text() == "+500µs"
     trace = page.locator("#details .event-attributes .text")
     assert trace.inner_text() == stacktrace
@@ -672,15 +687,15 @@ def test_details_keep_the_data_shape(
     assert "not stored in this viewer" in links.nth(2).inner_text()
     # a link within the trace selects in place
     links.nth(1).locator("button.linklike").click()
-    page.wait_for_function("document.querySelector('#details h2')?.textContent === 'root'")
+    page.wait_for_function("() => document.querySelector('#details h2')?.textContent === 'root'")
     row(page, 1).click()
-    page.wait_for_function("document.querySelector('#details h2')?.textContent === 'kid'")
+    page.wait_for_function("() => document.querySelector('#details h2')?.textContent === 'kid'")
     # a link to another stored trace opens it at the span
     with page.expect_navigation():
         page.locator("#details .span-link").first.locator("a").click()
     page.wait_for_function(READY)
     assert other[0].trace_id.hex() in page.url
-    page.wait_for_function("document.querySelector('#details h2')?.textContent === 'child 0'")
+    page.wait_for_function("() => document.querySelector('#details h2')?.textContent === 'child 0'")
 
 
 # -- every page ------------------------------------------------------------------------------
@@ -786,7 +801,9 @@ def test_search_scatter_and_operation_list(
     page.goto(server.url + "/")
     assert page.locator("#operation-select").is_disabled()
     page.select_option("#service-select", "web")
-    page.wait_for_function("document.querySelectorAll('#operation-select option').length === 4")
+    page.wait_for_function(
+        "() => document.querySelectorAll('#operation-select option').length === 4"
+    )
     assert page.locator("#operation-select").is_enabled()
     options = page.locator("#operation-select option").all_inner_texts()
     assert options == ["all operations", "GET /only", "child 0", "child 1"]
@@ -872,13 +889,14 @@ def test_nothing_leaves_for_another_origin(
         for i in range(4):
             row(page, i).click()
             page.wait_for_function(
-                f"document.getElementById('details').dataset.spanId === '{specs[i].span_id.hex()}'"
+                "() => document.getElementById('details').dataset.spanId === "
+                f"'{specs[i].span_id.hex()}'"
             )
             page.locator("#details button.copy").first.click()
             if page.locator("#details .toggle-subtree").count():
                 page.click("#details .toggle-subtree")  # collapse, then expand again
                 page.wait_for_function(
-                    "document.querySelector('#details .toggle-subtree').textContent"
+                    "() => document.querySelector('#details .toggle-subtree').textContent"
                     ".startsWith('Expand')"
                 )
                 page.click("#details .toggle-subtree")
@@ -952,6 +970,6 @@ def test_ten_thousand_spans_interactive(page: Page, server: ViewerServer, store:
     open_trace(page, server, specs[0].trace_id)
     row(page, 3).click()
     # the fourth row in tree order: op 0, its first child op 1, then op 5, then op 21
-    page.wait_for_function("document.querySelector('#details h2')?.textContent === 'op 21'")
+    page.wait_for_function("() => document.querySelector('#details h2')?.textContent === 'op 21'")
     assert page.locator("#span-count").inner_text() == "10000"
     # how fast: `python -m bench bigtrace` (BENCHMARKS.md), not a timed test

@@ -28,7 +28,9 @@ def _jaeger_download(tmp_path: Path) -> tuple[bytes, str]:
 
 
 def _status(page: Page) -> str:  # noqa: F811 - the fixture, passed in
-    page.wait_for_function("document.getElementById('import-status').textContent.includes(':')")
+    page.wait_for_function(
+        "() => document.getElementById('import-status').textContent.includes(':')"
+    )
     return page.locator("#import-status").inner_text()
 
 
@@ -79,7 +81,7 @@ def test_dropped_files_and_a_bad_one(
         )
         page.wait_for_function(
             # the summary, not the "importing notes.txt…" progress line that precedes it
-            "document.getElementById('import-status').textContent.includes('notes.txt:')"
+            "() => document.getElementById('import-status').textContent.includes('notes.txt:')"
         )
         status = page.locator("#import-status")
         text = status.inner_text()

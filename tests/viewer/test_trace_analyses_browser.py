@@ -55,7 +55,9 @@ def test_critical_path_toggle_highlights_the_path_and_dims_the_rest(
     open_trace(page, server, specs[0].trace_id)
     assert page.locator(".cp-seg").count() == 0
     page.click(".critical-path-toggle")
-    page.wait_for_function("document.getElementById('waterfall').dataset.criticalPathReady === '1'")
+    page.wait_for_function(
+        "() => document.getElementById('waterfall').dataset.criticalPathReady === '1'"
+    )
     assert page.get_attribute(".critical-path-toggle", "aria-pressed") == "true"
     names = page.evaluate(
         "Array.from(document.querySelectorAll('.wf-row.cp-path')).map((r) => "
@@ -100,7 +102,9 @@ def test_critical_path_dims_parallel_work_off_the_path(
     store.write_request(make_request([root, short, long]))
     open_trace(page, server, root.trace_id)
     page.click(".critical-path-toggle")
-    page.wait_for_function("document.getElementById('waterfall').dataset.criticalPathReady === '1'")
+    page.wait_for_function(
+        "() => document.getElementById('waterfall').dataset.criticalPathReady === '1'"
+    )
     dim = page.evaluate(
         "Array.from(document.querySelectorAll('.wf-row.cp-dim'))"
         ".map((r) => r.querySelector('.wf-name').textContent)"
@@ -132,7 +136,7 @@ def test_statistics_tab_groups_and_sorts(
     specs = demo_like(store, queries=12)
     open_trace(page, server, specs[0].trace_id)
     page.click("#tab-stats")
-    page.wait_for_function("document.getElementById('trace-stats').dataset.ready === '1'")
+    page.wait_for_function("() => document.getElementById('trace-stats').dataset.ready === '1'")
     assert page.is_hidden("#waterfall")
     first = page.locator("#stats-table tbody tr").first.locator("td")
     # the N+1: one row, its count and total
@@ -155,12 +159,12 @@ def test_statistics_tab_groups_and_sorts(
     # the address names the tab: a reload opens it
     assert page.url.endswith("#statistics")
     page.reload()
-    page.wait_for_function("document.getElementById('trace-stats').dataset.ready === '1'")
+    page.wait_for_function("() => document.getElementById('trace-stats').dataset.ready === '1'")
     assert page.is_visible("#stats-table")
     # an operation's link finds its spans in the waterfall
     page.click('#stats-table button.find-op:text-is("POST /render")')
     assert page.is_visible("#waterfall")
-    page.wait_for_function("document.getElementById('waterfall').dataset.matches === '1'")
+    page.wait_for_function("() => document.getElementById('waterfall').dataset.matches === '1'")
 
 
 def test_search_highlights_rows_and_minimap_next_and_previous(
@@ -171,19 +175,19 @@ def test_search_highlights_rows_and_minimap_next_and_previous(
     before = page.evaluate("document.querySelector('.wf-minimap canvas').toDataURL()")
     # an attribute value (only in search.json)
     page.fill("#span-find", "where id = 3")
-    page.wait_for_function("document.getElementById('waterfall').dataset.matches === '1'")
+    page.wait_for_function("() => document.getElementById('waterfall').dataset.matches === '1'")
     assert page.locator(".wf-row.match").count() == 1
     after = page.evaluate("document.querySelector('.wf-minimap canvas').toDataURL()")
     assert after != before  # the match is drawn on the overview too
     # an attribute key, with key=value
     page.fill("#span-find", "preview.format=svg")
-    page.wait_for_function("document.getElementById('waterfall').dataset.matches === '1'")
+    page.wait_for_function("() => document.getElementById('waterfall').dataset.matches === '1'")
     assert rows_of(page, "match") == [
         int(page.evaluate("document.querySelector('.wf-row.match').dataset.row"))
     ]
     # a name: 12 matches; next and previous walk them, wrapping round
     page.fill("#span-find", "select")
-    page.wait_for_function("document.getElementById('waterfall').dataset.matches === '12'")
+    page.wait_for_function("() => document.getElementById('waterfall').dataset.matches === '12'")
     page.click(".find-next")
     assert page.inner_text("#find-count") == "match 1 of 12"
     first = page.get_attribute("#waterfall", "data-selected")
@@ -196,29 +200,31 @@ def test_search_highlights_rows_and_minimap_next_and_previous(
     # filters: service, status, least duration
     page.fill("#span-find", "")
     page.select_option("#find-service", label="preview")
-    page.wait_for_function("document.getElementById('waterfall').dataset.matches === '1'")
+    page.wait_for_function("() => document.getElementById('waterfall').dataset.matches === '1'")
     page.select_option("#find-service", "")
     page.fill("#find-min-duration", "15ms")
     # the root (35 ms), the call (20 ms) and preview's span (19.8 ms)
-    page.wait_for_function("document.getElementById('waterfall').dataset.matches === '3'")
+    page.wait_for_function("() => document.getElementById('waterfall').dataset.matches === '3'")
     page.fill("#find-min-duration", "")
     page.select_option("#find-status", "unset")
-    page.wait_for_function("document.getElementById('waterfall').dataset.matches === '15'")
+    page.wait_for_function("() => document.getElementById('waterfall').dataset.matches === '15'")
     page.select_option("#find-status", "")
     # typed key by key (each key narrows the last matches), then backspaced
     page.fill("#span-find", "")
     page.type("#span-find", "where id = 1")
-    page.wait_for_function("document.getElementById('waterfall').dataset.matches === '4'")
+    page.wait_for_function("() => document.getElementById('waterfall').dataset.matches === '4'")
     page.type("#span-find", "1")  # "= 11"
-    page.wait_for_function("document.getElementById('waterfall').dataset.matches === '1'")
+    page.wait_for_function("() => document.getElementById('waterfall').dataset.matches === '1'")
     page.press("#span-find", "Backspace")
-    page.wait_for_function("document.getElementById('waterfall').dataset.matches === '4'")
+    page.wait_for_function("() => document.getElementById('waterfall').dataset.matches === '4'")
     # a span id's first digits: from the 4th, typed on, a span of the trace
     span_id = specs[5].span_id.hex()
     page.fill("#span-find", "")
     page.type("#span-find", span_id[:3])
     page.type("#span-find", span_id[3])
-    page.wait_for_function("Number(document.getElementById('waterfall').dataset.matches) >= 1")
+    page.wait_for_function(
+        "() => Number(document.getElementById('waterfall').dataset.matches) >= 1"
+    )
     assert span_id in page.evaluate(
         "Array.from(document.querySelectorAll('.wf-row.match')).map((r) => r.dataset.row)"
         ".map((r) => cvtrace.waterfall.spanIdAt(Number(r)))"
@@ -235,7 +241,7 @@ def test_flame_graph_merges_paths_and_zooms_on_click(
     specs = demo_like(store, queries=12)
     open_trace(page, server, specs[0].trace_id)
     page.click("#tab-flame")
-    page.wait_for_function("document.getElementById('flamegraph').dataset.ready === '1'")
+    page.wait_for_function("() => document.getElementById('flamegraph').dataset.ready === '1'")
     nodes: list[dict[str, Any]] = page.evaluate(
         "document.getElementById('flamegraph')._flame.nodes()"
     )
