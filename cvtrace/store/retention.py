@@ -6,12 +6,21 @@ connection: the viewer those of ``CVTRACE_VIEWER_MAX_SPANS`` and
 ``CVTRACE_LOCAL_MAX_SPANS`` and ``CVTRACE_LOCAL_MAX_AGE_HOURS`` (the store reads
 neither: each writer passes its own):
 
-- ``max_spans`` (default 1,000,000): above it, the oldest traces (by arrival)
-  are deleted, whole, until the store holds 90% of the limit.
+- ``max_spans`` (default 1,000,000): once a write takes the store above it, the
+  oldest traces (by arrival) are deleted, whole, until the store holds 90% of the
+  limit.
 - ``max_age_s`` (default 0, no age limit): traces that started longer ago are
-  deleted, oldest arrival first, checked at most once a minute; the sweep stops
-  at the first newer trace, so a trace with a skewed clock that arrived among
-  newer ones waits for the next sweep past it.
+  deleted, oldest arrival first, checked at most once a minute while none are
+  left; the sweep stops at the first newer trace, so a trace with a skewed clock
+  that arrived among newer ones waits for the next sweep past it.
+
+**Deletion goes in small steps**, one short transaction after each write (and each
+``enforce_retention``): at most :data:`RETENTION_STEP_SPANS` spans, or what the
+write put over the limit if that is more, so the store never stays above
+``max_spans`` and no write waits for a long deletion. At 10,000,000 spans, deleting
+the 10% in one transaction held the writer for seconds (BENCHMARKS.md, scale).
+Every table a trace has rows in is deleted by a range of its trace key: the call
+rows through the ``calls_by_trace`` index (schema 6); they were scanned whole.
 """
 
 from __future__ import annotations
@@ -27,12 +36,14 @@ from cvtrace.store.schema import ORDINAL_BITS
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_SPANS = 1_000_000
+RETENTION_STEP_SPANS = 2_000
+"""Spans one retention step deletes at most, beyond those a write put over the limit."""
 _AGE_CHECK_INTERVAL_S = 60.0
 _RETAIN_FRACTION = 0.9
 
 
 class Retention:
-    """The limits of one store's writer, and when the age limit was last checked.
+    """The limits of one store's writer, and how far its deletions have come.
 
     Args:
         max_spans: Spans kept at most; 0 means no limit.
@@ -43,62 +54,83 @@ class Retention:
         self.max_spans = max_spans
         self.max_age_s = max_age_s
         self._next_age_check = 0.0
+        self._trimming = False
+        """Whether the store went above ``max_spans`` and is not down to 90% yet."""
 
     def apply(self, conn: sqlite3.Connection, *, check_age_now: bool = False) -> None:
-        """Delete what is over the limits, with the writing connection (its lock held)."""
+        """Take one step of deletion if a limit needs it, with the writing connection
+        (its lock held)."""
         if check_age_now:
             self._next_age_check = 0.0
         if self.max_spans:
-            row = conn.execute("SELECT value FROM meta WHERE key = 'span_count'").fetchone()
-            total = int(row[0])
-            if total > self.max_spans:
-                excess = total - int(self.max_spans * _RETAIN_FRACTION)
-                _delete_oldest(conn, max_spans=excess)
+            self._trim(conn)
         if self.max_age_s and time.monotonic() >= self._next_age_check:
-            self._next_age_check = time.monotonic() + _AGE_CHECK_INTERVAL_S
-            _delete_oldest(conn, started_before_ns=time.time_ns() - int(self.max_age_s * 1e9))
+            _, more = _delete_oldest(
+                conn,
+                max_spans=RETENTION_STEP_SPANS,
+                started_before_ns=time.time_ns() - int(self.max_age_s * 1e9),
+            )
+            # more to delete: the next write (or enforce_retention) goes on at once
+            self._next_age_check = 0.0 if more else time.monotonic() + _AGE_CHECK_INTERVAL_S
+
+    def _trim(self, conn: sqlite3.Connection) -> None:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'span_count'").fetchone()
+        total = int(row[0])
+        if total > self.max_spans and not self._trimming:
+            self._trimming = True
+            logger.info(
+                "span store above its limit of %d spans (%d): deleting the oldest traces "
+                "down to %d, a step after each write",
+                self.max_spans,
+                total,
+                int(self.max_spans * _RETAIN_FRACTION),
+            )
+        if not self._trimming:
+            return
+        low = int(self.max_spans * _RETAIN_FRACTION)
+        if total <= low:
+            self._trimming = False
+            return
+        step = min(total - low, max(total - self.max_spans, RETENTION_STEP_SPANS))
+        removed, _ = _delete_oldest(conn, max_spans=step)
+        if removed == 0 or total - removed <= low:
+            self._trimming = False
 
 
 def _delete_oldest(
     conn: sqlite3.Connection,
     *,
-    max_spans: int | None = None,
+    max_spans: int,
     started_before_ns: int | None = None,
-) -> None:
-    """Delete the oldest traces by arrival, whole.
+) -> tuple[int, bool]:
+    """Delete the oldest traces by arrival, whole, in one transaction.
 
-    Deletes until at least ``max_spans`` spans are gone, or while traces
-    started before ``started_before_ns``.
+    Deletes traces until at least ``max_spans`` spans are gone (whole traces: a
+    few more), and, with ``started_before_ns``, only while they started before it.
+
+    Returns:
+        The spans deleted, and whether the age sweep stopped at ``max_spans``
+        (more old traces may follow).
     """
-    cutoff: int | None = None
-    counted = 0
-    after = -1
-    done = False
-    while not done:
+    with write_transaction(conn):
+        cutoff: int | None = None
+        removed = 0
+        more = False
         rows = conn.execute(
-            "SELECT key, start_ns, span_count FROM traces WHERE key > ? ORDER BY key LIMIT 1000",
-            (after,),
-        ).fetchall()
-        if not rows:
-            break
+            "SELECT key, start_ns, span_count FROM traces ORDER BY key LIMIT ?",
+            (max(1, max_spans),),  # a trace holds at least one span
+        )
         for key, start, n in rows:
-            if max_spans is not None and counted >= max_spans:
-                done = True
+            if removed >= max_spans:
+                more = True
                 break
             if started_before_ns is not None and start >= started_before_ns:
-                done = True
                 break
             cutoff = key
-            counted += n
-        after = rows[-1][0]
-    if cutoff is None:
-        return
-    with write_transaction(conn):
-        removed = int(
-            conn.execute(
-                "SELECT coalesce(sum(span_count), 0) FROM traces WHERE key <= ?", (cutoff,)
-            ).fetchone()[0]
-        )
+            removed += n
+        rows.close()
+        if cutoff is None:
+            return 0, False
         conn.execute(
             "DELETE FROM trace_ids WHERE trace_id IN (SELECT trace_id FROM traces WHERE key <= ?)",
             (cutoff,),
@@ -119,4 +151,5 @@ def _delete_oldest(
         conn.execute(
             "UPDATE meta SET value = max(0, value - ?) WHERE key = 'span_count'", (removed,)
         )
-    logger.info("span store retention removed %d spans (traces up to #%d)", removed, cutoff)
+    logger.debug("span store retention removed %d spans (traces up to #%d)", removed, cutoff)
+    return removed, more

@@ -47,7 +47,7 @@ from cvtrace.store.batches import duration_bucket, span_field
 
 logger = logging.getLogger("cvtrace.store")
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 """Version of the schema this module writes (``PRAGMA user_version``)."""
 
 ORDINAL_BITS = 32
@@ -213,12 +213,20 @@ spans mostly arrive in time order, so inserts land near the end), and
 ``pending_calls``, the spans whose parent has not arrived yet. ``parent_service_id``
 is set when the parent is in another service."""
 
+_SCHEMA_V6 = """
+CREATE INDEX calls_by_trace ON calls (trace_key)
+"""
+"""Version 6: the call rows indexed by trace key, for retention: deleting the oldest
+traces scanned the whole ``calls`` table (2.3 million rows at 10,000,000 spans) each
+time. Trace keys grow with arrival, so the index is appended to."""
+
 MIGRATIONS: dict[int, str] = {
     1: _SCHEMA_V1,
     2: _SCHEMA_V2,
     3: _SCHEMA_V3,
     4: _SCHEMA_V4,
     5: _SCHEMA_V5,
+    6: _SCHEMA_V6,
 }
 """Script that brings a store from version ``n - 1`` to version ``n``."""
 

@@ -24,6 +24,7 @@ from cvtrace.store import (
     SpanStore,
     TraceQuery,
     WriteResult,
+    retention,
     spans_to_traces_data,
 )
 from cvtrace.store.batches import duration_bucket
@@ -496,6 +497,65 @@ class TestRetention:
                 assert len(store.get_trace(trace_id)) == 3
             # search tables were cleaned too
             assert len(store.search(TraceQuery(service="svc", limit=100))) == len(remaining)
+
+    def test_deletes_in_steps_and_keeps_the_cap(
+        self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        """Above the limit, each write deletes one step, never letting the store stay over it."""
+        monkeypatch.setattr(retention, "RETENTION_STEP_SPANS", 30)
+        with SpanStore(tmp_path / "r.sqlite3", max_spans=300, max_age_s=0) as store:
+            counts = []
+            for i in range(200):  # 3 spans each
+                store.write_request(make_request(simple_trace(start_ns=T0_NS + i)))
+                counts.append(store.span_count())
+        assert max(counts) <= 300
+        crossing = counts.index(max(counts)) + 1  # the write that went above 300
+        # one step: the 3 spans over the limit and 30 more at most, not down to 270 at once
+        assert counts[crossing] == 300 + 3 - 30
+        steps = [b - a for a, b in zip(counts[crossing:], counts[crossing + 1 :], strict=False)]
+        assert min(steps) >= 3 - 30 - 3  # every later write deleted one step at most
+        assert 270 in counts  # ... down to 90% of the limit, then the store grows again
+        assert counts[-1] > 270
+
+    def test_age_sweep_goes_in_steps_without_waiting_a_minute(
+        self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        import time
+
+        monkeypatch.setattr(retention, "RETENTION_STEP_SPANS", 30)
+        now = time.time_ns()
+        with SpanStore(tmp_path / "a.sqlite3", max_spans=0, max_age_s=3600) as store:
+            store.enforce_retention()  # the first sweep, on an empty store
+            for i in range(20):
+                store.write_request(make_request(simple_trace(start_ns=now - 7200 * 10**9 + i)))
+            assert store.span_count() == 60  # swept a minute ago: not yet
+            store.enforce_retention()
+            assert store.span_count() == 30  # one step of 30 spans
+            store.write_request(make_request(simple_trace(start_ns=now)))
+            assert store.span_count() == 3  # the next write went on at once
+
+    def test_deleting_call_rows_uses_their_trace_index(self, store: SpanStore) -> None:
+        """Retention deletes the oldest traces' call rows by range, not by a scan."""
+        plan = store._writer.conn.execute(
+            "EXPLAIN QUERY PLAN DELETE FROM calls WHERE trace_key <= 5"
+        ).fetchall()
+        assert [row[3] for row in plan] == [
+            "SEARCH calls USING COVERING INDEX calls_by_trace (trace_key<?)"
+        ]
+
+    def test_a_version_5_store_gets_the_call_index(self, tmp_path: Path) -> None:
+        path = tmp_path / "v5.sqlite3"
+        with SpanStore(path, max_spans=0) as store:
+            store.write_request(make_request(simple_trace()))
+        with sqlite3.connect(path) as conn:
+            conn.execute("DROP INDEX calls_by_trace")
+            conn.execute("PRAGMA user_version = 5")
+        with SpanStore(path, max_spans=0) as store:
+            assert store.span_count() == 3
+        conn = sqlite3.connect(path)
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
+        assert conn.execute("SELECT count(*) FROM calls INDEXED BY calls_by_trace").fetchone()
+        conn.close()
 
     def test_the_store_reads_no_environment(
         self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
