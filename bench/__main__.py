@@ -1,6 +1,8 @@
-"""``python -m bench [NAME ...] [--quick]``: run the benchmarks, print Markdown tables.
+"""``python -m bench [NAME ...] [--quick] [--scale]``: run the benchmarks, print Markdown tables.
 
-Without names, every benchmark runs, in the order below. Results are also saved under
+Without names, every benchmark runs, in the order below, except ``scale`` (the cost
+curve up to 10,000,000 spans: a 10M store to build once, about 15 minutes, and 10 GB of
+scratch copies), which ``--scale`` runs (``make bench-scale``). Results are also saved under
 ``$BENCH_DATA_DIR`` (default ``.bench-data/``) in ``results/NAME.json`` and ``.md``
 (``results-quick/`` for ``--quick``), and ``ALL.md`` there gathers every table.
 """
@@ -30,7 +32,10 @@ BENCHMARKS = {
     "tracesearch": "the trace page's in-trace search over 10k and 100k spans in Chromium",
     "collector": "the real collector on otel-collector.yaml: spans/s per core, RSS, memory limit",
     "export": "the single-file HTML export of a 10k-span trace: time, size, opening in Chromium",
+    "scale": "the cost curve at 100k, 1M, 3M and 10M spans: ingest, search, fetch, start, disk",
 }
+ONLY_ON_REQUEST = ("scale",)
+"""Run when named or with ``--scale``, not by default."""
 
 REPORT_ORDER = (
     "request",
@@ -47,8 +52,9 @@ REPORT_ORDER = (
     "tracesearch",
     "collector",
     "export",
+    "scale",
 )
-"""The numbering of BENCHMARKS.md (1-13; ``analyses`` and ``tracesearch`` are both section
+"""The numbering of BENCHMARKS.md (1-14; ``analyses`` and ``tracesearch`` are both section
 11), used for ``results/ALL.md``; runs go in the order above."""
 
 
@@ -65,11 +71,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quick", action="store_true", help="tiny configurations: a smoke run of about a minute"
     )
+    parser.add_argument(
+        "--scale", action="store_true", help="run the cost curve (benchmark scale) only"
+    )
     args = parser.parse_args(argv)
     unknown = [name for name in args.names if name not in BENCHMARKS]
     if unknown:
         parser.error(f"unknown benchmark(s) {', '.join(unknown)}; expected {', '.join(BENCHMARKS)}")
-    names = args.names or list(BENCHMARKS)
+    names = args.names or (
+        ["scale"] if args.scale else [n for n in BENCHMARKS if n not in ONLY_ON_REQUEST]
+    )
     started = time.monotonic()
     info = machine()
     sections = [

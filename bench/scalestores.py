@@ -6,11 +6,11 @@ HTTP), and copies the file when it reaches each smaller size, so the smaller sto
 are the first spans of the largest one. The requests are made (``demo_batches``,
 ``to_request``, serialized) in a second process while this one writes.
 
-The files live in ``$BENCH_DATA_DIR/scale/`` (ignored by git), named by a digest of
-the builder's inputs: the sizes, the seed, the time range and the source of the code
-that makes the spans. A file whose name matches is reused as is (a newer schema
-migrates it when it is opened); anything else in that folder is deleted before a
-build. ``build.json`` there records how long the build took and the sizes.
+The files live in ``$BENCH_DATA_DIR/scale/LARGEST-DIGEST/`` (ignored by git), named by
+a digest of the builder's inputs: the sizes, the seed, the time range and the source
+of the code that makes the spans. A folder whose name matches is reused as is (a
+newer schema migrates its stores when they are opened); ``build.json`` there records
+how long the build took and the sizes.
 """
 
 from __future__ import annotations
@@ -44,44 +44,45 @@ def builder_digest(sizes: tuple[int, ...] = SCALE_SIZES) -> str:
         inspect.getsource(spandata.demo_batches),
         inspect.getsource(spandata.to_request),
         repr(spandata._RESOURCES),
-        inspect.getsource(_make_requests),
     ]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
 
 
 def scale_dir() -> Path:
-    """The folder of the cached stores."""
+    """The folder of the cached stores, one folder per build."""
     path = data_dir() / "scale"
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
-def store_path(size: int, digest: str) -> Path:
-    """The cached store of ``size`` spans for builder inputs ``digest``."""
-    return scale_dir() / f"store-{size}-{digest}.sqlite3"
+def build_dir(sizes: tuple[int, ...]) -> Path:
+    """The folder of one build: its largest size and the digest of its inputs."""
+    return scale_dir() / f"{max(sizes)}-{builder_digest(sizes)}"
 
 
 def scale_stores(sizes: tuple[int, ...] = SCALE_SIZES) -> tuple[dict[int, Path], dict[str, Any]]:
-    """Return the cached store of each size (building them if needed) and the build record."""
-    digest = builder_digest(sizes)
-    paths = {size: store_path(size, digest) for size in sizes}
-    record_path = scale_dir() / "build.json"
+    """Return the cached store of each size (building them if needed) and the build record.
+
+    A build deletes the older builds of the same largest size first (their inputs
+    changed), and keeps the others (a ``--quick`` run's small stores are another build).
+    """
+    folder = build_dir(sizes)
+    paths = {size: folder / f"store-{size}.sqlite3" for size in sizes}
+    record_path = folder / "build.json"
     if all(p.exists() for p in paths.values()) and record_path.exists():
-        record: dict[str, Any] = json.loads(record_path.read_text())
-        if record.get("digest") == digest:
-            return paths, record
-    for old in scale_dir().iterdir():  # stores of other inputs, an interrupted build
-        if old.is_file():
-            old.unlink()
-    record = _build(paths, digest)
+        return paths, json.loads(record_path.read_text())
+    for old in scale_dir().glob(f"{max(sizes)}-*"):
+        shutil.rmtree(old)
+    folder.mkdir()
+    record = _build(paths, folder / "building.sqlite3")
     record_path.write_text(json.dumps(record, indent=2))
     return paths, record
 
 
-def _make_requests(queue: Any, total: int, start_ns: int, span_ns: int) -> None:
+def _make_requests(queue: Any, seed: int, total: int, start_ns: int, span_ns: int) -> None:
     """In the second process: put lists of (spans, request bytes) on ``queue``; None last."""
     chunk: list[tuple[int, bytes]] = []
-    for batch in spandata.demo_batches(SEED, total, start_ns, span_ns):
+    for batch in spandata.demo_batches(seed, total, start_ns, span_ns):
         chunk.append((len(batch), spandata.to_request(batch).SerializeToString()))
         if len(chunk) >= _CHUNK:
             queue.put(chunk)
@@ -90,10 +91,13 @@ def _make_requests(queue: Any, total: int, start_ns: int, span_ns: int) -> None:
     queue.put(None)
 
 
-def _requests(total: int, start_ns: int, span_ns: int) -> Iterator[tuple[int, bytes]]:
+def demo_requests(
+    seed: int, total: int, start_ns: int, span_ns: int
+) -> Iterator[tuple[int, bytes]]:
+    """(spans, serialized request) of ``demo_batches(seed, ...)``, made in a second process."""
     ctx = multiprocessing.get_context("fork")
     queue: Any = ctx.Queue(maxsize=8)
-    maker = ctx.Process(target=_make_requests, args=(queue, total, start_ns, span_ns))
+    maker = ctx.Process(target=_make_requests, args=(queue, seed, total, start_ns, span_ns))
     maker.start()
     try:
         while (chunk := queue.get()) is not None:
@@ -103,7 +107,7 @@ def _requests(total: int, start_ns: int, span_ns: int) -> Iterator[tuple[int, by
         maker.join()
 
 
-def _build(paths: dict[int, Path], digest: str) -> dict[str, Any]:
+def _build(paths: dict[int, Path], building: Path) -> dict[str, Any]:
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
         ExportTraceServiceRequest,
     )
@@ -112,8 +116,9 @@ def _build(paths: dict[int, Path], digest: str) -> dict[str, Any]:
 
     sizes = sorted(paths)
     largest = sizes[-1]
-    building = scale_dir() / f"building-{digest}.sqlite3"
-    log(f"scale: building stores of {', '.join(f'{s:,}' for s in sizes)} spans in {scale_dir()}")
+    log(
+        f"scale: building stores of {', '.join(f'{s:,}' for s in sizes)} spans in {building.parent}"
+    )
     now = time.time_ns()
     span_ns = DAYS * 86_400 * 10**9
     t0 = time.monotonic()
@@ -122,7 +127,7 @@ def _build(paths: dict[int, Path], digest: str) -> dict[str, Any]:
     pending = list(sizes)
     built: dict[str, Any] = {}
     try:
-        for count, body in _requests(largest, now - span_ns, span_ns):
+        for count, body in demo_requests(SEED, largest, now - span_ns, span_ns):
             store.write_request(ExportTraceServiceRequest.FromString(body), body)
             written += count
             if written >= pending[0]:
@@ -145,7 +150,7 @@ def _build(paths: dict[int, Path], digest: str) -> dict[str, Any]:
                     break
     finally:
         store.close()
-    return {"digest": digest, "build_seconds": round(time.monotonic() - t0, 1), "stores": built}
+    return {"build_seconds": round(time.monotonic() - t0, 1), "stores": built}
 
 
 def _checkpoint(path: Path) -> None:
