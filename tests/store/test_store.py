@@ -25,6 +25,7 @@ from cvtrace.store import (
     TraceQuery,
     WriteResult,
     retention,
+    search,
     spans_to_traces_data,
 )
 from cvtrace.store.batches import duration_bucket
@@ -580,6 +581,27 @@ class TestRetention:
             store.enforce_retention()
             assert list(store.iter_trace_ids()) == [new[0].trace_id]
             assert store.span_count() == 3
+
+
+def test_search_sizes_count_the_newest_traces(
+    monkeypatch: pytest.MonkeyPatch, store: SpanStore
+) -> None:
+    """Which filter drives is chosen by its traces among the newest, not in the whole store."""
+    monkeypatch.setattr(search, "_SIZE_WINDOW", 10)
+    for i in range(30):  # the 20 oldest fail, the 10 newest do not
+        store.write_request(make_request(simple_trace(start_ns=T0_NS + i, error=i < 20)))
+    query = TraceQuery(service="svc", tags={"error": "true"}, min_duration_ns=1)
+    with store._connections.reading() as conn:
+        lookups = store._searcher.lookups(conn, query)
+        assert lookups is not None
+        assert lookups.service_id is not None
+        errors = search.Index("trace_tags", "tag_id", lookups.tag_ids[0])
+        service = search.Index("trace_services", "service_id", lookups.service_id)
+        assert store._searcher._size(conn, errors) == 0
+        assert store._searcher._size(conn, service) == 10
+        durations = search.DurationRange(duration_bucket(1), search.MAX_BUCKET)
+        assert store._searcher._size(conn, durations) == 10
+    assert len(store.search(query)) == 20
 
 
 def test_min_duration_search_matches_a_full_scan(store: SpanStore) -> None:
