@@ -53,7 +53,7 @@ from bench.common import (
 )
 from bench.ingest import _post_all
 from bench.scalestores import SCALE_SIZES, demo_requests, scale_stores
-from bench.search import QUERIES
+from bench.search import QUERIES, _store_query
 from bench.spandata import big_trace, to_request
 
 QUICK_SIZES = (20_000, 60_000)
@@ -62,9 +62,10 @@ ROUND_S = 3.0
 WARM_UP_S = 1.0
 RETENTION_S = 6.0
 STARTS = 3
-SEARCH_REPEATS = 150
+SEARCH_REPEATS = 100
+IN_PROCESS_REPEATS = 60
 FETCHES = 40
-MAX_SPANS_PER_S = 90_000
+MAX_SPANS_PER_S = 70_000
 """Requests are made ahead for a viewer this fast."""
 VIEW_ARGS = ("--port", "0", "--otlp-port", "0", "--otlp-grpc-port", "-1")
 TARGETS = {
@@ -143,6 +144,7 @@ def run(quick: bool = False) -> tuple[dict[str, Any], str]:
             "round_s": seconds,
             "starts": 1 if quick else STARTS,
             "search_repeats": 3 if quick else SEARCH_REPEATS,
+            "in_process_repeats": 3 if quick else IN_PROCESS_REPEATS,
             "load_before": os.getloadavg(),
         },
         "build": build,
@@ -155,17 +157,18 @@ def run(quick: bool = False) -> tuple[dict[str, Any], str]:
         for size, path in paths.items():
             copies[size] = scratch / f"{size}.sqlite3"
             shutil.copyfile(path, copies[size])
+        big_id = _write_big_trace(copies)
         os.sync()
         result["start"] = _starts(copies, 1 if quick else STARTS)
+        result["in_process"] = _in_process(copies, big_id, 3 if quick else IN_PROCESS_REPEATS)
         with contextlib.ExitStack() as stack:
             viewers = {
                 size: stack.enter_context(Viewer(db, {"CVTRACE_VIEWER_MAX_SPANS": "0"}))
                 for size, db in copies.items()
             }
             result["search"] = _search(viewers, 3 if quick else SEARCH_REPEATS)
-            big_ids = _send_big_traces(viewers)
             result["ingest"] = _ingest(viewers, bodies, rounds, seconds)
-            result["fetch_1k_ms"] = _fetch(viewers, big_ids, 5 if quick else FETCHES)
+            result["fetch_1k_ms"] = _fetch(viewers, big_id, 5 if quick else FETCHES)
             rest = iter(bodies[result["ingest"]["requests_used"] :])
             stack.pop_all().close()
         result["retention"] = _retention(copies[largest], rest, retention_s)
@@ -208,18 +211,70 @@ def _search(viewers: dict[int, Viewer], repeats: int) -> dict[int, dict[str, lis
     return ms
 
 
-def _send_big_traces(viewers: dict[int, Viewer]) -> dict[int, str]:
+def _write_big_trace(copies: dict[int, Path]) -> str:
+    """Add a 1,000-span trace to each store (the newest; fetched below); return its id."""
+    import sqlite3
+
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    from cvtrace.store import SpanStore
+
     spans = big_trace(random.Random(5), 1_000, time.time_ns() - 3_600 * 10**9)
     body = to_request(spans).SerializeToString()
-    for viewer in viewers.values():
-        response = requests.post(
-            viewer.otlp_url,
-            data=body,
-            headers={"Content-Type": "application/x-protobuf"},
-            timeout=60,
-        )
-        response.raise_for_status()
-    return {size: spans[0].trace_id.hex() for size in viewers}
+    for db in copies.values():
+        with SpanStore(db, max_spans=0) as store:
+            store.write_request(ExportTraceServiceRequest.FromString(body), body)
+        with sqlite3.connect(db) as conn:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return spans[0].trace_id.hex()
+
+
+def _in_process(copies: dict[int, Path], big_id: str, repeats: int) -> dict[int, Any]:
+    """CPU time (of this thread) of the store's search and of the API, in this process.
+
+    On a shared machine the elapsed times over HTTP swing with the other load; the
+    CPU time of the work itself much less.
+    """
+    from cvtrace.store import SpanStore
+    from cvtrace.viewer import create_app
+
+    log(f"scale: in-process search and fetch CPU, {repeats} rounds per store")
+    stores = {size: SpanStore(db, max_spans=0, read_only=True) for size, db in copies.items()}
+    out: dict[int, Any] = {
+        size: {"store_cpu_ms": {q: [] for q in QUERIES}, "api_cpu_ms": {q: [] for q in QUERIES}}
+        for size in copies
+    }
+    for size in copies:
+        out[size]["fetch_cpu_ms"] = []
+    clients = {size: create_app({"STORE": store}).test_client() for size, store in stores.items()}
+    try:
+        for r in range(repeats + 1):  # the first round warms up
+            for size in _rotated(list(copies), r):
+                store, client, cell = stores[size], clients[size], out[size]
+                for name, params in QUERIES.items():
+                    query = _store_query(params)
+                    c0 = time.thread_time()
+                    store.search(query)
+                    c1 = time.thread_time()
+                    client.get("/api/traces", query_string=params).close()
+                    c2 = time.thread_time()
+                    if r:
+                        cell["store_cpu_ms"][name].append((c1 - c0) * 1000)
+                        cell["api_cpu_ms"][name].append((c2 - c1) * 1000)
+                c0 = time.thread_time()
+                response = client.get(f"/api/traces/{big_id}")
+                spans = len(response.get_json()["data"][0]["spans"])
+                if r:
+                    cell["fetch_cpu_ms"].append((time.thread_time() - c0) * 1000)
+                if spans != 1_000:
+                    msg = f"the 1,000-span trace came back with {spans} spans"
+                    raise RuntimeError(msg)
+    finally:
+        for store in stores.values():
+            store.close()
+    return out
 
 
 def _ingest(
@@ -244,13 +299,13 @@ def _ingest(
     return {"cells": cells, "requests_used": used}
 
 
-def _fetch(viewers: dict[int, Viewer], ids: dict[int, str], repeats: int) -> dict[int, list[float]]:
+def _fetch(viewers: dict[int, Viewer], big_id: str, repeats: int) -> dict[int, list[float]]:
     ms: dict[int, list[float]] = {size: [] for size in viewers}
     session = requests.Session()
     for r in range(repeats + 1):
         for size in _rotated(list(viewers), r):
             t0 = time.perf_counter()
-            response = session.get(f"{viewers[size].url}/api/traces/{ids[size]}", timeout=60)
+            response = session.get(f"{viewers[size].url}/api/traces/{big_id}", timeout=60)
             elapsed = (time.perf_counter() - t0) * 1000
             response.raise_for_status()
             spans = len(response.json()["data"][0]["spans"])
@@ -298,8 +353,31 @@ def _summary(result: dict[str, Any]) -> dict[int, dict[str, float]]:
             "disk_mb": result["disk_bytes"][size] / 1e6,
             "bytes_per_span": result["disk_bytes"][size]
             / result["build"]["stores"][str(size)]["spans"],
+            "ingest_cpu_us": spread(
+                _cpu_us_per_span(c) for c in result["ingest"]["cells"][size]
+            ).median,
+            **_cpu_summary(result["in_process"][size]),
         }
     return out
+
+
+def _cpu_us_per_span(cell: dict[str, Any]) -> float:
+    """The viewer's CPU time per span taken in a round (all its threads), µs."""
+    return float(cell["cpu_per_wall"] * cell["seconds"] / cell["spans"] * 1e6)
+
+
+def _cpu_summary(cell: dict[str, Any]) -> dict[str, float]:
+    store = [ms for q in cell["store_cpu_ms"].values() for ms in q]
+    api = [ms for q in cell["api_cpu_ms"].values() for ms in q]
+    return {
+        "store_cpu_p50": percentile(store, 50),
+        "store_cpu_p99": percentile(store, 99),
+        "api_cpu_p50": percentile(api, 50),
+        "api_cpu_p99": percentile(api, 99),
+        "api_cpu_p99_worst": max(percentile(q, 99) for q in cell["api_cpu_ms"].values()),
+        "fetch_cpu_p50": percentile(cell["fetch_cpu_ms"], 50),
+        "fetch_cpu_p99": percentile(cell["fetch_cpu_ms"], 99),
+    }
 
 
 def _chart(result: dict[str, Any], quick: bool) -> None:
@@ -329,10 +407,21 @@ def _chart(result: dict[str, Any], quick: bool) -> None:
         row=1,
         col=1,
     )
+    fig.add_trace(
+        go.Scatter(
+            x=sizes,
+            y=[1e6 / summary[s]["ingest_cpu_us"] for s in sizes],
+            name="ingest per CPU-second of the viewer",
+            mode="lines+markers",
+        ),
+        row=1,
+        col=1,
+    )
     for key, name in (
-        ("search_p50", "search p50, all queries"),
-        ("search_p99_all", "search p99, all queries"),
-        ("search_p99_worst", "search p99, worst query"),
+        ("search_p50", "search p50 over HTTP, all queries"),
+        ("search_p99_all", "search p99 over HTTP, all queries"),
+        ("api_cpu_p50", "search CPU p50 in-process, all queries"),
+        ("api_cpu_p99", "search CPU p99 in-process, all queries"),
     ):
         fig.add_trace(
             go.Scatter(
@@ -387,10 +476,12 @@ def markdown(result: dict[str, Any]) -> str:
         (
             f"{size:,}",
             f"{s['ingest']:,.0f} [{s['ingest_low']:,.0f}..{s['ingest_high']:,.0f}]",
-            f"{s['search_p50']:.1f}",
-            f"{s['search_p99_all']:.1f}",
-            f"{s['search_p99_worst']:.1f}",
-            f"{s['fetch_p50']:.1f} / {s['fetch_p99']:.1f}",
+            f"{s['ingest_cpu_us']:.1f} ({1e6 / s['ingest_cpu_us']:,.0f}/s)",
+            f"{s['search_p50']:.1f} / {s['search_p99_all']:.1f} / {s['search_p99_worst']:.1f}",
+            f"{s['api_cpu_p50']:.1f} / {s['api_cpu_p99']:.1f} / {s['api_cpu_p99_worst']:.1f}",
+            f"{s['store_cpu_p50']:.2f} / {s['store_cpu_p99']:.2f}",
+            f"{s['fetch_p50']:.0f} / {s['fetch_p99']:.0f} ({s['fetch_cpu_p50']:.0f} / "
+            f"{s['fetch_cpu_p99']:.0f} CPU)",
             f"{s['start_s']:.2f} ({s['start_cpu_s']:.2f} CPU)",
             f"{s['disk_mb']:,.0f}",
             f"{s['bytes_per_span']:.0f}",
@@ -402,7 +493,9 @@ def markdown(result: dict[str, Any]) -> str:
             name,
             *(
                 f"{percentile(result['search'][size][name], 50):.1f} / "
-                f"{percentile(result['search'][size][name], 99):.1f}"
+                f"{percentile(result['search'][size][name], 99):.1f} "
+                f"({percentile(result['in_process'][size]['api_cpu_ms'][name], 50):.1f} / "
+                f"{percentile(result['in_process'][size]['api_cpu_ms'][name], 99):.1f})"
                 for size in cfg["sizes"]
             ),
         )
@@ -413,22 +506,28 @@ def markdown(result: dict[str, Any]) -> str:
     ret = result["retention"]
     ret_ms = ret["request_ms"]
     ret_p50, ret_p99 = percentile(ret_ms, 50), percentile(ret_ms, 99)
-    base_ms = [ms for c in result["ingest"]["cells"][largest] for ms in c["request_ms"]]
+    base = result["ingest"]["cells"][largest]
+    base_ms = [ms for c in base for ms in c["request_ms"]]
+    base_p50, base_p99 = percentile(base_ms, 50), percentile(base_ms, 99)
     build = result["build"]
     verdicts = [
         (
             f"ingest >= {TARGETS['ingest_spans_per_s']:,} spans/s at {largest:,}",
-            f"{top['ingest']:,.0f} (worst round {top['ingest_low']:,.0f})",
+            f"{top['ingest']:,.0f} (worst round {top['ingest_low']:,.0f}); viewer CPU "
+            f"{top['ingest_cpu_us']:.1f} µs/span = {1e6 / top['ingest_cpu_us']:,.0f} spans "
+            "per CPU-second",
             verdict(top["ingest"] >= TARGETS["ingest_spans_per_s"]),
         ),
         (
             f"search p99 <= {TARGETS['search_p99_ms']:.0f} ms at {largest:,} (worst query)",
-            f"{top['search_p99_worst']:.1f} ms",
+            f"{top['search_p99_worst']:.1f} ms over HTTP; CPU in-process "
+            f"{top['api_cpu_p99_worst']:.1f} ms",
             verdict(top["search_p99_worst"] <= TARGETS["search_p99_ms"]),
         ),
         (
             f"fetch of a 1,000-span trace <= {TARGETS['fetch_1k_ms']:.0f} ms at {largest:,} (p99)",
-            f"{top['fetch_p99']:.1f} ms (p50 {top['fetch_p50']:.1f})",
+            f"{top['fetch_p99']:.1f} ms (p50 {top['fetch_p50']:.1f}); CPU in-process p50 "
+            f"{top['fetch_cpu_p50']:.1f}, p99 {top['fetch_cpu_p99']:.1f} ms",
             verdict(top["fetch_p99"] <= TARGETS["fetch_1k_ms"]),
         ),
         (
@@ -439,7 +538,8 @@ def markdown(result: dict[str, Any]) -> str:
         ),
         (
             "ingest request p99 <= 3x its median while retention deletes",
-            f"p99 {ret_p99:.1f} ms, median {ret_p50:.1f} ms: {ret_p99 / ret_p50:.1f}x",
+            f"p99 {ret_p99:.1f} ms, median {ret_p50:.1f} ms: {ret_p99 / ret_p50:.1f}x "
+            f"(without retention, same store: {base_p99 / base_p50:.1f}x)",
             verdict(ret_p99 <= TARGETS["retention_p99_over_median"] * ret_p50),
         ),
     ]
@@ -449,21 +549,26 @@ def markdown(result: dict[str, Any]) -> str:
             "",
             f"Ingest: OTLP/HTTP protobuf, 512 spans per request, one client, retention off, "
             f"{cfg['rounds']} interleaved rounds of {cfg['round_s']:.0f} s per store, median "
-            f"[min..max] over rounds. Search: the {len(QUERIES)} queries of section 5 over "
-            f"HTTP, {cfg['search_repeats']} interleaved rounds per store; p50 and p99 over all "
-            "queries, and the p99 of the worst query. Fetch: `/api/traces/{id}` of a "
-            "1,000-span trace, p50 / p99. Start: process start to the first answer, median of "
+            "[min..max] over rounds, and the viewer's CPU time per span (all threads; in "
+            "brackets the spans per CPU-second that makes). Search: the "
+            f"{len(QUERIES)} queries of section 5, {cfg['search_repeats']} interleaved rounds "
+            "per store over HTTP (p50 / p99 over all queries / p99 of the worst query, "
+            f"elapsed), and {cfg['in_process_repeats']} in this process: the API through "
+            "Flask's test client and the store's `search()` alone, CPU time of the thread. "
+            "Fetch: `/api/traces/{id}` of a 1,000-span trace, p50 / p99 over HTTP and CPU "
+            "in-process. Start: process start to the first answer, median of "
             f"{cfg['starts']}, with the process's CPU time. Load average (1/5/15 min) "
             f"before {' '.join(f'{x:.1f}' for x in cfg['load_before'])}, after "
-            f"{' '.join(f'{x:.1f}' for x in cfg['load_after'])}.",
+            f"{' '.join(f'{x:.1f}' for x in cfg['load_after'])} (2 cores).",
             "",
             table(
                 [
                     "stored spans",
                     "ingest spans/s",
-                    "search p50 ms",
-                    "search p99 ms",
-                    "worst query p99 ms",
+                    "ingest CPU µs/span",
+                    "search ms over HTTP",
+                    "search CPU ms in-process",
+                    "store search() CPU ms p50 / p99",
                     "1k-span fetch ms",
                     "start s",
                     "disk MB",
@@ -472,16 +577,18 @@ def markdown(result: dict[str, Any]) -> str:
                 rows,
             ),
             "",
-            "Search per query, p50 / p99 ms:",
+            "Search per query, p50 / p99 ms over HTTP (in brackets: CPU in-process, p50 / p99):",
             "",
             table(["query", *(f"{s:,}" for s in cfg["sizes"])], per_query),
             "",
-            f"Retention at the limit ({largest:,}-span store with "
-            f"{ret['before']:,} spans, `CVTRACE_VIEWER_MAX_SPANS={ret['limit']:,}`: every write "
-            f"deletes a step): {ret['spans_per_s']:,.0f} spans/s, request p50 {ret_p50:.1f} ms, "
-            f"p99 {ret_p99:.1f} ms, max {max(ret_ms):.1f} ms, {ret['after']:,} spans after "
-            f"{ret['seconds']:.0f} s; the same store's ingest rounds without retention: p50 "
-            f"{percentile(base_ms, 50):.1f} ms, p99 {percentile(base_ms, 99):.1f} ms.",
+            f"Retention at the limit ({largest:,}-span store holding {ret['before']:,} spans "
+            f"after the ingest rounds, restarted with `CVTRACE_VIEWER_MAX_SPANS={ret['limit']:,}`:"
+            f" every write deletes a step): {ret['spans_per_s']:,.0f} spans/s, viewer CPU "
+            f"{_cpu_us_per_span(ret):.1f} µs per span taken, request p50 {ret_p50:.1f} ms, p99 "
+            f"{ret_p99:.1f} ms, max {max(ret_ms):.1f} ms; {ret['after']:,} spans after "
+            f"{ret['seconds']:.0f} s. The same store's ingest rounds without retention: p50 "
+            f"{base_p50:.1f} ms, p99 {base_p99:.1f} ms, viewer CPU {top['ingest_cpu_us']:.1f} µs "
+            "per span.",
             "",
             f"The stores: built once in {build['build_seconds']:.0f} s ("
             + ", ".join(
