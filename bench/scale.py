@@ -56,7 +56,7 @@ from bench.scalestores import SCALE_SIZES, demo_requests, scale_stores
 from bench.search import QUERIES, _store_query
 from bench.spandata import big_trace, to_request
 
-QUICK_SIZES = (20_000, 60_000)
+QUICK_SIZES = (6_000, 15_000)
 ROUNDS = 3
 ROUND_S = 3.0
 WARM_UP_S = 1.0
@@ -127,8 +127,8 @@ def _rotated(items: list[Any], r: int) -> list[Any]:
 def run(quick: bool = False) -> tuple[dict[str, Any], str]:
     """Measure; return the results and their Markdown."""
     sizes = QUICK_SIZES if quick else SCALE_SIZES
-    rounds, seconds = (2, 1.0) if quick else (ROUNDS, ROUND_S)
-    retention_s = 2.0 if quick else RETENTION_S
+    rounds, seconds = (2, 0.5) if quick else (ROUNDS, ROUND_S)
+    retention_s = 1.0 if quick else RETENTION_S
     paths, build = scale_stores(sizes)
     migrate_s = {size: _migrate(path) for size, path in paths.items()}
     disk = {size: path.stat().st_size for size, path in paths.items()}
@@ -438,7 +438,9 @@ def _chart(result: dict[str, Any], quick: bool) -> None:
         col=3,
     )
     fig.update_xaxes(type="log", title_text="stored spans")
-    fig.update_yaxes(rangemode="tozero")
+    fig.update_yaxes(rangemode="tozero", row=1, col=1)
+    fig.update_yaxes(type="log", row=1, col=2)  # CPU in-process and elapsed under load
+    fig.update_yaxes(type="log", row=1, col=3)
     fig.update_layout(
         title="cvtrace viewer: cost by stored spans",
         width=1300,
@@ -604,7 +606,25 @@ def markdown(result: dict[str, Any]) -> str:
     )
 
 
+def _with_int_keys(value: Any) -> Any:
+    """A result read back from JSON, with the store sizes as ints again."""
+    if isinstance(value, dict):
+        return {
+            (int(k) if isinstance(k, str) and k.isdigit() else k): _with_int_keys(v)
+            for k, v in value.items()
+        }
+    return value
+
+
+def redraw(quick: bool = False) -> str:
+    """Draw the chart and write the table again from the last saved results."""
+    path = data_dir() / ("results-quick" if quick else "results") / "scale.json"
+    result = _with_int_keys(json.loads(path.read_text()))
+    result["build"]["stores"] = {str(k): v for k, v in result["build"]["stores"].items()}
+    _chart(result, quick)
+    return markdown(result)
+
+
 if __name__ == "__main__":
-    res, text = run()
-    print(text)
-    print(json.dumps(_summary(res), indent=2))
+    # python -m bench.scale: the chart and table again from the last run's results
+    print(redraw())

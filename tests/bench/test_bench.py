@@ -100,6 +100,23 @@ def test_ingest_reports_spans_per_second() -> None:
 
 
 @pytest.mark.slow
+def test_scale_reports_the_curve(tmp_path: Path) -> None:
+    result, text = run_quick("scale")
+    sizes = result["config"]["sizes"]
+    assert len(sizes) == 2
+    for size in sizes:
+        assert all(positive(c["spans_per_s"]) for c in result["ingest"]["cells"][size])
+        assert all(samples for samples in result["search"][size].values())
+        assert len(result["fetch_1k_ms"][size]) == 5
+        assert result["disk_bytes"][size] > 0
+    assert result["retention"]["after"] <= result["retention"]["limit"]
+    assert "| 15,000 |" in text
+    charts = tmp_path / "bench-data" / "results-quick"
+    assert (charts / "scale.html").stat().st_size > 0
+    assert (charts / "scale.png").read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.slow
 def test_search_times_every_query() -> None:
     result, _ = run_quick("search")
     for name, samples in result["api_ms"].items():
