@@ -1,4 +1,4 @@
-"""Benchmark 13 (``python -m bench --scale``): the cost curve from 100,000 to 10,000,000 spans.
+"""Benchmark 14 (``python -m bench --scale``): the cost curve from 100,000 to 10,000,000 spans.
 
 The stores (:mod:`bench.scalestores`: demo-like spans, the smaller stores the first
 spans of the largest; built once and cached) are migrated in place to this schema,
@@ -547,7 +547,7 @@ def markdown(result: dict[str, Any]) -> str:
     ]
     return "\n".join(
         [
-            f"### 13. The cost curve: {', '.join(f'{s:,}' for s in cfg['sizes'])} stored spans",
+            f"### 14. The cost curve: {', '.join(f'{s:,}' for s in cfg['sizes'])} stored spans",
             "",
             f"Ingest: OTLP/HTTP protobuf, 512 spans per request, one client, retention off, "
             f"{cfg['rounds']} interleaved rounds of {cfg['round_s']:.0f} s per store, median "

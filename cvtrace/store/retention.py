@@ -18,7 +18,7 @@ neither: each writer passes its own):
 ``enforce_retention``): at most :data:`RETENTION_STEP_SPANS` spans, or what the
 write put over the limit if that is more, so the store never stays above
 ``max_spans`` and no write waits for a long deletion. At 10,000,000 spans, deleting
-the 10% in one transaction held the writer for 11 s (BENCHMARKS.md, section 13).
+the 10% in one transaction held the writer for 11 s (BENCHMARKS.md, section 14).
 Every table a trace has rows in is deleted by a range of its trace key: the call
 rows through the ``calls_by_trace`` index (schema 6); they were scanned whole.
 """
