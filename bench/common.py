@@ -312,9 +312,12 @@ class Worker:
 
 
 class Viewer:
-    """``cvtrace view`` on a store file, as a subprocess (UI/API and OTLP/HTTP ports)."""
+    """``cvtrace view`` on a store file, as a subprocess (UI/API and OTLP/HTTP ports).
 
-    def __init__(self, db: Path, env: Mapping[str, str] | None = None) -> None:
+    ``repo``: the checkout whose code runs (default this one; another, to compare).
+    """
+
+    def __init__(self, db: Path, env: Mapping[str, str] | None = None, repo: Path = REPO) -> None:
         self.proc = subprocess.Popen(
             [
                 PYTHON,
@@ -333,8 +336,8 @@ class Viewer:
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
-            env=clean_env(env),
-            cwd=REPO,
+            env=clean_env({**(env or {}), "PYTHONPATH": str(repo)}),
+            cwd=repo,
         )
         assert self.proc.stdout is not None
         self.url = self.otlp_url = ""

@@ -8,11 +8,20 @@
 - **local exporter**: ``LocalSpanExporter.export`` of SDK spans in batches of 512 into
   another copy, in this process (encoding included), with retention off.
 
+- **two senders** (issue 16): two clients posting at once to one viewer (threads of
+  this process, each with its own connection), retention off.
+
 Each path has its own store copy (and viewer) for the whole run; after a warm-up
 second each, the paths take turns for ``ROUNDS`` interleaved rounds of a few seconds,
 each round sending spans never sent before, so the stores grow from 1,000,000
 spans. Spans/s = spans accepted / elapsed time, per round; reported as median
-[min..max] over the rounds.
+[min..max] over the rounds, with the writing process's CPU time per span beside it
+(on this shared machine the figure to compare: rates swing with the other load,
+which each round records as the 1-minute load average).
+
+``BENCH_INGEST_BASELINE=/path/to/another/checkout`` adds the two OTLP/HTTP
+retention-off paths served by that checkout's viewer (same store copy source, same
+request bodies, rounds interleaved with this checkout's): a before/after comparison.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +37,7 @@ from typing import Any
 
 import requests
 
-from bench.common import Viewer, copy_store, cpu_seconds, log, spread, table, verdict
+from bench.common import REPO, Viewer, copy_store, cpu_seconds, log, spread, table, verdict
 from bench.spandata import (
     demo_batches,
     million_span_store,
@@ -37,6 +47,10 @@ from bench.spandata import (
 )
 
 TARGET_SPANS_PER_S = 50_000
+TARGET_SCALE_SPANS_PER_S = 100_000
+"""Issue 16: one sender, 1M stored spans."""
+TARGET_TWO_SENDERS_SPANS_PER_S = 80_000
+"""Issue 16: two senders at once."""
 ROUNDS = 3
 WARM_UP_S = 1.0
 MAX_SPANS_PER_S = 100_000
@@ -44,6 +58,8 @@ MAX_SPANS_PER_S = 100_000
 OTLP_RETENTION_OFF = "OTLP/HTTP protobuf, retention off"
 OTLP_DEFAULT_RETENTION = "OTLP/HTTP protobuf, default retention (1M cap)"
 LOCAL = "local exporter, retention off"
+OTLP_TWO_SENDERS = "OTLP/HTTP protobuf, two senders, retention off"
+BASELINE = " (baseline checkout)"
 
 
 def _bodies(seed: int, spans: int) -> list[tuple[int, bytes]]:
@@ -92,6 +108,66 @@ def _post_all(
         "spans_per_s": sent / elapsed,
         "request_ms": [1000 * x for x in latencies],
         "cpu_per_wall": cpu / elapsed,
+        "cpu_us_per_span": cpu / sent * 1e6,
+        "load": os.getloadavg()[0],
+    }
+
+
+class _Shared:
+    """One stream of request bodies taken by several senders (each body sent once)."""
+
+    def __init__(self, bodies: Iterator[tuple[int, bytes]]) -> None:
+        self._bodies = bodies
+        self._lock = threading.Lock()
+
+    def __iter__(self) -> _Shared:
+        return self
+
+    def __next__(self) -> tuple[int, bytes]:
+        with self._lock:
+            return next(self._bodies)
+
+
+def _post_concurrently(
+    url: str,
+    bodies: _Shared,
+    seconds: float,
+    pid: int,
+    sessions: list[requests.Session],
+) -> dict[str, Any]:
+    """Post from one thread per session at once for ``seconds``; return the totals."""
+    results: list[dict[str, Any]] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(sessions) + 1)
+
+    def send(session: requests.Session) -> None:
+        start.wait()
+        try:
+            results.append(_post_all(url, bodies, seconds, None, session))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=send, args=(s,)) for s in sessions]
+    for thread in threads:
+        thread.start()
+    cpu0 = cpu_seconds(pid)
+    t0 = time.perf_counter()
+    start.wait()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - t0
+    cpu = cpu_seconds(pid) - cpu0
+    if errors:
+        raise errors[0]
+    sent = sum(r["spans"] for r in results)
+    return {
+        "spans": sent,
+        "seconds": elapsed,
+        "spans_per_s": sent / elapsed,
+        "request_ms": [ms for r in results for ms in r["request_ms"]],
+        "cpu_per_wall": cpu / elapsed,
+        "cpu_us_per_span": cpu / sent * 1e6,
+        "load": os.getloadavg()[0],
     }
 
 
@@ -133,6 +209,8 @@ class _LocalRun:
             "spans_per_s": exported / elapsed,
             "encode_us_per_span": encode_us,
             "cpu_per_wall": cpu / elapsed,
+            "cpu_us_per_span": cpu / exported * 1e6,
+            "load": os.getloadavg()[0],
         }
 
 
@@ -152,47 +230,57 @@ def run(quick: bool = False) -> tuple[dict[str, Any], str]:
     rounds, seconds = (2, 1.0) if quick else (ROUNDS, 3.5)
     spans = int((rounds * seconds + WARM_UP_S) * MAX_SPANS_PER_S)  # per viewer, sent once
     source = million_span_store(quick)
-    rounds_of: dict[str, list[dict[str, Any]]] = {
-        OTLP_RETENTION_OFF: [],
-        OTLP_DEFAULT_RETENTION: [],
-        LOCAL: [],
-    }
+    baseline = os.environ.get("BENCH_INGEST_BASELINE")
+    viewers: list[tuple[str, dict[str, str], Path, int]] = [
+        (OTLP_RETENTION_OFF, {"CVTRACE_VIEWER_MAX_SPANS": "0"}, REPO, 1),
+        (OTLP_TWO_SENDERS, {"CVTRACE_VIEWER_MAX_SPANS": "0"}, REPO, 2),
+        (OTLP_DEFAULT_RETENTION, {}, REPO, 1),
+    ]
+    if baseline:
+        viewers += [
+            (label + BASELINE, env, Path(baseline), n)
+            for label, env, _repo, n in viewers
+            if label != OTLP_DEFAULT_RETENTION
+        ]
+    rounds_of: dict[str, list[dict[str, Any]]] = {label: [] for label, *_ in viewers}
+    rounds_of[LOCAL] = []
     with contextlib.ExitStack() as stack:
         tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-ingest-"))
         log(f"ingest: encoding {spans:,} spans")
         bodies = _bodies(2, spans)
-        senders: dict[str, tuple[Viewer, Iterator[tuple[int, bytes]], requests.Session]] = {}
-        for label, env in (
-            (OTLP_RETENTION_OFF, {"CVTRACE_VIEWER_MAX_SPANS": "0"}),
-            (OTLP_DEFAULT_RETENTION, {}),
-        ):
+        senders: dict[str, tuple[Viewer, _Shared, list[requests.Session]]] = {}
+        for label, env, repo, n in viewers:
             db = copy_store(source, Path(tmp) / f"{len(senders)}.sqlite3")
-            viewer = stack.enter_context(Viewer(db, env))
-            session = stack.enter_context(requests.Session())
-            session.get(viewer.url + "/api/services", timeout=30)
-            senders[label] = (viewer, iter(bodies), session)
+            viewer = stack.enter_context(Viewer(db, env, repo))
+            sessions = [stack.enter_context(requests.Session()) for _ in range(n)]
+            sessions[0].get(viewer.url + "/api/services", timeout=30)
+            senders[label] = (viewer, _Shared(iter(bodies)), sessions)
         local = _LocalRun(
             copy_store(source, Path(tmp) / "local.sqlite3"), int(seconds * MAX_SPANS_PER_S)
         )
+
+        def measure(label: str, seconds: float) -> dict[str, Any]:
+            if label == LOCAL:
+                return local.round(seconds)
+            viewer, stream, sessions = senders[label]
+            if len(sessions) == 1:
+                return _post_all(viewer.otlp_url, stream, seconds, viewer.proc.pid, sessions[0])
+            return _post_concurrently(viewer.otlp_url, stream, seconds, viewer.proc.pid, sessions)
+
         # the copies' dirty pages written out now, not during the first rounds; then one
         # short round per path, not counted: the viewers' and the store's caches warm up
         os.sync()
         labels = list(rounds_of)
         for label in labels:
-            if label == LOCAL:
-                local.round(WARM_UP_S)
-            else:
-                viewer, stream, session = senders[label]
-                _post_all(viewer.otlp_url, stream, WARM_UP_S, viewer.proc.pid, session)
+            measure(label, WARM_UP_S)
         for r in range(rounds):
             for label in labels[r % len(labels) :] + labels[: r % len(labels)]:
-                if label == LOCAL:
-                    cell = local.round(seconds)
-                else:
-                    viewer, stream, session = senders[label]
-                    cell = _post_all(viewer.otlp_url, stream, seconds, viewer.proc.pid, session)
+                cell = measure(label, seconds)
                 rounds_of[label].append(cell)
-                log(f"ingest: round {r + 1}, {label}: {cell['spans_per_s']:,.0f} spans/s")
+                log(
+                    f"ingest: round {r + 1}, {label}: {cell['spans_per_s']:,.0f} spans/s, "
+                    f"{cell['cpu_us_per_span']:.1f} CPU-µs/span, load {cell['load']:.1f}"
+                )
         local.exporter.shutdown()
     cells = {
         label: {
@@ -200,6 +288,8 @@ def run(quick: bool = False) -> tuple[dict[str, Any], str]:
             "spans": sum(c["spans"] for c in cells),
             "seconds": sum(c["seconds"] for c in cells),
             "cpu_per_wall": spread(c["cpu_per_wall"] for c in cells),
+            "cpu_us_per_span": spread(c["cpu_us_per_span"] for c in cells),
+            "load": spread(c["load"] for c in cells),
             **(
                 {"request_ms": spread(ms for c in cells for ms in c["request_ms"])}
                 if "request_ms" in cells[0]
@@ -214,6 +304,7 @@ def run(quick: bool = False) -> tuple[dict[str, Any], str]:
             "seconds": seconds,
             "batch_spans": 512,
             "store_spans": store_spans(quick),
+            "baseline": baseline or "",
         },
         "cells": cells,
     }
@@ -228,8 +319,10 @@ def markdown(result: dict[str, Any]) -> str:
         (
             label,
             c["spans_per_s"].fmt(),
+            c["cpu_us_per_span"].fmt(1),
             f"{c['spans']:,}",
             f"{100 * c['cpu_per_wall'].median:.0f}%",
+            c["load"].fmt(1),
             f"{c['request_ms'].fmt(1)} ms per request"
             if "request_ms" in c
             else f"encoding {c['encode_us_per_span'].median:.1f} µs/span",
@@ -244,6 +337,17 @@ def markdown(result: dict[str, Any]) -> str:
             verdict(cells[label]["spans_per_s"].median >= TARGET_SPANS_PER_S),
         )
         for label in (OTLP_RETENTION_OFF, LOCAL)
+    ] + [
+        (
+            f"issue 16: ingest >= {target:,} spans/s ({label})",
+            f"{cells[label]['spans_per_s'].median:,.0f} (worst round "
+            f"{cells[label]['spans_per_s'].low:,.0f})",
+            verdict(cells[label]["spans_per_s"].median >= target),
+        )
+        for label, target in (
+            (OTLP_RETENTION_OFF, TARGET_SCALE_SPANS_PER_S),
+            (OTLP_TWO_SENDERS, TARGET_TWO_SENDERS_SPANS_PER_S),
+        )
     ]
     return "\n".join(
         [
@@ -255,8 +359,10 @@ def markdown(result: dict[str, Any]) -> str:
                 [
                     "path",
                     "spans/s, median [min..max] over rounds",
+                    "CPU µs per span (writing process)",
                     "spans stored",
                     "CPU of the writing process",
+                    "load average (1 min)",
                     "note",
                 ],
                 rows,

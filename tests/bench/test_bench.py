@@ -94,9 +94,11 @@ def test_memory_samples_worker_rss_with_and_without_jemalloc() -> None:
 @pytest.mark.slow
 def test_ingest_reports_spans_per_second() -> None:
     result, _ = run_quick("ingest")
+    assert "OTLP/HTTP protobuf, two senders, retention off" in result["cells"]
     for label, cell in result["cells"].items():
         assert cell["spans"] > 0, label
         assert positive(cell["spans_per_s"]), label
+        assert positive(cell["cpu_us_per_span"]), label
 
 
 @pytest.mark.slow
