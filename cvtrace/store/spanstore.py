@@ -167,7 +167,8 @@ class SpanStore:
         Returns:
             How many spans were accepted and rejected, and why.
         """
-        return self._writing().write(prepare_request(request, encoded, self.tag_keys))
+        tag_keys = self.tag_keys
+        return self._writing().write(lambda: prepare_request(request, encoded, tag_keys))
 
     def write_encoded(self, resources: Sequence[EncodedResource]) -> WriteResult:
         """Store SDK spans encoded by :class:`cvtrace.otlp.encoding.SpanEncoder`.
@@ -177,7 +178,8 @@ class SpanStore:
         (``tests/store/test_local_vs_otlp.py`` compares every table), without decoding
         that request again: the span fields come from the SDK's objects.
         """
-        return self._writing().write(prepare_encoded(resources, self.tag_keys))
+        tag_keys = self.tag_keys
+        return self._writing().write(lambda: prepare_encoded(resources, tag_keys))
 
     def _writing(self) -> Writer:
         if self._writer is None:

@@ -39,7 +39,7 @@ import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -98,12 +98,13 @@ def _is_error(exc: sqlite3.Error, code: int, message: str) -> bool:
 
 
 class _Ticket:
-    """One request waiting to be written, maybe by another thread's transaction."""
+    """One request waiting to be prepared and written, maybe by another thread."""
 
-    __slots__ = ("done", "error", "prepared")
+    __slots__ = ("done", "error", "prepare", "prepared")
 
-    def __init__(self, prepared: Prepared) -> None:
-        self.prepared = prepared
+    def __init__(self, prepare: Callable[[], Prepared]) -> None:
+        self.prepare = prepare
+        self.prepared: Prepared | None = None
         self.done = False
         self.error: BaseException | None = None
 
@@ -407,42 +408,66 @@ class Writer:
         with self.lock:
             self._retention.apply(self.conn, check_age_now=True)
 
-    def write(self, prepared: Prepared) -> WriteResult:
-        """Store a prepared request's spans, all or none (see ``SpanStore.write_request``)."""
+    def write(self, prepare: Callable[[], Prepared]) -> WriteResult:
+        """Prepare and store a request's spans, all or none (see ``SpanStore.write_request``).
+
+        ``prepare`` reads the request into batches (:mod:`cvtrace.store.batches`). It runs
+        under the write lock, in whichever thread writes the group the request joins:
+        requests that arrive while a group is being written wait without the GIL and
+        are then prepared and written together, in one transaction. Preparing outside
+        the lock let the threads of concurrent requests take turns on the GIL in
+        Python while the writing thread, back from each SQLite call, waited for it (a
+        switch interval, 5 ms, each time): two senders stored fewer spans per second
+        than one (BENCHMARKS.md, ingest).
+        """
+        ticket = _Ticket(prepare)
+        with self._pending_lock:
+            self._pending.append(ticket)
+        with self.lock:
+            if not ticket.done:
+                wrote = self._write_pending()
+                if wrote and ticket.error is None:
+                    try:
+                        self._index_recent_traces()
+                        self._retention.apply(self.conn)
+                    except sqlite3.OperationalError as exc:
+                        named = self._named(exc)
+                        if named is exc:
+                            raise
+                        raise named from exc
+        if ticket.error is not None:
+            raise ticket.error
+        prepared = ticket.prepared
+        assert prepared is not None
         message = ""
         if prepared.rejected:
             reasons = "; ".join(f"{n} with {why}" for why, n in prepared.reasons.items())
             message = f"rejected {prepared.rejected} invalid span(s): {reasons}"
-        if prepared.traces:
-            ticket = _Ticket(prepared)
-            with self._pending_lock:
-                self._pending.append(ticket)
-            with self.lock:
-                if not ticket.done:
-                    self._write_pending()
-                    if ticket.error is None:
-                        try:
-                            self._index_recent_traces()
-                            self._retention.apply(self.conn)
-                        except sqlite3.OperationalError as exc:
-                            named = self._named(exc)
-                            if named is exc:
-                                raise
-                            raise named from exc
-            if ticket.error is not None:
-                raise ticket.error
         return WriteResult(prepared.accepted, prepared.rejected, message, prepared.new_spans)
 
-    def _write_pending(self) -> None:
-        """Write every waiting request in one transaction (the lock is held)."""
+    def _write_pending(self) -> bool:
+        """Prepare every waiting request and write them in one transaction (the lock is
+        held); return whether a transaction was written."""
         with self._pending_lock:
-            group, self._pending = self._pending, []
+            tickets, self._pending = self._pending, []
+        group: list[_Ticket] = []
+        for t in tickets:
+            try:
+                t.prepared = t.prepare()
+            except BaseException as exc:  # this request's own failure: not the others'
+                t.error = exc
+            if t.prepared is not None and t.prepared.traces:
+                group.append(t)
+            else:  # nothing valid to write (or its preparation failed)
+                t.done = True
+        if not group:
+            return False
         error: BaseException | None = None
         try:
             if self._closed:
                 msg = f"the span store {self.path} is closed"
                 raise RuntimeError(msg)
-            self._write_group([t.prepared for t in group])
+            self._write_group([t.prepared for t in group if t.prepared is not None])
         except sqlite3.OperationalError as exc:
             error = self._named(exc)
             if error is not exc:
@@ -456,6 +481,7 @@ class Writer:
         for t in group:
             t.error = error
             t.done = True
+        return True
 
     def _named(self, exc: sqlite3.OperationalError) -> sqlite3.OperationalError:
         """Return the store's own error for a full disk or a read-only file, else ``exc``."""

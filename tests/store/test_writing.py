@@ -5,6 +5,8 @@ from __future__ import annotations
 import errno
 import logging
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +15,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
 )
 
-from cvtrace.store import SpanStore, StoreFullError
+from cvtrace.store import SpanStore, StoreFullError, WriteResult
+from cvtrace.store.batches import Prepared, prepare_request
 from tests.viewer.support import make_request, simple_trace
 
 NO_PAGE_LIMIT = 1_073_741_823
@@ -121,4 +124,79 @@ def test_a_really_full_disk(small_disk: Path) -> None:
         assert store.write_request(make_request(specs)).accepted_spans == 3
         assert len(store.get_trace(specs[0].trace_id)) == 3
     finally:
+        store.close()
+
+
+class TestGroupCommit:
+    """Requests that wait for the writer together are prepared and written together."""
+
+    def _wait_for_pending(self, store: SpanStore, n: int) -> None:
+        deadline = time.monotonic() + 10
+        while len(store._writer._pending) < n:  # the writer's queue: private, read only
+            assert time.monotonic() < deadline, "the requests never queued"
+            time.sleep(0.005)
+
+    def test_waiting_requests_are_prepared_and_written_in_one_transaction(
+        self, tmp_path: Path
+    ) -> None:
+        store = SpanStore(tmp_path / "s.sqlite3", max_spans=0)
+        writer = store._writer
+        statements: list[str] = []
+        writer.conn.set_trace_callback(statements.append)
+        prepared_in: list[int] = []
+        requests = [make_request(simple_trace(f"svc{i}", children=2)) for i in range(3)]
+
+        def prepare(request: ExportTraceServiceRequest) -> Prepared:
+            prepared_in.append(threading.get_ident())
+            return prepare_request(request, None, store.tag_keys)
+
+        results: list[WriteResult] = []
+        with writer.lock:  # a group being written: the three requests queue meanwhile
+            threads = [
+                threading.Thread(
+                    target=lambda r=r: results.append(writer.write(lambda: prepare(r)))
+                )
+                for r in requests
+            ]
+            for t in threads:
+                t.start()
+            self._wait_for_pending(store, 3)
+        for t in threads:
+            t.join()
+        assert [r.accepted_spans for r in results] == [3, 3, 3]
+        assert len(set(prepared_in)) == 1  # all three by the thread that wrote them
+        assert statements.count("BEGIN IMMEDIATE") == 1
+        assert store.services() == ["svc0", "svc1", "svc2"]
+        store.close()
+
+    def test_a_request_that_cannot_be_prepared_fails_alone(self, tmp_path: Path) -> None:
+        store = SpanStore(tmp_path / "s.sqlite3", max_spans=0)
+        writer = store._writer
+        errors: list[BaseException] = []
+        results: list[WriteResult] = []
+
+        def good() -> None:
+            request = make_request(simple_trace("good"))
+            results.append(writer.write(lambda: prepare_request(request, None, store.tag_keys)))
+
+        def broken() -> Prepared:
+            msg = "cannot read this request"
+            raise ValueError(msg)
+
+        def bad() -> None:
+            try:
+                writer.write(broken)
+            except ValueError as exc:
+                errors.append(exc)
+
+        with writer.lock:
+            threads = [threading.Thread(target=f) for f in (bad, good)]
+            for t in threads:
+                t.start()
+            self._wait_for_pending(store, 2)
+        for t in threads:
+            t.join()
+        assert [str(e) for e in errors] == ["cannot read this request"]
+        assert [r.accepted_spans for r in results] == [3]  # simple_trace: a root, two children
+        assert store.services() == ["good"]
         store.close()
