@@ -51,7 +51,7 @@ TARGET_SCALE_SPANS_PER_S = 100_000
 """Issue 16: one sender, 1M stored spans."""
 TARGET_TWO_SENDERS_SPANS_PER_S = 80_000
 """Issue 16: two senders at once."""
-ROUNDS = 3
+ROUNDS = 5
 WARM_UP_S = 1.0
 MAX_SPANS_PER_S = 100_000
 """Spans are encoded ahead for a viewer this fast (a faster one runs out: an error)."""
@@ -298,7 +298,19 @@ def run(quick: bool = False) -> tuple[dict[str, Any], str]:
         }
         for label, cells in rounds_of.items()
     }
+    paired = {
+        label: {
+            key: spread(
+                new[key] / old[key]
+                for new, old in zip(rounds_of[label], rounds_of[label + BASELINE], strict=True)
+            )
+            for key in ("cpu_us_per_span", "spans_per_s")
+        }
+        for label in (OTLP_RETENTION_OFF, OTLP_TWO_SENDERS)
+        if label + BASELINE in rounds_of
+    }
     result = {
+        "paired": paired,
         "config": {
             "rounds": rounds,
             "seconds": seconds,
@@ -349,6 +361,25 @@ def markdown(result: dict[str, Any]) -> str:
             (OTLP_TWO_SENDERS, TARGET_TWO_SENDERS_SPANS_PER_S),
         )
     ]
+    paired = result.get("paired") or {}
+    comparison = (
+        [
+            "",
+            f"This checkout / the baseline checkout ({cfg['baseline']}), each ratio within "
+            "a round (both viewers' cells run in every round), median [min..max] over "
+            "the rounds:",
+            "",
+            table(
+                ["path", "CPU µs per span, ratio", "spans/s, ratio"],
+                [
+                    (label, p["cpu_us_per_span"].fmt(3), p["spans_per_s"].fmt(3))
+                    for label, p in paired.items()
+                ],
+            ),
+        ]
+        if paired
+        else []
+    )
     return "\n".join(
         [
             f"### 4. Viewer ingest into a store of {cfg['store_spans']:,} spans "
@@ -370,7 +401,9 @@ def markdown(result: dict[str, Any]) -> str:
             "",
             "CPU of the writing process = its CPU time (all threads) over the elapsed time: "
             "the viewer for OTLP/HTTP, this process for the local exporter; well under 100% "
-            "means waiting (disk, the client), over 100% means threads in parallel.",
+            "means waiting (disk, the client, or the CPU: other load), over 100% means "
+            "threads in parallel.",
+            *comparison,
             "",
             table(["target", "measured (median over rounds)", "verdict"], verdicts),
         ]
