@@ -355,7 +355,7 @@ def prepare_request(
     reasons = out.reasons
     traces = out.traces
     accepted = 0
-    for ri, rs in enumerate(request.resource_spans[:]):
+    for ri, rs in enumerate(request.resource_spans):
         resource = rs.resource
         service = UNKNOWN_SERVICE
         rtags: list[tuple[str, str]] = []
@@ -371,14 +371,14 @@ def prepare_request(
         rdigest = _digest(rbody, rs.schema_url)
         res_index = len(out.resources)
         resource_used = False
-        for si, ss in enumerate(rs.scope_spans[:]):
+        for si, ss in enumerate(rs.scope_spans):
             span_bodies = sent[ri][si] if sent is not None else None
             sbody = ss.scope.SerializeToString(deterministic=True)
             sdigest = _digest(sbody, ss.schema_url)
             scope_index = len(out.scopes)
             block = (res_index, scope_index)
             scope_used = False
-            for span_index, span in enumerate(ss.spans[:]):
+            for span_index, span in enumerate(ss.spans):
                 trace_id = span.trace_id
                 span_id = span.span_id
                 parent = span.parent_span_id
@@ -403,6 +403,8 @@ def prepare_request(
                 kind = span.kind
                 tags = batch.tags
                 tags.update(_DERIVED_TAGS[kind, status_code])
+                # a slice, not the container's iterator: prepare_request 0.92-0.95x in
+                # A/B runs (slicing the spans and scopes as well measured 1.05x: not done)
                 for kv in span.attributes[:]:
                     key = kv.key
                     if key in tag_keys:

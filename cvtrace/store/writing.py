@@ -7,7 +7,11 @@ A request is read into per-trace batches first, outside the transaction
   ``BEGIN IMMEDIATE`` transaction, each table's rows with multi-row ``INSERT``
   statements of a hundred rows; requests that wait for the lock at the same time
   share one (group commit), since every commit rewrites the tail pages of the
-  search tables.
+  search tables. A request is read into batches under the lock too, by the thread
+  that writes its group: concurrent requests then take turns instead of fighting
+  over the GIL (see :meth:`Writer.write`). A request is answered only after its
+  transaction commits, so what was acknowledged survives a crash of the process
+  (``tests/viewer/test_durability.py``) and is searchable at once.
 - **Trace ids indexed in batches.** A write must know whether each incoming
   trace is stored already. Indexing every new trace id as it arrives put each
   one on a random page of the index: the largest share of the pages every
