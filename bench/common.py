@@ -314,10 +314,12 @@ class Worker:
 class Viewer:
     """``cvtrace view`` on a store file, as a subprocess (UI/API and OTLP/HTTP ports).
 
-    ``repo``: the checkout whose code runs (default this one; another, to compare).
+    ``checkout``: the checkout whose code runs (default this one; another, to compare).
     """
 
-    def __init__(self, db: Path, env: Mapping[str, str] | None = None, repo: Path = REPO) -> None:
+    def __init__(
+        self, db: Path, env: Mapping[str, str] | None = None, checkout: Path = REPO
+    ) -> None:
         self.proc = subprocess.Popen(
             [
                 PYTHON,
@@ -336,8 +338,8 @@ class Viewer:
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
-            env=clean_env({**(env or {}), "PYTHONPATH": str(repo)}),
-            cwd=repo,
+            env=clean_env({**(env or {}), "PYTHONPATH": str(checkout)}),
+            cwd=checkout,
         )
         assert self.proc.stdout is not None
         self.url = self.otlp_url = ""

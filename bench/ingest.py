@@ -239,7 +239,7 @@ def run(quick: bool = False) -> tuple[dict[str, Any], str]:
     if baseline:
         viewers += [
             (label + BASELINE, env, Path(baseline), n)
-            for label, env, _repo, n in viewers
+            for label, env, _checkout, n in viewers
             if label != OTLP_DEFAULT_RETENTION
         ]
     rounds_of: dict[str, list[dict[str, Any]]] = {label: [] for label, *_ in viewers}
@@ -249,9 +249,9 @@ def run(quick: bool = False) -> tuple[dict[str, Any], str]:
         log(f"ingest: encoding {spans:,} spans")
         bodies = _bodies(2, spans)
         senders: dict[str, tuple[Viewer, _Shared, list[requests.Session]]] = {}
-        for label, env, repo, n in viewers:
+        for label, env, checkout, n in viewers:
             db = copy_store(source, Path(tmp) / f"{len(senders)}.sqlite3")
-            viewer = stack.enter_context(Viewer(db, env, repo))
+            viewer = stack.enter_context(Viewer(db, env, checkout))
             sessions = [stack.enter_context(requests.Session()) for _ in range(n)]
             sessions[0].get(viewer.url + "/api/services", timeout=30)
             senders[label] = (viewer, _Shared(iter(bodies)), sessions)
