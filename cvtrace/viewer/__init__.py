@@ -23,7 +23,19 @@ key                                meaning                                     d
                                    then get 503): bounds their memory
 ``ALLOWED_HOSTS``                  Host header names answered (others: 421)    any
 ``IMPORT_MAX_BODY_BYTES``          largest file ``POST /api/import`` takes     256 MiB
+``JAEGER_URL``                     a Jaeger query service to read traces from  none
+                                   too (:mod:`cvtrace.viewer.remote`)
+``JAEGER_HEADERS``                 headers sent to it: ``Name=value,...``      none
+                                   (values URL-encoded), or a mapping
+``JAEGER_TIMEOUT_S``               how long one answer of it may take          10
+``NO_LOCAL``                       show the Jaeger's traces only, not the      false
+                                   store's (needs ``JAEGER_URL``)
 =================================  ==========================================  =====================
+
+Each key is also read from ``CVTRACE_VIEWER_<KEY>`` (``CVTRACE_VIEWER_JAEGER_URL`` ...);
+``cvtrace view`` sets the ``JAEGER_*`` keys and ``NO_LOCAL`` from its ``--jaeger-url``,
+``--jaeger-header``, ``--jaeger-timeout`` and ``--no-local`` flags.
+The pages read traces through :func:`cvtrace.viewer.sources.get_source`.
 
 ``MAX_SPANS``, ``MAX_AGE_HOURS`` and ``CHECKPOINT_INTERVAL_S`` apply to the store the
 viewer opens (not to a given ``STORE``), which also indexes the tag keys of
@@ -36,19 +48,24 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, current_app
 
-from cvtrace.config import SETTINGS, parse_float, parse_non_negative_int
+from cvtrace.config import SETTINGS, parse_bool, parse_float, parse_non_negative_int
+from cvtrace.exceptions import CvtraceConfigError
 from cvtrace.exporters.local import default_db_path
 from cvtrace.store import DEFAULT_MAX_SPANS, DEFAULT_TAG_KEYS, SpanStore, is_writable
+
+if TYPE_CHECKING:
+    from cvtrace.viewer.remote import RemoteOptions
 
 __all__ = [
     "DEFAULT_OTLP_MAX_BODY_BYTES",
     "create_app",
     "create_receiver_app",
     "get_store",
+    "remote_options",
     "store_options",
 ]
 
@@ -68,6 +85,10 @@ def _configure(app: Flask, config: Mapping[str, Any] | None) -> None:
         MAX_SPANS=DEFAULT_MAX_SPANS,
         MAX_AGE_HOURS=0,
         CHECKPOINT_INTERVAL_S=None,
+        JAEGER_URL=None,
+        JAEGER_HEADERS=None,
+        JAEGER_TIMEOUT_S=None,
+        NO_LOCAL=False,
     )
     app.config.from_prefixed_env("CVTRACE_VIEWER")
     if config:
@@ -75,10 +96,67 @@ def _configure(app: Flask, config: Mapping[str, Any] | None) -> None:
     token = app.config.get("TOKEN")
     # from_prefixed_env parses JSON, so a numeric token arrives as an int
     app.config["TOKEN"] = str(token) if token not in (None, "") else None
+    remote = remote_options(app.config)  # checked before the store is opened
     store = app.config.get("STORE")
     if store is None:
         store = _open_store(app.config)
     app.extensions[_STORE_KEY] = store
+    from cvtrace.viewer import sources
+    from cvtrace.viewer.remote import JaegerSource
+
+    local = None if remote is not None and remote.no_local else store
+    sources.init_app(app, local, JaegerSource(remote) if remote is not None else None)
+
+
+def remote_options(config: Mapping[str, Any]) -> RemoteOptions | None:
+    """Return the remote Jaeger the config names (``JAEGER_*``, ``NO_LOCAL``), or None.
+
+    Raises:
+        CvtraceConfigError: A value is malformed, or ``NO_LOCAL`` is set without a URL.
+    """
+    from cvtrace.viewer.remote import (
+        DEFAULT_TIMEOUT_S,
+        RemoteOptions,
+        parse_env_headers,
+        parse_header,
+        parse_timeout,
+        parse_url,
+    )
+
+    raw_no_local = config.get("NO_LOCAL")
+    no_local = (
+        raw_no_local
+        if isinstance(raw_no_local, bool)
+        else parse_bool("CVTRACE_VIEWER_NO_LOCAL", str(raw_no_local or "false"))
+    )
+    raw_url = config.get("JAEGER_URL")
+    if not raw_url:
+        if no_local:
+            msg = (
+                "CVTRACE_VIEWER_NO_LOCAL (--no-local): set, but no Jaeger to show instead of "
+                "the local store; give --jaeger-url URL (CVTRACE_VIEWER_JAEGER_URL) too, or "
+                "leave --no-local out"
+            )
+            raise CvtraceConfigError(msg)
+        return None
+    url = parse_url("CVTRACE_VIEWER_JAEGER_URL (--jaeger-url)", str(raw_url))
+    raw_headers = config.get("JAEGER_HEADERS")
+    name = "CVTRACE_VIEWER_JAEGER_HEADERS (--jaeger-header)"
+    if raw_headers is None or raw_headers == "":
+        headers: dict[str, str] = {}
+    elif isinstance(raw_headers, str):
+        headers = parse_env_headers(name, raw_headers)
+    elif isinstance(raw_headers, Mapping):
+        headers = dict(parse_header(name, f"{k}: {v}") for k, v in raw_headers.items())
+    else:  # the command line's list of 'Name: value'
+        headers = dict(parse_header(name, str(item)) for item in raw_headers)
+    raw_timeout = config.get("JAEGER_TIMEOUT_S")
+    timeout_s = (
+        DEFAULT_TIMEOUT_S
+        if raw_timeout in (None, "")
+        else parse_timeout("CVTRACE_VIEWER_JAEGER_TIMEOUT_S (--jaeger-timeout)", raw_timeout)
+    )
+    return RemoteOptions(url=url, headers=headers, timeout_s=timeout_s, no_local=no_local)
 
 
 def store_options(config: Mapping[str, Any]) -> dict[str, Any]:

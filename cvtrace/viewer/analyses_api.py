@@ -64,6 +64,7 @@ from cvtrace.viewer.jaeger_api import (
     parse_duration_ns,
     parse_trace_id,
 )
+from cvtrace.viewer.sources import get_source
 
 bp = Blueprint("analyses_api", __name__, url_prefix="/api")
 
@@ -144,7 +145,7 @@ class TraceCache:
         Raises:
             NotFound: The trace is not stored.
         """
-        summary = get_store().get_summary(trace_id)
+        summary = get_source().get_summary(trace_id)
         if summary is None:
             msg = f"trace not found: {trace_id.hex()}"
             raise NotFound(msg)
@@ -157,7 +158,7 @@ class TraceCache:
                     if hit is not None and hit[0] == summary.span_count:
                         self._items.move_to_end(trace_id)
                         return hit[1], hit[2]
-                spans = get_store().get_trace(trace_id)
+                spans = get_source().get_trace(trace_id)
                 if not spans:
                     msg = f"trace not found: {trace_id.hex()}"
                     raise NotFound(msg)
@@ -297,7 +298,7 @@ def trace_search(trace_id: str) -> Response:
     texts = derived.get("texts")
     if texts is None:
         # the columns keep no attributes: read the spans again, once per trace
-        spans = get_store().get_trace(trace.trace_id)
+        spans = get_source().get_trace(trace.trace_id)
         if [s.span.span_id for s in spans] != trace.span_ids:  # it grew meanwhile
             msg = "the trace is receiving spans; search again"
             raise Conflict(msg)
@@ -344,7 +345,7 @@ def same_shape(trace_id: str) -> Response:
     if shape.root is None:
         return envelope([])
     own_id = trace.trace_id
-    store = get_store()
+    store = get_source()
     candidates = [
         s
         for s in store.search(

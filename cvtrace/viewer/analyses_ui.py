@@ -13,6 +13,8 @@ from flask import Blueprint, render_template, request
 
 from cvtrace.viewer import get_store
 from cvtrace.viewer.figures import service_colors
+from cvtrace.viewer.remote import RemoteError
+from cvtrace.viewer.sources import get_source, note_problem
 
 bp = Blueprint("analyses_ui", __name__, template_folder="templates")
 
@@ -33,7 +35,12 @@ def _window() -> str:
 
 
 def _colors_json() -> str:
-    colors = service_colors(get_store().services())
+    try:
+        names = get_source().services()
+    except RemoteError as exc:  # the colours are a nicety: the page still answers
+        note_problem(exc)
+        names = []
+    colors = service_colors(names)
     return json.dumps(colors).replace("<", "\\u003c").replace(">", "\\u003e")
 
 

@@ -78,6 +78,39 @@ def register(subparsers: Any) -> None:
         default=None,
         help="largest OTLP request after decompression (default 64 MiB)",
     )
+    remote = parser.add_argument_group(
+        "a remote Jaeger",
+        "read traces from a Jaeger query service too (read-only; see docs/operations.md)",
+    )
+    remote.add_argument(
+        "--jaeger-url",
+        default=None,
+        metavar="URL",
+        help="a Jaeger query service whose traces the viewer shows beside the local store's, "
+        "e.g. http://jaeger:16686 (default: $CVTRACE_VIEWER_JAEGER_URL)",
+    )
+    remote.add_argument(
+        "--jaeger-header",
+        action="append",
+        default=None,
+        metavar="'NAME: VALUE'",
+        help="a header sent to it, e.g. 'Authorization: Bearer TOKEN'; repeatable (default: "
+        "$CVTRACE_VIEWER_JAEGER_HEADERS, as NAME=VALUE,... with values URL-encoded)",
+    )
+    remote.add_argument(
+        "--jaeger-timeout",
+        default=None,
+        metavar="SECONDS",
+        help="how long one answer of it may take, whole (default 10; "
+        "$CVTRACE_VIEWER_JAEGER_TIMEOUT_S)",
+    )
+    remote.add_argument(
+        "--no-local",
+        action="store_true",
+        default=None,
+        help="show the Jaeger's traces only, not the local store's (which still receives "
+        "OTLP and keeps saved traces; default: $CVTRACE_VIEWER_NO_LOCAL)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -146,6 +179,8 @@ def run(args: argparse.Namespace) -> int:
     from cvtrace.viewer.grpc_receiver import start_grpc_server
     from cvtrace.viewer.otlp_http import OtlpHttpServer
     from cvtrace.viewer.receiver import decode_slots
+    from cvtrace.viewer.remote import RemoteError
+    from cvtrace.viewer.sources import get_source
     from cvtrace.viewer.wsgi_server import WsgiServer
 
     try:
@@ -177,6 +212,14 @@ def run(args: argparse.Namespace) -> int:
         config["ALLOWED_HOSTS"] = sorted({"localhost", "127.0.0.1", "::1", args.host.strip("[]")})
     if max_body is not None:
         config["OTLP_MAX_BODY_BYTES"] = max_body
+    for key, value in (
+        ("JAEGER_URL", args.jaeger_url),
+        ("JAEGER_HEADERS", args.jaeger_header),
+        ("JAEGER_TIMEOUT_S", args.jaeger_timeout),
+        ("NO_LOCAL", args.no_local),
+    ):
+        if value is not None:  # else the CVTRACE_VIEWER_* variable, else the default
+            config[key] = value
     try:  # opens the store, with the CVTRACE_VIEWER_* settings
         app = create_app(config)
     except CvtraceConfigError as exc:
@@ -225,6 +268,14 @@ def run(args: argparse.Namespace) -> int:
     ]
     if grpc_server is not None:
         lines.append(f"  OTLP/gRPC: {host}:{grpc_port}")
+    remote = get_source(app).remote
+    if remote is not None:
+        shown_where = "instead of the store's" if get_source(app).local is None else "too"
+        try:  # said at once: a wrong URL or a missing header shows here, not later
+            api = f"API {remote.version()}"
+        except RemoteError as exc:
+            api = f"not answering yet: {exc}"
+        lines.append(f"  traces {shown_where} from the Jaeger at {remote.url} ({api})")
     print("\n".join(lines), flush=True)
     # Everything made so far (Flask, plotly, the store's caches) lives as long as the
     # process: move it out of the collector's way, so that full collections during

@@ -596,6 +596,19 @@ class Importer:
         with stream:
             self.import_stream(stream, path)
 
+    def reject(self, source: str, where: str, reason: str) -> None:
+        """Count a record that could not be read at all, and report it."""
+        self._source = source
+        self.summary.rejected_records += 1
+        self._problem(where, reason)
+
+    def import_request(self, request: ExportTraceServiceRequest, source: str) -> None:
+        """Import one OTLP request read elsewhere (a remote Jaeger's trace), named ``source``."""
+        self._source = source
+        self.summary.formats[source] = "Jaeger query API"
+        self._add("trace", request, None)
+        self.flush()
+
     def _add(self, where: str, request: ExportTraceServiceRequest, encoded: bytes | None) -> None:
         self.summary.records += 1
         self._pending.append((where, request, encoded))
@@ -695,7 +708,12 @@ def register(subparsers: Any) -> None:
             "again. The exit status is 1 if anything was rejected."
         ),
     )
-    parser.add_argument("paths", nargs="+", metavar="PATH", help="files to import; - for stdin")
+    parser.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="files to import; - for stdin (with --jaeger-url: trace ids)",
+    )
     parser.add_argument(
         "--db",
         type=Path,
@@ -703,7 +721,66 @@ def register(subparsers: Any) -> None:
         help="the store file (default: $CVTRACE_LOCAL_DB, else "
         "$XDG_DATA_HOME/cvtrace/traces.sqlite3, the file cvtrace view opens)",
     )
+    parser.add_argument(
+        "--jaeger-url",
+        default=None,
+        metavar="URL",
+        help="save traces of this Jaeger query service instead (the arguments are their "
+        "ids): what the trace page's 'Save to local store' does",
+    )
+    parser.add_argument(
+        "--jaeger-header",
+        action="append",
+        default=None,
+        metavar="'NAME: VALUE'",
+        help="a header sent to the Jaeger, e.g. 'Authorization: Bearer TOKEN'; repeatable "
+        "(default: $CVTRACE_VIEWER_JAEGER_HEADERS)",
+    )
+    parser.add_argument(
+        "--jaeger-timeout",
+        default=None,
+        metavar="SECONDS",
+        help="how long one answer of the Jaeger may take (default 10)",
+    )
     parser.set_defaults(func=run)
+
+
+def _import_from_jaeger(args: argparse.Namespace, importer: Importer) -> None:
+    """Fetch each trace id of ``args.paths`` from the Jaeger and import it.
+
+    Raises:
+        CvtraceConfigError: A ``--jaeger-*`` option is malformed.
+    """
+    from cvtrace.viewer import remote_options
+    from cvtrace.viewer.jaeger_api import BadParameter, parse_trace_id
+    from cvtrace.viewer.remote import JaegerSource, RemoteError
+
+    options = remote_options(
+        {
+            "JAEGER_URL": args.jaeger_url,
+            "JAEGER_HEADERS": args.jaeger_header
+            if args.jaeger_header is not None
+            else os.environ.get("CVTRACE_VIEWER_JAEGER_HEADERS"),
+            "JAEGER_TIMEOUT_S": args.jaeger_timeout
+            if args.jaeger_timeout is not None
+            else os.environ.get("CVTRACE_VIEWER_JAEGER_TIMEOUT_S"),
+        }
+    )
+    assert options is not None
+    source = JaegerSource(options)
+    for text in args.paths:
+        where = f"trace {text}"
+        try:
+            trace_id = parse_trace_id(text)
+            found = source.trace(trace_id)
+        except (BadParameter, RemoteError) as exc:
+            importer.reject(where, "fetch", str(exc))
+            continue
+        if found is None:
+            importer.reject(where, "fetch", f"the Jaeger at {options.url} does not have it")
+            continue
+        importer.import_request(found.request, where)
+        print(f"{where}: {found.summary.span_count:,} spans", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -735,6 +812,16 @@ def run(args: argparse.Namespace) -> int:
             bar.update(spans)
 
     importer = Importer(store, on_problem=problem, on_progress=progress)
+    if getattr(args, "jaeger_url", None):
+        try:
+            _import_from_jaeger(args, importer)
+        except CvtraceConfigError as exc:
+            print(f"cvtrace import: {exc}", file=sys.stderr)
+            return 2
+        finally:
+            store.close()
+        print(importer.summary.text())
+        return 0 if importer.summary.ok else 1
     try:
         for path in args.paths:
             bar = None

@@ -29,9 +29,9 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
-from cvtrace.store import SpanStore, StoredSpan, TraceQuery, TraceSummary
-from cvtrace.viewer import get_store
+from cvtrace.store import StoredSpan, TraceQuery, TraceSummary
 from cvtrace.viewer.jaeger import jaeger_trace_json
+from cvtrace.viewer.sources import Sources, get_source, remote_problems
 
 bp = Blueprint("jaeger_api", __name__, url_prefix="/api")
 
@@ -210,20 +210,27 @@ def _bad_parameter(exc: BadParameter) -> Response:
 @bp.get("/services")
 def services() -> Response:
     """List the services."""
-    return envelope(get_store().services())
+    return envelope(get_source().services(), errors=_remote_errors())
 
 
 @bp.get("/services/<path:service>/operations")
 def operations(service: str) -> Response:
     """List one service's operation names."""
-    return envelope(get_store().operations(service))
+    return envelope(get_source().operations(service), errors=_remote_errors())
 
 
 @bp.get("/operations")
 def operations_v2() -> Response:
     """List one service's operations as ``{name, spanKind}`` objects."""
     service = checked_text(request.args.get("service", ""), "service")
-    return envelope([{"name": n, "spanKind": ""} for n in get_store().operations(service)])
+    names = get_source().operations(service)
+    return envelope([{"name": n, "spanKind": ""} for n in names], errors=_remote_errors())
+
+
+def _remote_errors() -> list[dict[str, Any]] | None:
+    """The remote's failure, when the local store answered alone (Jaeger's shape for
+    a partial answer: data and errors)."""
+    return [{"code": 502, "msg": text} for text in remote_problems()] or None
 
 
 BIG_TRACE_SPANS = 10_000
@@ -232,7 +239,11 @@ smaller ones are loaded together, up to this many spans at once."""
 _ENVELOPE_END = ',"limit":0,"offset":0,"errors":null}'
 
 
-def _traces_json(store: SpanStore, summaries: Sequence[TraceSummary]) -> Iterator[str]:
+def _traces_json(
+    store: Sources,
+    summaries: Sequence[TraceSummary],
+    errors: list[dict[str, Any]] | None = None,
+) -> Iterator[str]:
     """Yield the Jaeger JSON of the traces found, each whole, in bounded memory."""
     yield '{"data":['
     batch: list[bytes] = []
@@ -271,7 +282,10 @@ def _traces_json(store: SpanStore, summaries: Sequence[TraceSummary]) -> Iterato
         yield separator
         yield from jaeger_trace_json(pieces)
         separator = ","
-    yield f'],"total":0{_ENVELOPE_END}'  # total 0, as Jaeger answers a search
+    if errors:  # the local store answered alone
+        yield f'],"total":0,"limit":0,"offset":0,"errors":{json.dumps(errors)}}}'
+    else:
+        yield f'],"total":0{_ENVELOPE_END}'  # total 0, as Jaeger answers a search
 
 
 def _json_stream(parts: Iterator[str]) -> Response:
@@ -282,16 +296,16 @@ def _json_stream(parts: Iterator[str]) -> Response:
 @bp.get("/traces")
 def find_traces() -> Response:
     """Search traces; each result is the full trace, as Jaeger returns it."""
-    store = get_store()
+    store = get_source()
     summaries = store.search(query_from_args())
-    return _json_stream(_traces_json(store, summaries))
+    return _json_stream(_traces_json(store, summaries, _remote_errors()))
 
 
 @bp.get("/traces/<trace_id>")
 def get_trace(trace_id: str) -> Response:
     """Return one trace, or 404."""
     raw_id = parse_trace_id(trace_id)
-    store = get_store()
+    store = get_source()
     summary = store.get_summary(raw_id)
     pieces: Iterable[Sequence[StoredSpan]] | None = None
     if summary is not None and summary.span_count <= BIG_TRACE_SPANS:

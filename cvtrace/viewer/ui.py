@@ -13,7 +13,7 @@ import shlex
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from importlib.metadata import version
@@ -36,7 +36,7 @@ from flask.blueprints import BlueprintSetupState
 from werkzeug.exceptions import HTTPException
 
 from cvtrace.otlp.json_form import message_to_otlp_dict
-from cvtrace.store import StoredSpan, TracePieces, TraceQuery, TraceSummary, spans_to_traces_data
+from cvtrace.store import StoredSpan, TraceQuery, TraceSummary, spans_to_traces_data
 from cvtrace.viewer import get_store
 from cvtrace.viewer.figures import (
     WATERFALL_FORMAT,
@@ -56,6 +56,8 @@ from cvtrace.viewer.jaeger_api import (
     parse_trace_id,
 )
 from cvtrace.viewer.searchindex import search_index
+from cvtrace.viewer.remote import RemoteError
+from cvtrace.viewer.sources import get_source, note_problem, remote_problems
 from cvtrace.viewer.tracetree import Row, max_depth, tree_rows
 
 bp = Blueprint("ui", __name__, template_folder="templates")
@@ -241,7 +243,7 @@ def sort_results(results: list[TraceSummary], sort: str) -> list[TraceSummary]:
 @bp.get("/")
 def search() -> tuple[str, int]:
     """The search page (400, with the page's own message, for a bad field)."""
-    store = get_store()
+    source = get_source()
     error = None
     results: list[TraceSummary] = []
     more = False
@@ -250,15 +252,17 @@ def search() -> tuple[str, int]:
         query = search_query()
         limit = query.limit
         query.limit = limit + 1  # one more than shown: says whether the limit cut the list
-        found = store.search(query)
+        found = source.search(query)
         more = len(found) > limit
         results = sort_results(found[:limit], request.args.get("sort") or "newest")
     except BadParameter as exc:
         error = str(exc)
         results = []
-    services = store.services()
+    except RemoteError as exc:  # the remote alone, and it failed: say so on the page
+        note_problem(exc)
+    services = _or_nothing(source.services)
     service = request.args.get("service", "")
-    operations = store.operations(service) if service and error is None else []
+    operations = _or_nothing(lambda: source.operations(service)) if service and not error else []
     colors = service_colors(sorted({name for r in results for name in r.services}))
     return render_template(
         "search.html",
@@ -273,8 +277,19 @@ def search() -> tuple[str, int]:
         colors=colors,
         error=error,
         figure=figure_json(durations_data(results)) if results else None,
-        total_spans=store.span_count(),
-    ), (400 if error else 200)
+        total_spans=source.span_count(),
+        origins={r.trace_id: source.origin(r.trace_id) for r in results},
+        show_origin=source.remote is not None,
+    ), (400 if error else 502 if remote_problems() and source.local is None else 200)
+
+
+def _or_nothing(read: Any) -> list[str]:
+    """Return what ``read()`` returns, or nothing (noted on the page) if the remote fails."""
+    try:
+        return list(read())
+    except RemoteError as exc:
+        note_problem(exc)
+        return []
 
 
 def _span_id_list(text: str) -> list[bytes]:
@@ -336,7 +351,7 @@ class _TraceCache:
 
         The services come in the summary's order. An unknown trace is a 404.
         """
-        summary = get_store().get_summary(trace_id)
+        summary = get_source().get_summary(trace_id)
         if summary is None:
             abort(404)
         services = list(summary.services)
@@ -350,7 +365,7 @@ class _TraceCache:
                         self._items.move_to_end(trace_id)
                         return hit, services
                 with _no_collection():
-                    spans = get_store().get_trace(trace_id)
+                    spans = get_source().get_trace(trace_id)
                     if not spans:
                         abort(404)
                     loaded = _CachedTrace(spans, tree_rows(spans))
@@ -403,7 +418,18 @@ def not_found_page(heading: str, lines: list[str], status: int = 404) -> tuple[s
 
 
 def _unknown_trace(trace_id: str) -> tuple[str, int]:
-    store = get_store()
+    source = get_source()
+    if source.local is None:
+        assert source.remote is not None
+        return not_found_page(
+            f"Trace {trace_id} is not in the Jaeger at {source.remote.url}",
+            [
+                "It may not have arrived yet (tracers and collectors send spans in "
+                "batches: reload in a few seconds), or it may be past that Jaeger's "
+                "retention, or it went to another Jaeger.",
+            ],
+        )
+    store = source.local
     retention = []
     if store.max_spans:
         retention.append(f"it keeps the newest {store.max_spans:,} spans")
@@ -418,9 +444,41 @@ def _unknown_trace(trace_id: str) -> tuple[str, int]:
             "first spans arrive. Reload in a few seconds.",
             f"Or it may be past retention: {kept} (CVTRACE_VIEWER_MAX_SPANS, "
             "CVTRACE_VIEWER_MAX_AGE_HOURS).",
-            "Or it went to another store: this viewer shows " + str(store.path) + ".",
+            "Or it went to another store: this viewer shows " + source.describe() + ".",
         ],
     )
+
+
+@bp.app_errorhandler(RemoteError)
+def _remote_failed(error: RemoteError) -> Any:
+    """The remote Jaeger failed where only it could answer: 502, never a 500."""
+    path = request.path
+    if path.startswith(("/api/", "/v1/")) or path.endswith(".json"):
+        body = json.dumps(
+            {
+                "data": None,
+                "total": 0,
+                "limit": 0,
+                "offset": 0,
+                "errors": [{"code": 502, "msg": str(error)}],
+            }
+        )
+        return Response(body, status=502, mimetype="application/json")
+    return not_found_page(
+        "The remote Jaeger did not answer",
+        [
+            str(error),
+            "Reload once it is back; traces in the local store are still shown."
+            if get_source().local is not None
+            else "Reload once it is back.",
+        ],
+        502,
+    )
+
+
+@bp.app_context_processor
+def _trace_sources() -> dict[str, Any]:
+    return {"remote_problems": remote_problems, "trace_sources": get_source().describe()}
 
 
 @bp.app_errorhandler(404)
@@ -465,9 +523,11 @@ def trace(trace_id: str) -> Any:
             f"{trace_id[:64]} is not a trace id",
             ["A trace id is up to 32 hex digits (0-9, a-f)."],
         )
-    summary = get_store().get_summary(raw_id)
+    source = get_source()
+    summary = source.get_summary(raw_id)
     if summary is None:
         return _unknown_trace(raw_id.hex())
+    origin = source.origin(raw_id)
     collapsed = _span_id_list(request.args.get("collapse", ""))
     focus = _span_id_list(request.args.get("span", ""))
     version = _figure_version(summary.span_count)
@@ -488,6 +548,30 @@ def trace(trace_id: str) -> Any:
         search_url=url_for("ui.search_index_json", trace_id=raw_id.hex(), v=version),
         collapsed=",".join(c.hex() for c in collapsed),
         focus=focus[0].hex() if focus else "",
+        remote_url=source.remote.url if origin == "remote" and source.remote else "",
+        saved=request.args.get("saved", ""),
+    )
+
+
+@bp.post("/trace/<trace_id>/save")
+def save_trace(trace_id: str) -> Any:
+    """Save a trace of the remote Jaeger into the local store (spans stored already
+    are recognized, so saving twice adds nothing), then show it from there."""
+    raw_id = _trace_id_or_404(trace_id)
+    source = get_source()
+    if source.remote is None:
+        abort(404)
+    found = source.remote_trace(raw_id)
+    if found is None:
+        return _unknown_trace(raw_id.hex())
+    try:
+        result = get_store().write_request(found.request)
+    except Exception as exc:  # read-only store, disk full, busy past its timeout
+        return not_found_page(
+            f"Trace {raw_id.hex()} could not be saved", [f"The local store refused it: {exc}"], 503
+        )
+    return redirect(
+        url_for("ui.trace", trace_id=raw_id.hex(), saved=f"{result.new_spans}"), code=303
     )
 
 
@@ -579,7 +663,7 @@ def waterfall_notes(trace_id: str) -> Response:
     return _cacheable(Response(body, mimetype="application/json"), cached.span_count)
 
 
-def _otlp_json(pieces: TracePieces) -> Iterator[str]:
+def _otlp_json(pieces: Iterable[Sequence[StoredSpan]]) -> Iterator[str]:
     """Yield a trace as OTLP JSON ``TracesData``, one ``ResourceSpans`` per stored group.
 
     Written a few span groups at a time, so a 200,000-span trace never sits in
@@ -598,7 +682,7 @@ def _otlp_json(pieces: TracePieces) -> Iterator[str]:
 def trace_otlp_json(trace_id: str) -> Response:
     """Download a trace as OTLP JSON (``TracesData``; re-importable via /v1/traces)."""
     raw_id = _trace_id_or_404(trace_id)
-    pieces = get_store().trace_pieces(raw_id)
+    pieces = get_source().trace_pieces(raw_id)
     if pieces is None:
         abort(404)
     response = Response(_otlp_json(pieces), mimetype="application/json")
@@ -641,10 +725,17 @@ def _offset_text(ns: int) -> str:
 def _link(store: Any, link: Any) -> dict[str, Any]:
     """Return a span link for the details panel: where it leads, if it is stored."""
     trace_hex, span_hex = link.trace_id.hex(), link.span_id.hex()
-    target = store.get_span(link.trace_id, link.span_id) if any(link.trace_id) else None
+    try:
+        target = store.get_span(link.trace_id, link.span_id) if any(link.trace_id) else None
+        known = target is not None or (
+            any(link.trace_id) and store.get_summary(link.trace_id) is not None
+        )
+    except RemoteError as exc:  # the link's target is not local, and the remote failed
+        note_problem(exc)
+        target, known = None, False
     if target is not None:
         stored, url = "span", url_for("ui.trace", trace_id=trace_hex, span=span_hex)
-    elif any(link.trace_id) and store.get_summary(link.trace_id) is not None:
+    elif known:
         stored, url = "trace", url_for("ui.trace", trace_id=trace_hex)
     else:
         stored, url = "none", ""
@@ -687,7 +778,7 @@ def span_details(trace_id: str, span_id: str) -> Response:
         raw_span = bytes.fromhex(span_id)
     except (BadParameter, ValueError):
         abort(404)
-    store = get_store()
+    store = get_source()
     row = _cached_row(raw_trace, raw_span)
     if row is not None:
         stored, orphan, skewed = row.stored, row.orphan, row.skewed
