@@ -32,7 +32,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -271,13 +271,16 @@ class JaegerSource:
             self._local.session = session
         return session
 
-    def _fail(self, message: str) -> RemoteError:
+    def _fail(self, message: str, *, log: bool = True) -> RemoteError:
         error = RemoteError(self.url, message)
-        logger.warning("%s", error)
+        if log and not getattr(self._local, "probing", False):
+            logger.warning("%s", error)
         return error
 
     def get_json(self, path: str, params: Mapping[str, Any] | None = None) -> tuple[int, Any]:
         """GET ``path`` and return its status (200 or 404) and parsed JSON.
+
+        Each failure is logged as a warning (except while probing for the API).
 
         Raises:
             RemoteError: No answer in time, or one that is neither 200 nor 404 JSON.
@@ -293,7 +296,7 @@ class JaegerSource:
                 stream=True,
             ) as response:
                 body = bytearray()
-                for chunk in response.iter_content(64 * 1024):
+                for chunk in _chunks(response):
                     body += chunk
                     if len(body) > MAX_BODY_BYTES:
                         raise self._fail(
@@ -377,20 +380,19 @@ class JaegerSource:
         if self._version is not None:
             return self._version
         version = None
+        self._local.probing = True  # an older Jaeger has no v3: not worth a warning
         try:
             status, data = self.get_json("/api/v3/services")
             if status == 200 and isinstance(data, dict) and isinstance(data.get("services"), list):
                 version = "v3"
         except RemoteError as exc:
             if "not JSON" not in str(exc) and "refused the request" not in str(exc):
+                logger.warning("%s", exc)
                 raise
+        finally:
+            self._local.probing = False
         if version is None:
-            try:
-                status, data = self.get_json("/api/services")
-            except RemoteError as exc:
-                if "not JSON" not in str(exc):
-                    raise
-                status, data = 0, None
+            status, data = self.get_json("/api/services")
             names = data.get("data") if isinstance(data, dict) else None
             if status != 200 or not isinstance(names, list):
                 msg = (
@@ -564,6 +566,21 @@ class JaegerSource:
                 self._cache.move_to_end(found.summary.trace_id)
             while len(self._cache) > CACHED_TRACES:
                 self._cache.popitem(last=False)
+
+
+def _chunks(response: requests.Response) -> Iterator[bytes]:
+    """Yield an answer's body as it arrives, so the deadline is checked between reads.
+
+    ``iter_content(n)`` returns only once it has ``n`` bytes (or the end): an answer
+    that trickles in a byte at a time, each within the read timeout, would hold it
+    for as long as it takes. urllib3's ``read1`` returns what has arrived.
+    """
+    read1 = getattr(response.raw, "read1", None)
+    if read1 is None:  # urllib3 before 2.1: small reads instead
+        yield from response.iter_content(4096)
+        return
+    while chunk := read1(64 * 1024, decode_content=True):
+        yield chunk
 
 
 def _json(body: bytes) -> Any:
