@@ -383,7 +383,13 @@ class JaegerSource:
         self._local.probing = True  # an older Jaeger has no v3: not worth a warning
         try:
             status, data = self.get_json("/api/v3/services")
-            if status == 200 and isinstance(data, dict) and isinstance(data.get("services"), list):
+            # protobuf's JSON leaves an empty list out: a Jaeger with no traces yet says {}
+            if (
+                status == 200
+                and isinstance(data, dict)
+                and set(data) <= {"services"}
+                and isinstance(data.get("services", []), list)
+            ):
                 version = "v3"
         except RemoteError as exc:
             if "not JSON" not in str(exc) and "refused the request" not in str(exc):
@@ -393,8 +399,8 @@ class JaegerSource:
             self._local.probing = False
         if version is None:
             status, data = self.get_json("/api/services")
-            names = data.get("data") if isinstance(data, dict) else None
-            if status != 200 or not isinstance(names, list):
+            names = data.get("data", False) if isinstance(data, dict) else False
+            if status != 200 or not isinstance(names, (list, type(None))):  # null: none yet
                 msg = (
                     "neither /api/v3/services nor /api/services answered as Jaeger does; "
                     "is --jaeger-url a Jaeger query service (its HTTP port, 16686 by default)?"
@@ -443,7 +449,10 @@ class JaegerSource:
         start_max = query.start_max_ns if query.start_max_ns is not None else now + 3600 * 10**9
         tags = dict(query.tags)
         if query.errors_only:
-            tags["error"] = "true"
+            # checked here, over the newest SEARCH_CAP traces found: Jaeger's own error
+            # filter differs by storage (2.12's memory storage reads the API's "true"
+            # as false, and finds the traces without errors)
+            limit = SEARCH_CAP
         if self.version() == "v3" and not tags:
             params: dict[str, Any] = {
                 "query.start_time_min": _rfc3339(start_min),
@@ -474,8 +483,10 @@ class JaegerSource:
             found = self._traces_v1("/api/traces", params)
         self._remember(found.values())
         summaries = [t.summary for t in found.values()]
+        if query.errors_only:
+            summaries = [s for s in summaries if s.error_count]
         summaries.sort(key=lambda s: s.start_ns, reverse=True)
-        return summaries[:limit]
+        return summaries[: max(1, min(query.limit, SEARCH_CAP))]
 
     def trace(self, trace_id: bytes) -> RemoteTrace | None:
         """Return one trace (from the cache if fetched lately), or None if unknown."""
