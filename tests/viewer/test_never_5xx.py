@@ -143,6 +143,7 @@ PARAMETERS: dict[str, list[str]] = {
     "/trace/<trace_id>/search.json": ["v"],
     "/trace/<trace_id>/otlp.json": [],
     "/trace/<trace_id>/export.html": [],
+    "/trace/<trace_id>/save": [],
     "/trace/<trace_id>/spans/<span_id>.json": ["row"],
     "/static/<path:filename>": ["v"],
     "/static/plotly.min.js": ["v"],
@@ -197,7 +198,8 @@ def check(response: requests.Response, path: str) -> None:
         assert errors[0]["msg"]
 
 
-GET_ROUTES = [rule for rule in PARAMETERS if rule not in ("/v1/traces", "/api/import")]
+POST_ROUTES = ("/v1/traces", "/api/import", "/trace/<trace_id>/save")
+GET_ROUTES = [rule for rule in PARAMETERS if rule not in POST_ROUTES]
 FUZZ = settings(
     max_examples=40,
     deadline=None,
@@ -286,6 +288,15 @@ def test_otlp_receivers_never_answer_5xx(
         f"{base}/v1/traces", params=params, data=body, headers=headers, timeout=30
     )
     check(response, "/v1/traces")
+
+
+@FUZZ
+@given(trace_id=st.one_of(st.just("0" * 32), st.text(min_size=1, max_size=40)))
+def test_save_never_answers_5xx(viewer: Viewer, trace_id: str) -> None:
+    """Saving a remote trace (``POST /trace/<id>/save``) with any id, and no remote set."""
+    path = fill("/trace/<trace_id>/save", trace_id, "", "")
+    response = viewer.session.post(viewer.ui.url + path, timeout=30, allow_redirects=False)
+    check(response, path)
 
 
 @FUZZ
