@@ -33,6 +33,7 @@ BENCHMARKS = {
     "collector": "the real collector on otel-collector.yaml: spans/s per core, RSS, memory limit",
     "export": "the single-file HTML export of a 10k-span trace: time, size, opening in Chromium",
     "scale": "the cost curve at 100k, 1M, 3M and 10M spans: ingest, search, fetch, start, disk",
+    "remote": "a trace read from a real Jaeger (API v3, /api/traces) vs the local store",
 }
 ONLY_ON_REQUEST = ("scale",)
 """Run when named or with ``--scale``, not by default."""
@@ -53,8 +54,9 @@ REPORT_ORDER = (
     "collector",
     "export",
     "scale",
+    "remote",
 )
-"""The numbering of BENCHMARKS.md (1-14; ``analyses`` and ``tracesearch`` are both section
+"""The numbering of BENCHMARKS.md (1-15; ``analyses`` and ``tracesearch`` are both section
 11), used for ``results/ALL.md``; runs go in the order above."""
 
 
