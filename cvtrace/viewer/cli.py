@@ -274,7 +274,7 @@ def run(args: argparse.Namespace) -> int:
         try:  # said at once: a wrong URL or a missing header shows here, not later
             api = f"API {remote.version()}"
         except RemoteError as exc:
-            api = f"not answering yet: {exc}"
+            api = f"not answering yet: {exc.reason}"
         lines.append(f"  traces {shown_where} from the Jaeger at {remote.url} ({api})")
     print("\n".join(lines), flush=True)
     # Everything made so far (Flask, plotly, the store's caches) lives as long as the

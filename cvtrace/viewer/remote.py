@@ -74,6 +74,7 @@ class RemoteError(Exception):
     def __init__(self, url: str, message: str) -> None:
         super().__init__(f"Jaeger at {url}: {message}")
         self.url = url
+        self.reason = message
 
 
 @dataclass(frozen=True)
