@@ -59,6 +59,7 @@ from cvtrace.viewer.searchindex import search_index
 from cvtrace.viewer.remote import RemoteError
 from cvtrace.viewer.sources import get_source, note_problem, remote_problems
 from cvtrace.viewer.tracetree import Row, max_depth, tree_rows
+from cvtrace.viewer.uploads import cross_site
 
 bp = Blueprint("ui", __name__, template_folder="templates")
 
@@ -561,6 +562,8 @@ def save_trace(trace_id: str) -> Any:
     source = get_source()
     if source.remote is None:
         abort(404)
+    if cross_site():  # a form on another site's page posting here
+        abort(403)
     found = source.remote_trace(raw_id)
     if found is None:
         return _unknown_trace(raw_id.hex())

@@ -52,7 +52,8 @@ def _answer(status: int, data: dict[str, Any]) -> Response:
     return Response(json.dumps(data), status=status, mimetype="application/json")
 
 
-def _cross_site() -> bool:
+def cross_site() -> bool:
+    """Return whether the request says it comes from another site or origin."""
     if request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
         return True
     origin = request.headers.get("Origin")
@@ -62,7 +63,7 @@ def _cross_site() -> bool:
 @bp.post("/api/import")
 def import_traces() -> Response:
     """Import one uploaded trace file; answer the summary."""
-    if _cross_site():
+    if cross_site():
         return _answer(403, {"error": "cross-site imports are refused"})
     if (request.mimetype or "").lower() != UPLOAD_TYPE:
         return _answer(415, {"error": f"send the file as {UPLOAD_TYPE}"})

@@ -384,6 +384,10 @@ class TestSecondViewer:
             (s.span.SerializeToString(), s.service) for s in remote_store.get_trace(raw_id)
         )
         assert mine == theirs
+        other_site = client.post(
+            f"/trace/{raw_id.hex()}/save", headers={"Sec-Fetch-Site": "cross-site"}
+        )
+        assert other_site.status_code == 403  # another site's form cannot make it save
         again = client.post(f"/trace/{raw_id.hex()}/save")
         assert "saved=0" in again.headers["Location"]  # nothing new the second time
 
