@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from importlib.metadata import version
 from importlib.resources import files
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
@@ -59,7 +60,6 @@ from cvtrace.viewer.searchindex import search_index
 from cvtrace.viewer.remote import RemoteError
 from cvtrace.viewer.sources import get_source, note_problem, remote_problems
 from cvtrace.viewer.tracetree import Row, max_depth, tree_rows
-from cvtrace.viewer.uploads import cross_site
 
 bp = Blueprint("ui", __name__, template_folder="templates")
 
@@ -554,6 +554,20 @@ def trace(trace_id: str) -> Any:
     )
 
 
+def _from_another_site() -> bool:
+    """Return whether a form post says it comes from another site.
+
+    Browsers say where a request comes from in ``Sec-Fetch-Site``; the ``Origin`` of a
+    form post is ``null`` here (the pages' ``Referrer-Policy: no-referrer``), so it
+    counts only when it names another origin.
+    """
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None:
+        return site not in ("same-origin", "none")
+    origin = request.headers.get("Origin", "null")
+    return origin != "null" and urlsplit(origin).netloc != request.host
+
+
 @bp.post("/trace/<trace_id>/save")
 def save_trace(trace_id: str) -> Any:
     """Save a trace of the remote Jaeger into the local store (spans stored already
@@ -562,7 +576,7 @@ def save_trace(trace_id: str) -> Any:
     source = get_source()
     if source.remote is None:
         abort(404)
-    if cross_site():  # a form on another site's page posting here
+    if _from_another_site():  # a form on another site's page posting here
         abort(403)
     found = source.remote_trace(raw_id)
     if found is None:

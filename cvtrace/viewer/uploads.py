@@ -52,8 +52,7 @@ def _answer(status: int, data: dict[str, Any]) -> Response:
     return Response(json.dumps(data), status=status, mimetype="application/json")
 
 
-def cross_site() -> bool:
-    """Return whether the request says it comes from another site or origin."""
+def _cross_site() -> bool:
     if request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
         return True
     origin = request.headers.get("Origin")
@@ -63,7 +62,7 @@ def cross_site() -> bool:
 @bp.post("/api/import")
 def import_traces() -> Response:
     """Import one uploaded trace file; answer the summary."""
-    if cross_site():
+    if _cross_site():
         return _answer(403, {"error": "cross-site imports are refused"})
     if (request.mimetype or "").lower() != UPLOAD_TYPE:
         return _answer(415, {"error": f"send the file as {UPLOAD_TYPE}"})

@@ -388,6 +388,10 @@ class TestSecondViewer:
             f"/trace/{raw_id.hex()}/save", headers={"Sec-Fetch-Site": "cross-site"}
         )
         assert other_site.status_code == 403  # another site's form cannot make it save
+        other_origin = client.post(
+            f"/trace/{raw_id.hex()}/save", headers={"Origin": "http://evil.example"}
+        )
+        assert other_origin.status_code == 403
         again = client.post(f"/trace/{raw_id.hex()}/save")
         assert "saved=0" in again.headers["Location"]  # nothing new the second time
 
