@@ -274,6 +274,37 @@ class TestFailures:
 # -- a second cvtrace view as the remote (the /api/traces fallback) --------------------
 
 
+class TestApiDetection:
+    @pytest.mark.parametrize(
+        ("v3_answer", "expected"),
+        [
+            (b'{"services":["a"]}', "v3"),
+            (b"{}", "v3"),  # a Jaeger with no traces yet: protobuf JSON drops empty lists
+        ],
+    )
+    def test_v3(self, v3_answer: bytes, expected: str) -> None:
+        def behave(handler: http.server.BaseHTTPRequestHandler) -> None:
+            if handler.path.startswith("/api/v3/services"):
+                answer(200, v3_answer, "text/plain; charset=utf-8")(handler)
+            else:
+                answer(404, b"404 page not found", "text/plain")(handler)
+
+        with FailingRemote(behave) as server:
+            assert JaegerSource(RemoteOptions(server.url, {})).version() == expected
+
+    def test_older_api_with_no_traces_yet(self) -> None:
+        def behave(handler: http.server.BaseHTTPRequestHandler) -> None:
+            if handler.path.startswith("/api/services"):
+                answer(200, b'{"data":null,"total":0,"limit":0,"offset":0,"errors":null}')(handler)
+            else:  # Jaeger's placeholder UI page answers every other path
+                answer(200, b"<!DOCTYPE html><html></html>", "text/html")(handler)
+
+        with FailingRemote(behave) as server:
+            source = JaegerSource(RemoteOptions(server.url, {}))
+            assert source.version() == "v1"
+            assert source.services() == []
+
+
 class TestSecondViewer:
     def test_finds_the_fallback_api(self, remote: ViewerServer) -> None:
         source = JaegerSource(RemoteOptions(remote.url, {}))
