@@ -437,6 +437,8 @@ class TestSecondViewer:
         assert mine[0].trace_id.hex() not in page.text
         assert client.get("/api/services").get_json()["data"] == ["far"]
         assert client.get(f"/trace/{mine[0].trace_id.hex()}").status_code == 404
+        for page_path in ("/map", "/metrics"):  # these read the store's call tables
+            assert 'id="local-only"' in client.get(page_path).text
         unknown = client.get("/trace/" + "ef" * 16)
         assert unknown.status_code == 404
         assert f"not in the Jaeger at {remote.url}" in unknown.text
