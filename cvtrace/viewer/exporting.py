@@ -53,6 +53,7 @@ from werkzeug.exceptions import HTTPException
 
 from cvtrace._version import __version__
 from cvtrace.viewer import get_store
+from cvtrace.viewer.sources import get_source
 from cvtrace.viewer.tracetree import Row
 
 __all__ = [
@@ -214,7 +215,7 @@ def _span_lines(trace_id: bytes, rows: list[Row], page_path: str) -> Iterator[st
     hundred spans at a time. Needs a request context."""
     from cvtrace.viewer.ui import span_details_data
 
-    summary = get_store().get_summary(trace_id)
+    summary = get_source().get_summary(trace_id)
     start_ns = summary.start_ns if summary is not None else min(r.start_ns for r in rows)
     trace_hex = trace_id.hex()
     lines = []
@@ -280,13 +281,15 @@ def export_html_chunks(
     trace_hex = trace_id.hex()
     page_path = f"/trace/{trace_hex}"
     with app.test_request_context(page_path, base_url=base_url):
-        if get_store(app).get_summary(trace_id) is None:
-            msg = f"trace {trace_hex} is not in the store {get_store(app).path}"
+        source = get_source(app)
+        where = f"the store {get_store(app).path}" if source.remote is None else source.describe()
+        if source.get_summary(trace_id) is None:
+            msg = f"trace {trace_hex} is not in {where}"
             raise TraceNotFound(msg)
         try:
             rows = trace_rows(trace_id)
         except HTTPException:  # gone since (retention): as if never there
-            msg = f"trace {trace_hex} is not in the store {get_store(app).path}"
+            msg = f"trace {trace_hex} is not in {where}"
             raise TraceNotFound(msg) from None
     truncated = []
     for row in rows:

@@ -715,7 +715,7 @@ def trace_html(trace_id: str) -> Any:
     from cvtrace.viewer.exporting import ExportError, TraceNotFound, export_html_chunks
 
     raw_id = _trace_id_or_404(trace_id)
-    if get_store().get_summary(raw_id) is None:
+    if get_source().get_summary(raw_id) is None:
         return _unknown_trace(raw_id.hex())
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     try:  # the spans' details are made as the answer is written: never whole in memory
@@ -861,7 +861,7 @@ def span_details_data(
     ``page_url`` is the trace page's, which ``deepLink`` extends with ``?span=``. Needs
     a request context (links to other spans are URLs of this viewer).
     """
-    store = get_store()
+    store = get_source()
     span = stored.span
     parent = span.parent_span_id
     return {

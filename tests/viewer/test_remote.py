@@ -391,6 +391,9 @@ class TestSecondViewer:
         mine = client.get(f"/api/traces/{trace_id}?download=1").get_json()
         theirs = requests.get(f"{remote.url}/api/traces/{trace_id}", timeout=5).json()
         assert mine == theirs
+        html = client.get(f"/trace/{trace_id}/export.html")  # the single-file export too
+        assert html.status_code == 200
+        assert all(sp.span_id.hex() in html.text for sp in specs)
         otlp = client.get(f"/trace/{trace_id}/otlp.json").get_json()
         spans = [s for rs in otlp["resourceSpans"] for ss in rs["scopeSpans"] for s in ss["spans"]]
         assert sorted(s["spanId"] for s in spans) == sorted(sp.span_id.hex() for sp in specs)
