@@ -56,8 +56,8 @@ from cvtrace.viewer.jaeger_api import (
     parse_duration_ns,
     parse_trace_id,
 )
-from cvtrace.viewer.searchindex import search_index
 from cvtrace.viewer.remote import RemoteError
+from cvtrace.viewer.searchindex import search_index
 from cvtrace.viewer.sources import get_source, note_problem, remote_problems
 from cvtrace.viewer.tracetree import Row, max_depth, tree_rows
 

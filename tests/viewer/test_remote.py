@@ -361,6 +361,8 @@ class TestSecondViewer:
         assert waterfall["rowCount"] == 4
         assert waterfall["services"] == ["far"]
         first = waterfall["ids"][:16]
+        search_url = re.search(r'data-search-url="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+        assert client.get(search_url.replace("&amp;", "&")).status_code == 200  # in-trace search
         details = client.get(f"/trace/{trace_id}/spans/{first}.json").get_json()
         assert details["service"] == "far"
         assert details["status"]["code"] == "error"
