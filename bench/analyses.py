@@ -349,7 +349,11 @@ def markdown(result: dict[str, Any]) -> str:
         for name, samples in store["ms"].items()
     ]
     cpu = trace["warm_cpu_ms"]
-    trace_names = ("critical path", "critical path (wide)", "statistics (with self time)")
+    trace_names: tuple[str, ...] = (
+        "critical path",
+        "critical path (wide)",
+        "statistics (with self time)",
+    )
     trace_names += ("statistics (wide)",)
     worst_cpu = max(spread(cpu[n]).median for n in trace_names)
     worst_wall = max(spread(trace["warm_ms"][n]).median for n in trace_names)

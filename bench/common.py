@@ -16,7 +16,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the benchmarks that drive a browser import playwright themselves
+    from playwright.sync_api import ConsoleMessage, Page
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -366,6 +369,17 @@ class Viewer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def collect_page_errors(page: Page, errors: list[str]) -> None:
+    """Append the page's uncaught exceptions and console errors to ``errors``."""
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            errors.append(message.text)
+
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", on_console)
 
 
 def cpu_seconds(pid: int) -> float:

@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import PYTHON, clean_env, log, spread, table, verdict
+from bench.common import PYTHON, clean_env, collect_page_errors, log, spread, table, verdict
 from bench.spandata import big_trace, to_request
 
 CHROMIUM = "/usr/bin/chromium"
@@ -171,8 +171,7 @@ def _open(browser: Any, path: Path, errors: list[str]) -> dict[str, float]:
     context.add_init_script(_OBSERVE)
     try:
         page = context.new_page()
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.on("console", lambda msg: msg.type == "error" and errors.append(msg.text))
+        collect_page_errors(page, errors)
         page.goto(path.as_uri(), wait_until="commit")
         # a function: an expression is eval'd, which the file's policy forbids
         page.wait_for_function("() => window.__bench && window.__bench.ready", timeout=120_000)

@@ -197,9 +197,11 @@ def _big_responses(quick: bool) -> list[dict[str, Any]]:
             time.sleep(2)  # let the allocator give back what the last case freed
             cpu0 = cpu_seconds(viewer.proc.pid)
             with RssPeak(viewer.proc.pid) as rss, ThreadPoolExecutor(len(urls)) as pool:
-                answers, elapsed, slowest = _while_polling(
-                    viewer, lambda urls=urls: list(pool.map(_fetch, urls))
-                )
+
+                def fetch_all(urls: list[str] = urls) -> list[tuple[int, int]]:
+                    return list(pool.map(_fetch, urls))
+
+                answers, elapsed, slowest = _while_polling(viewer, fetch_all)
             cpu = cpu_seconds(viewer.proc.pid) - cpu0
             out.append(
                 {

@@ -77,7 +77,7 @@ class Gunicorn:
     def session_cookie(self, path: str) -> str:
         """The ``Cookie`` header of a visitor after one visit (so views count no new visitor)."""
         with urllib.request.urlopen(f"{self.url}{path}", timeout=10) as response:
-            cookie = response.headers.get("Set-Cookie", "")
+            cookie: str = response.headers.get("Set-Cookie", "")
         return cookie.split(";", 1)[0]
 
     def worker_pids(self) -> list[int]:

@@ -69,12 +69,12 @@ def write_files(directory: Path, spans: int) -> tuple[dict[str, Path], int]:
             ids = list(store.iter_trace_ids())
             for i in range(0, len(ids), 1000):
                 traces = store.get_traces(ids[i : i + 1000])
-                body = ",".join(
+                chunk = ",".join(
                     "".join(jaeger_trace_json([traces[t]]))
                     for t in ids[i : i + 1000]
                     if traces.get(t)
                 )
-                out.write(("," if i else "") + body)
+                out.write(("," if i else "") + chunk)
             out.write("]}")
     finally:
         store.close()

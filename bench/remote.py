@@ -27,6 +27,7 @@ import requests
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
 )
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from bench.common import log, spread, table
 
@@ -56,7 +57,7 @@ def _trace(spans: int, start_ns: int) -> tuple[bytes, ExportTraceServiceRequest]
         if i:
             span.parent_span_id = root_id
         span.name = "GET /" if i == 0 else f"SELECT {i % 20}"
-        span.kind = 2 if i == 0 else 3
+        span.kind = Span.SPAN_KIND_SERVER if i == 0 else Span.SPAN_KIND_CLIENT
         span.start_time_unix_nano = start_ns + i * 1000
         span.end_time_unix_nano = start_ns + i * 1000 + (spans * 1000 if i == 0 else 500)
         for k in range(5):

@@ -137,9 +137,10 @@ def run(quick: bool = False) -> tuple[dict[str, Any], str]:
 
 
 def _per_request_us(sample: dict[str, Any], key: str) -> float:
+    n: int = sample["n"]
     if key == "total":
-        return (sample["loop_ns"] + sample["flush_ns"]) / sample["n"] / 1000
-    return float(sample[key]) / sample["n"] / 1000
+        return float(sample["loop_ns"] + sample["flush_ns"]) / n / 1000
+    return float(sample[key]) / n / 1000
 
 
 def summarise(

@@ -39,9 +39,9 @@ def main() -> int:
         sys.stderr.write(f"unknown server {server_name!r}; expected werkzeug or waitress\n")
         return 2
     gc.freeze()  # as cvtrace view does
-    sys.stdout.write(f"port {server.server_port}\n")  # type: ignore[attr-defined]
+    sys.stdout.write(f"port {server.server_port}\n")
     sys.stdout.flush()
-    server.serve_forever()  # type: ignore[attr-defined]
+    server.serve_forever()
     return 0
 
 

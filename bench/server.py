@@ -58,14 +58,14 @@ def run(quick: bool = False) -> tuple[dict[str, Any], str]:
                 server.stop()
         time.sleep(0.5)
         arrived = {v: receiver.spans(v) for v in VARIANTS}
-    result = {
+    report = {
         "config": {"rounds": rounds, "seconds": seconds, "connections": 4},
         "samples": samples,
         "arrived": arrived,
         "arrived_before_stop": spans_before_stop,
         "served": served,
     }
-    return result, markdown(result)
+    return report, markdown(report)
 
 
 def markdown(result: dict[str, Any]) -> str:

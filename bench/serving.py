@@ -81,11 +81,11 @@ def run(quick: bool = False) -> tuple[dict[str, Any], str]:
     finally:
         for proc, _ in started.values():
             stop_process(proc)
-    result = {
+    report = {
         "config": {"rounds": rounds, "seconds": seconds, "store_spans": store_spans(quick)},
         "samples": samples,
     }
-    return result, markdown(result)
+    return report, markdown(report)
 
 
 def markdown(result: dict[str, Any]) -> str:

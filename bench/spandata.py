@@ -244,7 +244,7 @@ def to_request(spans: Sequence[SpanSpec]) -> ExportTraceServiceRequest:
         if spec.parent_id:
             span.parent_span_id = spec.parent_id
         span.name = spec.name
-        span.kind = _KIND[spec.kind]  # type: ignore[assignment]
+        span.kind = _KIND[spec.kind]
         span.start_time_unix_nano = spec.start_ns
         span.end_time_unix_nano = spec.end_ns
         span.attributes.extend(KeyValue(key=k, value=_value(v)) for k, v in spec.attributes.items())
@@ -393,8 +393,8 @@ def big_trace_store() -> tuple[Path, dict[int, str]]:
     )
     ids_path = path.with_suffix(".ids")
     if path.exists() and ids_path.exists():
-        ids = dict(line.split() for line in ids_path.read_text().splitlines())
-        return path, {int(k): v for k, v in ids.items()}
+        stored = dict(line.split() for line in ids_path.read_text().splitlines())
+        return path, {int(k): v for k, v in stored.items()}
     for suffix in ("", "-wal", "-shm"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
     rng = random.Random(7)

@@ -23,7 +23,7 @@ import os
 import time
 from typing import Any
 
-from bench.common import Viewer, log, spread, table, verdict
+from bench.common import Viewer, collect_page_errors, log, spread, table, verdict
 from bench.spandata import big_trace_store
 
 CHROMIUM = "/usr/bin/chromium"
@@ -70,7 +70,7 @@ def _round(page: Any, url: str, cdp: Any) -> dict[str, Any]:
     page.wait_for_function(
         "() => document.getElementById('waterfall').dataset.searchIndex === '1'", timeout=TIMEOUT_MS
     )
-    index = page.evaluate(_INDEX_FETCH)
+    index: dict[str, Any] = page.evaluate(_INDEX_FETCH)
     for query in QUERIES:
         page.fill("#span-find", "")
         page.wait_for_timeout(200)
@@ -119,8 +119,7 @@ def run(quick: bool = False) -> tuple[dict[str, Any], str]:
                 for size in order:
                     context = browser.new_context(viewport={"width": 1400, "height": 900})
                     page = context.new_page()
-                    page.on("pageerror", lambda exc: errors.append(str(exc)))
-                    page.on("console", lambda msg: msg.type == "error" and errors.append(msg.text))
+                    collect_page_errors(page, errors)
                     samples[size].append(_round(page, f"{viewer.url}/trace/{ids[size]}", cdp))
                     context.close()
         finally:

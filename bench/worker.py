@@ -99,7 +99,8 @@ def _run(setup: Setup, client: Any, path: str, n: int) -> dict[str, Any]:
 
 def _count(profile: cProfile.Profile) -> tuple[int, int]:
     """All calls a profile saw, and those in cvtrace's tracing or OpenTelemetry."""
-    stats = pstats.Stats(profile).stats
+    # Stats.stats is the profile's table, which typeshed's pstats stubs do not declare.
+    stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
     tracing = sum(
         calls
         for (filename, _line, _name), (_prim, calls, *_rest) in stats.items()
@@ -183,11 +184,12 @@ def _run_for(setup: Setup, client: Any, path: str, seconds: float) -> dict[str, 
 def _span_storm(setup: Setup, seconds: float) -> dict[str, Any]:
     """Make request-shaped spans (a server span, three query spans) as fast as possible."""
     from opentelemetry import trace
+    from opentelemetry.util.types import AttributeValue
 
     tracer = trace.get_tracer("bench.storm")
     server = trace.SpanKind.SERVER
     client = trace.SpanKind.CLIENT
-    request_attributes = {
+    request_attributes: dict[str, AttributeValue] = {
         "http.request.method": "GET",
         "http.route": "/circuits/<int:circuit_id>",
         "url.path": "/circuits/2",

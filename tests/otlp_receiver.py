@@ -75,8 +75,8 @@ def _value(value: Any) -> Any:
     return getattr(value, kind) if kind else None
 
 
-def attributes(span: Span) -> dict[str, Any]:
-    """A span's attributes as a plain dict."""
+def attributes(span: Span | Span.Event) -> dict[str, Any]:
+    """A span's (or a span event's) attributes as a plain dict."""
     return {kv.key: _value(kv.value) for kv in span.attributes}
 
 

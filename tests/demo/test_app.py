@@ -20,6 +20,7 @@ from cvtrace.demo import create_app, examples, preview_service
 from cvtrace.demo.db import engine_of
 from cvtrace.demo.models import Circuit, Comment, Star, User
 from cvtrace.demo.seed import seed
+from tests.demo.support import json_body
 
 
 @pytest.fixture
@@ -88,7 +89,7 @@ def login(client: FlaskClient, app: Flask) -> str:
 def create(client: FlaskClient, document: dict[str, Any], name: str = "Test circuit") -> int:
     response = client.post("/circuits", json={"name": name, "circuit": document})
     assert response.status_code == 201, response.json
-    circuit_id: int = response.json["circuit"]["id"]
+    circuit_id: int = json_body(response)["circuit"]["id"]
     assert response.headers["Location"] == f"/circuits/{circuit_id}"
     return circuit_id
 
@@ -105,11 +106,11 @@ class TestHealth:
 
 class TestListAndSearch:
     def test_pages(self, client: FlaskClient) -> None:
-        first = client.get("/circuits?per_page=10", headers=JSON).json
+        first = json_body(client.get("/circuits?per_page=10", headers=JSON))
         assert first["total"] == 41  # 40 seeded + the big adder
         assert first["pages"] == 5
         assert len(first["circuits"]) == 10
-        last = client.get("/circuits?per_page=10&page=5", headers=JSON).json
+        last = json_body(client.get("/circuits?per_page=10&page=5", headers=JSON))
         assert len(last["circuits"]) == 1
         ids = {c["id"] for c in first["circuits"]} | {c["id"] for c in last["circuits"]}
         assert len(ids) == 11
@@ -117,20 +118,20 @@ class TestListAndSearch:
     def test_search_matches_name_or_description_case_insensitively(
         self, client: FlaskClient
     ) -> None:
-        found = client.get("/circuits?q=ADDER&per_page=100", headers=JSON).json["circuits"]
+        found = json_body(client.get("/circuits?q=ADDER&per_page=100", headers=JSON))["circuits"]
         assert found
         assert all("adder" in (c["name"] + c["description"]).lower() for c in found)
-        assert client.get("/circuits?q=zzzz-nothing", headers=JSON).json["total"] == 0
+        assert json_body(client.get("/circuits?q=zzzz-nothing", headers=JSON))["total"] == 0
 
     def test_search_by_owner_and_sort_by_stars(self, client: FlaskClient, app: Flask) -> None:
         with db(app) as session:
             owner = session.scalars(select(Circuit).order_by(Circuit.id)).first()
             assert owner is not None
             username = owner.owner.username
-        found = client.get(f"/circuits?owner={username}", headers=JSON).json["circuits"]
+        found = json_body(client.get(f"/circuits?owner={username}", headers=JSON))["circuits"]
         assert found
         assert {c["owner"] for c in found} == {username}
-        by_stars = client.get("/circuits?sort=stars&per_page=100", headers=JSON).json
+        by_stars = json_body(client.get("/circuits?sort=stars&per_page=100", headers=JSON))
         stars = [c["stars"] for c in by_stars["circuits"]]
         assert stars == sorted(stars, reverse=True)
 
@@ -149,7 +150,7 @@ class TestListAndSearch:
     ) -> None:
         response = client.get(f"/circuits?{query}", headers=JSON)
         assert response.status_code == 400
-        assert message in response.json["error"]["message"]
+        assert message in json_body(response)["error"]["message"]
 
     def test_html_list_and_pages(self, client: FlaskClient, app: Flask) -> None:
         response = client.get("/circuits")
@@ -171,7 +172,7 @@ class TestListAndSearch:
         half = create(client, examples.half_adder(), "Reference half adder")
         twin = create(client, examples.half_adder(), "Another half adder")
         full = create(client, examples.full_adder(), "A full adder")
-        found = client.get(f"/circuits?equivalent_to={half}&per_page=100", headers=JSON).json
+        found = json_body(client.get(f"/circuits?equivalent_to={half}&per_page=100", headers=JSON))
         ids = {c["id"] for c in found["circuits"]}
         assert twin in ids
         assert full not in ids
@@ -179,7 +180,7 @@ class TestListAndSearch:
         latch = create(client, examples.sr_latch(), "Latch")
         refused = client.get(f"/circuits?equivalent_to={latch}", headers=JSON)
         assert refused.status_code == 400
-        assert "cannot be simulated" in refused.json["error"]["message"]
+        assert "cannot be simulated" in json_body(refused)["error"]["message"]
 
 
 class TestUsers:
@@ -189,12 +190,12 @@ class TestUsers:
         assert client.post("/users", json={"username": "new_user"}).status_code == 409
         bad = client.post("/users", json={"username": "No Spaces!"})
         assert bad.status_code == 400
-        assert "lowercase letters" in bad.json["error"]["message"]
+        assert "lowercase letters" in json_body(bad)["error"]["message"]
         assert client.post("/logout", headers=JSON).json == {"ok": True}
         assert client.post("/login", json={"username": "new_user"}).status_code == 200
         unknown = client.post("/login", json={"username": "nobody_here"})
         assert unknown.status_code == 404
-        profile = client.get("/users/new_user", headers=JSON).json
+        profile = json_body(client.get("/users/new_user", headers=JSON))
         assert profile["user"]["display_name"] == "New"
 
     def test_html_sign_up_then_create_from_the_form(self, client: FlaskClient) -> None:
@@ -210,14 +211,14 @@ class TestUsers:
         for path in ("/circuits", f"/circuits/{circuit_id}/fork", f"/circuits/{circuit_id}/star"):
             response = client.post(path, json={})
             assert response.status_code == 401, path
-            assert "log in first" in response.json["error"]["message"]
+            assert "log in first" in json_body(response)["error"]["message"]
 
 
 class TestCreate:
     def test_create_then_view(self, client: FlaskClient, app: Flask) -> None:
         username = login(client, app)
         circuit_id = create(client, examples.full_adder(), "My full adder")
-        shown = client.get(f"/circuits/{circuit_id}", headers=JSON).json["circuit"]
+        shown = json_body(client.get(f"/circuits/{circuit_id}", headers=JSON))["circuit"]
         assert shown["name"] == "My full adder"
         assert shown["owner"] == username
         assert shown["document"] == examples.full_adder()
@@ -228,7 +229,7 @@ class TestCreate:
     ) -> None:
         login(client, app)
         circuit_id = create(client, examples.sr_latch(), "Latch")
-        shown = client.get(f"/circuits/{circuit_id}", headers=JSON).json["circuit"]
+        shown = json_body(client.get(f"/circuits/{circuit_id}", headers=JSON))["circuit"]
         assert shown["simulatable"] is False
         assert "cycle" in shown["problem"]
 
@@ -250,14 +251,14 @@ class TestCreate:
         before = count(app, Circuit)
         response = client.post("/circuits", json=payload)
         assert response.status_code == 400
-        assert message in response.json["error"]["message"]
+        assert message in json_body(response)["error"]["message"]
         assert count(app, Circuit) == before
 
     def test_body_must_be_a_json_object(self, client: FlaskClient, app: Flask) -> None:
         login(client, app)
         response = client.post("/circuits", data="[1, 2]", content_type="application/json")
         assert response.status_code == 400
-        assert response.json["error"]["message"] == "the request body must be a JSON object"
+        assert json_body(response)["error"]["message"] == "the request body must be a JSON object"
 
     def test_html_form_creates_and_redirects(self, client: FlaskClient, app: Flask) -> None:
         login(client, app)
@@ -284,12 +285,12 @@ class TestCreate:
         login(client, app)
         circuit_id = create(client, examples.half_adder())
         renamed = client.put(f"/circuits/{circuit_id}", json={"name": "Renamed"})
-        assert renamed.json["circuit"]["name"] == "Renamed"
+        assert json_body(renamed)["circuit"]["name"] == "Renamed"
         other = app.test_client()
         other.post("/users", json={"username": "someone_else"})
         refused = other.put(f"/circuits/{circuit_id}", json={"name": "Mine now"})
         assert refused.status_code == 403
-        assert "fork it to change it" in refused.json["error"]["message"]
+        assert "fork it to change it" in json_body(refused)["error"]["message"]
 
     def test_a_failed_edit_changes_nothing(self, client: FlaskClient, app: Flask) -> None:
         login(client, app)
@@ -310,12 +311,12 @@ class TestCreate:
             "/circuits", json={"name": "Huge", "description": "x" * (2 * 1024 * 1024)}
         )
         assert response.status_code == 413
-        assert response.json["error"]["status"] == 413
+        assert json_body(response)["error"]["status"] == 413
 
     def test_wrong_method_is_a_405_with_a_message(self, client: FlaskClient) -> None:
         response = client.delete("/circuits", headers=JSON)
         assert response.status_code == 405
-        assert "not allowed" in response.json["error"]["message"]
+        assert "not allowed" in json_body(response)["error"]["message"]
 
 
 class TestForkStarComment:
@@ -324,23 +325,23 @@ class TestForkStarComment:
         source = circuit_named(app, "64-bit ripple-carry adder")
         response = client.post(f"/circuits/{source}/fork", headers=JSON)
         assert response.status_code == 201
-        fork = client.get(response.headers["Location"], headers=JSON).json["circuit"]
+        fork = json_body(client.get(response.headers["Location"], headers=JSON))["circuit"]
         assert fork["forked_from"] == source
         assert fork["name"] == "64-bit ripple-carry adder (fork)"
         assert fork["document"] == examples.ripple_carry_adder(64)
         named = client.post(f"/circuits/{source}/fork", json={"name": "Mine"})
-        assert named.json["circuit"]["name"] == "Mine"
+        assert json_body(named)["circuit"]["name"] == "Mine"
         assert client.post("/circuits/999999/fork", headers=JSON).status_code == 404
 
     def test_star_is_idempotent(self, client: FlaskClient, app: Flask) -> None:
         login(client, app)
         circuit_id = create(client, examples.half_adder())
-        assert client.post(f"/circuits/{circuit_id}/star", headers=JSON).json["stars"] == 1
-        assert client.post(f"/circuits/{circuit_id}/star", headers=JSON).json["stars"] == 1
+        assert json_body(client.post(f"/circuits/{circuit_id}/star", headers=JSON))["stars"] == 1
+        assert json_body(client.post(f"/circuits/{circuit_id}/star", headers=JSON))["stars"] == 1
         with db(app) as session:
             stars = session.scalar(select(func.count(Star.id)).where(Star.circuit_id == circuit_id))
         assert stars == 1
-        unstarred = client.delete(f"/circuits/{circuit_id}/star", headers=JSON).json
+        unstarred = json_body(client.delete(f"/circuits/{circuit_id}/star", headers=JSON))
         assert unstarred == {"starred": False, "stars": 0}
 
     def test_comments(self, client: FlaskClient, app: Flask) -> None:
@@ -348,15 +349,15 @@ class TestForkStarComment:
         circuit_id = create(client, examples.half_adder())
         posted = client.post(f"/circuits/{circuit_id}/comments", json={"body": " Neat! "})
         assert posted.status_code == 201
-        assert posted.json["comment"]["body"] == "Neat!"
+        assert json_body(posted)["comment"]["body"] == "Neat!"
         before = count(app, Comment)
         empty = client.post(f"/circuits/{circuit_id}/comments", json={"body": "   "})
         assert empty.status_code == 400
-        assert empty.json["error"]["message"] == "body is required"
+        assert json_body(empty)["error"]["message"] == "body is required"
         long = client.post(f"/circuits/{circuit_id}/comments", json={"body": "x" * 2001})
         assert long.status_code == 400
         assert count(app, Comment) == before
-        shown = client.get(f"/circuits/{circuit_id}", headers=JSON).json["circuit"]
+        shown = json_body(client.get(f"/circuits/{circuit_id}", headers=JSON))["circuit"]
         assert [c["body"] for c in shown["comments"]] == ["Neat!"]
 
 
@@ -368,7 +369,9 @@ class TestSimulate:
             f"/circuits/{circuit_id}/simulate", json={"inputs": {"a": 1, "b": 1, "cin": 1}}
         )
         assert response.json == {"outputs": {"sum": 1, "cout": 1}}
-        table = client.post(f"/circuits/{circuit_id}/simulate", json={"truth_table": True}).json
+        table = json_body(
+            client.post(f"/circuits/{circuit_id}/simulate", json={"truth_table": True})
+        )
         assert table["inputs"] == ["a", "b", "cin"]
         assert table["rows"][3] == [[0, 1, 1], [0, 1]]
 
@@ -379,7 +382,7 @@ class TestSimulate:
             f"/circuits/{circuit_id}/simulate", json={"inputs": {"s": 1, "r": 0}}
         )
         assert response.status_code == 400
-        message = response.json["error"]["message"]
+        message = json_body(response)["error"]["message"]
         assert message.startswith(f"cannot simulate circuit {circuit_id}: the circuit has a cycle")
 
     def test_a_dangling_wire_is_a_clear_400(self, client: FlaskClient, app: Flask) -> None:
@@ -391,7 +394,7 @@ class TestSimulate:
             f"/circuits/{circuit_id}/simulate", json={"inputs": {"a": 1, "b": 0}}
         )
         assert response.status_code == 400
-        assert "dangling wire" in response.json["error"]["message"]
+        assert "dangling wire" in json_body(response)["error"]["message"]
 
     @pytest.mark.parametrize(
         ("payload", "message"),
@@ -408,7 +411,7 @@ class TestSimulate:
         circuit_id = create(client, examples.half_adder())
         response = client.post(f"/circuits/{circuit_id}/simulate", json=payload)
         assert response.status_code == 400
-        assert message in response.json["error"]["message"]
+        assert message in json_body(response)["error"]["message"]
 
     def test_unknown_circuit_is_a_404(self, client: FlaskClient) -> None:
         response = client.post("/circuits/999999/simulate", json={"inputs": {}})
@@ -423,7 +426,7 @@ class TestUniqueViews:
         visitors = [app.test_client() for _ in range(5)]
         for visitor in visitors + visitors:
             visitor.get(f"/circuits/{circuit_id}", headers=JSON)
-        shown = client.get(f"/circuits/{circuit_id}", headers=JSON).json["circuit"]
+        shown = json_body(client.get(f"/circuits/{circuit_id}", headers=JSON))["circuit"]
         assert shown["unique_views"] == 6  # five visitors and the owner
 
     def test_simultaneous_first_views_all_count(
@@ -463,19 +466,19 @@ class TestUniqueViews:
         server.shutdown()
         server.server_close()
         assert statuses == [200] * 24
-        shown = client.get(f"/circuits/{circuit_id}", headers=JSON).json["circuit"]
+        shown = json_body(client.get(f"/circuits/{circuit_id}", headers=JSON))["circuit"]
         assert shown["unique_views"] == 25  # 24 visitors and the owner
 
     def test_views_do_not_touch_updated_at(self, client: FlaskClient, app: Flask) -> None:
         login(client, app)
         circuit_id = create(client, examples.half_adder())
-        before = client.get(f"/circuits/{circuit_id}", headers=JSON).json["circuit"]
+        before = json_body(client.get(f"/circuits/{circuit_id}", headers=JSON))["circuit"]
         app.test_client().get(f"/circuits/{circuit_id}", headers=JSON)
         client.get(f"/circuits/{circuit_id}/preview.svg")
-        after = client.get(f"/circuits/{circuit_id}", headers=JSON).json["circuit"]
+        after = json_body(client.get(f"/circuits/{circuit_id}", headers=JSON))["circuit"]
         assert after["updated_at"] == before["updated_at"]
         client.put(f"/circuits/{circuit_id}", json={"description": "changed"})
-        edited = client.get(f"/circuits/{circuit_id}", headers=JSON).json["circuit"]
+        edited = json_body(client.get(f"/circuits/{circuit_id}", headers=JSON))["circuit"]
         assert edited["updated_at"] > before["updated_at"]
 
 
@@ -497,7 +500,7 @@ class TestPreview:
         circuit_id = circuit_named(app, "64-bit ripple-carry adder")
         response = client.get(f"/circuits/{circuit_id}/preview.svg", headers=JSON)
         assert response.status_code == 502
-        message = response.json["error"]["message"]
+        message = json_body(response)["error"]["message"]
         assert message.startswith("the preview service answered 413: circuit has 320 gates")
 
     def test_an_unreachable_preview_service_is_a_502(self, database_url: str) -> None:
@@ -516,5 +519,5 @@ class TestPreview:
         seed(engine_of(app), circuits=3)
         response = app.test_client().get("/circuits/1/preview.svg", headers=JSON)
         assert response.status_code == 502
-        assert "is unreachable (ConnectionError)" in response.json["error"]["message"]
+        assert "is unreachable (ConnectionError)" in json_body(response)["error"]["message"]
         engine_of(app).dispose()

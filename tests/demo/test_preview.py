@@ -10,6 +10,7 @@ from flask.testing import FlaskClient
 from cvtrace.demo import examples, preview_service
 from cvtrace.demo.document import parse_circuit
 from cvtrace.demo.svg import MAX_RENDER_GATES, TooLargeToRender, render_svg
+from tests.demo.support import json_body
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -80,4 +81,4 @@ class TestService:
     ) -> None:
         response = client.post("/render", json=payload)
         assert response.status_code == status
-        assert message in response.json["error"]["message"]
+        assert message in json_body(response)["error"]["message"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -63,13 +64,14 @@ class TestKnownCircuits:
             assert out == {f"y{i}": int(en == 1 and i == x) for i in range(4)}
 
     def test_every_gate_type_with_three_inputs(self) -> None:
-        for gate_type, expected in [
+        gates: list[tuple[str, Callable[[tuple[int, ...]], bool]]] = [
             ("AND", lambda bits: all(bits)),
             ("OR", lambda bits: any(bits)),
             ("NAND", lambda bits: not all(bits)),
             ("NOR", lambda bits: not any(bits)),
             ("XOR", lambda bits: sum(bits) % 2 == 1),
-        ]:
+        ]
+        for gate_type, expected in gates:
             document = {
                 "inputs": ["a", "b", "c"],
                 "outputs": ["y"],

@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 import cvtrace
+import cvtrace.testing
 from cvtrace.config import BatchSettings
 from cvtrace.processor import ExportingSpanProcessor
 from tests.otlp_receiver import HttpOtlpReceiver

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -154,10 +155,11 @@ class TestLeanSpanApi:
     """Each API call on a lean span has the effect it has on an SDK span."""
 
     @staticmethod
-    def _apply(tracer: Any, calls: Any) -> ReadableSpan:
+    def _apply(tracer: trace.Tracer, calls: Callable[[trace.Span], object]) -> ReadableSpan:
         span = tracer.start_span("s", kind=SpanKind.SERVER, attributes={"a": 1, "b": "x"})
         calls(span)
         span.end()
+        assert isinstance(span, ReadableSpan)  # both the lean and the SDK span are
         return span
 
     @pytest.mark.parametrize(
@@ -244,7 +246,7 @@ class TestLeanSpanApi:
             span.end()
         finished = {span.name: span for span in exporter.get_finished_spans()}
         trace_id = parent.get_span_context().trace_id
-        assert {span.context.trace_id for span in finished.values()} == {trace_id}  # type: ignore[union-attr]
+        assert {span.context.trace_id for span in finished.values()} == {trace_id}
         assert finished["lean child"].parent == child.get_span_context()
         assert finished["child"].parent == parent.get_span_context()
         assert (

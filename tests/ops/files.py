@@ -85,7 +85,7 @@ def _construct_unique_mapping(
 
 UniqueKeyLoader.add_constructor(
     yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-    _construct_unique_mapping,  # type: ignore[arg-type]
+    _construct_unique_mapping,
 )
 
 
@@ -164,5 +164,6 @@ def mounts(service: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 def parse_dockerfile(text: str) -> list[tuple[str, str]]:
     """Return (INSTRUCTION, arguments) pairs, as ``dockerfile-parse`` reads them."""
-    parser = DockerfileParser(fileobj=io.BytesIO(text.encode()))
+    # The parser reads bytes, as its docstring says; types-dockerfile-parse has IO[str].
+    parser = DockerfileParser(fileobj=io.BytesIO(text.encode()))  # type: ignore[arg-type]
     return [(item["instruction"], item["value"]) for item in parser.structure]

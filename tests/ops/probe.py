@@ -96,7 +96,9 @@ def probe_request() -> tuple[ExportTraceServiceRequest, Probe]:
     probe = Probe()
     # Health checks, as older and newer HTTP conventions record them.
     for target in ({"url__path": "/up"}, {"http__target": "/up"}, {"http__target": "/up?full=1"}):
-        probe.spans.append(_span("GET /up", os.urandom(16), **target))
+        span = _span("GET /up", os.urandom(16))
+        span.attributes.extend(attributes(**target))
+        probe.spans.append(span)
         probe.health_checks += 1
     # Secrets: by key (password, authorization) and by value (a bearer token in text).
     probe.trace_ids["secrets"] = os.urandom(16)

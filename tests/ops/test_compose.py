@@ -155,22 +155,22 @@ def compose_problems(compose: dict[str, Any], *, root: Path = ROOT) -> list[str]
                             f"services.{name}: {path.name} reads ${{env:{var}}}, "
                             "which the service's environment does not set"
                         )
-        key = env.get(NEW_RELIC_KEY)
-        if key is None:
+        new_relic_key = env.get(NEW_RELIC_KEY)
+        if new_relic_key is None:
             problems.append(
                 f"services.{name} does not pass {NEW_RELIC_KEY}: setting it could never turn "
                 f"New Relic on; add {NEW_RELIC_KEY}: ${{{NEW_RELIC_KEY}:-}}"
             )
-        elif "$" in key and not COMPOSE_KEY_PASS_THROUGH.fullmatch(key):
+        elif "$" in new_relic_key and not COMPOSE_KEY_PASS_THROUGH.fullmatch(new_relic_key):
             problems.append(
-                f"services.{name}.environment.{NEW_RELIC_KEY} is {key!r}: write "
+                f"services.{name}.environment.{NEW_RELIC_KEY} is {new_relic_key!r}: write "
                 f"${{{NEW_RELIC_KEY}:-}}; a required key (:?) stops a stack without one, "
                 "and a bare reference makes compose warn on every command"
             )
         container_ports = {c for _ip, _h, c in published(service)}
-        for port in (4317, 4318, 13133, 8888):
-            if port not in container_ports:
-                problems.append(f"services.{name} does not publish port {port}")
+        for wanted in (4317, 4318, 13133, 8888):
+            if wanted not in container_ports:
+                problems.append(f"services.{name} does not publish port {wanted}")
     jaegers = [
         n for n, s in services.items() if str(s.get("image", "")).startswith("jaegertracing/")
     ]

@@ -84,9 +84,9 @@ def dockerfile_problems(text: str, *, dockerignore: str, root: Path = ROOT) -> l
     """
     problems: list[str] = []
     excluded = dockerignore_excludes(dockerignore)
-    for path in MUST_STAY_OUT:
-        if not excluded(path):
-            problems.append(f".dockerignore lets {path} into the build context")
+    for kept_out in MUST_STAY_OUT:
+        if not excluded(kept_out):
+            problems.append(f".dockerignore lets {kept_out} into the build context")
     stages: list[tuple[str, str, list[tuple[str, str]]]] = []
     for keyword, arguments in parse_dockerfile(text):
         if keyword == "FROM":

@@ -27,14 +27,14 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
-def _run(*command: str | Path, **kwargs: object) -> subprocess.CompletedProcess[str]:
+def _run(*command: str | Path, cwd: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(part) for part in command],
         check=True,
         capture_output=True,
         text=True,
         timeout=600,
-        **kwargs,  # type: ignore[arg-type]
+        cwd=cwd,
     )
 
 
@@ -130,7 +130,7 @@ def test_import_without_the_extra(base_install: Path, tmp_path: Path) -> None:
     plain.write_bytes(body)
     packed = tmp_path / "trace.json.zst"
     packed.write_bytes(zstandard.ZstdCompressor().compress(body))
-    command = [base_install / "cvtrace", "import", "--db", tmp_path / "s.sqlite3"]
+    command: list[str | Path] = [base_install / "cvtrace", "import", "--db", tmp_path / "s.sqlite3"]
     done = subprocess.run([*command, plain], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "1 spans (1 new" in done.stdout
@@ -157,7 +157,7 @@ def _served_page(process: subprocess.Popen[str]) -> Iterator[str]:
 
 def test_view_with_the_extra_serves_the_ui(viewer_install: Path, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CVTRACE_", "OTEL_"))}
-    command = [
+    command: list[str | Path] = [
         viewer_install / "cvtrace",
         "view",
         "--db",

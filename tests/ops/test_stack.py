@@ -27,9 +27,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 
 def _postgres_spans(jaeger: str) -> list[dict[str, str]]:
-    traces = requests.get(
-        f"{jaeger}/api/traces", params={"service": "circuits", "limit": 100}, timeout=10
-    ).json()["data"]
+    params: dict[str, str | int] = {"service": "circuits", "limit": 100}
+    traces = requests.get(f"{jaeger}/api/traces", params=params, timeout=10).json()["data"]
     return [
         tags
         for trace in traces or []

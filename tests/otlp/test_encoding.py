@@ -80,7 +80,8 @@ def _spans() -> list[ReadableSpan]:
         "", links=[Link(SpanContext(1, 2, False)), Link(SpanContext(3, 4, False))]
     )
     internal.set_status(Status(StatusCode.OK))
-    internal.end(end_time=internal.start_time)  # type: ignore[union-attr]
+    assert isinstance(internal, ReadableSpan)  # an SDK span, which has a start time
+    internal.end(end_time=internal.start_time)
     return list(exporter.get_finished_spans())
 
 
@@ -132,7 +133,7 @@ def test_unencodable_value_is_a_type_error() -> None:
 
 def test_many_resources_and_scopes_in_one_batch() -> None:
     """More resources than the encoder remembers: each span keeps its own resource."""
-    spans = []
+    spans: list[ReadableSpan] = []
     for i in range(100):
         memory = InMemorySpanExporter()
         provider = TracerProvider(resource=Resource.create({"service.name": f"svc{i}"}))

@@ -15,7 +15,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
-from opentelemetry.proto.trace.v1.trace_pb2 import Span, TracesData
+from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status, TracesData
 
 from cvtrace.otlp import json_form
 from cvtrace.otlp.json_form import OtlpJsonError, message_to_otlp_dict, parse_otlp_dict
@@ -77,7 +77,7 @@ def spans(draw: st.DrawFn) -> Span:
         trace_state=draw(st.text(max_size=5)),
         flags=draw(u32),
         name=draw(st.text(max_size=8)),
-        kind=draw(st.integers(0, 6)),
+        kind=Span.SpanKind.ValueType(draw(st.integers(0, 6))),
         start_time_unix_nano=draw(u64),
         end_time_unix_nano=draw(u64),
         dropped_attributes_count=draw(u32),
@@ -98,7 +98,7 @@ def spans(draw: st.DrawFn) -> Span:
         )
         link.attributes.extend(draw(attributes))
     if draw(st.booleans()):
-        span.status.code = draw(st.integers(0, 2))
+        span.status.code = Status.StatusCode.ValueType(draw(st.integers(0, 2)))
         span.status.message = draw(st.text(max_size=5))
     return span
 

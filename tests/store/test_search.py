@@ -89,6 +89,7 @@ def test_the_smallest_index_drives_the_others_filter(
     assert sorted(asked) == sorted(sizes)
     assert plan.driver == driver
     (other,) = set(sizes) - {driver}
+    assert isinstance(other, Index)
     assert f"EXISTS (SELECT 1 FROM {other.table} WHERE {other.column} = ?" in plan.sql
     assert plan.params == (driver.ident, other.ident, 5)
     assert plan.sql.count("?") == placeholders(plan)
@@ -127,7 +128,12 @@ def test_an_operation_in_several_services_is_filtered_by_name() -> None:
 
 def test_an_operation_of_one_service_drives_by_its_id() -> None:
     lookups = Lookups(service_id=7, operation_id=11)
-    plan = plan_search(TraceQuery(service="a", operation="GET /"), lookups, lambda d: d.ident)
+
+    def ident_as_size(driver: Driver) -> int:
+        assert isinstance(driver, Index)  # no duration in the query: only indexes are asked
+        return driver.ident
+
+    plan = plan_search(TraceQuery(service="a", operation="GET /"), lookups, ident_as_size)
     assert plan.driver == SERVICE  # the smaller count here
     assert "o.name" not in plan.sql
     assert "EXISTS (SELECT 1 FROM trace_operations WHERE operation_id = ?" in plan.sql

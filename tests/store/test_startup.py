@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from cvtrace.store import SpanStore, TraceQuery, connections
+from cvtrace.store import SpanStore, TraceQuery
 from tests.viewer.support import T0_NS, make_request, simple_trace
 
 
@@ -36,7 +36,8 @@ def _steps_to_open_and_read(monkeypatch: pytest.MonkeyPatch, path: Path) -> int:
         conn.set_progress_handler(count, 100)
         return conn
 
-    monkeypatch.setattr(connections.sqlite3, "connect", counting_connect)
+    # the sqlite3 module that cvtrace.store.connections opens its connections with
+    monkeypatch.setattr(sqlite3, "connect", counting_connect)
     with SpanStore(path, max_spans=1_000_000) as store:
         store.span_count()
         store.services()

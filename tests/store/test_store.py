@@ -370,13 +370,13 @@ class TestTraceIdIndex:
     def test_a_failed_write_forgets_its_new_traces(self, store: SpanStore) -> None:
         """After a rollback, the store does not believe in traces it never wrote."""
         specs = simple_trace()
-        store._writer.conn.execute(
+        store._writing().conn.execute(
             "CREATE TRIGGER fail_groups BEFORE INSERT ON span_groups "
             "BEGIN SELECT RAISE(ABORT, 'disk full'); END"
         )
         with pytest.raises(sqlite3.IntegrityError, match="disk full"):
             store.write_request(make_request(specs))
-        store._writer.conn.execute("DROP TRIGGER fail_groups")
+        store._writing().conn.execute("DROP TRIGGER fail_groups")
         store.write_request(make_request(specs))
         assert store.trace_count() == 1
         assert len(store.get_trace(specs[0].trace_id)) == 3
@@ -537,9 +537,11 @@ class TestRetention:
 
     def test_deleting_call_rows_uses_their_trace_index(self, store: SpanStore) -> None:
         """Retention deletes the oldest traces' call rows by range, not by a scan."""
-        plan = store._writer.conn.execute(
-            "EXPLAIN QUERY PLAN DELETE FROM calls WHERE trace_key <= 5"
-        ).fetchall()
+        plan = (
+            store._writing()
+            .conn.execute("EXPLAIN QUERY PLAN DELETE FROM calls WHERE trace_key <= 5")
+            .fetchall()
+        )
         assert [row[3] for row in plan] == [
             "SEARCH calls USING COVERING INDEX calls_by_trace (trace_key<?)"
         ]

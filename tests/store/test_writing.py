@@ -36,7 +36,7 @@ def fill_to_page_limit(store: SpanStore, spare_pages: int = 2) -> None:
     full disk, has rolled the transaction back by then. The limit is a setting of
     the writing connection, hence the private attribute.
     """
-    conn = store._writer.conn
+    conn = store._writing().conn
     pages = conn.execute("PRAGMA page_count").fetchone()[0]
     conn.execute(f"PRAGMA max_page_count = {pages + spare_pages}")
 
@@ -60,7 +60,7 @@ def test_full_disk_is_reported_as_full_logged_once_and_writes_resume(
                 store.write_request(big_request())
             assert "cannot rollback" not in str(failed.value)
         assert len(warnings_about_full(caplog)) == 1
-        store._writer.conn.execute(f"PRAGMA max_page_count = {NO_PAGE_LIMIT}")  # space freed
+        store._writing().conn.execute(f"PRAGMA max_page_count = {NO_PAGE_LIMIT}")  # space freed
         specs = simple_trace(children=4)
         assert store.write_request(make_request(specs)).accepted_spans == 5
         assert any("resumed" in r.getMessage() for r in caplog.records)
@@ -132,7 +132,7 @@ class TestGroupCommit:
 
     def _wait_for_pending(self, store: SpanStore, n: int) -> None:
         deadline = time.monotonic() + 10
-        while len(store._writer._pending) < n:  # the writer's queue: private, read only
+        while len(store._writing()._pending) < n:  # the writer's queue: private, read only
             assert time.monotonic() < deadline, "the requests never queued"
             time.sleep(0.005)
 
@@ -140,7 +140,7 @@ class TestGroupCommit:
         self, tmp_path: Path
     ) -> None:
         store = SpanStore(tmp_path / "s.sqlite3", max_spans=0)
-        writer = store._writer
+        writer = store._writing()
         statements: list[str] = []
         writer.conn.set_trace_callback(statements.append)
         prepared_in: list[int] = []
@@ -171,7 +171,7 @@ class TestGroupCommit:
 
     def test_a_request_that_cannot_be_prepared_fails_alone(self, tmp_path: Path) -> None:
         store = SpanStore(tmp_path / "s.sqlite3", max_spans=0)
-        writer = store._writer
+        writer = store._writing()
         errors: list[BaseException] = []
         results: list[WriteResult] = []
 

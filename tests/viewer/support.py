@@ -78,7 +78,7 @@ def make_request(specs: Sequence[SpanSpec]) -> ExportTraceServiceRequest:
         rs = by_service.get(spec.service)
         if rs is None:
             rs = request.resource_spans.add()
-            rs.resource.attributes.extend(  # type: ignore[attr-defined]
+            rs.resource.attributes.extend(
                 key_values({"service.name": spec.service, "host.name": "box"})
             )
             by_service[spec.service] = rs

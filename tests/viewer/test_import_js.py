@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page
+from playwright.sync_api import FilePayload, Page
 
 from cvtrace.store import SpanStore
 from cvtrace.viewer import create_app
@@ -51,7 +51,9 @@ def test_picked_file_is_imported_with_the_token(
     page.set_input_files(
         "#import-file",
         files=[
-            {"name": "trace.json.gz", "mimeType": "application/gzip", "buffer": gzip.compress(data)}
+            FilePayload(
+                name="trace.json.gz", mimeType="application/gzip", buffer=gzip.compress(data)
+            )
         ],
     )
     text = _status(page)

@@ -192,13 +192,13 @@ class Source:
     def otlp_json(self) -> bytes:
         response = self.app.test_client().get(f"/trace/{self.trace_id.hex()}/otlp.json")
         assert response.status_code == 200
-        return response.data
+        return response.get_data()
 
     def jaeger_json(self) -> bytes:
         client = self.app.test_client()
         response = client.get(f"/api/traces/{self.trace_id.hex()}?download=1")
         assert response.status_code == 200
-        return response.data
+        return response.get_data()
 
     def spans(self) -> list[StoredSpan]:
         return self.store.get_trace(self.trace_id)

@@ -78,7 +78,7 @@ TROUBLE = [
 ]
 VALUES = st.one_of(
     st.sampled_from(TROUBLE),
-    st.text(st.characters(blacklist_categories=("Cs",)), max_size=30),
+    st.text(st.characters(blacklist_categories=["Cs"]), max_size=30),
     st.integers().map(str),
     st.floats().map(str),
     st.builds(
@@ -186,7 +186,7 @@ def path_values(viewer: Viewer, kind: str) -> st.SearchStrategy[str]:
     return st.one_of(
         st.just(known),
         st.sampled_from(TROUBLE).filter(bool),
-        st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=40),
+        st.text(st.characters(blacklist_categories=["Cs"]), min_size=1, max_size=40),
     )
 
 

@@ -58,7 +58,7 @@ class TestFullDisk:
                 assert "free space" in status.message
             (warning,) = store_warnings(caplog)
             assert "is full" in warning
-            store._writer.conn.execute(f"PRAGMA max_page_count = {NO_PAGE_LIMIT}")
+            store._writing().conn.execute(f"PRAGMA max_page_count = {NO_PAGE_LIMIT}")
             response = requests.post(otlp_url, data=body, headers=PB, timeout=10)
             assert response.status_code == 200
         assert store.span_count() == 3
@@ -73,7 +73,7 @@ class TestFullDisk:
                     stub.Export(big_request(), timeout=10)
                 assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
                 assert "database or disk is full" in (info.value.details() or "")
-                store._writer.conn.execute(f"PRAGMA max_page_count = {NO_PAGE_LIMIT}")
+                store._writing().conn.execute(f"PRAGMA max_page_count = {NO_PAGE_LIMIT}")
                 stub.Export(make_request(simple_trace()), timeout=10)
         finally:
             server.stop(grace=None).wait()

@@ -82,6 +82,8 @@ def test_comparison_presence_counts_and_differences() -> None:
         ("SELECT stars", 1),
     ]
     # each side points at its own earliest span of the path
+    assert root.a is not None
+    assert root.b is not None
     assert root.a.first_span == 0
     assert root.b.first_span == 0
 
@@ -90,7 +92,9 @@ def test_a_trace_compared_with_itself_differs_nowhere() -> None:
     trace = slow().trace()
     nodes = compare_traces(trace, trace)
     assert all(n.presence == "both" and n.total_diff_ns == 0 for n in nodes)
-    assert sum(n.a.count for n in nodes) == len(trace)  # type: ignore[union-attr]
+    sides = [n.a for n in nodes if n.a is not None]
+    assert len(sides) == len(nodes)
+    assert sum(side.count for side in sides) == len(trace)
 
 
 def test_depth_first_puts_parents_before_children_siblings_by_key() -> None:
