@@ -9,6 +9,6 @@ from werkzeug.test import TestResponse
 
 def json_body(response: TestResponse) -> Any:
     """Return the response's JSON body, failing the test if it has none."""
-    body = response.get_json(silent=True)
+    body = response.json
     assert body is not None, response.data
     return body

@@ -14,7 +14,7 @@ import pytest
 import requests
 import sqlalchemy as sa
 import wrapt
-from flask import got_request_exception
+from flask import Flask, got_request_exception
 from opentelemetry import trace
 
 import cvtrace
@@ -277,8 +277,18 @@ class TestIdempotence:
 
 
 class TestResource:
-    def _resource(self, **kwargs: object) -> dict[str, object]:
-        handle = cvtrace.init(exporters=["console"], **kwargs)  # type: ignore[arg-type]
+    def _resource(
+        self,
+        app: Flask | None = None,
+        service_name: str | None = None,
+        service_version: str | None = None,
+    ) -> dict[str, object]:
+        handle = cvtrace.init(
+            app,
+            exporters=["console"],
+            service_name=service_name,
+            service_version=service_version,
+        )
         assert handle.provider is not None
         return dict(handle.provider.resource.attributes)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from opentelemetry.util.types import AttributeValue
 
 import cvtrace
 from cvtrace.exporters.newrelic import MAX_ATTRIBUTES, MAX_REQUEST_BYTES, create_newrelic_exporter
@@ -17,14 +18,14 @@ from tests.otlp_receiver import GrpcOtlpReceiver, HttpOtlpReceiver, attributes
 from tests.sample_app import create_app, create_engine
 
 
-def _make_spans(count: int = 1, **span_attributes: object) -> cvtrace.Handle:
+def _make_spans(count: int = 1, **span_attributes: AttributeValue) -> cvtrace.Handle:
     handle = cvtrace.get_handle()
     assert handle is not None
     assert handle.provider is not None
     tracer = handle.provider.get_tracer("tests")
     for index in range(count):
         with tracer.start_as_current_span(f"span-{index}") as span:
-            span.set_attributes(span_attributes)  # type: ignore[arg-type]
+            span.set_attributes(span_attributes)
     return handle
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from flask import Flask
 
 import cvtrace
 from cvtrace.noise import ExcludedUrls
@@ -10,10 +11,10 @@ from cvtrace.testing import CapturedSpans
 from tests.sample_app import create_app, create_engine
 
 
-def _traced_app(**init_kwargs: object) -> object:
+def _traced_app() -> Flask:
     engine = create_engine()
     app = create_app(engine)
-    cvtrace.init(app=app, engine=engine, **init_kwargs)  # type: ignore[arg-type]
+    cvtrace.init(app=app, engine=engine)
     return app
 
 
@@ -56,7 +57,7 @@ class TestExcludedUrls:
 
 class TestNoSpans:
     def test_health_check_and_its_query_make_no_span(self, cvtrace_spans: CapturedSpans) -> None:
-        client = _traced_app().test_client()  # type: ignore[attr-defined]
+        client = _traced_app().test_client()
         for _ in range(3):
             assert client.get("/up").status_code == 200
         assert client.get("/static/app.css").status_code == 200
@@ -65,7 +66,7 @@ class TestNoSpans:
     def test_traced_request_after_excluded_ones_is_whole(
         self, cvtrace_spans: CapturedSpans
     ) -> None:
-        client = _traced_app().test_client()  # type: ignore[attr-defined]
+        client = _traced_app().test_client()
         client.get("/up")
         client.get("/users/1")
         spans = cvtrace_spans.spans
@@ -79,7 +80,7 @@ class TestNoSpans:
         self, cvtrace_spans: CapturedSpans, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         monkeypatch.setenv("CVTRACE_EXCLUDE_URLS", "/users/")
-        client = _traced_app().test_client()  # type: ignore[attr-defined]
+        client = _traced_app().test_client()
         client.get("/users/1")
         client.get("/up")
         assert cvtrace_spans.names() == ["select", "GET /up"]
@@ -88,7 +89,7 @@ class TestNoSpans:
         self, cvtrace_spans: CapturedSpans, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         monkeypatch.setenv("OTEL_PYTHON_FLASK_EXCLUDED_URLS", "users/2")
-        client = _traced_app().test_client()  # type: ignore[attr-defined]
+        client = _traced_app().test_client()
         client.get("/users/2")
         client.get("/users/1")
         assert [

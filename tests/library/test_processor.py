@@ -8,6 +8,7 @@ import time
 from collections.abc import Sequence
 
 import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
@@ -43,7 +44,7 @@ class RaisingExporter(SpanExporter):
         pass
 
 
-def _tracer(processor: ExportingSpanProcessor) -> object:
+def _tracer(processor: ExportingSpanProcessor) -> trace.Tracer:
     provider = TracerProvider()
     provider.add_span_processor(processor)
     return provider.get_tracer("test")
@@ -56,7 +57,7 @@ def test_full_queue_drops_and_counts_without_blocking() -> None:
     )
     tracer = _tracer(processor)
     for _ in range(1000):
-        with tracer.start_as_current_span("s"):  # type: ignore[attr-defined]
+        with tracer.start_as_current_span("s"):
             pass
     # Every span ended while the exporter was still holding its first batch: ending a
     # span never waited for it.
@@ -77,7 +78,7 @@ def test_exporter_exception_is_logged_once_and_never_raised(
     processor = ExportingSpanProcessor([RaisingExporter()])
     tracer = _tracer(processor)
     for _ in range(3):
-        with tracer.start_as_current_span("s"):  # type: ignore[attr-defined]
+        with tracer.start_as_current_span("s"):
             pass
         assert processor.force_flush(2000)
     stats = processor.stats()
@@ -95,7 +96,7 @@ def test_one_failing_exporter_does_not_cost_the_other_its_spans() -> None:
     captured = cvtrace.testing.CapturedSpans()
     processor = ExportingSpanProcessor([RaisingExporter(), captured])
     tracer = _tracer(processor)
-    with tracer.start_as_current_span("s"):  # type: ignore[attr-defined]
+    with tracer.start_as_current_span("s"):
         pass
     assert processor.force_flush(2000)
     assert [s.name for s in captured.spans] == ["s"]
@@ -164,7 +165,8 @@ class TestDeadCollector:
         otlp_http.status = 400  # not retryable: fails at once
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", otlp_http.endpoint)
         handle = cvtrace.init(exporters=["otlp"])
-        tracer = handle.provider.get_tracer("t")  # type: ignore[union-attr]
+        assert handle.provider is not None
+        tracer = handle.provider.get_tracer("t")
         for _ in range(3):
             tracer.start_span("s").end()
             handle.force_flush(5)

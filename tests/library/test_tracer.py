@@ -159,7 +159,7 @@ class TestLeanSpanApi:
         span = tracer.start_span("s", kind=SpanKind.SERVER, attributes={"a": 1, "b": "x"})
         calls(span)
         span.end()
-        assert isinstance(span, ReadableSpan)  # both the lean and the SDK span are
+        assert isinstance(span, ReadableSpan)  # the lean span is one, as the SDK's is
         return span
 
     @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
-from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
 from cvtrace.viewer.wsgi_server import WsgiServer
 
@@ -62,7 +62,7 @@ class SpanSpec:
     service: str = "svc"
     attrs: Mapping[str, object] = field(default_factory=dict)
     error: bool = False
-    kind: int = Span.SPAN_KIND_INTERNAL
+    kind: Span.SpanKind.ValueType = Span.SPAN_KIND_INTERNAL
     scope: str = "tests"
     events: Sequence[tuple[str, int, Mapping[str, object]]] = ()
     links: Sequence[tuple[bytes, bytes, Mapping[str, object]]] = ()
@@ -72,8 +72,8 @@ class SpanSpec:
 def make_request(specs: Sequence[SpanSpec]) -> ExportTraceServiceRequest:
     """Return a request grouping the spans by service (resource) and scope."""
     request = ExportTraceServiceRequest()
-    by_service: dict[str, object] = {}
-    by_scope: dict[tuple[str, str], object] = {}
+    by_service: dict[str, ResourceSpans] = {}
+    by_scope: dict[tuple[str, str], ScopeSpans] = {}
     for spec in specs:
         rs = by_service.get(spec.service)
         if rs is None:
@@ -84,11 +84,11 @@ def make_request(specs: Sequence[SpanSpec]) -> ExportTraceServiceRequest:
             by_service[spec.service] = rs
         ss = by_scope.get((spec.service, spec.scope))
         if ss is None:
-            ss = rs.scope_spans.add()  # type: ignore[attr-defined]
+            ss = rs.scope_spans.add()
             ss.scope.name = spec.scope
             ss.scope.version = "1.0"
             by_scope[(spec.service, spec.scope)] = ss
-        span = ss.spans.add()  # type: ignore[attr-defined]
+        span = ss.spans.add()
         span.trace_id = spec.trace_id
         span.span_id = spec.span_id
         span.parent_span_id = spec.parent_span_id

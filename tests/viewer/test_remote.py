@@ -105,7 +105,12 @@ class FailingRemote:
         self.server.server_close()
 
 
-def answer(status: int, body: bytes, content_type: str = "application/json", **headers: str):  # type: ignore[no-untyped-def]
+Behaviour = Callable[[http.server.BaseHTTPRequestHandler], None]
+
+
+def answer(
+    status: int, body: bytes, content_type: str = "application/json", **headers: str
+) -> Behaviour:
     def behave(handler: http.server.BaseHTTPRequestHandler) -> None:
         handler.send_response(status)
         handler.send_header("Content-Type", content_type)
@@ -118,7 +123,7 @@ def answer(status: int, body: bytes, content_type: str = "application/json", **h
     return behave
 
 
-def sleep_then_answer(seconds: float):  # type: ignore[no-untyped-def]
+def sleep_then_answer(seconds: float) -> Behaviour:
     def behave(handler: http.server.BaseHTTPRequestHandler) -> None:
         time.sleep(seconds)
         answer(200, b'{"data":[]}')(handler)

@@ -41,7 +41,7 @@ class TraceBuilder:
         parent: bytes | None = None,
         *,
         service: str = "svc",
-        kind: int = INTERNAL,
+        kind: Span.SpanKind.ValueType = INTERNAL,
         error: bool = False,
         span_id: bytes | None = None,
         links: Sequence[bytes] = (),
@@ -53,7 +53,7 @@ class TraceBuilder:
             span_id=span_id or sid(len(self.spans) + 1),
             parent_span_id=parent or b"",
             name=name,
-            kind=kind,  # type: ignore[arg-type]
+            kind=kind,
             start_time_unix_nano=T0_NS + round(start_ms * MS),
             end_time_unix_nano=T0_NS + round(end_ms * MS),
         )

@@ -66,7 +66,9 @@ def test_comparison_presence_counts_and_differences() -> None:
     assert root.presence == "both"
     assert root.total_diff_ns == 40 * MS
     select = by_path["web", "SELECT circuits"]
-    assert (select.a.count, select.b.count) == (1, 10)  # type: ignore[union-attr]
+    assert select.a is not None
+    assert select.b is not None
+    assert (select.a.count, select.b.count) == (1, 10)
     assert select.self_diff_ns == 9 * MS
     assert by_path["web", "SELECT stars"].presence == "a"
     assert by_path["web", "POST"].presence == "b"
