@@ -125,7 +125,7 @@ def _export_here(setup: Setup) -> int:
     exported = 0
     handle = cvtrace.get_handle()
     processor = handle.processor if handle is not None else None
-    if processor is not None and not handle.is_shut_down:  # type: ignore[union-attr]
+    if handle is not None and processor is not None and not handle.is_shut_down:
         before = processor.stats().spans_exported
         token = context.attach(SUPPRESSED)
         try:

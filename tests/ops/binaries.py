@@ -73,4 +73,5 @@ def resolved_config(
         binaries, "print-config", "--mode=unredacted", f"--config={config}", environment=environment
     )
     assert result.returncode == 0, result.stderr
-    return yaml.safe_load(result.stdout)  # type: ignore[no-any-return]
+    resolved: dict[str, Any] = yaml.safe_load(result.stdout)
+    return resolved

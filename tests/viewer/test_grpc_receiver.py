@@ -32,7 +32,7 @@ def test_sdk_grpc_exporter_gzip(grpc_port: int, store: SpanStore) -> None:
         compression=grpc.Compression.Gzip,
         timeout=10,
     )
-    assert exporter.export(sdk_spans()) == SpanExportResult.SUCCESS  # type: ignore[arg-type]
+    assert exporter.export(sdk_spans()) == SpanExportResult.SUCCESS
     exporter.shutdown()
     assert store.services() == ["sdk-svc"]
     assert store.span_count() == 2

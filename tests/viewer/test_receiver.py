@@ -17,7 +17,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Status, StatusCode
@@ -275,7 +275,7 @@ class TestToken:
             assert store.span_count() == 3
 
 
-def sdk_spans() -> list[object]:
+def sdk_spans() -> list[ReadableSpan]:
     exporter = InMemorySpanExporter()
     provider = TracerProvider(
         resource=Resource.create({"service.name": "sdk-svc", "deployment.environment.name": "t"})
@@ -296,7 +296,7 @@ class TestRealExporters:
         exporter = OTLPSpanExporter(
             endpoint=f"{server.url}/v1/traces", compression=Compression.Gzip, timeout=10
         )
-        assert exporter.export(spans) == SpanExportResult.SUCCESS  # type: ignore[arg-type]
+        assert exporter.export(spans) == SpanExportResult.SUCCESS
         exporter.shutdown()
         assert store.services() == ["sdk-svc"]
         (summary,) = store.search(TraceQuery())
@@ -308,11 +308,11 @@ class TestRealExporters:
         """The same SDK spans, written directly (as `local` does) and sent over OTLP."""
         spans = sdk_spans()
         exporter = OTLPSpanExporter(endpoint=f"{server.url}/v1/traces", timeout=10)
-        assert exporter.export(spans) == SpanExportResult.SUCCESS  # type: ignore[arg-type]
+        assert exporter.export(spans) == SpanExportResult.SUCCESS
         exporter.shutdown()
         with SpanStore(tmp_path / "direct.sqlite3") as direct:
-            direct.write_request(encode_spans(spans))  # type: ignore[arg-type]
-            trace_id = spans[0].context.trace_id.to_bytes(16, "big")  # type: ignore[attr-defined]
+            direct.write_request(encode_spans(spans))
+            trace_id = spans[0].context.trace_id.to_bytes(16, "big")
             via_http = store.get_trace(trace_id)
             via_local = direct.get_trace(trace_id)
             assert len(via_local) == 2
