@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from flask import Flask
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from opentelemetry.sdk.resources import Resource
@@ -116,8 +117,8 @@ SECRETS = ("hunter2-canary", "tok-3f9a-canary", "sess-77-canary", "key-55-canary
 class TestCanary:
     """Secrets pushed through every route never appear in any exported byte."""
 
-    def _drive(self, app: object) -> None:
-        client = app.test_client()  # type: ignore[attr-defined]
+    def _drive(self, app: Flask) -> None:
+        client = app.test_client()
         password, token, session, key, bearer = SECRETS
         headers = {"Authorization": f"Bearer {bearer}", "Cookie": f"session={session}"}
         client.get(f"/users/1?token={token}&page=1", headers=headers)

@@ -6,6 +6,7 @@ import gzip
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 import requests
@@ -50,8 +51,15 @@ def store(db: Path) -> Iterator[SpanStore]:
     s.close()
 
 
+class Receiver(Protocol):
+    """What these tests use of either server that receives OTLP: its base URL."""
+
+    @property
+    def url(self) -> str: ...
+
+
 @pytest.fixture(params=["flask-route", "otlp-http-server"])
-def server(request: pytest.FixtureRequest, store: SpanStore) -> Iterator[ViewerServer]:
+def server(request: pytest.FixtureRequest, store: SpanStore) -> Iterator[Receiver]:
     """The receiver both ways it is served: the Flask route, and cvtrace view's OTLP port."""
     if request.param == "flask-route":
         app = create_app({"STORE": store, "OTLP_MAX_BODY_BYTES": 1024 * 1024})
@@ -59,7 +67,7 @@ def server(request: pytest.FixtureRequest, store: SpanStore) -> Iterator[ViewerS
             yield srv
     else:
         with OtlpServer(store, limit=1024 * 1024) as lean:
-            yield lean  # type: ignore[misc]
+            yield lean
 
 
 def otlp_json_request(trace_hex: str, span_hex: str) -> dict[str, object]:
@@ -103,7 +111,7 @@ def otlp_json_request(trace_hex: str, span_hex: str) -> dict[str, object]:
 
 
 class TestAccepted:
-    def test_protobuf(self, server: ViewerServer, store: SpanStore) -> None:
+    def test_protobuf(self, server: Receiver, store: SpanStore) -> None:
         specs = simple_trace()
         body = make_request(specs).SerializeToString()
         r = requests.post(f"{server.url}/v1/traces", data=body, headers=PB, timeout=10)
@@ -113,7 +121,7 @@ class TestAccepted:
         assert not response.HasField("partial_success")
         assert len(store.get_trace(specs[0].trace_id)) == 3
 
-    def test_json_per_spec(self, server: ViewerServer, store: SpanStore) -> None:
+    def test_json_per_spec(self, server: Receiver, store: SpanStore) -> None:
         trace_hex, span_hex = "5b8efff798038103d269b633813fc60c", "eee19b7ec3c1b174"
         r = requests.post(
             f"{server.url}/v1/traces",
@@ -135,7 +143,7 @@ class TestAccepted:
         assert stored.service == "curl-svc"
         assert stored.resource.attributes[1].value.int_value == 4242
 
-    def test_gzip_protobuf_and_json(self, server: ViewerServer, store: SpanStore) -> None:
+    def test_gzip_protobuf_and_json(self, server: Receiver, store: SpanStore) -> None:
         specs = simple_trace()
         body = gzip.compress(make_request(specs).SerializeToString())
         r = requests.post(
@@ -155,7 +163,7 @@ class TestAccepted:
         assert r.status_code == 200
         assert store.span_count() == 4
 
-    def test_partial_success(self, server: ViewerServer, store: SpanStore) -> None:
+    def test_partial_success(self, server: Receiver, store: SpanStore) -> None:
         trace_id = new_trace_id()
         specs = [SpanSpec("good", trace_id), SpanSpec("zero", bytes(16)), SpanSpec("short", b"1")]
         r = requests.post(
@@ -170,7 +178,7 @@ class TestAccepted:
         assert "all-zero trace id" in response.partial_success.error_message
         assert [s.span.name for s in store.get_trace(trace_id)] == ["good"]
 
-    def test_partial_success_json(self, server: ViewerServer, store: SpanStore) -> None:
+    def test_partial_success_json(self, server: Receiver, store: SpanStore) -> None:
         payload = otlp_json_request("00" * 16, "22" * 8)
         r = requests.post(f"{server.url}/v1/traces", json=payload, timeout=10)
         assert r.status_code == 200
@@ -182,13 +190,13 @@ class TestRefused:
     """Every bad request gets a 4xx and leaves the store exactly as it was."""
 
     @pytest.fixture(autouse=True)
-    def _seed(self, server: ViewerServer, store: SpanStore, db: Path) -> Iterator[None]:
+    def _seed(self, server: Receiver, store: SpanStore, db: Path) -> Iterator[None]:
         store.write_request(make_request(simple_trace()))
         before = store_snapshot(db)
         yield
         assert store_snapshot(db) == before
 
-    def post(self, server: ViewerServer, body: bytes, headers: dict[str, str]) -> requests.Response:
+    def post(self, server: Receiver, body: bytes, headers: dict[str, str]) -> requests.Response:
         return requests.post(f"{server.url}/v1/traces", data=body, headers=headers, timeout=30)
 
     @pytest.mark.parametrize(
@@ -215,7 +223,7 @@ class TestRefused:
         ],
     )
     def test_undecodable_is_400_with_status(
-        self, server: ViewerServer, body: bytes, headers: dict[str, str]
+        self, server: Receiver, body: bytes, headers: dict[str, str]
     ) -> None:
         r = self.post(server, body, headers)
         assert r.status_code == 400
@@ -227,26 +235,26 @@ class TestRefused:
             assert status.code == 3
             assert status.message
 
-    def test_unsupported_content_type_is_415(self, server: ViewerServer) -> None:
+    def test_unsupported_content_type_is_415(self, server: Receiver) -> None:
         assert self.post(server, b"hello", {"Content-Type": "text/plain"}).status_code == 415
         assert self.post(server, b"hello", {}).status_code == 415
 
-    def test_unsupported_encoding_is_415(self, server: ViewerServer) -> None:
+    def test_unsupported_encoding_is_415(self, server: Receiver) -> None:
         r = self.post(server, b"x", {**PB, "Content-Encoding": "br"})
         assert r.status_code == 415
 
-    def test_over_limit_is_413(self, server: ViewerServer) -> None:
+    def test_over_limit_is_413(self, server: Receiver) -> None:
         r = self.post(server, b"\x00" * (1024 * 1024 + 1), PB)
         assert r.status_code == 413
 
-    def test_gzip_bomb_is_413(self, server: ViewerServer) -> None:
+    def test_gzip_bomb_is_413(self, server: Receiver) -> None:
         bomb = gzip.compress(b"\x00" * (200 * 1024 * 1024), compresslevel=9)
         assert len(bomb) < 1024 * 1024
         r = self.post(server, bomb, {**PB, "Content-Encoding": "gzip"})
         assert r.status_code == 413
         assert "after decompression" in status_pb2.Status.FromString(r.content).message
 
-    def test_get_is_405(self, server: ViewerServer) -> None:
+    def test_get_is_405(self, server: Receiver) -> None:
         assert requests.get(f"{server.url}/v1/traces", timeout=10).status_code == 405
 
 
@@ -291,7 +299,7 @@ def sdk_spans() -> list[ReadableSpan]:
 
 
 class TestRealExporters:
-    def test_sdk_otlp_http_exporter_gzip(self, server: ViewerServer, store: SpanStore) -> None:
+    def test_sdk_otlp_http_exporter_gzip(self, server: Receiver, store: SpanStore) -> None:
         spans = sdk_spans()
         exporter = OTLPSpanExporter(
             endpoint=f"{server.url}/v1/traces", compression=Compression.Gzip, timeout=10
@@ -303,7 +311,7 @@ class TestRealExporters:
         assert summary.span_count == 2
 
     def test_local_path_and_otlp_store_identically(
-        self, server: ViewerServer, store: SpanStore, tmp_path: Path
+        self, server: Receiver, store: SpanStore, tmp_path: Path
     ) -> None:
         """The same SDK spans, written directly (as `local` does) and sent over OTLP."""
         spans = sdk_spans()
