@@ -43,7 +43,8 @@ from typing import Any
 from bench.common import REPO, Receiver, cpu_seconds, log, spread, table
 from bench.spandata import demo_batches, to_request
 from cvtrace.demo.cli import Child, stop_child
-from cvtrace.demo.pipeline import CollectorAddresses, free_port, start_collector
+from cvtrace.demo.pipeline import CollectorAddresses, start_collector
+from cvtrace.demo.ports import free_port
 
 ROUNDS = 5
 ROUND_S = 4.0

@@ -75,14 +75,6 @@ def verdict(ok: bool) -> str:
     return "met" if ok else "**MISSED**"
 
 
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def wait_for_port(port: int, timeout_s: float = 30.0) -> None:
     """Wait until something accepts connections on 127.0.0.1:``port``."""
     deadline = time.monotonic() + timeout_s

@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import PYTHON, REPO, clean_env, free_port, stop_process, wait_for_port
+from bench.common import PYTHON, REPO, clean_env, stop_process, wait_for_port
+from cvtrace.demo.ports import free_port
 
 JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
 """Where Debian's libjemalloc2 puts the library (``dpkg -L libjemalloc2``)."""

@@ -9,8 +9,9 @@ end-to-end tests (``tests/ops/``) and the collector's benchmark (``bench/collect
 start the pipeline from here.
 
 The Go binaries cannot report a port they picked, so their ports are chosen first
-(bound and released: :func:`free_port`); each address set is kept, so that a process
-restarted in a test comes back where its senders expect it.
+(:func:`cvtrace.demo.ports.free_port`, below the range outgoing connections use);
+each address set is kept, so that a process restarted in a test comes back where its
+senders expect it.
 
 Each process runs in its own process group (:func:`cvtrace.demo.cli.start_child`), and
 :func:`cvtrace.demo.cli.stop_child` ends the group: nothing outlives the caller.
@@ -21,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import sys
 import time
 import urllib.error
@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from cvtrace.demo.cli import Child, DemoError, start_child
+from cvtrace.demo.ports import LOOPBACK, free_port
 
-LOOPBACK = "127.0.0.1"
 READY = re.compile(r"(Everything is ready)")
 """The line both Go programs log once every pipeline runs."""
 _VIEWER_READY = re.compile(r"cvtrace viewer on (http://\S+)")
@@ -41,13 +41,6 @@ _VIEWER_OTLP = re.compile(r"OTLP/HTTP: (http://\S+)/v1/traces")
 QUERY_TIMEOUT_S = 30.0
 """Jaeger's query service starts after its pipelines: how long to wait for it."""
 TRACING_PREFIXES = ("CVTRACE_", "NEW_RELIC_", "OTEL_")
-
-
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
 
 
 def _address() -> str:

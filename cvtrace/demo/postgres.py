@@ -40,7 +40,6 @@ import pwd
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -50,6 +49,8 @@ from pathlib import Path
 from types import FrameType, TracebackType
 
 from sqlalchemy.engine import URL
+
+from cvtrace.demo.ports import free_port
 
 DEBIAN_BIN_DIRS = Path("/usr/lib/postgresql")
 USER = "cvtrace"
@@ -111,13 +112,6 @@ def _run_as() -> pwd.struct_passwd | None:
             return pwd.getpwnam(name)
     msg = "running as root, and neither a postgres nor a nobody account exists to run PostgreSQL"
     raise PostgresError(msg)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class ThrowawayPostgres:
@@ -250,7 +244,7 @@ class ThrowawayPostgres:
     def _start_server(self, bin_dir: Path) -> None:
         chosen = self.port
         for attempt in range(1, _START_ATTEMPTS + 1):
-            self.port = chosen or _free_port()
+            self.port = chosen or free_port()
             start = [str(bin_dir / "pg_ctl"), "start", "-D", str(self.data_dir)]
             start += ["-l", str(self.log_path), "-w", "-t", str(START_TIMEOUT_S)]
             start += ["-o", f"-p {self.port}"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from cvtrace.demo.ports import free_port
 from tests.otlp_receiver import GrpcOtlpReceiver, HttpOtlpReceiver, attributes
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -160,17 +160,11 @@ GUNICORN_APP = textwrap.dedent(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.mark.slow
 def test_gunicorn_preload_workers_all_export(otlp_http: HttpOtlpReceiver, tmp_path: Path) -> None:
     """Initialised in the master (--preload), every worker exports with its own pid."""
     (tmp_path / "forked_app.py").write_text(GUNICORN_APP)
-    port = _free_port()
+    port = free_port()
     env = _env(otlp_http)
     env["PYTHONPATH"] = f"{tmp_path}{os.pathsep}{ROOT}"
     gunicorn = Path(sys.executable).with_name("gunicorn")

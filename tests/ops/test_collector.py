@@ -35,7 +35,8 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
 from cvtrace.demo.cli import Child, stop_child
-from cvtrace.demo.pipeline import CollectorAddresses, clean_environment, free_port, start_collector
+from cvtrace.demo.pipeline import CollectorAddresses, clean_environment, start_collector
+from cvtrace.demo.ports import free_port
 from tests.ops.binaries import Binaries, resolved_config, run_collector, validate
 from tests.ops.broken_configs import BROKEN_COLLECTOR_CONFIGS, BrokenConfig
 from tests.otlp_receiver import GrpcOtlpReceiver, HttpOtlpReceiver, attributes

@@ -47,11 +47,11 @@ from cvtrace.demo.pipeline import (
     CollectorAddresses,
     JaegerAddresses,
     clean_environment,
-    free_port,
     get_json,
     start_collector,
     start_jaeger,
 )
+from cvtrace.demo.ports import free_port
 from cvtrace.demo.seed import seed
 from tests.ops.binaries import ROOT, Binaries
 from tests.ops.pipeline_run import COLLECTOR_CONFIG, JAEGER_CONFIG, metric

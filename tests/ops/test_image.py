@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from cvtrace.demo.pipeline import free_port
+from cvtrace.demo.ports import free_port
 from tests.ops.files import DOCKERFILE, GUNICORN_CONF, parse_dockerfile
 
 

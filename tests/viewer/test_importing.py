@@ -16,7 +16,6 @@ import json
 import os
 import pty
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -39,6 +38,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from cvtrace.demo.ports import free_port
 from cvtrace.otlp.json_form import otlp_json_bytes, parse_otlp_json
 from cvtrace.store import SpanStore, StoredSpan
 from cvtrace.viewer import create_app
@@ -571,12 +571,6 @@ COLLECTOR_FILES = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("native", [False, True], ids=["per-record zstd", "native zstd"])
 def test_real_collector_file_exporter(tmp_path: Path, native: bool) -> None:
@@ -584,7 +578,7 @@ def test_real_collector_file_exporter(tmp_path: Path, native: bool) -> None:
     SDK's requests over OTLP/HTTP and writes them with its file exporter in every format
     and compression; each file imports to the same spans as the requests themselves."""
     collector = build().collector
-    port = _free_port()
+    port = free_port()
     exporters = {
         name: {"path": str(tmp_path / path), **settings}
         for name, (path, settings, _) in COLLECTOR_FILES.items()
@@ -677,7 +671,7 @@ def test_real_jaeger_download(tmp_path: Path) -> None:
     its /api/traces/<id> answers (what Jaeger UI downloads) imports to the same spans, as
     far as Jaeger JSON carries them."""
     jaeger = build().jaeger
-    ports = {name: _free_port() for name in ("HEALTH", "QUERY_HTTP", "QUERY_GRPC", "GRPC", "HTTP")}
+    ports = {name: free_port() for name in ("HEALTH", "QUERY_HTTP", "QUERY_GRPC", "GRPC", "HTTP")}
     environment = {
         "CVTRACE_JAEGER_HEALTH_ENDPOINT": f"127.0.0.1:{ports['HEALTH']}",
         "CVTRACE_JAEGER_QUERY_HTTP_ENDPOINT": f"127.0.0.1:{ports['QUERY_HTTP']}",
