@@ -26,7 +26,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -354,34 +354,58 @@ def run_demo(args: argparse.Namespace, workdir: Path, children: list[Child]) -> 
         return 0
 
 
+Cleanup = Callable[[], None]
+"""Something to undo after the children have stopped (a database server, say)."""
+
+
+def run_supervised(
+    program: str,
+    body: Callable[[Path, list[Child], list[Cleanup]], int],
+    *,
+    stop_timeout_s: float = STOP_TIMEOUT_S,
+) -> int:
+    """Run ``body`` in a new work directory, then stop everything it started.
+
+    ``body`` appends each child it starts to its list, and whatever else needs undoing
+    to its list of clean-ups. Ctrl-C or SIGTERM ends it with 130, a :class:`DemoError`
+    with 1 and the error's message. The children stop in reverse order of start (a
+    second Ctrl-C cannot cut that short), then the clean-ups run, in reverse. The work
+    directory goes too, unless something failed: then its path is printed, for the logs.
+    """
+    workdir = Path(tempfile.mkdtemp(prefix=f"cvtrace-{program}-"))
+    children: list[Child] = []
+    cleanups: list[Cleanup] = []
+    code = 1
+    try:
+        with signals_as_interrupt():
+            try:
+                code = body(workdir, children, cleanups)
+            except KeyboardInterrupt:
+                _out("\nstopping")
+                code = 130
+            except DemoError as exc:
+                sys.stderr.write(f"cvtrace {program}: {exc}\n")
+                code = 1
+            finally:
+                with interrupts_ignored():
+                    for child in reversed(children):
+                        stop_child(child, timeout_s=stop_timeout_s)
+                    for cleanup in reversed(cleanups):
+                        cleanup()
+    finally:
+        if code in (0, 130):
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            sys.stderr.write(f"cvtrace {program}: the logs are in {workdir}\n")
+    return code
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``cvtrace demo``; return its exit code."""
     if args.requests < 1:
         sys.stderr.write(f"cvtrace demo: --requests must be at least 1, got {args.requests}\n")
         return 2
-    workdir = Path(tempfile.mkdtemp(prefix="cvtrace-demo-"))
-    children: list[Child] = []
-    code = 1
-    try:
-        with signals_as_interrupt():
-            try:
-                code = run_demo(args, workdir, children)
-            except KeyboardInterrupt:
-                _out("\nstopping")
-                code = 130
-            except DemoError as exc:
-                sys.stderr.write(f"cvtrace demo: {exc}\n")
-                code = 1
-            finally:
-                with interrupts_ignored():  # a second Ctrl-C must not cut the clean-up short
-                    for child in reversed(children):
-                        stop_child(child)
-    finally:
-        if code in (0, 130):
-            shutil.rmtree(workdir, ignore_errors=True)
-        else:
-            sys.stderr.write(f"cvtrace demo: the services' logs are in {workdir}\n")
-    return code
+    return run_supervised("demo", lambda workdir, children, _: run_demo(args, workdir, children))
 
 
 def register(subparsers: Any) -> None:

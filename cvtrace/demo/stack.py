@@ -29,20 +29,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from cvtrace.demo.cli import (
     Child,
+    Cleanup,
     DemoError,
     ProgressBar,
-    interrupts_ignored,
-    signals_as_interrupt,
+    run_supervised,
     start_services,
-    stop_child,
 )
 from cvtrace.demo.pipeline import (
     CollectorAddresses,
@@ -72,7 +69,7 @@ def _existing(path: Path, what: str) -> Path:
     return path.resolve()
 
 
-def _throwaway_database(cleanups: list[Callable[[], None]]) -> tuple[str, str]:
+def _throwaway_database(cleanups: list[Cleanup]) -> tuple[str, str]:
     """Start a throwaway PostgreSQL server with a ``circuits`` database.
 
     Returns:
@@ -98,7 +95,7 @@ def run_stack(
     args: argparse.Namespace,
     workdir: Path,
     children: list[Child],
-    cleanups: list[Callable[[], None]],
+    cleanups: list[Cleanup],
 ) -> int:
     """Start everything, drive traffic, print the URLs, and wait to be interrupted.
 
@@ -188,38 +185,19 @@ def run_stack(
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the stack; return its exit code."""
+    """Run the stack; return its exit code.
+
+    Started in the order in which senders come before their receivers, the processes
+    stop in reverse (services, collector, then Jaeger and the viewer), so no span is lost.
+    """
     if args.requests < 0:
         sys.stderr.write(f"cvtrace stack: --requests must be 0 or more, got {args.requests}\n")
         return 2
-    workdir = Path(tempfile.mkdtemp(prefix="cvtrace-stack-"))
-    children: list[Child] = []
-    cleanups: list[Callable[[], None]] = []
-    code = 1
-    try:
-        with signals_as_interrupt():
-            try:
-                code = run_stack(args, workdir, children, cleanups)
-            except KeyboardInterrupt:
-                _out("\nstopping")
-                code = 130
-            except DemoError as exc:
-                sys.stderr.write(f"cvtrace stack: {exc}\n")
-                code = 1
-            finally:
-                with interrupts_ignored():
-                    # Started in the order senders before receivers would lose spans;
-                    # stopped in reverse: services, collector, then Jaeger and the viewer.
-                    for child in reversed(children):
-                        stop_child(child, timeout_s=30)
-                    for cleanup in reversed(cleanups):
-                        cleanup()
-    finally:
-        if code in (0, 130):
-            shutil.rmtree(workdir, ignore_errors=True)
-        else:
-            sys.stderr.write(f"cvtrace stack: the logs are in {workdir}\n")
-    return code
+    return run_supervised(
+        "stack",
+        lambda workdir, children, cleanups: run_stack(args, workdir, children, cleanups),
+        stop_timeout_s=30,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -183,5 +183,5 @@ def test_a_viewer_that_cannot_start_is_reported_and_nothing_is_left(tmp_path: Pa
             assert demo.wait(timeout=60) == 1, output
     assert "cvtrace demo: viewer exited with code 1:" in output
     assert "already in use" in output  # the viewer's own words, from its log
-    assert "the services' logs are in" in output
+    assert "the logs are in" in output
     assert processes_mentioning(str(store), besides=demo.pid) == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import socket
 from pathlib import Path
 
@@ -31,5 +32,5 @@ def test_a_port_something_listens_on_is_passed_over(monkeypatch: pytest.MonkeyPa
         listener.listen()
         taken = int(listener.getsockname()[1])
         choices = iter([taken, taken, LOWEST_PORT + 1])
-        monkeypatch.setattr(ports.random, "randrange", lambda start, stop: next(choices))
+        monkeypatch.setattr(random, "randrange", lambda start, stop: next(choices))
         assert ports.free_port() == LOWEST_PORT + 1
