@@ -12,7 +12,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -52,6 +52,19 @@ def spread(values: Iterable[float]) -> Spread:
     if not items:
         return Spread(float("nan"), float("nan"), float("nan"), 0)
     return Spread(statistics.median(items), min(items), max(items), len(items))
+
+
+def paired_ratios(
+    rounds: Iterable[Any], baseline_rounds: Iterable[Any], measure: Callable[[Any], float]
+) -> Spread:
+    """The spread of ``measure`` of each round over the same round of the baseline.
+
+    Variants are interleaved round by round, so a ratio within a round is what a noisy
+    shared machine leaves comparable.
+    """
+    return spread(
+        measure(mine) / measure(base) for mine, base in zip(rounds, baseline_rounds, strict=True)
+    )
 
 
 def percentile(values: Sequence[float], pct: float) -> float:

@@ -32,12 +32,23 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
 import requests
 
-from bench.common import REPO, Viewer, copy_store, cpu_seconds, log, spread, table, verdict
+from bench.common import (
+    REPO,
+    Viewer,
+    copy_store,
+    cpu_seconds,
+    log,
+    paired_ratios,
+    spread,
+    table,
+    verdict,
+)
 from bench.spandata import (
     demo_batches,
     million_span_store,
@@ -300,10 +311,7 @@ def run(quick: bool = False) -> tuple[dict[str, Any], str]:
     }
     paired = {
         label: {
-            key: spread(
-                new[key] / old[key]
-                for new, old in zip(rounds_of[label], rounds_of[label + BASELINE], strict=True)
-            )
+            key: paired_ratios(rounds_of[label], rounds_of[label + BASELINE], itemgetter(key))
             for key in ("cpu_us_per_span", "spans_per_s")
         }
         for label in (OTLP_RETENTION_OFF, OTLP_TWO_SENDERS)

@@ -28,7 +28,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.common import REPO, Receiver, Worker, log, spread, table, verdict
+from bench.common import REPO, Receiver, Worker, log, paired_ratios, spread, table, verdict
 from bench.variants import CIRCUIT_ID, private_db_copy, variant_env
 
 VIEW = f"/circuits/{CIRCUIT_ID}"
@@ -157,18 +157,9 @@ def summarise(
             "total_us": spread(_per_request_us(s, "total") for s in items),
             "loop_us": spread(_per_request_us(s, "loop_ns") for s in items),
             "cpu_us": spread(_per_request_us(s, "cpu_ns") for s in items),
-            "ratio": spread(
-                _per_request_us(s, "total") / _per_request_us(b, "total")
-                for s, b in zip(items, base, strict=True)
-            ),
-            "loop_ratio": spread(
-                _per_request_us(s, "loop_ns") / _per_request_us(b, "loop_ns")
-                for s, b in zip(items, base, strict=True)
-            ),
-            "cpu_ratio": spread(
-                _per_request_us(s, "cpu_ns") / _per_request_us(b, "cpu_ns")
-                for s, b in zip(items, base, strict=True)
-            ),
+            "ratio": paired_ratios(items, base, lambda s: _per_request_us(s, "total")),
+            "loop_ratio": paired_ratios(items, base, lambda s: _per_request_us(s, "loop_ns")),
+            "cpu_ratio": paired_ratios(items, base, lambda s: _per_request_us(s, "cpu_ns")),
             "spans_per_request": sum(s["spans"] for s in items) / sum(s["n"] for s in items),
             "roots_per_request": sum(s["roots"] for s in items) / sum(s["n"] for s in items),
         }

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import tempfile
 import time
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from bench.common import Receiver, cpu_seconds, log, spread, table
+from bench.common import Receiver, cpu_seconds, log, paired_ratios, spread, table
 from bench.http import Gunicorn, wrk
 from bench.variants import CIRCUIT_ID, private_db_copy, variant_env
 
@@ -80,15 +81,9 @@ def markdown(result: dict[str, Any]) -> str:
             (
                 variant,
                 spread(s["requests_per_s"] for s in items).fmt(0),
-                spread(
-                    s["requests_per_s"] / b["requests_per_s"]
-                    for s, b in zip(items, base, strict=True)
-                ).fmt(2),
+                paired_ratios(items, base, itemgetter("requests_per_s")).fmt(2),
                 spread(s["cpu_ms_per_request"] for s in items).fmt(2),
-                spread(
-                    s["cpu_ms_per_request"] / b["cpu_ms_per_request"]
-                    for s, b in zip(items, base, strict=True)
-                ).fmt(2),
+                paired_ratios(items, base, itemgetter("cpu_ms_per_request")).fmt(2),
                 spread(s["p50_ms"] for s in items).fmt(1),
                 spread(s["p99_ms"] for s in items).fmt(1),
                 sum(s["errors"] for s in items),

@@ -13,9 +13,20 @@ process's CPU time per request, steadier than throughput on a shared machine.
 from __future__ import annotations
 
 import subprocess
+from operator import itemgetter
 from typing import Any
 
-from bench.common import PYTHON, REPO, clean_env, cpu_seconds, log, spread, stop_process, table
+from bench.common import (
+    PYTHON,
+    REPO,
+    clean_env,
+    cpu_seconds,
+    log,
+    paired_ratios,
+    spread,
+    stop_process,
+    table,
+)
 from bench.http import wrk
 from bench.spandata import million_span_store, store_spans
 
@@ -100,10 +111,7 @@ def markdown(result: dict[str, Any]) -> str:
                     page,
                     server,
                     spread(s["requests_per_s"] for s in items).fmt(0),
-                    spread(
-                        s["requests_per_s"] / b["requests_per_s"]
-                        for s, b in zip(items, base, strict=True)
-                    ).fmt(2),
+                    paired_ratios(items, base, itemgetter("requests_per_s")).fmt(2),
                     spread(s["cpu_ms_per_request"] for s in items).fmt(2),
                     spread(s["p50_ms"] for s in items).fmt(1),
                     spread(s["p99_ms"] for s in items).fmt(1),
