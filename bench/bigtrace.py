@@ -27,11 +27,18 @@ import json
 import random
 from typing import Any
 
-from bench.common import Viewer, collect_page_errors, log, spread, table, verdict
+from bench.common import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    Viewer,
+    collect_page_errors,
+    log,
+    spread,
+    table,
+    verdict,
+)
 from bench.spandata import big_trace_store
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 LOAD_TIMEOUT_MS = 120_000
 TARGETS = {
     "first_warm_ms": 1500,

@@ -32,6 +32,11 @@ def data_dir() -> Path:
     return path
 
 
+CHROMIUM = "/usr/bin/chromium"
+"""Debian's Chromium: Playwright's own browsers cannot be downloaded here."""
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
 @dataclass(frozen=True)
 class Spread:
     """Median with the extremes, over rounds or samples."""

@@ -36,11 +36,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import PYTHON, clean_env, collect_page_errors, log, spread, table, verdict
+from bench.common import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    PYTHON,
+    clean_env,
+    collect_page_errors,
+    log,
+    spread,
+    table,
+    verdict,
+)
 from bench.spandata import big_trace, to_request
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 ROUNDS = 5
 SPANS = 10_000
 QUICK_SPANS = 1_000

@@ -464,7 +464,7 @@ def _chart(result: dict[str, Any], quick: bool) -> None:
 def _screenshot(html: Path, png: Path) -> None:
     from playwright.sync_api import sync_playwright
 
-    from bench.bigtrace import CHROMIUM, CHROMIUM_ARGS
+    from bench.common import CHROMIUM, CHROMIUM_ARGS
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

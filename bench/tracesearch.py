@@ -23,11 +23,18 @@ import os
 import time
 from typing import Any
 
-from bench.common import Viewer, collect_page_errors, log, spread, table, verdict
+from bench.common import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    Viewer,
+    collect_page_errors,
+    log,
+    spread,
+    table,
+    verdict,
+)
 from bench.spandata import big_trace_store
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 TIMEOUT_MS = 120_000
 TARGET_MS = 100
 QUERIES = ("select", "render", "item", "bench-host", "99999", "item=4242")

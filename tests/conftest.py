@@ -1,11 +1,14 @@
 """Shared fixtures: a clean environment and a reset cvtrace around every test; OTLP
-receivers, and a throwaway PostgreSQL server."""
+receivers, a throwaway PostgreSQL server, and Chromium (imported only by the tests that
+ask for it: the SDK-range venvs have no Playwright)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -13,6 +16,11 @@ from cvtrace import _guard, testing
 from cvtrace.demo.postgres import PostgresError, ThrowawayPostgres
 from cvtrace.store import SpanStore
 from tests.otlp_receiver import GrpcOtlpReceiver, HttpOtlpReceiver
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, BrowserContext, Page
+
+    from tests.browser import Recorder
 
 
 @pytest.fixture(autouse=True)
@@ -75,3 +83,39 @@ def otlp_grpc() -> Iterator[GrpcOtlpReceiver]:
     """A real OTLP/gRPC receiver on 127.0.0.1 that decodes and keeps what it gets."""
     with GrpcOtlpReceiver() as receiver:
         yield receiver
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium, headless, shared by a module's tests."""
+    from playwright.sync_api import sync_playwright
+
+    from bench.common import CHROMIUM, CHROMIUM_ARGS
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def recorder(browser: Browser) -> Iterator[tuple[BrowserContext, Recorder]]:
+    """A fresh browser context (1400x900) and the recorder of its requests and errors."""
+    from tests.browser import Recorder
+
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    yield context, Recorder(context)
+    context.close()
+
+
+@pytest.fixture
+def page(recorder: tuple[BrowserContext, Recorder]) -> Iterator[Page]:
+    """A page whose requests all go to the origin of its first one (the viewer's)."""
+    context, record = recorder
+    page = context.new_page()
+    yield page
+    page.wait_for_load_state("networkidle")  # requests in flight end before the server stops
+    assert record.errors == []
+    assert record.urls, "the page asked for nothing: the recorder is not recording"
+    first = urlsplit(record.urls[0])
+    assert record.elsewhere(f"{first.scheme}://{first.netloc}") == []

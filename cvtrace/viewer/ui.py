@@ -71,6 +71,8 @@ LOOKBACKS = (
     ("1d", "last day"),
     ("7d", "last 7 days"),
 )
+MAX_URL_DEPTH = 30
+"""The deepest ``depth`` a trace page's URL may ask for: its "Collapse to…" menu's last."""
 _KIND_NAMES = {
     0: "unspecified",
     1: "internal",
@@ -514,8 +516,10 @@ def trace(trace_id: str) -> Any:
     The page is rendered from the trace's stored summary alone, so it answers at
     once however big the trace; the spans load once, for ``waterfall.json``. The
     facts that need the span tree (depth, orphans, clock skew) come with the
-    waterfall's rows and the page fills them in. ``span`` (a span to open) and
-    ``collapse`` (span ids whose subtrees start hidden) are the page's to apply.
+    waterfall's rows and the page fills them in. ``span`` (a span to open),
+    ``depth`` (the tree shown that many levels deep), ``collapse`` and ``expand`` (span
+    ids whose subtrees start hidden, or shown against ``depth``) are the page's to apply;
+    the page writes them back into its URL as the view changes.
     """
     try:
         raw_id = parse_trace_id(trace_id)
@@ -530,6 +534,8 @@ def trace(trace_id: str) -> Any:
         return _unknown_trace(raw_id.hex())
     origin = source.origin(raw_id)
     collapsed = _span_id_list(request.args.get("collapse", ""))
+    expanded = _span_id_list(request.args.get("expand", ""))
+    depth = request.args.get("depth", "")
     focus = _span_id_list(request.args.get("span", ""))
     version = _figure_version(summary.span_count)
     return render_template(
@@ -548,6 +554,8 @@ def trace(trace_id: str) -> Any:
         notes_url=url_for("ui.waterfall_notes", trace_id=raw_id.hex(), v=version),
         search_url=url_for("ui.search_index_json", trace_id=raw_id.hex(), v=version),
         collapsed=",".join(c.hex() for c in collapsed),
+        expanded=",".join(e.hex() for e in expanded),
+        depth=depth if depth.isdigit() and 0 < int(depth) <= MAX_URL_DEPTH else "",
         focus=focus[0].hex() if focus else "",
         remote_url=source.remote.url if origin == "remote" and source.remote else "",
         saved=request.args.get("saved", ""),

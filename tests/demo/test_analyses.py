@@ -22,7 +22,6 @@ from cvtrace.store import SpanStore, TraceQuery
 from cvtrace.viewer import create_app
 from tests.demo.test_cli import clean_env
 from tests.viewer.support import ViewerServer
-from tests.viewer.test_browser import browser, page, recorder  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.slow
 
@@ -149,7 +148,7 @@ def test_comparing_a_slow_and_a_typical_request_accounts_for_the_time(
 @pytest.mark.browser
 def test_as_a_new_user_sees_it_on_the_trace_page(
     viewer: tuple[ViewerServer, SpanStore],
-    page: Page,  # noqa: F811 - the imported fixture
+    page: Page,
 ) -> None:
     """In Chromium: the statistics tab's top row is the N+1; the critical-path toggle
     highlights preview's span of a cross-service request."""

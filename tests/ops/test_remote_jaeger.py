@@ -331,7 +331,8 @@ def test_remote_trace_page_in_chromium(jaeger: tuple[str, Fed], tmp_path: Path) 
     the viewer (never the Jaeger) from the browser, with no console error."""
     from playwright.sync_api import sync_playwright
 
-    from tests.viewer.test_browser import CHROMIUM, CHROMIUM_ARGS, READY
+    from bench.common import CHROMIUM, CHROMIUM_ARGS
+    from tests.browser import READY
 
     url, fed = jaeger
     rich = fed.named["rich"].hex()

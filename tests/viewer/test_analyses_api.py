@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -10,18 +9,11 @@ import requests
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from cvtrace.store import SpanStore
-from cvtrace.viewer import create_app
 from tests.viewer.support import T0_NS, SpanSpec, ViewerServer, make_request, new_trace_id
 
 MS = 1_000_000
 SERVER = Span.SPAN_KIND_SERVER
 CLIENT = Span.SPAN_KIND_CLIENT
-
-
-@pytest.fixture
-def server(store: SpanStore) -> Iterator[ViewerServer]:
-    with ViewerServer(create_app({"STORE": store})) as srv:
-        yield srv
 
 
 def get(server: ViewerServer, path: str, **params: Any) -> requests.Response:

@@ -1,9 +1,4 @@
-"""The compare, service map and metrics pages in a real browser (Debian's Chromium).
-
-The browser, page and server fixtures are test_browser.py's, imported (F811: the
-imported fixtures are the tests' parameters of the same name).
-"""
-# ruff: noqa: F811
+"""The compare, service map and metrics pages in a real browser (Debian's Chromium)."""
 
 from __future__ import annotations
 
@@ -14,15 +9,9 @@ import pytest
 from playwright.sync_api import Page
 
 from cvtrace.store import SpanStore
+from tests.browser import READY
 from tests.viewer.support import ViewerServer, make_request
 from tests.viewer.test_analyses_api import MS, cross_service_traffic, request_trace
-from tests.viewer.test_browser import (  # noqa: F401 - fixtures
-    READY,
-    browser,
-    page,
-    recorder,
-    server,
-)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -6,15 +6,13 @@ the viewer's, and on any console error (Content-Security-Policy violations inclu
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page
 
 from cvtrace.store import SpanStore
-from cvtrace.viewer import create_app
+from tests.browser import READY, Recorder
 from tests.viewer.support import (
     T0_NS,
     SpanSpec,
@@ -26,80 +24,8 @@ from tests.viewer.support import (
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-# null-safe: a navigation may be between documents when this is evaluated
-READY = "() => document.body?.dataset.waterfallReady === '1'"
 HOSTILE = '<script>window.pwned=1</script><img src=x onerror="window.pwned=2">'
 ROW_PX = 24
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def server(store: SpanStore) -> Iterator[ViewerServer]:
-    with ViewerServer(create_app({"STORE": store})) as srv:
-        yield srv
-
-
-class Recorder:
-    """Every request a browser context makes, and every console error of its pages."""
-
-    def __init__(self, context: BrowserContext) -> None:
-        self.urls: list[str] = []
-        self.errors: list[str] = []
-        self.expected: list[str] = []
-        """Pages a test expects to answer 4xx (Chromium logs those as console errors)."""
-        context.on("request", lambda request: self.urls.append(request.url))
-        context.on("page", self.watch)
-
-    def watch(self, page: Page) -> None:
-        page.on("pageerror", lambda exc: self.errors.append(str(exc)))
-        # console errors include Content-Security-Policy violations
-        page.on("console", self.console)
-
-    def console(self, msg: Any) -> None:
-        if msg.type != "error":
-            return
-        url = msg.location.get("url", "")
-        if msg.text.startswith("Failed to load resource") and any(e in url for e in self.expected):
-            return
-        self.errors.append(msg.text)
-
-    def elsewhere(self, origin: str) -> list[str]:
-        """Return the requests to any origin but ``origin`` (data: and blob: are local)."""
-        return [
-            url
-            for url in self.urls
-            if urlsplit(url).scheme not in ("data", "blob", "about")
-            and f"{urlsplit(url).scheme}://{urlsplit(url).netloc}" != origin
-        ]
-
-
-@pytest.fixture
-def recorder(browser: Browser) -> Iterator[tuple[BrowserContext, Recorder]]:
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    yield context, Recorder(context)
-    context.close()
-
-
-@pytest.fixture
-def page(recorder: tuple[BrowserContext, Recorder]) -> Iterator[Page]:
-    """A page whose requests all go to the origin of its first one (the viewer's)."""
-    context, record = recorder
-    page = context.new_page()
-    yield page
-    page.wait_for_load_state("networkidle")  # requests in flight end before the server stops
-    assert record.errors == []
-    assert record.urls, "the page asked for nothing: the recorder is not recording"
-    first = urlsplit(record.urls[0])
-    assert record.elsewhere(f"{first.scheme}://{first.netloc}") == []
 
 
 def open_trace(page: Page, server: ViewerServer, trace_id: bytes, query: str = "") -> None:
@@ -437,10 +363,11 @@ def test_collapse_in_place_without_navigation(
     assert row(page, 2).count() == 0  # its child is hidden
     assert "257 of 341 spans shown" in page.locator(".wf-toolbar").inner_text()
     assert page.evaluate("window.__samePage") is True  # no reload
-    assert page.url == url
+    assert page.url == f"{url}?collapse={specs[1].span_id.hex()}"  # the URL says what is folded
     assert len(page.evaluate("performance.getEntriesByType('navigation')")) == 1
     row(page, 1).locator(".wf-chev").click()
     assert shown(page) == 341
+    assert page.url == url
     # collapse to a depth, expand all
     page.select_option("#collapse-depth", "2")  # the root and its children
     assert shown(page) == 5
@@ -561,6 +488,34 @@ def test_next_error_and_slowest_reveal_hidden_spans(
     page.wait_for_function("() => document.querySelector('#details h2')?.textContent === 'deep'")
     assert shown(page) == 4  # the root opened again
     assert "sel" in (row(page, 2).get_attribute("class") or "")
+
+
+def test_the_url_keeps_the_folded_tree_through_a_reload(
+    page: Page, server: ViewerServer, store: SpanStore
+) -> None:
+    specs = fan_trace(341)  # depths 0..4
+    write(store, specs)
+    ids = [spec.span_id.hex() for spec in specs]
+    open_trace(page, server, specs[0].trace_id)
+    page.select_option("#collapse-depth", "3")  # 1 + 4 + 16 rows, the 16 folded
+    assert shown(page) == 21
+    assert page.url.endswith("?depth=3")
+    row(page, 1).locator(".wf-chev").click()  # fold op 1 (open at depth 3): its 4 children hide
+    op_9 = row(page, 87)  # op 2's first child, after op 1's 85 rows in tree order
+    op_9.locator(".wf-chev").click()  # ... and unfold op 9 (folded at depth 3): 4 + 16 show
+    op_9.locator(".wf-name").click()
+    assert shown(page) == 21 - 4 + 20
+    expected = f"?span={ids[9]}&depth=3&collapse={ids[1]}&expand={ids[9]}"
+    assert page.url.endswith(expected)
+    page.reload()
+    page.wait_for_function(READY)
+    assert shown(page) == 37
+    assert page.url.endswith(expected)
+    assert page.locator(".wf-row.sel .wf-name").inner_text() == "op 9"
+    assert row(page, 1).locator(".wf-chev").get_attribute("aria-expanded") == "false"
+    page.click(".expand-all")
+    assert shown(page) == 341
+    assert page.url.endswith(f"?span={ids[9]}")
 
 
 def test_deep_link_opens_the_span(page: Page, server: ViewerServer, store: SpanStore) -> None:

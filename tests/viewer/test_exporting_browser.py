@@ -15,29 +15,15 @@ from playwright.sync_api import (
     ConsoleMessage,
     Page,
     Route,
-    sync_playwright,
 )
 
 from cvtrace.store import SpanStore
 from cvtrace.viewer import create_app
 from cvtrace.viewer.exporting import export_html
+from tests.browser import READY
 from tests.viewer.support import T0_NS, SpanSpec, ViewerServer, make_request, new_trace_id
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-# functions, not expressions: Playwright evaluates an expression with eval, which the
-# export's Content-Security-Policy forbids (a function is called through CDP)
-READY = "() => document.body?.dataset.waterfallReady === '1'"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 class Offline:

@@ -12,7 +12,6 @@ from playwright.sync_api import FilePayload, Page
 from cvtrace.store import SpanStore
 from cvtrace.viewer import create_app
 from tests.viewer.support import ViewerServer, make_request, simple_trace
-from tests.viewer.test_browser import browser, page, recorder  # noqa: F401 - fixtures
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -27,7 +26,7 @@ def _jaeger_download(tmp_path: Path) -> tuple[bytes, str]:
     return client.get(f"/api/traces/{trace_id}?download=1").data, trace_id
 
 
-def _status(page: Page) -> str:  # noqa: F811 - the fixture, passed in
+def _status(page: Page) -> str:
     page.wait_for_function(
         "() => document.getElementById('import-status').textContent.includes(':')"
     )
@@ -41,7 +40,7 @@ def token_server(store: SpanStore) -> Iterator[ViewerServer]:
 
 
 def test_picked_file_is_imported_with_the_token(
-    page: Page,  # noqa: F811
+    page: Page,
     token_server: ViewerServer,
     store: SpanStore,
     tmp_path: Path,
@@ -64,7 +63,7 @@ def test_picked_file_is_imported_with_the_token(
 
 
 def test_dropped_files_and_a_bad_one(
-    page: Page,  # noqa: F811
+    page: Page,
     store: SpanStore,
     tmp_path: Path,
 ) -> None:

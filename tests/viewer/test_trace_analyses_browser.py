@@ -1,11 +1,6 @@
 """The trace page's analyses in a real browser (Debian's Chromium): the critical-path
 toggle, self time, the statistics and flame graph tabs, the in-trace search, "compare
-with…", and the search page's "same shape" link.
-
-The browser, page and server fixtures are test_browser.py's, imported (F811: the
-imported fixtures are the tests' parameters of the same name).
-"""
-# ruff: noqa: F811
+with…", and the search page's "same shape" link."""
 
 from __future__ import annotations
 
@@ -17,14 +12,7 @@ from playwright.sync_api import Page
 from cvtrace.store import SpanStore
 from tests.viewer.support import SpanSpec, ViewerServer, make_request
 from tests.viewer.test_analyses_api import request_trace
-from tests.viewer.test_browser import (  # noqa: F401 - fixtures
-    browser,
-    open_trace,
-    page,
-    recorder,
-    row,
-    server,
-)
+from tests.viewer.test_browser import open_trace
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

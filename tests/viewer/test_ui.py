@@ -452,6 +452,14 @@ class TestTracePage:
         ).get_data(as_text=True)
         assert f'data-collapsed="{root_hex}"' in page
         assert f'data-focus="{root_hex}"' in page
+        child_hex = specs[1].span_id.hex()
+        trace_url = f"/trace/{specs[0].trace_id.hex()}"
+        page = client.get(f"{trace_url}?depth=2&expand={child_hex}").get_data(as_text=True)
+        assert 'data-depth="2"' in page
+        assert f'data-expanded="{child_hex}"' in page
+        for depth in ("0", "31", "-1", "two", "9" * 40):  # none the page's menu offers
+            page = client.get(f"{trace_url}?depth={depth}").get_data(as_text=True)
+            assert 'data-depth=""' in page, depth
         # the page collapses; the rows are always the whole trace
         rows = client.get(f"/trace/{specs[0].trace_id.hex()}/waterfall.json").get_json()
         assert rows["rowCount"] == 4

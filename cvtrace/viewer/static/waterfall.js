@@ -60,6 +60,7 @@
   let stop = null; // Int32Array: row after the last of each row's subtree
   let parent = null; // Int32Array: parent row, -1 at top level
   let collapsed = null; // Uint8Array: 1 = subtree hidden
+  let depthShown = 0; // the last "Collapse to…" level chosen, 0 after "Expand all" or none
   let order = null; // Int32Array: the visible rows, in tree order
   let count = 0; // visible rows
   let fullEnd = 1; // ms: the end of the last span
@@ -728,6 +729,45 @@
     drawMinimap();
     showCount();
     render();
+    rememberView();
+  }
+
+  // -- the view in the URL: a reload or a shared link shows the same tree ----------------
+  // ?span=<selected>&depth=<"Collapse to" level>&collapse=<ids>&expand=<ids>: the two id
+  // lists are the rows that differ from the depth's own folding, so the URL stays short.
+  const URL_IDS = 200; // at most this many ids a list: a longer URL is no link to share
+
+  function foldedAtDepth(row, levels) {
+    return levels > 0 && W.depth[row] === levels - 1 && hasChildren(row) ? 1 : 0;
+  }
+
+  function applyView(levels, folded, opened) {
+    depthShown = levels;
+    for (let i = 0; i < n; i++) collapsed[i] = foldedAtDepth(i, levels);
+    for (const spanId of folded) {
+      const row = rowOf(spanId);
+      if (row >= 0 && hasChildren(row)) collapsed[row] = 1;
+    }
+    for (const spanId of opened) {
+      const row = rowOf(spanId);
+      if (row >= 0) collapsed[row] = 0;
+    }
+  }
+
+  function rememberView() {
+    const folded = [], opened = [];
+    for (let i = 0; i < n && folded.length < URL_IDS && opened.length < URL_IDS; i++) {
+      if (collapsed[i] !== foldedAtDepth(i, depthShown)) (collapsed[i] ? folded : opened).push(spanIdAt(i));
+    }
+    const params = new URLSearchParams(window.location.search);
+    for (const name of ["span", "depth", "collapse", "expand"]) params.delete(name);
+    const parts = params.toString() ? [params.toString()] : [];
+    if (sel >= 0) parts.push("span=" + spanIdAt(sel));
+    if (depthShown) parts.push("depth=" + depthShown);
+    if (folded.length) parts.push("collapse=" + folded.join(","));
+    if (opened.length) parts.push("expand=" + opened.join(","));
+    const query = parts.length ? "?" + parts.join("&") : "";
+    history.replaceState(null, "", window.location.pathname + query + window.location.hash);
   }
 
   function toggle(row) {
@@ -742,12 +782,14 @@
   }
 
   function expandAll() {
+    depthShown = 0;
     collapsed.fill(0);
     relayoutTree(sel >= 0 ? sel : order[drawnFirst]);
   }
 
   function collapseToDepth(levels) {
-    for (let i = 0; i < n; i++) collapsed[i] = W.depth[i] === levels - 1 && hasChildren(i) ? 1 : 0;
+    depthShown = levels;
+    for (let i = 0; i < n; i++) collapsed[i] = foldedAtDepth(i, levels);
     relayoutTree(sel >= 0 ? shownAs(sel) : order[drawnFirst]);
   }
 
@@ -789,7 +831,7 @@
     render();
     const spanId = spanIdAt(row);
     root.dataset.selected = spanId;
-    history.replaceState(null, "", window.location.pathname + "?span=" + spanId);
+    rememberView();
     if (openDetails || cv.details.isOpen()) cv.details.open(spanId, row);
   }
 
@@ -1106,10 +1148,8 @@
       return;
     }
     build();
-    for (const spanId of (header.dataset.collapsed || "").split(",").filter(Boolean)) {
-      const row = rowOf(spanId);
-      if (row >= 0 && hasChildren(row)) collapsed[row] = 1;
-    }
+    const ids = (list) => (list || "").split(",").filter(Boolean);
+    applyView(Number(header.dataset.depth) || 0, ids(header.dataset.collapsed), ids(header.dataset.expanded));
     rebuildOrder();
     setSpacer();
     layoutSizes();
