@@ -52,7 +52,13 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, current_app
 
-from cvtrace.config import SETTINGS, parse_bool, parse_float, parse_non_negative_int
+from cvtrace.config import (
+    SETTINGS,
+    parse_bool,
+    parse_float,
+    parse_non_negative_int,
+    parse_positive_int,
+)
 from cvtrace.exceptions import CvtraceConfigError
 from cvtrace.exporters.local import default_db_path
 from cvtrace.store import DEFAULT_MAX_SPANS, DEFAULT_TAG_KEYS, SpanStore, is_writable
@@ -96,6 +102,10 @@ def _configure(app: Flask, config: Mapping[str, Any] | None) -> None:
     token = app.config.get("TOKEN")
     # from_prefixed_env parses JSON, so a numeric token arrives as an int
     app.config["TOKEN"] = str(token) if token not in (None, "") else None
+    app.config["OTLP_MAX_BODY_BYTES"] = parse_positive_int(
+        "CVTRACE_VIEWER_OTLP_MAX_BODY_BYTES (--otlp-max-body-bytes)",
+        str(app.config["OTLP_MAX_BODY_BYTES"]),
+    )
     remote = remote_options(app.config)  # checked before the store is opened
     store = app.config.get("STORE")
     if store is None:
@@ -131,11 +141,22 @@ def remote_options(config: Mapping[str, Any]) -> RemoteOptions | None:
     )
     raw_url = config.get("JAEGER_URL")
     if not raw_url:
-        if no_local:
+        given = [
+            setting
+            for setting, value in (
+                ("CVTRACE_VIEWER_NO_LOCAL (--no-local)", no_local),
+                ("CVTRACE_VIEWER_JAEGER_HEADERS (--jaeger-header)", config.get("JAEGER_HEADERS")),
+                (
+                    "CVTRACE_VIEWER_JAEGER_TIMEOUT_S (--jaeger-timeout)",
+                    config.get("JAEGER_TIMEOUT_S"),
+                ),
+            )
+            if value not in (None, "", False, [])
+        ]
+        if given:
             msg = (
-                "CVTRACE_VIEWER_NO_LOCAL (--no-local): set, but no Jaeger to show instead of "
-                "the local store; give --jaeger-url URL (CVTRACE_VIEWER_JAEGER_URL) too, or "
-                "leave --no-local out"
+                f"{given[0]}: set, but there is no Jaeger for it; give --jaeger-url URL "
+                "(CVTRACE_VIEWER_JAEGER_URL) too, or leave it out"
             )
             raise CvtraceConfigError(msg)
         return None

@@ -11,6 +11,7 @@ log file or a container's log.
 from __future__ import annotations
 
 import argparse
+import errno
 import gc
 import ipaddress
 import logging
@@ -31,6 +32,23 @@ RETENTION_INTERVAL_S = 60.0
 CHECKPOINT_INTERVAL_S = 0.5
 
 
+def port(text: str) -> int:
+    """A TCP port for argparse: 0 to 65535 (0: the system picks a free one)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        msg = f"{text!r} is not a port: give 0 to 65535 (0 picks a free one)"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def port_or_off(text: str) -> int:
+    """A TCP port for argparse, or -1 for none."""
+    return -1 if text.strip() == "-1" else port(text)
+
+
 def register(subparsers: Any) -> None:
     """Add the ``view`` subcommand (see :mod:`cvtrace.cli`)."""
     parser = subparsers.add_parser(
@@ -49,13 +67,13 @@ def register(subparsers: Any) -> None:
         "$XDG_DATA_HOME/cvtrace/traces.sqlite3, the file the local exporter writes)",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=16686, help="UI and API port (default 16686)")
+    parser.add_argument("--port", type=port, default=16686, help="UI and API port (default 16686)")
     parser.add_argument(
-        "--otlp-port", type=int, default=4318, help="OTLP/HTTP port (default 4318; 0 picks one)"
+        "--otlp-port", type=port, default=4318, help="OTLP/HTTP port (default 4318; 0 picks one)"
     )
     parser.add_argument(
         "--otlp-grpc-port",
-        type=int,
+        type=port_or_off,
         default=4317,
         help="OTLP/gRPC port (default 4317; 0 picks one; -1 turns gRPC off)",
     )
@@ -112,6 +130,20 @@ def register(subparsers: Any) -> None:
         "OTLP and keeps saved traces; default: $CVTRACE_VIEWER_NO_LOCAL)",
     )
     parser.set_defaults(func=run)
+
+
+def cannot_listen(host: str, what: str, option: str, chosen: int, error: OSError) -> str:
+    """The message for a port that could not be bound: which one, why, and the way out."""
+    reason = error.strerror or str(error)
+    advice = (
+        "another program holds it (a collector, or another cvtrace view?); "
+        f"pick another with {option} PORT, or {option} 0 for any free one"
+        if error.errno == errno.EADDRINUSE
+        else f"pick another with {option} PORT, or another --host"
+    )
+    return (
+        f"cvtrace view: cannot listen on {host}:{chosen} for {what} ({option}): {reason}; {advice}"
+    )
 
 
 def is_loopback(host: str) -> bool:
@@ -230,9 +262,11 @@ def run(args: argparse.Namespace) -> int:
     slots = decode_slots(app)  # one bound on decoding for all three receivers
     servers: list[WsgiServer | OtlpHttpServer] = []
     grpc_server = None
+    listening = "the UI and API", "--port", args.port
     try:
         ui_server = WsgiServer(app, args.host, args.port, max_body_bytes=limit)
         servers.append(ui_server)
+        listening = "OTLP/HTTP", "--otlp-port", args.otlp_port
         otlp_server = OtlpHttpServer(
             (args.host, args.otlp_port),
             store,
@@ -243,6 +277,7 @@ def run(args: argparse.Namespace) -> int:
         )
         servers.append(otlp_server)
         if args.otlp_grpc_port >= 0:
+            listening = "OTLP/gRPC", "--otlp-grpc-port", args.otlp_grpc_port
             grpc_server, grpc_port = start_grpc_server(
                 store,
                 args.host,
@@ -252,7 +287,7 @@ def run(args: argparse.Namespace) -> int:
                 slots=slots,
             )
     except OSError as exc:
-        print(f"cvtrace view: cannot listen: {exc}", file=sys.stderr)
+        print(cannot_listen(args.host, *listening, exc), file=sys.stderr)
         for server in servers:
             server.server_close()
         store.close()

@@ -20,6 +20,7 @@ and exporters drop the batch for it.)
 from __future__ import annotations
 
 import logging
+import socket
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 
@@ -135,9 +136,26 @@ def start_grpc_server(
         )
     )
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    bound = server.add_insecure_port(address)
+    if port:
+        _check_bindable(host, port)
+    try:
+        bound = server.add_insecure_port(address)
+    except RuntimeError:  # grpcio's answer to a port it cannot bind (older ones return 0)
+        bound = 0
     if bound == 0:
         msg = f"cannot listen for OTLP/gRPC on {address}"
         raise OSError(msg)
     server.start()
     return server, bound
+
+
+def _check_bindable(host: str, port: int) -> None:
+    """Bind ``host:port`` once and let go: grpcio says only "failed to bind", this says why.
+
+    Raises:
+        OSError: with the system's reason (``errno``), e.g. the address is in use.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as grpcio binds
+        probe.bind((host.strip("[]"), port))

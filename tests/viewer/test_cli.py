@@ -8,6 +8,7 @@ import pty
 import re
 import select
 import signal
+import socket
 import subprocess
 import sys
 import termios
@@ -137,6 +138,50 @@ def test_bad_db_file_is_a_clear_error(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "cannot open the span store" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--port", "-1"),
+        ("--port", "99999"),  # would wrap around to 34463
+        ("--otlp-port", "70000"),
+        ("--otlp-grpc-port", "-2"),
+        ("--otlp-grpc-port", "99999"),
+        ("--port", "http"),
+    ],
+)
+def test_a_port_out_of_range_is_refused_by_name(tmp_path: Path, option: str, value: str) -> None:
+    proc = start_view(tmp_path, option, value)
+    _out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 2
+    assert f"argument {option}: '{value}' is not a port: give 0 to 65535" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("option", "what"),
+    [("--port", "the UI and API"), ("--otlp-port", "OTLP/HTTP"), ("--otlp-grpc-port", "OTLP/gRPC")],
+)
+def test_a_port_in_use_is_named_with_its_option(tmp_path: Path, option: str, what: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = start_view(tmp_path, option, str(port))
+        _out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port} for {what} ({option}): Address already in use" in err
+    assert f"{option} 0 for any free one" in err
+    assert "Traceback" not in err
+
+
+def test_a_bad_body_limit_is_refused_by_name(tmp_path: Path) -> None:
+    proc = start_view(tmp_path, "--otlp-max-body-bytes", "-5")
+    _out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 2
+    assert "CVTRACE_VIEWER_OTLP_MAX_BODY_BYTES (--otlp-max-body-bytes)" in err
+    assert "'-5'" in err
 
 
 def test_token_banner_and_enforced(tmp_path: Path) -> None:

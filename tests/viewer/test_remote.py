@@ -506,7 +506,19 @@ class TestSettings:
                 "CVTRACE_VIEWER_JAEGER_TIMEOUT_S (--jaeger-timeout): 'soon' is not a number",
             ),
             ({"JAEGER_URL": "http://j", "JAEGER_TIMEOUT_S": 0}, "'0' is not a number of seconds"),
-            ({"NO_LOCAL": True}, "CVTRACE_VIEWER_NO_LOCAL (--no-local): set, but no Jaeger"),
+            (
+                {"NO_LOCAL": True},
+                "CVTRACE_VIEWER_NO_LOCAL (--no-local): set, but there is no Jaeger",
+            ),
+            (
+                {"JAEGER_HEADERS": ["Authorization: Bearer x"]},
+                "CVTRACE_VIEWER_JAEGER_HEADERS (--jaeger-header): set, but there is no Jaeger for "
+                "it; give --jaeger-url URL",
+            ),
+            (
+                {"JAEGER_TIMEOUT_S": "5"},
+                "CVTRACE_VIEWER_JAEGER_TIMEOUT_S (--jaeger-timeout): set, but there is no Jaeger",
+            ),
             (
                 {"JAEGER_URL": "http://j", "NO_LOCAL": "maybe"},
                 "CVTRACE_VIEWER_NO_LOCAL: 'maybe' is not a boolean",
