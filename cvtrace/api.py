@@ -17,6 +17,7 @@ import os
 import signal
 import socket
 import threading
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -101,7 +102,37 @@ class _State:
     Set by :mod:`cvtrace.testing`'s fixture, which captures spans in memory."""
     exit_hooks_registered = False
     """Whether the atexit and SIGTERM flushes are registered (once per process)."""
+    recording = False
+    """Whether ``init()`` calls are recorded: only while pytest imports the tests' modules,
+    with :mod:`cvtrace.testing` loaded (never in production)."""
     lock = threading.RLock()
+
+    def __init__(self) -> None:
+        self.recorded_calls: list[RecordedCall] = []
+        """The calls recorded, for the fixture to make again."""
+
+
+@dataclass(frozen=True)
+class RecordedCall:
+    """An ``init()`` call, kept so that :mod:`cvtrace.testing` can make it again in a test.
+
+    An app that calls ``init()`` at import has done so before any test starts; the
+    fixture repeats the call with its capturing exporter. Apps and engines are held
+    weakly: one a finished test dropped is not kept alive for the next.
+    """
+
+    apps: tuple[weakref.ref[Any], ...]
+    engines: tuple[weakref.ref[Any], ...]
+    arguments: dict[str, Any]
+
+    def repeat(self) -> bool:
+        """Call ``init()`` again as recorded; False if its apps and engines are all gone."""
+        apps = [alive for ref in self.apps if (alive := ref()) is not None]
+        engines = [alive for ref in self.engines if (alive := ref()) is not None]
+        if (self.apps or self.engines) and not (apps or engines):
+            return False
+        init(apps, engines, **self.arguments)
+        return True
 
 
 _state = _State()
@@ -170,6 +201,14 @@ def init(
             msg = f"app={candidate!r}: expected a Flask app (or a list of them)"
             raise CvtraceConfigError(msg)
     with _state.lock:
+        if _state.recording:
+            _state.recorded_calls.append(
+                RecordedCall(
+                    tuple(weakref.ref(a) for a in apps),
+                    tuple(weakref.ref(e) for e in engines),
+                    arguments,
+                )
+            )
         installed = _state.handle
         if installed is not None and not installed.is_shut_down:
             if arguments != installed.arguments:

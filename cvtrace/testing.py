@@ -9,6 +9,11 @@ which in production is logged and ignored, fails the test::
         app = create_app()            # calls cvtrace.init(app=app, engine=engine)
         app.test_client().get("/")
         assert "GET /" in cvtrace_spans.names()
+
+An ``init()`` made at import, when pytest collected the tests' modules (an app built at
+module level), counts too: the plugin records those calls, and the fixture makes them
+again with its exporter (for the apps and engines still alive), so such an app is
+traced in every test that asks for ``cvtrace_spans``.
 """
 
 from __future__ import annotations
@@ -124,14 +129,25 @@ def _forget_global_tracer_provider() -> None:
     trace._TRACER_PROVIDER = None
 
 
+api._state.recording = True  # the plugin is loaded before pytest imports the tests' modules
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Stop recording ``init()`` calls: the ones to repeat were made at import."""
+    api._state.recording = False
+
+
 @pytest.fixture
 def cvtrace_spans() -> Iterator[CapturedSpans]:
-    """Capture, in memory, the spans of every ``cvtrace.init()`` made during the test."""
+    """Capture, in memory, the spans of every ``cvtrace.init()`` of the test, and of those
+    made before it (at import)."""
     reset()
     captured = CapturedSpans()
     api._state.exporters_override = (captured,)
     raise_errors, _guard.RAISE = _guard.RAISE, True  # a cvtrace bug fails the test
     try:
+        recorded = api._state.recorded_calls
+        recorded[:] = [call for call in recorded if call.repeat()]
         yield captured
     finally:
         _guard.RAISE = raise_errors

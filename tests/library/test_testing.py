@@ -71,6 +71,53 @@ def test_a_module_level_tracer_reaches_every_tests_spans(pytester: pytest.Pytest
     result.assert_outcomes(passed=3)
 
 
+def test_an_app_traced_at_import_is_traced_in_every_test(pytester: pytest.Pytester) -> None:
+    """README's "Tracing your app" (``init()`` at module level, tracing off in the tests'
+    environment) with its "Testing your app": the fixture captured nothing before."""
+    pytester.makepyfile(
+        users_app="""
+        import cvtrace
+        from flask import Flask
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine("sqlite://")
+        app = Flask(__name__)
+
+        @app.get("/users/<int:user_id>")
+        def user(user_id):
+            with engine.connect() as connection:
+                return str(connection.execute(text("SELECT 1")).scalar())
+
+        cvtrace.init(app=app, engine=engine, exclude_urls="/up")
+        """,
+        test_users="""
+        import pytest
+        from users_app import app
+
+        @pytest.mark.parametrize("run", [1, 2])
+        def test_user_page_is_traced(cvtrace_spans, run):
+            app.test_client().get("/users/1")
+            assert cvtrace_spans.names() == ["SELECT", "GET /users/<int:user_id>"]
+
+        def test_without_the_fixture_nothing_is_traced():
+            import cvtrace
+            app.test_client().get("/users/1")
+            assert cvtrace.get_handle() is None
+
+        def test_an_init_made_in_a_test_is_not_recorded():
+            import cvtrace
+            cvtrace.init(app=app, exporters=False, scrub=False)
+
+        def test_the_fixture_makes_only_the_import_time_call_again(cvtrace_spans):
+            import cvtrace
+            assert cvtrace.get_handle().settings.scrub is True
+            assert cvtrace.get_handle().settings.exclude_urls == ("/up",)
+        """,
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=5)
+
+
 def test_fixture_overrides_configured_exporters(
     cvtrace_spans: CapturedSpans, monkeypatch: pytest.MonkeyPatch
 ) -> None:
