@@ -329,6 +329,7 @@ def resolve(arguments: Mapping[str, Any], environ: Mapping[str, str] | None = No
             values[setting.field] = setting.default
 
     _check_span_limits(env)
+    _check_sampler(env)
     exporters, reason = _resolve_exporters(arguments.get("exporters"), values["exporters"], env)
     if values["scrub"] is False:
         values["scrub_patterns"] = ()
@@ -388,6 +389,42 @@ def _check_span_limits(env: Mapping[str, str]) -> None:
                 "or an empty value for no limit"
             )
             raise CvtraceConfigError(msg)
+
+
+SAMPLERS = (
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+    "always_on",
+    "always_off",
+    "traceidratio",
+)
+"""The ``OTEL_TRACES_SAMPLER`` values the OpenTelemetry SDK builds a sampler for."""
+
+
+def _check_sampler(env: Mapping[str, str]) -> None:
+    """Raise for a sampler or ratio the SDK would replace, with a warning, by its default."""
+    name = env.get("OTEL_TRACES_SAMPLER", "").strip().lower()
+    if name and name not in SAMPLERS:
+        msg = (
+            f"OTEL_TRACES_SAMPLER: {name!r} is not a sampler the OpenTelemetry SDK knows; "
+            f"use one of {', '.join(SAMPLERS)} (e.g. parentbased_traceidratio with "
+            "OTEL_TRACES_SAMPLER_ARG=0.1)"
+        )
+        raise CvtraceConfigError(msg)
+    raw = env.get("OTEL_TRACES_SAMPLER_ARG", "").strip()
+    if not name.endswith("traceidratio") or not raw:
+        return
+    try:
+        valid = 0.0 <= float(raw) <= 1.0
+    except ValueError:
+        valid = False
+    if not valid:
+        msg = (
+            f"OTEL_TRACES_SAMPLER_ARG: {raw!r} is not a ratio from 0 to 1 for {name}; "
+            "use for example 0.1 (one trace in ten)"
+        )
+        raise CvtraceConfigError(msg)
 
 
 def _normalise_argument(setting: Setting, argument: Any) -> Any:

@@ -90,6 +90,45 @@ def test_span_limits_are_checked_as_the_sdk_reads_them(
         monkeypatch.delenv(variable)
 
 
+@pytest.mark.parametrize(
+    ("sampler", "ratio", "accepted"),
+    [
+        ("parentbased_always_on", "", True),
+        ("ALWAYS_OFF", "", True),  # the SDK reads the name in lower case
+        ("parentbased_traceidratio", "0.25", True),
+        ("traceidratio", "0", True),
+        ("bogus", "", False),
+        ("xray", "", False),  # in the specification, not in the Python SDK
+        ("traceidratio", "2", False),
+        ("parentbased_traceidratio", "one in ten", False),
+        ("always_on", "not a ratio, and not read", True),
+    ],
+)
+def test_a_sampler_the_sdk_would_replace_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    sampler: str,
+    ratio: str,
+    accepted: bool,
+) -> None:
+    """The SDK replaces an unknown sampler or a bad ratio by its default, with only a
+    warning; cvtrace refuses exactly those, naming the variable."""
+    from opentelemetry.sdk.trace.sampling import _get_from_env_or_default
+
+    env = {"OTEL_TRACES_SAMPLER": sampler, "OTEL_TRACES_SAMPLER_ARG": ratio}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with caplog.at_level("WARNING", logger="opentelemetry.sdk.trace.sampling"):
+        _get_from_env_or_default()
+    assert bool(caplog.records) is not accepted  # the SDK's own verdict
+    if accepted:
+        resolve({}, env)
+    else:
+        with pytest.raises(CvtraceConfigError, match="OTEL_TRACES_SAMPLER") as refused:
+            resolve({}, env)
+        assert "use " in str(refused.value)
+
+
 class TestBatchSettings:
     """The standard OTEL_BSP_* variables, rows of the settings table."""
 
