@@ -26,7 +26,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from ..otlp.encoding import SpanEncoder
 from ..store import DEFAULT_MAX_SPANS, DEFAULT_TAG_KEYS, SpanStore, check_file, is_writable
-from ..store.connections import refusal
+from ..store.connections import check_creatable, refusal
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +60,9 @@ class LocalSpanExporter(SpanExporter):
 
     Raises:
         CvtraceConfigError: ``path`` is a file but no span store (another
-            application's database, say), or one this user cannot write; nothing
-            is written to it.
+            application's database, say), or one this user cannot write, or no
+            file can be made there (a folder that cannot be created); nothing is
+            written to it.
     """
 
     def __init__(
@@ -78,6 +79,7 @@ class LocalSpanExporter(SpanExporter):
         self.tag_keys = frozenset(tag_keys)
         # reads only: the store is opened on the first export
         check_file(self.path)
+        check_creatable(self.path)
         if self.path.exists() and not is_writable(self.path):
             raise refusal(self.path, "this user cannot write it")
         self._store: SpanStore | None = None

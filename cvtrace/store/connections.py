@@ -21,6 +21,7 @@ import contextlib
 import logging
 import os
 import sqlite3
+import tempfile
 import threading
 import urllib.parse
 from collections.abc import Iterator
@@ -38,7 +39,37 @@ _MAX_IDLE_READERS = 8
 _SQLITE_HEADER = b"SQLite format 3\x00"
 
 
-def refusal(path: Path, reason: str, *, untouched: bool = True) -> CvtraceConfigError:
+class StoreRefused(CvtraceConfigError):
+    """A file refused as a span store; the message names the setting and the fix.
+
+    Said for ``CVTRACE_LOCAL_DB`` (the setting the library and the viewer share); a
+    command whose user named the file otherwise words it for that option instead
+    (:meth:`worded_for`).
+    """
+
+    def __init__(self, path: Path, reason: str, *, untouched: bool = True) -> None:
+        self.path = path
+        self.reason = reason
+        self.untouched = untouched
+        super().__init__(
+            self.worded_for(
+                "CVTRACE_LOCAL_DB", pointed_by="CVTRACE_LOCAL_DB (or cvtrace view --db)"
+            )
+        )
+
+    def worded_for(
+        self, setting: str, *, pointed_by: str | None = None, new_file_ok: bool = True
+    ) -> str:
+        """The message for a user who named the file with ``setting``."""
+        return (
+            f"{setting}: cannot open the span store {str(self.path)!r}: {self.reason}"
+            + ("; nothing was written to it" if self.untouched else "")
+            + f". Point {pointed_by or setting} at a cvtrace store"
+            + (", or at a file that does not exist yet" if new_file_ok else "")
+        )
+
+
+def refusal(path: Path, reason: str, *, untouched: bool = True) -> StoreRefused:
     """Return the error that refuses ``path`` as a store, naming the settings and the fix.
 
     Args:
@@ -46,13 +77,29 @@ def refusal(path: Path, reason: str, *, untouched: bool = True) -> CvtraceConfig
         reason: Why it is refused.
         untouched: Whether the message may say that nothing was written to it.
     """
-    msg = (
-        f"CVTRACE_LOCAL_DB: cannot open the span store {str(path)!r}: {reason}"
-        + ("; nothing was written to it" if untouched else "")
-        + ". Point CVTRACE_LOCAL_DB (or cvtrace view --db) at a cvtrace store, "
-        "or at a file that does not exist yet"
-    )
-    return CvtraceConfigError(msg)
+    return StoreRefused(path, reason, untouched=untouched)
+
+
+def check_creatable(path: Path) -> None:
+    """Raise unless a store could be made at ``path``, writing nothing that stays.
+
+    A file that exists is :func:`check_file`'s to judge. Otherwise its nearest existing
+    folder must take a new entry: a folder made and removed there says so, even for
+    root, whom permission bits do not stop (``/proc``, a read-only mount).
+
+    Raises:
+        StoreRefused: nothing can be created in that folder (or it is a file).
+    """
+    if path.exists():
+        return
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        tempfile.TemporaryDirectory(dir=folder, prefix=".cvtrace-probe-").cleanup()
+    except OSError as exc:
+        reason = f"nothing can be created in {str(folder)!r} ({exc.strerror or exc})"
+        raise refusal(path, reason) from None
 
 
 def is_writable(path: Path) -> bool:

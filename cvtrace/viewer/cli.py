@@ -207,6 +207,7 @@ def show_token_url(url: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Serve until interrupted; return the exit code."""
+    from cvtrace.store.connections import StoreRefused
     from cvtrace.viewer import DEFAULT_OTLP_MAX_BODY_BYTES, create_app, get_store
     from cvtrace.viewer.grpc_receiver import start_grpc_server
     from cvtrace.viewer.otlp_http import OtlpHttpServer
@@ -254,6 +255,9 @@ def run(args: argparse.Namespace) -> int:
             config[key] = value
     try:  # opens the store, with the CVTRACE_VIEWER_* settings
         app = create_app(config)
+    except StoreRefused as exc:
+        print(f"cvtrace view: {exc.worded_for('--db') if args.db else exc}", file=sys.stderr)
+        return 2
     except CvtraceConfigError as exc:
         print(f"cvtrace view: {exc}", file=sys.stderr)
         return 2
@@ -388,6 +392,7 @@ def run_export(args: argparse.Namespace) -> int:
     import time
 
     from cvtrace.store import SpanStore
+    from cvtrace.store.connections import StoreRefused
     from cvtrace.viewer import create_app
     from cvtrace.viewer.exporting import (
         ExportError,
@@ -417,6 +422,10 @@ def run_export(args: argparse.Namespace) -> int:
         return 1
     try:  # read-only: exporting writes nothing to the store, whoever else writes it
         store = SpanStore(db_path, read_only=True)
+    except StoreRefused as exc:
+        setting = "--db" if args.db else "CVTRACE_LOCAL_DB"
+        print(f"cvtrace export: {exc.worded_for(setting, new_file_ok=False)}", file=sys.stderr)
+        return 2
     except CvtraceConfigError as exc:
         print(f"cvtrace export: {exc}", file=sys.stderr)
         return 2

@@ -787,11 +787,16 @@ def run(args: argparse.Namespace) -> int:
     """Import the files; return 0, 1 if anything was rejected, 2 if the store won't open."""
     from cvtrace.exceptions import CvtraceConfigError
     from cvtrace.exporters.local import default_db_path
+    from cvtrace.store.connections import StoreRefused
     from cvtrace.viewer import store_options
 
     db_path = args.db or default_db_path()
     try:  # the viewer's store, with its retention (CVTRACE_VIEWER_MAX_SPANS ...)
         store = SpanStore(db_path, **store_options({}))
+    except StoreRefused as exc:
+        message = exc.worded_for("--db") if args.db else str(exc)
+        print(f"cvtrace import: {message}", file=sys.stderr)
+        return 2
     except CvtraceConfigError as exc:
         print(f"cvtrace import: {exc}", file=sys.stderr)
         return 2

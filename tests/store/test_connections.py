@@ -113,6 +113,29 @@ def test_a_store_in_use_by_another_writer_is_recognised(tmp_path: Path) -> None:
             assert second.span_count() == 3
 
 
+@pytest.mark.parametrize(
+    ("where", "says"),
+    [
+        ("/proc/no-such-folder/traces.sqlite3", "nothing can be created in '/proc'"),
+        ("{tmp}/a-file/traces.sqlite3", "Not a directory"),
+    ],
+)
+def test_a_store_that_cannot_be_created_stops_init(tmp_path: Path, where: str, says: str) -> None:
+    """Before, init() logged "tracing ... to local" and every export failed later."""
+    (tmp_path / "a-file").write_text("")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(CvtraceConfigError, match=f"CVTRACE_LOCAL_DB: .*{says}"):
+        cvtrace.init(exporters="local", local_db=where.format(tmp=tmp_path))
+    assert cvtrace.get_handle() is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_a_store_in_a_folder_yet_to_be_made_is_fine(tmp_path: Path) -> None:
+    handle = cvtrace.init(exporters="local", local_db=tmp_path / "new" / "deeper" / "t.sqlite3")
+    assert handle.enabled
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # made on the first export
+
+
 def test_a_directory_is_refused(tmp_path: Path) -> None:
     with pytest.raises(CvtraceConfigError, match=r"CVTRACE_LOCAL_DB: .*is a directory"):
         SpanStore(tmp_path)

@@ -9,6 +9,7 @@ import re
 import select
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import termios
@@ -182,6 +183,40 @@ def test_a_bad_body_limit_is_refused_by_name(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "CVTRACE_VIEWER_OTLP_MAX_BODY_BYTES (--otlp-max-body-bytes)" in err
     assert "'-5'" in err
+
+
+@pytest.mark.parametrize(
+    ("command", "fix"),
+    [
+        (
+            ["view", "--port", "0", "--otlp-port", "0", "--otlp-grpc-port", "-1"],
+            "or at a file that does not exist yet",
+        ),
+        (["import", "/dev/null"], "or at a file that does not exist yet"),
+        (["export", "ab" * 16], "at a cvtrace store"),  # export reads: a new file is no fix
+    ],
+    ids=["view", "import", "export"],
+)
+def test_a_file_given_with_db_that_is_no_store_is_named_by_db(
+    tmp_path: Path, command: list[str], fix: str
+) -> None:
+    other = tmp_path / "app.db"
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE users (id INTEGER)")
+    before = other.read_bytes()
+    done = subprocess.run(
+        [sys.executable, "-m", "cvtrace.cli", *command, "--db", str(other)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert f"--db: cannot open the span store '{other}'" in done.stderr
+    assert "Point --db at a cvtrace store" in done.stderr
+    assert "CVTRACE_LOCAL_DB" not in done.stderr
+    assert done.stderr.rstrip().endswith(fix)
+    assert other.read_bytes() == before
 
 
 def test_token_banner_and_enforced(tmp_path: Path) -> None:

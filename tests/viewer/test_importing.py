@@ -776,7 +776,7 @@ class TestCommand:
         db.write_bytes(b"this is no SQLite file" * 100)
         done = _cli("-", "--db", str(db), stdin=b"")
         assert done.returncode == 2
-        assert b"CVTRACE_LOCAL_DB" in done.stderr
+        assert b"--db: cannot open the span store" in done.stderr
 
     def test_progress_bar_on_a_terminal(self, tmp_path: Path, source: Source) -> None:
         """stderr a real pseudo-terminal, a file over PROGRESS_MIN_BYTES: a bar is drawn."""

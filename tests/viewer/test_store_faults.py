@@ -89,7 +89,7 @@ def test_view_refuses_another_applications_database(tmp_path: Path) -> None:
     _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 2
     assert "another application's SQLite database (tables: users" in err
-    assert "cvtrace view --db" in err
+    assert "Point --db at a cvtrace store" in err  # the option it was given with
     assert "Traceback" not in err
     assert fingerprint(db) == before
 
