@@ -305,8 +305,11 @@ def migrate(conn: sqlite3.Connection, path: Path) -> None:
     conn.execute("BEGIN IMMEDIATE")
     try:
         version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if version == 0:  # a new store: made in one go, nothing to migrate
+            logger.info("creating the span store %s (schema %d)", path, SCHEMA_VERSION)
         for target in range(version + 1, SCHEMA_VERSION + 1):
-            logger.info("migrating the span store %s to schema %d", path, target)
+            if version > 0:
+                logger.info("migrating the span store %s to schema %d", path, target)
             for statement in MIGRATIONS[target].split(";"):
                 if statement.strip():
                     conn.execute(statement)

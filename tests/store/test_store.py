@@ -235,7 +235,19 @@ class TestWrite:
             SpanStore(path)
         assert path.read_text().startswith("not sqlite")
 
-    def test_migrates_a_version_1_store(self, tmp_path: Path) -> None:
+    def test_a_new_store_says_it_is_made_not_migrated(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Six "migrating ... to schema N" lines for a file just made looked alarming."""
+        path = tmp_path / "new.sqlite3"
+        with caplog.at_level("INFO", logger="cvtrace.store"), SpanStore(path):
+            pass
+        said = [r.getMessage() for r in caplog.records if "span store" in r.getMessage()]
+        assert said == [f"creating the span store {path} (schema {SCHEMA_VERSION})"]
+
+    def test_migrates_a_version_1_store(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
         """A file written with schema 1 (a row per span, keyed by an index) is upgraded."""
         traces = [simple_trace(start_ns=T0_NS + i, children=i % 3) for i in range(6)]
         traces[0][0].duration_ns = 50_000_000_000  # a long trace
@@ -273,6 +285,12 @@ class TestWrite:
         v1.commit()
         v1.execute("DETACH v2")
         v1.close()
+        with caplog.at_level("INFO", logger="cvtrace.store"):
+            SpanStore(v1_path, max_spans=0).close()
+        assert [r.getMessage() for r in caplog.records if "migrating" in r.getMessage()] == [
+            f"migrating the span store {v1_path} to schema {n}"
+            for n in range(2, SCHEMA_VERSION + 1)
+        ]
         with SpanStore(v1_path, max_spans=0) as migrated:
             conn = sqlite3.connect(v1_path)
             assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
