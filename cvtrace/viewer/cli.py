@@ -451,9 +451,14 @@ def run_export(args: argparse.Namespace) -> int:
     except ExportError as exc:  # the page needs what the export cannot embed: a bug
         print(f"cvtrace export: cannot make the file: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `cvtrace export ID -o - | head`: the reader has had enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return 1
     except OSError as exc:
         partial.unlink(missing_ok=True)
-        print(f"cvtrace export: cannot write {target}: {exc}", file=sys.stderr)
+        # the reason without the file name: the one written was a temporary sibling
+        reason = exc.strerror or str(exc)
+        print(f"cvtrace export: cannot write {target}: {reason}", file=sys.stderr)
         return 1
     finally:
         store.close()

@@ -141,7 +141,23 @@ def test_an_unwritable_target(stored: tuple[Path, str], tmp_path: Path) -> None:
     target = tmp_path / "no-such-dir" / "x.html"
     done = cvtrace("export", trace_hex, "--db", str(db), "-o", str(target), cwd=tmp_path)
     assert done.returncode == 1
-    assert f"cannot write {target}" in done.stderr
+    assert (
+        done.stderr.strip() == f"cvtrace export: cannot write {target}: No such file or directory"
+    )
+    assert ".part" not in done.stderr  # the temporary file is the tool's business
+
+
+def test_a_reader_that_stops_early_gets_no_error(stored: tuple[Path, str], tmp_path: Path) -> None:
+    """``cvtrace export ID -o - | head -c 10``: the pipe closes; no message, no traceback."""
+    db, trace_hex = stored
+    command = [sys.executable, "-m", "cvtrace.cli", "export", trace_hex, "-o", "-", "--db", str(db)]
+    export = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
+    assert export.stdout is not None
+    assert export.stdout.read(10) == b"<!doctype "
+    export.stdout.close()
+    _, err = export.communicate(timeout=60)
+    assert err == b""
+    assert export.returncode == 1
 
 
 def test_help(tmp_path: Path) -> None:
