@@ -144,14 +144,21 @@ class ImportSummary:
         """Return the closing line of ``cvtrace import``."""
         old = self.spans - self.new_spans
         line = (
-            f"{self.traces:,} traces, {self.spans:,} spans ({self.new_spans:,} new, "
-            f"{old:,} already stored) from {self.records:,} records"
+            f"{counted(self.traces, 'trace')}, {counted(self.spans, 'span')} "
+            f"({self.new_spans:,} new, {old:,} already stored) "
+            f"from {counted(self.records, 'record')}"
         )
         if self.ok:
             return line + "; nothing rejected"
-        return (
-            line + f"; rejected: {self.rejected_records:,} records, {self.rejected_spans:,} spans"
+        rejected = (
+            f"{counted(self.rejected_records, 'record')}, {counted(self.rejected_spans, 'span')}"
         )
+        return f"{line}; rejected: {rejected}"
+
+
+def counted(number: int, noun: str) -> str:
+    """``1 span``, ``2,048 spans``: a count and its noun, in the singular for one."""
+    return f"{number:,} {noun}" if number == 1 else f"{number:,} {noun}s"
 
 
 class _BadRecord(Exception):
@@ -830,7 +837,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         for path in args.paths:
             bar = None
-            before = (importer.summary.spans, importer.summary.records)
+            before = (
+                importer.summary.spans,
+                importer.summary.records,
+                importer.summary.rejected_records,
+            )
             stream = _open_for_progress(path)
             if isinstance(stream, tuple):
                 raw, size = stream
@@ -844,9 +855,13 @@ def run(args: argparse.Namespace) -> int:
                 importer.import_path(path)
             spans = importer.summary.spans - before[0]
             records = importer.summary.records - before[1]
+            rejected = importer.summary.rejected_records - before[2]
             kind = importer.summary.formats.get("<stdin>" if path == "-" else path)
-            if kind is not None:
-                print(f"{path}: {kind}, {records:,} records, {spans:,} spans", file=sys.stderr)
+            if kind is not None and (records or not rejected):  # else its problems said it
+                print(
+                    f"{path}: {kind}, {counted(records, 'record')}, {counted(spans, 'span')}",
+                    file=sys.stderr,
+                )
     finally:
         store.close()
     print(importer.summary.text())

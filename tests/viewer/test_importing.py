@@ -755,11 +755,11 @@ class TestCommand:
         done = _cli(str(otlp), "-", "--db", db, stdin=gzip.compress(source.jaeger_json()))
         assert done.returncode == 0, done.stderr
         assert done.stdout.decode().strip() == (
-            "1 traces, 6 spans (3 new, 3 already stored) from 2 records; nothing rejected"
+            "1 trace, 6 spans (3 new, 3 already stored) from 2 records; nothing rejected"
         )
         err = done.stderr.decode()
-        assert f"{otlp}: OTLP JSON, 1 records, 3 spans" in err
-        assert "-: Jaeger JSON, gzip, 1 records, 3 spans" in err
+        assert f"{otlp}: OTLP JSON, 1 record, 3 spans" in err
+        assert "-: Jaeger JSON, gzip, 1 record, 3 spans" in err
 
     def test_rejections_give_exit_1(self, tmp_path: Path, source: Source) -> None:
         path = tmp_path / "bad.jsonl"
@@ -770,6 +770,19 @@ class TestCommand:
         assert f"{path}: line 3: not JSON" in err
         assert "missing.json: file: cannot be opened: No such file or directory" in err
         assert done.stdout.decode().strip().endswith("rejected: 2 records, 0 spans")
+
+    def test_a_json_file_that_holds_no_traces_is_said_once(self, tmp_path: Path) -> None:
+        """Before: its problem, then "bad.json: OTLP JSON, 0 records, 0 spans"."""
+        path = tmp_path / "bad.json"
+        path.write_text('{"hello": 1}')
+        done = _cli(str(path), "--db", str(tmp_path / "c.db"))
+        assert done.returncode == 1
+        err = done.stderr.decode().strip().splitlines()
+        assert err == [
+            f"{path}: document: neither OTLP JSON (resourceSpans) nor Jaeger JSON "
+            "(data: [traces]); its keys: hello"
+        ]
+        assert done.stdout.decode().strip().endswith("rejected: 1 record, 0 spans")
 
     def test_store_that_cannot_open_gives_exit_2(self, tmp_path: Path) -> None:
         db = tmp_path / "not-a-store"
