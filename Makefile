@@ -58,7 +58,7 @@ collector:
 # and its preview service, the collector on otel-collector.yaml, Jaeger and the viewer,
 # with traffic; it prints every URL, and Ctrl-C stops every process it started.
 stack: $(STAMP) collector
-	$(BIN)/python -m cvtrace.demo.stack
+	$(BIN)/python -m cvtrace.demo.stack $(ARGS)
 
 demo: $(STAMP)
 	$(BIN)/cvtrace demo

@@ -218,7 +218,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--database-url",
         default=None,
         metavar="URL",
-        help="the demo's database (default: a SQLite file in the work directory)",
+        help="the demo's database as a SQLAlchemy URL, e.g. sqlite:///demo.sqlite3 "
+        "(default: a throwaway PostgreSQL server, started for the stack and deleted after)",
     )
     parser.add_argument(
         "--collector",
