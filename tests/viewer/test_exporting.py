@@ -67,7 +67,6 @@ def inline_scripts(page: str) -> list[str]:
     return re.findall(r"<script>(.*?)</script>", page, re.DOTALL)
 
 
-
 def _point_the_trace_page_at_a_missing_url(app: Flask) -> None:
     """Give the app a trace page with one more ``data-*-url``, one that answers 404."""
     source = (files("cvtrace.viewer") / "templates" / "trace.html").read_text()
@@ -77,6 +76,7 @@ def _point_the_trace_page_at_a_missing_url(app: Flask) -> None:
     )
     assert app.jinja_loader is not None
     app.jinja_env.loader = ChoiceLoader([DictLoader({"trace.html": broken}), app.jinja_loader])
+
 
 class TestTheFile:
     def test_every_data_url_of_the_trace_page_is_embedded(
