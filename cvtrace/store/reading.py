@@ -29,9 +29,14 @@ from cvtrace.store.connections import SQL_VARS, Connections
 from cvtrace.store.schema import group_id_range
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class StoredSpan:
-    """One span as stored, with the resource and scope it was sent with."""
+    """One span as stored, with the resource and scope it was sent with.
+
+    Not frozen: reading a trace makes one per span, and a frozen dataclass costs
+    several times as much to make (1-3 µs, against 0.2 µs: a tenth of the Jaeger JSON's
+    time per span). Treat it as read-only all the same.
+    """
 
     span: Span
     resource: Resource

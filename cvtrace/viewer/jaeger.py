@@ -28,9 +28,10 @@ import math
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any
 
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from cvtrace.store import StoredSpan
@@ -270,38 +271,109 @@ def _log(event: Span.Event) -> dict[str, Any]:
     return {"timestamp": event.time_unix_nano // 1000, "fields": first + _sorted_tags(rest)}
 
 
-def jaeger_span(stored: StoredSpan, pid: str, span_warnings: list[str]) -> dict[str, Any]:
-    """Return one span in Jaeger's JSON model."""
+_quote = json.encoder.encode_basestring_ascii
+"""A string as ``json.dumps`` writes it (quoted, non-ASCII escaped): json's C function."""
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
+"""``json.dumps`` as this module writes JSON: compact, non-ASCII escaped."""
+
+
+def _tag_pair(kv: KeyValue) -> tuple[str, str]:
+    """Return an attribute's key and its tag as JSON text (see :func:`_tag_text`)."""
+    key = kv.key
+    return key, _tag_text(key, kv.value)
+
+
+def _tag_text(key: str, value: AnyValue) -> str:
+    """Return :func:`jaeger_tag`'s tag as JSON text, written directly for the scalars."""
+    which = value.WhichOneof("value")
+    if which == "string_value":
+        return f'{{"key":{_quote(key)},"type":"string","value":{_quote(value.string_value)}}}'
+    if which == "int_value":
+        integer = value.int_value
+        if -JS_MAX_SAFE_INTEGER <= integer <= JS_MAX_SAFE_INTEGER:
+            return f'{{"key":{_quote(key)},"type":"int64","value":{integer}}}'
+    elif which == "bool_value":
+        text = "true" if value.bool_value else "false"
+        return f'{{"key":{_quote(key)},"type":"bool","value":{text}}}'
+    elif which == "double_value":
+        number = value.double_value
+        if math.isfinite(number):
+            return f'{{"key":{_quote(key)},"type":"float64","value":{float.__repr__(number)}}}'
+    elif which == "bytes_value":
+        encoded = _base64(value.bytes_value)
+        return f'{{"key":{_quote(key)},"type":"binary","value":"{encoded}"}}'
+    return _dumps(jaeger_tag(key, value))  # the rest, rare: big ints, NaN, arrays, maps
+
+
+def _string_text(key: str, value: str) -> str:
+    return f'{{"key":"{key}","type":"string","value":{_quote(value)}}}'
+
+
+_KIND_TAGS = {kind: ("span.kind", _string_text("span.kind", name)) for kind, name in _KINDS.items()}
+_STATUS_TAGS: dict[int, tuple[tuple[str, str], ...]] = {
+    Status.STATUS_CODE_OK: (("otel.status_code", _string_text("otel.status_code", "OK")),),
+    Status.STATUS_CODE_ERROR: (
+        ("otel.status_code", _string_text("otel.status_code", "ERROR")),
+        ("error", '{"key":"error","type":"bool","value":true}'),
+    ),
+}
+_NO_PARENT = bytes(8)
+
+
+_by_key = itemgetter(0)
+
+
+def jaeger_span_json(stored: StoredSpan, pid: str, span_warnings: list[str]) -> str:
+    """Return one span in Jaeger's JSON model, as compact JSON text.
+
+    Written field by field, with no dict per span or per tag: the text is what
+    ``json.dumps(..., separators=(",", ":"))`` gives for the model, byte for byte
+    (tests/viewer/test_jaeger.py checks it against the model for odd values too).
+    """
     span = stored.span
-    tags = [jaeger_tag(kv.key, kv.value) for kv in span.attributes]
-    if stored.scope.name:
-        tags.append(_string("otel.scope.name", stored.scope.name))
-    if stored.scope.version:
-        tags.append(_string("otel.scope.version", stored.scope.version))
-    if span.kind in _KINDS:
-        tags.append(_string("span.kind", _KINDS[span.kind]))
-    if span.status.code == Status.STATUS_CODE_OK:
-        tags.append(_string("otel.status_code", "OK"))
-    elif span.status.code == Status.STATUS_CODE_ERROR:
-        tags.append(_string("otel.status_code", "ERROR"))
-        tags.append({"key": "error", "type": "bool", "value": True})
-    if span.status.message:
-        tags.append(_string("otel.status_description", span.status.message))
+    tags = [_tag_pair(kv) for kv in span.attributes]
+    scope = stored.scope
+    if scope.name:
+        tags.append(("otel.scope.name", _string_text("otel.scope.name", scope.name)))
+    if scope.version:
+        tags.append(("otel.scope.version", _string_text("otel.scope.version", scope.version)))
+    kind = _KIND_TAGS.get(span.kind)
+    if kind is not None:
+        tags.append(kind)
+    status = span.status
+    if status.code:
+        tags.extend(_STATUS_TAGS.get(status.code, ()))
+    if status.message:
+        tags.append(
+            ("otel.status_description", _string_text("otel.status_description", status.message))
+        )
     if span.trace_state:
-        tags.append(_string("w3c.tracestate", span.trace_state))
-    return {
-        "traceID": hex_id(span.trace_id),
-        "spanID": hex_id(span.span_id),
-        "operationName": span.name,
-        "references": _references(span),
-        **({"flags": span.flags & 0xFF} if span.flags & 0xFF else {}),
-        "startTime": span.start_time_unix_nano // 1000,
-        "duration": max(0, span.end_time_unix_nano - span.start_time_unix_nano) // 1000,
-        "tags": _sorted_tags(tags),
-        "logs": [_log(event) for event in span.events],
-        "processID": pid,
-        "warnings": span_warnings or None,
-    }
+        tags.append(("w3c.tracestate", _string_text("w3c.tracestate", span.trace_state)))
+    tags.sort(key=_by_key)  # stable, as Jaeger's query service sorts them
+    trace_hex = span.trace_id.hex()
+    if span.links:
+        references = _dumps(_references(span))
+    else:
+        parent = span.parent_span_id
+        references = (
+            f'[{{"refType":"CHILD_OF","traceID":"{trace_hex}","spanID":"{parent.hex()}"}}]'
+            if parent and parent != _NO_PARENT
+            else "[]"
+        )
+    flags = span.flags & 0xFF
+    flags_text = f'"flags":{flags},' if flags else ""
+    start_ns = span.start_time_unix_nano
+    return (
+        f'{{"traceID":"{trace_hex}","spanID":"{span.span_id.hex()}",'
+        f'"operationName":{_quote(span.name)},"references":{references},'
+        f"{flags_text}"
+        f'"startTime":{start_ns // 1000},'
+        f'"duration":{max(0, span.end_time_unix_nano - start_ns) // 1000},'
+        f'"tags":[{",".join([text for _, text in tags])}],'
+        f'"logs":{_dumps([_log(e) for e in span.events]) if span.events else "[]"},'
+        f'"processID":{_quote(pid)},'
+        f'"warnings":{_dumps(span_warnings) if span_warnings else "null"}}}'
+    )
 
 
 _SPANS_PER_WRITE = 500
@@ -325,12 +397,11 @@ def jaeger_trace_json(pieces: Iterable[Sequence[StoredSpan]]) -> Iterator[str]:
     starts = array("Q")
     ends = array("Q")
     for piece in pieces:
-        for stored in piece:
-            span = stored.span
-            span_ids.append(span.span_id)
-            parent_ids.append(span.parent_span_id)
-            starts.append(span.start_time_unix_nano)
-            ends.append(span.end_time_unix_nano)
+        spans = [stored.span for stored in piece]
+        span_ids += [span.span_id for span in spans]
+        parent_ids += [span.parent_span_id for span in spans]
+        starts.extend([span.start_time_unix_nano for span in spans])
+        ends.extend([span.end_time_unix_nano for span in spans])
     orphans, skewed = tree_marks(span_ids, parent_ids, starts, ends)
     del parent_ids, starts, ends
     trace_hex = ""
@@ -339,9 +410,10 @@ def jaeger_trace_json(pieces: Iterable[Sequence[StoredSpan]]) -> Iterator[str]:
     position = 0
     moved: dict[bytes, int] | None = None  # positions by id, if the trace changed in between
     separator = ""
+    no_warnings: list[str] = []
     for piece in pieces:
         for first in range(0, len(piece), _SPANS_PER_WRITE):
-            out: list[dict[str, Any]] = []
+            out: list[str] = []
             for stored in piece[first : first + _SPANS_PER_WRITE]:
                 span_id = stored.span.span_id
                 if moved is None and (position >= len(span_ids) or span_ids[position] != span_id):
@@ -350,19 +422,19 @@ def jaeger_trace_json(pieces: Iterable[Sequence[StoredSpan]]) -> Iterator[str]:
                 position += 1
                 if index < 0:
                     continue  # stored after the first reading: not part of this answer
-                span_warnings = []
-                if index in orphans:
-                    span_warnings.append(_ORPHAN)
-                if index in skewed:
-                    span_warnings.append(_SKEWED)
-                warnings.extend(f"span {hex_id(span_id)}: {w}" for w in span_warnings)
-                out.append(jaeger_span(stored, processes.pid(stored), span_warnings))
+                span_warnings = no_warnings
+                if index in orphans or index in skewed:
+                    span_warnings = [_ORPHAN] if index in orphans else []
+                    if index in skewed:
+                        span_warnings.append(_SKEWED)
+                    warnings.extend(f"span {hex_id(span_id)}: {w}" for w in span_warnings)
+                out.append(jaeger_span_json(stored, processes.pid(stored), span_warnings))
             if not out:
                 continue
             if not trace_hex:
-                trace_hex = out[0]["traceID"]
+                trace_hex = out[0][12 : out[0].index('"', 12)]  # '{"traceID":"<hex>"'
                 yield f'{{"traceID":"{trace_hex}","spans":['
-            yield separator + json.dumps(out, separators=(",", ":"))[1:-1]
+            yield separator + ",".join(out)
             separator = ","
     if not trace_hex:
         yield '{"traceID":"","spans":['
