@@ -189,7 +189,7 @@ class _Processes:
     """Jaeger's ``processes``: one per distinct resource and service, numbered as met."""
 
     def __init__(self) -> None:
-        self.processes: dict[str, dict[str, Any]] = {}
+        self._texts: list[str] = []
         self._ids: dict[tuple[bytes, str], str] = {}
         # the store hands out one Resource object per stored resource: serialize each once
         self._by_object: dict[tuple[int, str], tuple[str, Any]] = {}
@@ -205,19 +205,19 @@ class _Processes:
         if pid is None:
             pid = f"p{len(self._ids) + 1}"
             self._ids[pkey] = pid
-            self.processes[pid] = {
-                "serviceName": stored.service,
-                "tags": _sorted_tags(
-                    [
-                        jaeger_tag(kv.key, kv.value)
-                        for kv in stored.resource.attributes
-                        if kv.key != "service.name"
-                    ]
-                ),
-            }
+            tags = _tag_texts(kv for kv in stored.resource.attributes if kv.key != "service.name")
+            tags.sort(key=_by_key)
+            self._texts.append(
+                f'"{pid}":{{"serviceName":{_quote(stored.service)},'
+                f'"tags":[{",".join([text for _, text in tags])}]}}'
+            )
         # keep the resource alive with its id, so the id is not reused by another object
         self._by_object[okey] = (pid, stored.resource)
         return pid
+
+    def json(self) -> str:
+        """Return the processes as a JSON object, ``{"p1": {serviceName, tags}, ...}``."""
+        return "{" + ",".join(self._texts) + "}"
 
 
 def _link_type(link: Span.Link) -> str:
@@ -277,10 +277,18 @@ _dumps = json.JSONEncoder(separators=(",", ":")).encode
 """``json.dumps`` as this module writes JSON: compact, non-ASCII escaped."""
 
 
-def _tag_pair(kv: KeyValue) -> tuple[str, str]:
-    """Return an attribute's key and its tag as JSON text (see :func:`_tag_text`)."""
-    key = kv.key
-    return key, _tag_text(key, kv.value)
+def _tag_texts(attributes: Iterable[KeyValue]) -> list[tuple[str, str]]:
+    """Return each attribute's key and its tag as JSON text (see :func:`_tag_text`)."""
+    tags = []
+    for kv in attributes:
+        key = kv.key
+        value = kv.value
+        if value.WhichOneof("value") == "string_value":  # most attributes: inline
+            text = value.string_value
+            tags.append((key, f'{{"key":{_quote(key)},"type":"string","value":{_quote(text)}}}'))
+        else:
+            tags.append((key, _tag_text(key, value)))
+    return tags
 
 
 def _tag_text(key: str, value: AnyValue) -> str:
@@ -331,7 +339,7 @@ def jaeger_span_json(stored: StoredSpan, pid: str, span_warnings: list[str]) -> 
     (tests/viewer/test_jaeger.py checks it against the model for odd values too).
     """
     span = stored.span
-    tags = [_tag_pair(kv) for kv in span.attributes]
+    tags = _tag_texts(span.attributes)
     scope = stored.scope
     if scope.name:
         tags.append(("otel.scope.name", _string_text("otel.scope.name", scope.name)))
@@ -438,5 +446,5 @@ def jaeger_trace_json(pieces: Iterable[Sequence[StoredSpan]]) -> Iterator[str]:
             separator = ","
     if not trace_hex:
         yield '{"traceID":"","spans":['
-    tail = json.dumps(processes.processes, separators=(",", ":"))
-    yield f'],"processes":{tail},"warnings":{json.dumps(warnings or None)}}}'
+    tail = json.dumps(warnings) if warnings else "null"  # ", " between them, as before
+    yield f'],"processes":{processes.json()},"warnings":{tail}}}'

@@ -240,6 +240,20 @@ def test_trace_json_is_canonical_and_names_its_trace() -> None:
     assert trace["processes"] == {"p1": {"serviceName": "shop", "tags": []}}
 
 
+def test_trace_warnings_keep_their_spaced_separator() -> None:
+    """The trace's own warnings are written as ``json.dumps`` writes them by default."""
+    orphans = [_span(span_id=bytes([i]) * 8, parent_span_id=b"\x09" * 8) for i in (2, 3)]
+    resource = Resource(attributes=[KeyValue(key="host", value=AnyValue(string_value="é"))])
+    spans = [StoredSpan(s, resource, "", InstrumentationScope(), "", "shop") for s in orphans]
+    text = "".join(jaeger_trace_json([spans]))
+    assert text.endswith(
+        ',"processes":{"p1":{"serviceName":"shop",'
+        '"tags":[{"key":"host","type":"string","value":"\\u00e9"}]}},'
+        '"warnings":["span 0202020202020202: parent span not in this trace", '
+        '"span 0303030303030303: parent span not in this trace"]}'
+    )
+
+
 def test_empty_trace() -> None:
     assert _canonical("".join(jaeger_trace_json([[]]))) == {
         "traceID": "",
