@@ -11,8 +11,10 @@ then each is copied to a scratch file and served by its own ``cvtrace view``:
 - **ingest**: OTLP/HTTP protobuf, requests of 512 fresh demo-like spans from one
   client, retention off, ``ROUNDS`` interleaved rounds over the stores (each store
   grows by what it took).
-- **trace fetch**: ``/api/traces/{id}`` of a 1,000-span trace sent to each store
-  before the ingest rounds (so indexed by then, among the rest).
+- **trace fetch**: ``/api/traces/{id}`` of a 1,000-span trace sent to each viewer
+  after the searches (a search answers with the newest traces by arrival: sent
+  before, it was among five queries' 20) and before the ingest rounds (so indexed by
+  then, among the rest); in this process too, once the viewers have stopped.
 - **retention at the limit** (largest store only): the viewer restarted with
   ``CVTRACE_VIEWER_MAX_SPANS`` at the store's size, so that every write deletes; the
   request latencies while it deletes, beside the ingest rounds' at that size.
@@ -157,20 +159,23 @@ def run(quick: bool = False) -> tuple[dict[str, Any], str]:
         for size, path in paths.items():
             copies[size] = scratch / f"{size}.sqlite3"
             shutil.copyfile(path, copies[size])
-        big_id = _write_big_trace(copies)
         os.sync()
+        in_process_repeats = 3 if quick else IN_PROCESS_REPEATS
         result["start"] = _starts(copies, 1 if quick else STARTS)
-        result["in_process"] = _in_process(copies, big_id, 3 if quick else IN_PROCESS_REPEATS)
+        result["in_process"] = _in_process_search(copies, in_process_repeats)
+        big_id, big_body = _big_trace()
         with contextlib.ExitStack() as stack:
             viewers = {
                 size: stack.enter_context(Viewer(db, {"CVTRACE_VIEWER_MAX_SPANS": "0"}))
                 for size, db in copies.items()
             }
             result["search"] = _search(viewers, 3 if quick else SEARCH_REPEATS)
+            _send_big_trace(viewers, big_body)
             result["ingest"] = _ingest(viewers, bodies, rounds, seconds)
             result["fetch_1k_ms"] = _fetch(viewers, big_id, 5 if quick else FETCHES)
             rest = iter(bodies[result["ingest"]["requests_used"] :])
             stack.pop_all().close()
+        _in_process_fetch(copies, big_id, in_process_repeats, result["in_process"])
         result["retention"] = _retention(copies[largest], rest, retention_s)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -211,32 +216,27 @@ def _search(viewers: dict[int, Viewer], repeats: int) -> dict[int, dict[str, lis
     return ms
 
 
-def _write_big_trace(copies: dict[int, Path]) -> str:
-    """Add a 1,000-span trace to each store (fetched below); return its id.
-
-    It is older than every stored trace (they start over the week before the build), so
-    that no search below finds it among the newest 20: a search would then time this
-    trace's 1,000 spans of JSON rather than the store's.
-    """
-    import sqlite3
-
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-        ExportTraceServiceRequest,
-    )
-
-    from cvtrace.store import SpanStore
-
+def _big_trace() -> tuple[str, bytes]:
+    """Return the id and the OTLP request of the 1,000-span trace fetched below."""
     spans = big_trace(random.Random(5), 1_000, time.time_ns() - 30 * 86_400 * 10**9)
-    body = to_request(spans).SerializeToString()
-    for db in copies.values():
-        with SpanStore(db, max_spans=0) as store:
-            store.write_request(ExportTraceServiceRequest.FromString(body), body)
-        with sqlite3.connect(db) as conn:
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    return spans[0].trace_id.hex()
+    return spans[0].trace_id.hex(), to_request(spans).SerializeToString()
 
 
-def _in_process(copies: dict[int, Path], big_id: str, repeats: int) -> dict[int, Any]:
+def _send_big_trace(viewers: dict[int, Viewer], body: bytes) -> None:
+    """Send the 1,000-span trace to each viewer, after the searches, before the ingest rounds.
+
+    After the searches: the store answers a search with its newest traces by arrival,
+    so a trace written before them was among the 20 of five of the ten queries, which
+    then timed its 1,000 spans of JSON rather than the store's traces. Before the ingest
+    rounds: the fetch then finds it indexed, among the rest.
+    """
+    headers = {"Content-Type": "application/x-protobuf"}
+    for viewer in viewers.values():
+        response = requests.post(viewer.otlp_url, data=body, headers=headers, timeout=60)
+        response.raise_for_status()
+
+
+def _in_process_search(copies: dict[int, Path], repeats: int) -> dict[int, Any]:
     """CPU time (of this thread) of the store's search and of the API, in this process.
 
     On a shared machine the elapsed times over HTTP swing with the other load; the
@@ -245,14 +245,12 @@ def _in_process(copies: dict[int, Path], big_id: str, repeats: int) -> dict[int,
     from cvtrace.store import SpanStore
     from cvtrace.viewer import create_app
 
-    log(f"scale: in-process search and fetch CPU, {repeats} rounds per store")
+    log(f"scale: in-process search CPU, {repeats} rounds per store")
     stores = {size: SpanStore(db, max_spans=0, read_only=True) for size, db in copies.items()}
     out: dict[int, Any] = {
         size: {"store_cpu_ms": {q: [] for q in QUERIES}, "api_cpu_ms": {q: [] for q in QUERIES}}
         for size in copies
     }
-    for size in copies:
-        out[size]["fetch_cpu_ms"] = []
     clients = {size: create_app({"STORE": store}).test_client() for size, store in stores.items()}
     try:
         for r in range(repeats + 1):  # the first round warms up
@@ -268,18 +266,38 @@ def _in_process(copies: dict[int, Path], big_id: str, repeats: int) -> dict[int,
                     if r:
                         cell["store_cpu_ms"][name].append((c1 - c0) * 1000)
                         cell["api_cpu_ms"][name].append((c2 - c1) * 1000)
+    finally:
+        for store in stores.values():
+            store.close()
+    return out
+
+
+def _in_process_fetch(
+    copies: dict[int, Path], big_id: str, repeats: int, out: dict[int, Any]
+) -> None:
+    """CPU time (of this thread) of ``/api/traces/{id}`` in this process, into ``out``."""
+    from cvtrace.store import SpanStore
+    from cvtrace.viewer import create_app
+
+    log(f"scale: in-process fetch CPU, {repeats} rounds per store")
+    stores = {size: SpanStore(db, max_spans=0, read_only=True) for size, db in copies.items()}
+    clients = {size: create_app({"STORE": store}).test_client() for size, store in stores.items()}
+    for size in copies:
+        out[size]["fetch_cpu_ms"] = []
+    try:
+        for r in range(repeats + 1):  # the first round warms up
+            for size in _rotated(list(copies), r):
                 c0 = time.thread_time()
-                response = client.get(f"/api/traces/{big_id}")
+                response = clients[size].get(f"/api/traces/{big_id}")
                 spans = len(response.get_json()["data"][0]["spans"])
                 if r:
-                    cell["fetch_cpu_ms"].append((time.thread_time() - c0) * 1000)
+                    out[size]["fetch_cpu_ms"].append((time.thread_time() - c0) * 1000)
                 if spans != 1_000:
                     msg = f"the 1,000-span trace came back with {spans} spans"
                     raise RuntimeError(msg)
     finally:
         for store in stores.values():
             store.close()
-    return out
 
 
 def _ingest(
