@@ -385,7 +385,7 @@ def jaeger_span_json(stored: StoredSpan, pid: str, span_warnings: list[str]) -> 
 
 
 _SPANS_PER_WRITE = 500
-"""Spans turned into dicts and JSON at a time (about 300 KB of JSON)."""
+"""Spans written as JSON text and yielded at a time (about 300 KB of JSON)."""
 _ORPHAN = "parent span not in this trace"
 _SKEWED = "span is outside its parent's time (clock skew?)"
 
