@@ -147,9 +147,13 @@ def test_an_unwritable_target(stored: tuple[Path, str], tmp_path: Path) -> None:
     assert ".part" not in done.stderr  # the temporary file is the tool's business
 
 
-def test_a_reader_that_stops_early_gets_no_error(stored: tuple[Path, str], tmp_path: Path) -> None:
+def test_a_reader_that_stops_early_gets_no_error(tmp_path: Path) -> None:
     """``cvtrace export ID -o - | head -c 10``: the pipe closes; no message, no traceback."""
-    db, trace_hex = stored
+    db = tmp_path / "big.sqlite3"
+    specs = simple_trace(service="checkout", children=5000)  # megabytes: more than a pipe holds
+    with SpanStore(db, max_spans=0) as store:
+        store.write_request(make_request(specs))
+    trace_hex = specs[0].trace_id.hex()
     command = [sys.executable, "-m", "cvtrace.cli", "export", trace_hex, "-o", "-", "--db", str(db)]
     export = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
     assert export.stdout is not None
