@@ -133,7 +133,7 @@ def test_import_without_the_extra(base_install: Path, tmp_path: Path) -> None:
     command: list[str | Path] = [base_install / "cvtrace", "import", "--db", tmp_path / "s.sqlite3"]
     done = subprocess.run([*command, plain], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert "1 spans (1 new" in done.stdout
+    assert "1 span (1 new" in done.stdout
     done = subprocess.run([*command, packed], capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     assert "pip install 'cvtrace[viewer]'" in done.stderr
