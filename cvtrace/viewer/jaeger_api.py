@@ -7,6 +7,9 @@
   (``tags`` is a JSON map; Jaeger's repeated ``tag=key:value`` works too;
   durations are Go durations such as ``40ms`` or ``1.5s``; times are µs since
   the epoch; ``lookback`` such as ``1h`` or ``2d`` when ``start`` is absent)
+- ``GET /api/traces?traceID=&traceID=``: exactly those traces, in that order (the
+  other parameters are ignored); ids not found are listed in ``errors``, as Jaeger's
+  ``tracesByIDs`` does (200 even when none is found)
 - ``GET /api/traces/{traceID}``
 
 ``/api/dependencies`` (the service map) and the analyses are in
@@ -295,10 +298,28 @@ def _json_stream(parts: Iterator[str]) -> Response:
 
 @bp.get("/traces")
 def find_traces() -> Response:
-    """Search traces; each result is the full trace, as Jaeger returns it."""
+    """Search traces, or fetch the ``traceID`` ones; each result is the full trace."""
     store = get_source()
+    trace_ids = [parse_trace_id(text) for text in request.args.getlist("traceID")]
+    if trace_ids:
+        return _traces_by_ids(store, trace_ids)
     summaries = store.search(query_from_args())
     return _json_stream(_traces_json(store, summaries, _remote_errors()))
+
+
+def _traces_by_ids(store: Sources, trace_ids: list[bytes]) -> Response:
+    """Return the traces asked for by id; each one not found is an error entry
+    (Jaeger's shape: ``{"msg": "trace not found", "traceID": ...}``, no code)."""
+    summaries: list[TraceSummary] = []
+    missing: list[dict[str, Any]] = []
+    for raw_id in trace_ids:
+        summary = store.get_summary(raw_id)
+        if summary is None:
+            missing.append({"msg": "trace not found", "traceID": raw_id.hex()})
+        else:
+            summaries.append(summary)
+    errors = missing + (_remote_errors() or [])
+    return _json_stream(_traces_json(store, summaries, errors or None))
 
 
 @bp.get("/traces/<trace_id>")

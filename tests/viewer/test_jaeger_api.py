@@ -214,6 +214,36 @@ class TestJaegerApi:
         assert len(find(start=start_us, end=end_us)) == 3
         assert find(lookback="1h") == []  # everything here started in 2023
 
+    def test_search_by_trace_ids_returns_exactly_those(
+        self, client: FlaskClient, store: SpanStore
+    ) -> None:
+        specs = [simple_trace("web", start_ns=T0_NS + i * 10**9) for i in range(4)]
+        for trace in specs:
+            store.write_request(make_request(trace))
+        older, newer = specs[0][0].trace_id, specs[2][0].trace_id
+        unknown = "ab" * 16
+        response = client.get(
+            "/api/traces",
+            query_string=[
+                ("traceID", newer.hex()),
+                ("traceID", unknown),
+                ("traceID", older.hex()),
+                ("service", "nosuch"),  # ignored, as Jaeger ignores it
+            ],
+        )
+        assert response.status_code == 200
+        body = response.get_json()
+        assert [t["traceID"] for t in body["data"]] == [newer.hex(), older.hex()]
+        assert body["errors"] == [{"msg": "trace not found", "traceID": unknown}]
+
+    def test_search_by_unknown_trace_ids_is_200_with_errors(self, client: FlaskClient) -> None:
+        response = client.get(f"/api/traces?traceID={'cd' * 16}")
+        assert response.status_code == 200  # Jaeger's tracesByIDs: no 404 here
+        body = response.get_json()
+        assert body["data"] == []
+        assert body["errors"] == [{"msg": "trace not found", "traceID": "cd" * 16}]
+        assert client.get("/api/traces?traceID=xyz").status_code == 400
+
     @pytest.mark.parametrize(
         "params",
         [
