@@ -451,10 +451,10 @@ def test_keyboard(page: Page, server: ViewerServer, store: SpanStore) -> None:
     assert shown(page) == 21  # "[" and "e" typed into the box did nothing else
     page.keyboard.press("Enter")
     page.wait_for_function(f"() => ({selected})() === '{ids[12]}'")
-    page.keyboard.press("Escape")  # leaves the box
-    page.keyboard.press("Escape")  # closes the details
-    page.keyboard.press("Escape")  # clears the find
+    page.keyboard.press("Escape")  # leaves the box and clears the find
     assert page.locator(".wf-row.match").count() == 0
+    assert page.evaluate("document.activeElement.id") != "span-find"
+    page.keyboard.press("Escape")  # closes the details
     # elsewhere, / is the trace-id box
     page.goto(server.url + "/")
     page.keyboard.press("/")

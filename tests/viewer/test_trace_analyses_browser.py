@@ -286,3 +286,20 @@ def test_same_shape_link_in_search_results(
     compare = listed.locator("a.compare-link").first.get_attribute("href") or ""
     assert f"a={one[0].trace_id.hex()}" in compare
     assert f"b={two[0].trace_id.hex()}" in compare
+
+
+def test_escape_in_the_search_box_clears_the_matches(
+    page: Page, server: ViewerServer, store: SpanStore
+) -> None:
+    specs = demo_like(store, queries=12)
+    open_trace(page, server, specs[0].trace_id)
+    page.keyboard.press("/")
+    page.keyboard.type("select")
+    page.wait_for_function("() => document.getElementById('waterfall').dataset.matches === '12'")
+    assert page.locator(".wf-row.match").count() > 0
+    page.keyboard.press("Escape")
+    assert page.input_value("#span-find") == ""
+    assert page.evaluate("document.activeElement.id") != "span-find"
+    assert page.inner_text("#find-count") == ""
+    assert page.locator(".wf-row.match").count() == 0
+    assert page.get_attribute("#waterfall", "data-matches") is None

@@ -284,13 +284,23 @@
     }
     prev.addEventListener("click", () => go(-1));
     next.addEventListener("click", () => go(1));
-    wf.onEscape(function () {
-      if (!hits && !box.value) return false;
+    function clearFind() {
       box.value = "";
       service.value = "";
       status.value = "";
       minDuration.value = "";
       run();
+    }
+    // Esc in the box (which viewer.js then leaves): the box, the count and the
+    // highlights are cleared together; the browser's own clearing of a search box
+    // fires no input event, and left the matches of the text it emptied
+    box.addEventListener("keydown", function (event) {
+      if (event.key === "Escape") clearFind();
+    });
+    box.addEventListener("search", run); // the box's clear button
+    wf.onEscape(function () {
+      if (!hits && !box.value) return false;
+      clearFind();
       return true;
     });
     cv.traceSearch = {
