@@ -730,6 +730,11 @@ def test_not_found_page_and_trace_id_box(
     page.goto(f"{server.url}/trace/{'ab' * 16}")
     assert "not in this viewer's store" in page.locator("#not-found").inner_text()
     assert "flushed" in page.locator("#not-found").inner_text()
+    # the heading wraps at 1400 px: all of it shows, none cut off with an ellipsis
+    heading = page.locator("#not-found h1")
+    assert heading.evaluate("(h) => h.scrollWidth <= h.clientWidth")
+    assert heading.evaluate("(h) => getComputedStyle(h).textOverflow") != "ellipsis"
+    assert f"Trace {'ab' * 16} is not in this viewer's store" in heading.inner_text()
     page.fill("#trace-id-box", specs[0].trace_id.hex().upper())
     with page.expect_navigation():
         page.press("#trace-id-box", "Enter")
