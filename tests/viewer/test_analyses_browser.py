@@ -82,6 +82,46 @@ def test_compare_shows_where_the_time_went(
     page.wait_for_function(READY, timeout=60_000)
 
 
+def test_compare_table_gives_the_paths_the_room(
+    page: Page, server: ViewerServer, store: SpanStore
+) -> None:
+    typical = request_trace(2)
+    slow = request_trace(6, preview_ms=20)
+    store.write_request(make_request(typical + slow))
+    a, b = typical[0].trace_id.hex(), slow[0].trace_id.hex()
+    page.goto(f"{server.url}/compare?a={a}&b={b}")  # the page is 1400 px wide
+    page.wait_for_function("() => document.body.dataset.compareReady === '1'", timeout=30_000)
+    layout: dict[str, Any] = page.evaluate(
+        """() => {
+            const table = document.getElementById('compare-table');
+            const cells = Array.from(table.querySelectorAll('tbody td.path'));
+            const first = table.querySelector('tbody tr').children;
+            const align = (el) => getComputedStyle(el).textAlign;
+            const heads = Array.from(table.querySelectorAll('thead th'));
+            return {
+                cut: cells.filter((td) => td.scrollWidth > td.clientWidth).map((td) => td.textContent),
+                titled: cells.every((td) => td.title === td.textContent),
+                pathWidth: first[0].offsetWidth,
+                widestNumber: Math.max(...Array.from(first).slice(1).map((td) => td.offsetWidth)),
+                heads: heads.map((th) => [th.textContent, align(th)]),
+                numbers: align(table.querySelector('tbody td.num')),
+            };
+        }"""
+    )
+    assert layout["cut"] == []  # "circuits: GET /circuits/<id>" in full
+    assert layout["titled"]
+    assert layout["pathWidth"] > 3 * layout["widestNumber"]
+    assert layout["numbers"] == "right"
+    assert layout["heads"] == [
+        ["Path (service: operation)", "left"],
+        ["A", "center"],  # each group heading over its three columns
+        ["B", "center"],
+        ["Δ total", "right"],  # the others over their right-aligned numbers
+        ["Δ self", "right"],
+        *[[name, "right"] for name in ("count", "total", "self") * 2],
+    ]
+
+
 def test_compare_offers_traces_of_the_same_shape(
     page: Page, server: ViewerServer, store: SpanStore
 ) -> None:

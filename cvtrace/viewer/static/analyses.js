@@ -239,6 +239,7 @@
       chip.style.background = colorOf(n.service);
       path.appendChild(chip);
       path.appendChild(el("span", n.service + ": " + n.operation));
+      path.title = n.service + ": " + n.operation; // whole, where the cell cuts it
       tr.appendChild(path);
       for (const side of ["a", "b"]) {
         const s = n[side];
