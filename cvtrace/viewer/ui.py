@@ -109,6 +109,12 @@ def _utc_filter(ns: int) -> str:
     return utc_text(int(ns))
 
 
+@bp.app_template_filter("counted")
+def counted(n: int, word: str) -> str:
+    """Return ``n`` and ``word``, plural unless ``n`` is 1: ``1 span``, ``2 spans``."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 PLOTLY_VERSION = version("plotly")
 """The installed plotly package's version: plotly.js's URL carries it, so a browser
 may keep the file for good (a new plotly package is a new URL)."""

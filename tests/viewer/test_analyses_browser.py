@@ -99,7 +99,8 @@ def test_compare_table_gives_the_paths_the_room(
             const align = (el) => getComputedStyle(el).textAlign;
             const heads = Array.from(table.querySelectorAll('thead th'));
             return {
-                cut: cells.filter((td) => td.scrollWidth > td.clientWidth).map((td) => td.textContent),
+                cut: cells.filter((td) => td.scrollWidth > td.clientWidth)
+                    .map((td) => td.textContent),
                 titled: cells.every((td) => td.title === td.textContent),
                 pathWidth: first[0].offsetWidth,
                 widestNumber: Math.max(...Array.from(first).slice(1).map((td) => td.offsetWidth)),

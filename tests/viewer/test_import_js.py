@@ -7,10 +7,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import FilePayload, Page
+from playwright.sync_api import BrowserContext, FilePayload, Page
 
 from cvtrace.store import SpanStore
 from cvtrace.viewer import create_app
+from tests.browser import Recorder
 from tests.viewer.support import ViewerServer, make_request, simple_trace
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -56,17 +57,19 @@ def test_picked_file_is_imported_with_the_token(
         ],
     )
     text = _status(page)
-    assert text.startswith("trace.json.gz: 1 traces, 3 spans (3 new)")
+    assert text.startswith("trace.json.gz: 1 trace, 3 spans (3 new)")
     assert store.span_count() == 3
     page.click("#import-refresh")
     page.wait_for_selector(f"a.trace-link[href$='{trace_id}']")
 
 
 def test_dropped_files_and_a_bad_one(
+    recorder: tuple[BrowserContext, Recorder],
     page: Page,
     store: SpanStore,
     tmp_path: Path,
 ) -> None:
+    recorder[1].expected = ["/api/import"]  # notes.txt alone: 400, nothing imported
     data, trace_id = _jaeger_download(tmp_path)
     with ViewerServer(create_app({"STORE": store})) as server:
         page.goto(server.url + "/")
@@ -86,7 +89,23 @@ def test_dropped_files_and_a_bad_one(
         )
         status = page.locator("#import-status")
         text = status.inner_text()
-        assert "trace.json: 1 traces, 3 spans (3 new)" in text
+        assert "trace.json: 1 trace, 3 spans (3 new)" in text
         assert "notes.txt: file: not a trace file read here" in text
-        assert status.get_attribute("class") == "error"
+        # the success line in the page's text colour, the failure's lines in red
+        lines: list[list[str]] = status.evaluate(
+            """(s) => Array.from(s.querySelectorAll('.import-line')).map((line) =>
+                [line.textContent, getComputedStyle(line).color])"""
+        )
+        normal = page.evaluate("getComputedStyle(document.body).color")
+        red = page.evaluate(
+            """() => { const e = document.createElement('span'); e.className = 'error';
+                document.body.appendChild(e); const c = getComputedStyle(e).color;
+                e.remove(); return c; }"""
+        )
+        assert red != normal
+        good = [color for line, color in lines if line.startswith("trace.json:")]
+        bad = [color for line, color in lines if "notes.txt" in line]
+        assert good == [normal]
+        assert len(bad) >= 2  # the summary line and the problem
+        assert set(bad) == {red}
         assert store.get_trace(bytes.fromhex(trace_id))

@@ -44,7 +44,7 @@ from cvtrace.store import SpanStore, StoredSpan
 from cvtrace.viewer import create_app
 from cvtrace.viewer.importing import Importer, ImportSummary
 from tests.ops.binaries import build
-from tests.viewer.support import T0_NS, new_span_id, new_trace_id, store_snapshot
+from tests.viewer.support import T0_NS, ViewerServer, new_span_id, new_trace_id, store_snapshot
 
 # -- the traces ------------------------------------------------------------------
 
@@ -872,19 +872,60 @@ class TestEndpoint:
             "/api/import?name=x.jsonl", data=b"nope\n", content_type="application/octet-stream"
         )
         body = response.get_json()
-        assert response.status_code == 200
+        assert response.status_code == 400  # nothing at all could be imported
         assert body["ok"] is False
+        assert body["files"][0]["name"] == "x.jsonl"
         assert body["problems"] == [
             "x.jsonl: file: not a trace file read here: expected "
             "OTLP JSON, OTLP JSON lines, OTLP protobuf (one message or "
             "length-prefixed) or Jaeger JSON; it starts with b'nope\\n'"
         ]
 
+    def test_multipart_files_as_curl_sends_them(
+        self, tmp_path: Path, store: SpanStore, source: Source
+    ) -> None:
+        with ViewerServer(create_app({"STORE": store})) as server:
+            url = server.url + "/api/import"
+            # curl -F file=@trace.json.gz: one file
+            one = requests.post(
+                url, files={"file": ("trace.json.gz", gzip.compress(source.jaeger_json()))}
+            )
+            assert one.status_code == 200, one.text
+            body = one.json()
+            assert (body["ok"], body["traces"], body["spans"], body["newSpans"]) == (True, 1, 3, 3)
+            assert body["formats"] == {"trace.json.gz": "Jaeger JSON, gzip"}
+            # two files, one good and one bad: 200, the result of each
+            both = requests.post(
+                url,
+                files=[
+                    ("file", ("t.otlp.json", source.otlp_json())),
+                    ("file", ("notes.txt", b"not a trace\n")),
+                ],
+            )
+            assert both.status_code == 200
+            body = both.json()
+            assert body["ok"] is False
+            assert [(f["name"], f["ok"], f["spans"]) for f in body["files"]] == [
+                ("t.otlp.json", True, 3),
+                ("notes.txt", False, 0),
+            ]
+            assert body["problems"][0].startswith("notes.txt: file: not a trace file read here")
+            # nothing importable at all: 400
+            bad = requests.post(url, files={"file": ("notes.txt", b"not a trace\n")})
+            assert bad.status_code == 400
+            assert bad.json()["rejectedRecords"] == 1
+            # a form without a file
+            empty = requests.post(url, files={"file": (None, b"text")})
+            assert empty.status_code == 400
+            assert "no file" in empty.json()["error"]
+        assert store.span_count() == 3
+
     @pytest.mark.parametrize(
         ("headers", "content_type", "status"),
         [
-            ({}, "text/plain", 415),  # a form or a simple cross-site request
-            ({}, "multipart/form-data; boundary=x", 415),
+            ({}, "text/plain", 415),  # a simple cross-site request
+            ({}, "application/x-www-form-urlencoded", 415),
+            ({"Origin": "http://evil.example"}, "multipart/form-data; boundary=x", 403),
             ({"Sec-Fetch-Site": "cross-site"}, "application/octet-stream", 403),
             ({"Origin": "http://evil.example"}, "application/octet-stream", 403),
         ],

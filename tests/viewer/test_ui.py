@@ -499,3 +499,15 @@ class TestDownloads:
         response = client.get(f"/api/traces/{specs[0].trace_id.hex()}?download=1")
         assert "attachment" in response.headers["Content-Disposition"]
         assert response.get_json()["data"][0]["traceID"] == specs[0].trace_id.hex()
+
+
+def test_counts_on_the_pages_say_1_span_not_1_spans(client: FlaskClient, store: SpanStore) -> None:
+    trace_id = new_trace_id()
+    store.write_request(make_request([SpanSpec("alone", trace_id, service="solo")]))
+    search = client.get("/").get_data(as_text=True)
+    assert "1 span stored" in search
+    assert 'title="solo: 1 span"' in search
+    assert "1 spans" not in search
+    page = client.get(f"/trace/{trace_id.hex()}").get_data(as_text=True)
+    assert "Loading 1 span…" in page
+    assert "1 spans" not in page

@@ -1,6 +1,7 @@
 // cvtrace viewer: import trace files from the search page (file picker or drag-and-drop).
 // Each file is posted as it is to POST /api/import (the page's token cookie goes with
-// it); the answer's summary is shown, with a link that lists the new traces.
+// it); the answer's summary is shown (a file's failures in red, 400 when nothing of it
+// could be imported), with a link that lists the new traces.
 (function () {
   "use strict";
 
@@ -12,6 +13,22 @@
   function say(text, isError) {
     status.textContent = text;
     status.className = isError ? "error" : "muted";
+  }
+
+  function plural(n, word) {
+    return n.toLocaleString("en") + " " + word + (n === 1 ? "" : "s");
+  }
+
+  // one line per entry, each red only when it tells of a failure
+  function sayLines(lines) {
+    status.textContent = "";
+    status.className = "";
+    for (const line of lines) {
+      const span = document.createElement("span");
+      span.className = line.error ? "import-line error" : "import-line";
+      span.textContent = line.text;
+      status.appendChild(span);
+    }
   }
 
   async function importOne(file) {
@@ -35,26 +52,26 @@
   async function importFiles(files) {
     if (!files.length) return;
     const lines = [];
-    let failed = false;
     let stored = 0;
     for (const file of files) {
       say("importing " + file.name + "…", false);
       try {
         const s = await importOne(file);
         stored += s.newSpans;
-        lines.push(
-          file.name + ": " + s.traces + " traces, " + s.spans + " spans (" + s.newSpans + " new)" +
-            (s.ok ? "" : ", rejected " + s.rejectedRecords + " records, " + s.rejectedSpans + " spans"),
-        );
-        for (const p of s.problems) lines.push("  " + p);
-        if (s.error) lines.push("  " + s.error);
-        failed = failed || !s.ok;
+        lines.push({
+          text: file.name + ": " + plural(s.traces, "trace") + ", " + plural(s.spans, "span") +
+            " (" + s.newSpans.toLocaleString("en") + " new)" +
+            (s.ok ? "" : ", rejected " + plural(s.rejectedRecords, "record") + ", " +
+              plural(s.rejectedSpans, "span")),
+          error: !s.ok,
+        });
+        for (const p of s.problems) lines.push({ text: "  " + p, error: true });
+        if (s.error) lines.push({ text: "  " + s.error, error: true });
       } catch (e) {
-        lines.push(String(e.message || e));
-        failed = true;
+        lines.push({ text: String(e.message || e), error: true });
       }
     }
-    say(lines.join("\n"), failed);
+    sayLines(lines);
     if (stored > 0) {
       const link = document.createElement("a");
       link.href = window.location.href;
