@@ -62,18 +62,25 @@ def service_map() -> str:
 
 
 @bp.get("/metrics")
-def metrics() -> str:
-    """Rate, errors and latency over time of one service's operations (or one of them)."""
+def metrics() -> tuple[str, int]:
+    """Rate, errors and latency over time of one service's operations (or one of them).
+
+    Without ``service``, the first service's; a service the store has no spans of is
+    named in a note (404), and no other service's charts are drawn in its place.
+    """
     services = get_store().services()
     service = request.args.get("service", "")
+    unknown = service if service and service not in services else ""
     if service not in services:
-        service = services[0] if services else ""
-    return render_template(
+        service = services[0] if services and not unknown else ""
+    page = render_template(
         "metrics.html",
         services=services,
         service=service,
+        unknown=unknown,
         operation=request.args.get("operation", ""),
         windows=WINDOWS,
         window=_window(),
         colors=_colors_json(),
     )
+    return page, 404 if unknown else 200

@@ -189,6 +189,10 @@ def _datetime_ns(text: str, name: str) -> int | None:
     return ns
 
 
+MAX_SEARCH_LIMIT = 1000
+"""The most traces the search page lists."""
+
+
 def search_query() -> TraceQuery:
     """Build a store query from the search form.
 
@@ -218,10 +222,13 @@ def search_query() -> TraceQuery:
     query.start_max_ns = _datetime_ns(args.get("to", ""), "to")
     raw_limit = args.get("limit", "").strip() or "20"
     try:
-        query.limit = max(1, min(int(raw_limit), 1000))
+        query.limit = int(raw_limit)
     except ValueError:  # also more than 4300 digits
         msg = f"limit: {raw_limit[:80]!r} is not a number"
         raise BadParameter(msg) from None
+    if not 1 <= query.limit <= MAX_SEARCH_LIMIT:
+        msg = f"limit: {raw_limit[:80]!r} is out of range; expected 1 to {MAX_SEARCH_LIMIT}"
+        raise BadParameter(msg)
     return query
 
 

@@ -109,6 +109,9 @@ class TestSearchPage:
             ("max_duration=2 s", "max duration: &#39;2 s&#39; is not a duration"),
             ("lookback=soon", "time range: &#39;soon&#39; is not a duration"),
             ("limit=many", "limit: &#39;many&#39; is not a number"),
+            ("limit=-5", "limit: &#39;-5&#39; is out of range; expected 1 to 1000"),
+            ("limit=0", "limit: &#39;0&#39; is out of range; expected 1 to 1000"),
+            ("limit=1001", "limit: &#39;1001&#39; is out of range; expected 1 to 1000"),
             ("tags=nokey", "tags: &#39;nokey&#39; is not key=value"),
             ("from=yesterday", "from: &#39;yesterday&#39; is not a date and time"),
             ("sort=random", "sort: &#39;random&#39; is not one of newest, oldest"),
@@ -511,3 +514,18 @@ def test_counts_on_the_pages_say_1_span_not_1_spans(client: FlaskClient, store: 
     page = client.get(f"/trace/{trace_id.hex()}").get_data(as_text=True)
     assert "Loading 1 span…" in page
     assert "1 spans" not in page
+
+
+def test_metrics_of_an_unknown_service_say_so_and_draw_no_other(
+    client: FlaskClient, store: SpanStore
+) -> None:
+    store.write_request(make_request(simple_trace("web")))
+    response = client.get("/metrics?service=nosuch")
+    assert response.status_code == 404
+    page = response.get_data(as_text=True)
+    assert "The store has no spans of a service named “nosuch”" in page
+    assert 'data-service=""' in page  # no charts: not web's in its place
+    known = client.get("/metrics?service=web")
+    assert known.status_code == 200
+    assert 'data-service="web"' in known.get_data(as_text=True)
+    assert 'data-service="web"' in client.get("/metrics").get_data(as_text=True)
