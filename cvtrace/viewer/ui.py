@@ -571,7 +571,39 @@ def trace(trace_id: str) -> Any:
         depth=depth if depth.isdigit() and 0 < int(depth) <= MAX_URL_DEPTH else "",
         focus=focus[0].hex() if focus else "",
         remote_url=source.remote.url if origin == "remote" and source.remote else "",
-        saved=request.args.get("saved", ""),
+        saved=_saved_note(origin),
+        kept_in=_kept_in(raw_id, origin),
+    )
+
+
+def _saved_text(new_spans: str) -> str:
+    """Say what a save stored (``?saved=`` of the page it redirects to)."""
+    if new_spans == "0":
+        return "it was there already: no new spans"
+    return f"{new_spans} new spans" if new_spans != "1" else "1 new span"
+
+
+def _saved_note(origin: str) -> str:
+    """The confirmation of a save, for the page shown from the local store."""
+    saved = request.args.get("saved", "")
+    if not saved.isdigit() or origin != "local":
+        return ""
+    return f"the local store: saved from the Jaeger ({_saved_text(saved)})"
+
+
+def _kept_in(raw_id: bytes, origin: str) -> str:
+    """With ``--no-local``, where a trace shown from the Jaeger is saved, if it is:
+    the page says so instead of offering to save it again."""
+    if origin != "remote" or get_source().local is not None:
+        return ""
+    store = get_store()
+    if store.get_summary(raw_id) is None:
+        return ""
+    saved = request.args.get("saved", "")
+    done = f"Saved ({_saved_text(saved)}) to" if saved.isdigit() else "Also in"
+    return (
+        f"{done} the local store {store.path}: this viewer runs with --no-local and shows "
+        f"the Jaeger's copy; cvtrace view --db {store.path} shows the saved one"
     )
 
 

@@ -10,6 +10,7 @@ time; the closed port is a port that was bound and closed.
 
 from __future__ import annotations
 
+import html
 import http.server
 import re
 import socket
@@ -435,6 +436,37 @@ class TestSecondViewer:
         assert other_origin.status_code == 403
         again = client.post(f"/trace/{raw_id.hex()}/save")
         assert "saved=0" in again.headers["Location"]  # nothing new the second time
+
+    def test_save_with_no_local_confirms_where_it_went(
+        self, local_store: SpanStore, remote_store: SpanStore, remote: ViewerServer
+    ) -> None:
+        specs = add_trace(remote_store, "far", children=2)
+        raw_id = specs[0].trace_id
+        client = viewer_on(local_store, remote.url, NO_LOCAL=True)
+        assert 'id="save-trace"' in client.get(f"/trace/{raw_id.hex()}").text
+        saved = client.post(f"/trace/{raw_id.hex()}/save")
+        assert saved.status_code == 303
+        assert local_store.span_count() == 3
+        page = client.get(saved.headers["Location"]).text  # the Jaeger's copy, as before
+        note = re.search(r'id="saved-note"[^>]*>([^<]*)<', page)
+        assert note is not None, "no confirmation of the save"
+        assert html.unescape(note.group(1)) == (
+            f"Saved (3 new spans) to the local store {local_store.path}: this viewer runs "
+            "with --no-local and shows the Jaeger's copy; cvtrace view --db "
+            f"{local_store.path} shows the saved one."
+        )
+        assert 'id="save-trace"' not in page  # not offered again
+        # spans the viewer's own receiver stored before: the save adds none, and says so
+        more = add_trace(remote_store, "far", children=1)
+        local_store.write_request(make_request(more))
+        again = client.post(f"/trace/{more[0].trace_id.hex()}/save")
+        assert "saved=0" in again.headers["Location"]
+        page = client.get(again.headers["Location"]).text
+        assert "Saved (it was there already: no new spans) to the local store" in page
+        # with the local store shown, the page is the local copy, and says the same
+        shown = viewer_on(local_store, remote.url)
+        page = shown.get(again.headers["Location"]).text
+        assert "saved from the Jaeger (it was there already: no new spans)" in page
 
     def test_no_local_hides_the_store(
         self, local_store: SpanStore, remote_store: SpanStore, remote: ViewerServer
