@@ -437,6 +437,22 @@ class TestSecondViewer:
         again = client.post(f"/trace/{raw_id.hex()}/save")
         assert "saved=0" in again.headers["Location"]  # nothing new the second time
 
+    def test_traces_by_id_through_the_remote(
+        self, local_store: SpanStore, remote_store: SpanStore, remote: ViewerServer
+    ) -> None:
+        mine = add_trace(local_store, "shop")
+        theirs = add_trace(remote_store, "far")
+        unknown = "ef" * 16
+        ids = [theirs[0].trace_id.hex(), unknown, mine[0].trace_id.hex()]
+        both = viewer_on(local_store, remote.url)
+        body = both.get("/api/traces", query_string=[("traceID", i) for i in ids]).get_json()
+        assert [t["traceID"] for t in body["data"]] == [ids[0], ids[2]]
+        assert body["errors"] == [{"msg": "trace not found", "traceID": unknown}]
+        remote_only = viewer_on(local_store, remote.url, NO_LOCAL=True)
+        body = remote_only.get("/api/traces", query_string=[("traceID", i) for i in ids]).get_json()
+        assert [t["traceID"] for t in body["data"]] == [ids[0]]
+        assert [e["traceID"] for e in body["errors"]] == [unknown, ids[2]]
+
     def test_save_with_no_local_confirms_where_it_went(
         self, local_store: SpanStore, remote_store: SpanStore, remote: ViewerServer
     ) -> None:
