@@ -48,6 +48,7 @@ from cvtrace.viewer.figures import (
     service_colors,
     waterfall_data,
 )
+from cvtrace.viewer.importing import counted
 from cvtrace.viewer.jaeger import any_value_python
 from cvtrace.viewer.jaeger_api import (
     MAX_NS,
@@ -109,10 +110,7 @@ def _utc_filter(ns: int) -> str:
     return utc_text(int(ns))
 
 
-@bp.app_template_filter("counted")
-def counted(n: int, word: str) -> str:
-    """Return ``n`` and ``word``, plural unless ``n`` is 1: ``1 span``, ``2 spans``."""
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+bp.add_app_template_filter(counted, "counted")  # {{ n|counted('span') }}: 1 span, 2 spans
 
 
 PLOTLY_VERSION = version("plotly")
