@@ -10,7 +10,7 @@ from playwright.sync_api import Page
 
 from cvtrace.store import SpanStore
 from tests.browser import READY
-from tests.viewer.support import ViewerServer, make_request
+from tests.viewer.support import SpanSpec, ViewerServer, make_request
 from tests.viewer.test_analyses_api import MS, cross_service_traffic, request_trace
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -49,15 +49,23 @@ def click_point(page: Page, plot: str, meta: str, index: int) -> None:
     page.mouse.click(point["x"], point["y"])
 
 
-def test_compare_shows_where_the_time_went(
-    page: Page, server: ViewerServer, store: SpanStore
-) -> None:
+def open_compare(page: Page, server: ViewerServer, store: SpanStore) -> list[SpanSpec]:
+    """Store a typical request (2 queries) and a slow one (6, and a call to preview);
+    open the page comparing them; return the slow one's spans."""
     typical = request_trace(2)
     slow = request_trace(6, preview_ms=20)
     store.write_request(make_request(typical + slow))
     a, b = typical[0].trace_id.hex(), slow[0].trace_id.hex()
-    page.goto(f"{server.url}/compare?a={a}&b={b}")
+    page.goto(f"{server.url}/compare?a={a}&b={b}")  # the page is 1400 px wide
     page.wait_for_function("() => document.body.dataset.compareReady === '1'", timeout=30_000)
+    return slow
+
+
+def test_compare_shows_where_the_time_went(
+    page: Page, server: ViewerServer, store: SpanStore
+) -> None:
+    slow = open_compare(page, server, store)
+    b = slow[0].trace_id.hex()
     rows = page.locator("#compare-table tbody tr")
     assert rows.count() == 4
     texts = [rows.nth(i).locator("td.path").inner_text() for i in range(4)]
@@ -85,12 +93,7 @@ def test_compare_shows_where_the_time_went(
 def test_compare_table_gives_the_paths_the_room(
     page: Page, server: ViewerServer, store: SpanStore
 ) -> None:
-    typical = request_trace(2)
-    slow = request_trace(6, preview_ms=20)
-    store.write_request(make_request(typical + slow))
-    a, b = typical[0].trace_id.hex(), slow[0].trace_id.hex()
-    page.goto(f"{server.url}/compare?a={a}&b={b}")  # the page is 1400 px wide
-    page.wait_for_function("() => document.body.dataset.compareReady === '1'", timeout=30_000)
+    open_compare(page, server, store)
     layout: dict[str, Any] = page.evaluate(
         """() => {
             const table = document.getElementById('compare-table');

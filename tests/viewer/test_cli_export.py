@@ -5,17 +5,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
-from jinja2 import ChoiceLoader, DictLoader
 
 from cvtrace.cli import main
 from cvtrace.store import SpanStore
 from tests.viewer.support import make_request, simple_trace, store_snapshot
+from tests.viewer.test_exporting import point_the_trace_page_at_a_missing_url
 
 pytestmark = pytest.mark.slow
 
@@ -190,13 +189,7 @@ def test_a_page_the_export_cannot_carry(
 
     def with_broken_page(config: Any) -> Flask:
         app = create_app(config)
-        source = (files("cvtrace.viewer") / "templates" / "trace.html").read_text()
-        broken = source.replace(
-            'data-notes-url="{{ notes_url }}"',
-            'data-notes-url="{{ notes_url }}" data-nowhere-url="/api/no-such-thing"',
-        )
-        assert app.jinja_loader is not None
-        app.jinja_env.loader = ChoiceLoader([DictLoader({"trace.html": broken}), app.jinja_loader])
+        point_the_trace_page_at_a_missing_url(app)
         return app
 
     monkeypatch.setattr(cvtrace.viewer, "create_app", with_broken_page)

@@ -67,7 +67,7 @@ def inline_scripts(page: str) -> list[str]:
     return re.findall(r"<script>(.*?)</script>", page, re.DOTALL)
 
 
-def _point_the_trace_page_at_a_missing_url(app: Flask) -> None:
+def point_the_trace_page_at_a_missing_url(app: Flask) -> None:
     """Give the app a trace page with one more ``data-*-url``, one that answers 404."""
     source = (files("cvtrace.viewer") / "templates" / "trace.html").read_text()
     broken = source.replace(
@@ -120,7 +120,7 @@ class TestTheFile:
     def test_a_data_url_that_does_not_answer_stops_the_export(
         self, app: Flask, store: SpanStore
     ) -> None:
-        _point_the_trace_page_at_a_missing_url(app)
+        point_the_trace_page_at_a_missing_url(app)
         specs = simple_trace()
         store.write_request(make_request(specs))
         with pytest.raises(ExportError, match=r"data-nowhere-url.*/api/no-such-thing.*404"):
@@ -349,7 +349,7 @@ class TestRoute:
     def test_a_page_the_export_cannot_carry_is_a_page_that_says_so(
         self, app: Flask, store: SpanStore
     ) -> None:
-        _point_the_trace_page_at_a_missing_url(app)
+        point_the_trace_page_at_a_missing_url(app)
         specs = simple_trace()
         store.write_request(make_request(specs))
         response = app.test_client().get(f"/trace/{specs[0].trace_id.hex()}/export.html")
