@@ -280,47 +280,25 @@ class TestViewerOnJaeger:
 
         db = tmp_path / "imported.sqlite3"
         ids = [fed.named["plain"].hex(), fed.named["other"].hex(), "ff" * 16]
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "cvtrace.cli",
-                "import",
-                "--db",
-                str(db),
-                "--jaeger-url",
-                url,
-                *ids,
-            ],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=60,
-            check=False,
-        )
+
+        def import_from_jaeger(*trace_ids: str) -> subprocess.CompletedProcess[str]:
+            command = ["import", "--db", str(db), "--jaeger-url", url, *trace_ids]
+            return subprocess.run(
+                [sys.executable, "-m", "cvtrace.cli", *command],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=60,
+                check=False,
+            )
+
+        done = import_from_jaeger(*ids)
         assert done.returncode == 1, done.stderr  # the unknown id is reported
         assert f"the Jaeger at {url} does not have it" in done.stderr
         assert "2 traces, 5 spans (5 new, 0 already stored)" in done.stdout
         with SpanStore(db) as store:
             assert store.trace_count() == 2
-        again = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "cvtrace.cli",
-                "import",
-                "--db",
-                str(db),
-                "--jaeger-url",
-                url,
-                ids[0],
-            ],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=60,
-            check=False,
-        )
+        again = import_from_jaeger(ids[0])
         assert again.returncode == 0, again.stderr
         assert "(0 new, 3 already stored)" in again.stdout
 
